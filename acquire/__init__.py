@@ -1,0 +1,5 @@
+"""Recording: sources (serial, BLE, TCP, emulator, replay), clock mapping and the HDF5 session file."""
+
+from acquire.errors import AcquisitionError
+
+__all__ = ["AcquisitionError"]

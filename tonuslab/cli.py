@@ -1,0 +1,82 @@
+"""The ``tonuslab`` command line.
+
+Every subcommand is a module in :mod:`tonuslab.commands` that defines
+
+``NAME`` (str), ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``.
+
+Modules are discovered at start-up, so adding a command never touches this file. User mistakes
+(anything in :data:`tonuslab.errors.USER_ERRORS`) print one line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from tonuslab import __version__
+from tonuslab.errors import USER_ERRORS
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors and exit code 2."""
+
+    def error(self, message: str) -> None:  # noqa: D401 - argparse API
+        self.exit(EXIT_USAGE, f"tonuslab: error: {message} (see '{self.prog} --help')\n")
+
+
+def _command_modules():
+    import tonuslab.commands as package
+
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"tonuslab.commands.{info.name}")
+        if hasattr(module, "NAME") and hasattr(module, "run"):
+            yield module
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level parser with every discovered subcommand."""
+    parser = _Parser(
+        prog="tonuslab",
+        description="Instrumented spasticity measurement: record, analyse, report.",
+    )
+    parser.add_argument("--version", action="version", version=f"tonuslab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for module in _command_modules():
+        command_parser = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        if hasattr(module, "add_arguments"):
+            module.add_arguments(command_parser)
+        command_parser.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``tonuslab`` console script; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args._run(args) or EXIT_OK)
+    except KeyboardInterrupt:
+        print("tonuslab: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except USER_ERRORS as exc:
+        message = str(exc) or exc.__class__.__name__
+        if isinstance(exc, FileNotFoundError) and exc.filename:
+            message = f"no such file: {exc.filename}"
+        print(f"tonuslab: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the ``tonuslab`` CLI, one module each (see :mod:`tonuslab.cli`)."""
