@@ -1,4 +1,4 @@
-"""Recording: sources (serial, BLE, TCP, emulator, replay), clock mapping and the HDF5 session file."""
+"""Recording: sources, clock mapping and the HDF5 session file."""
 
 from acquire.errors import AcquisitionError
 

@@ -27,7 +27,7 @@ EXIT_INTERRUPTED = 130
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors and exit code 2."""
 
-    def error(self, message: str) -> None:  # noqa: D401 - argparse API
+    def error(self, message: str) -> None:
         self.exit(EXIT_USAGE, f"tonuslab: error: {message} (see '{self.prog} --help')\n")
 
 
