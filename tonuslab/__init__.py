@@ -3,6 +3,8 @@
 The front door: the ``tonuslab`` CLI, the researcher's Python API, the analysis pipeline and
 reports. The work is done by :mod:`firmware_iface` (device protocol), :mod:`acquire` (recording),
 :mod:`dsp` (signal processing and metrics) and :mod:`virtual_patient` (simulator).
+
+Researcher's entry point: :func:`open` (see ``docs/api.md``).
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -12,4 +14,40 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__"]
+
+def open(path):
+    """Open a session file lazily and return a :class:`tonuslab.session.Session`.
+
+    Signals come in physical units (EMG in microvolts, angle in degrees) with time vectors;
+    events, gaps, metadata and stored analysis results are attributes. See ``docs/api.md``.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    tonuslab.errors.SessionFileError
+        ``path`` is not a tonuslab session file.
+    """
+    from tonuslab.session import open_session
+
+    return open_session(path)
+
+
+def analyze(session, **parameters) -> dict:
+    """Analyse a :class:`~tonuslab.session.Session` and return the summary (nothing is written).
+
+    Keyword arguments override :data:`tonuslab.analysis.DEFAULT_PARAMETERS`.
+    """
+    from tonuslab.analysis import analyze_session
+
+    return analyze_session(session, parameters)
+
+
+def profile(summary: dict):
+    """The spasticity profile (:class:`tonuslab.profile.Profile`) of an analysis summary."""
+    from tonuslab.profile import build_profile
+
+    return build_profile(summary)
+
+
+__all__ = ["__version__", "analyze", "open", "profile"]

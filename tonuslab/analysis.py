@@ -1,0 +1,437 @@
+"""The analysis pipeline: run every analysis a session supports and store the results in the file.
+
+``analyze_session(session)`` runs the stretch-reflex analysis (:mod:`dsp.stretch_reflex`) when the
+session holds a joint angle that moves, and the H-reflex analysis (:mod:`dsp.hreflex`) when it
+holds stimulus events, and merges their ``to_dict()`` output into one *summary* whose top-level
+keys are stable (:data:`SUMMARY_KEYS`, documented in ``docs/cli.md``). ``write_results`` stores a
+summary in the session file under ``/results/<run>`` without touching raw data:
+
+``/results``                      attrs ``schema="tonuslab.results"``, ``schema_version=1``
+``/results/<run>``                attrs ``schema="tonuslab.analysis"``, ``schema_version``,
+                                  ``software_version``, ``input_sha256``, ``parameters`` (JSON),
+                                  ``created_utc``, ``analyses`` (JSON list)
+``/results/<run>/summary_json``   the whole summary as one JSON string
+``/results/<run>/stretches/<col>`` per-stretch table, one 1-D dataset per column
+``/results/<run>/stimuli/<col>``  per-stimulus table, one 1-D dataset per column
+
+A run is first written to ``/results/_incomplete_<run>_<id>``, flushed, then renamed over the
+old run, so an interrupted analysis leaves the previous run (or none) and a valid file; readers
+ignore ``_incomplete_*`` groups and the next write removes them.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import pathlib
+import uuid
+
+import numpy as np
+
+from tonuslab import __version__
+from tonuslab.errors import SessionFileError, UsageError
+from tonuslab.profile import joint_of_muscle
+
+SCHEMA = "tonuslab.analysis"
+SCHEMA_VERSION = 1
+RESULTS_GROUP = "results"
+DEFAULT_RUN = "default"
+
+#: Top-level keys of every summary (value None when not measured).
+SUMMARY_KEYS = (
+    "tsrt_deg",
+    "tsrt_ci_deg",
+    "mu_s",
+    "r2",
+    "n_stretches",
+    "tsrt_inside_range",
+    "tardieu_r1_deg",
+    "tardieu_r2_deg",
+    "tardieu_grade",
+    "emg_gain",
+    "hmax_mmax",
+    "hmax_mmax_ci",
+    "m_latency_ms",
+    "h_latency_ms",
+    "rate_dependent_depression",
+)
+
+#: Analysis parameters and their defaults (all stored with each run).
+DEFAULT_PARAMETERS = {
+    "channel": 0,
+    "detector": "threshold",
+    "passive_range_deg": None,
+    "muscle": None,
+    "analyses": "auto",
+}
+
+
+class NoAnalysableDataError(SessionFileError):
+    """The session holds nothing any analysis can use (no moving angle, no stimuli)."""
+
+
+# ----------------------------------------------------------------------------------------------
+def supported_analyses(session) -> list[str]:
+    """Names of the analyses the session's data supports (``"stretch_reflex"``, ``"hreflex"``)."""
+    names = []
+    angle = session.angle_deg
+    if angle is not None and angle.size > 10 and np.nanmax(angle) - np.nanmin(angle) > 5.0:
+        names.append("stretch_reflex")
+    if len(session.stimuli) > 0:
+        names.append("hreflex")
+    return names
+
+
+def _result_dict(result) -> dict:
+    d = result.to_dict() if hasattr(result, "to_dict") else dict(result)
+    return json.loads(json.dumps(d, default=_json_default))
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, pathlib.Path):
+        return str(o)
+    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
+
+
+def analyze_session(session, parameters: dict | None = None) -> dict:
+    """Run every supported analysis on ``session`` and return the summary.
+
+    Parameters
+    ----------
+    session : tonuslab.Session
+    parameters : dict, optional
+        Overrides of :data:`DEFAULT_PARAMETERS`.
+
+    Returns
+    -------
+    dict
+        The summary (keys in :data:`SUMMARY_KEYS` plus ``stretches``, ``stimuli``,
+        ``quality_flags``, ``stretch_reflex``, ``hreflex``, ``parameters``, ...).
+
+    Raises
+    ------
+    NoAnalysableDataError
+        Nothing in the session can be analysed.
+    UsageError
+        A parameter is invalid (e.g. channel out of range).
+    """
+    params = dict(DEFAULT_PARAMETERS)
+    unknown = set(parameters or {}) - set(params)
+    if unknown:
+        raise UsageError(f"unknown analysis parameter(s): {', '.join(sorted(unknown))}")
+    params.update({k: v for k, v in (parameters or {}).items() if v is not None})
+    meta = session.metadata
+    n_channels = session.emg_uv.shape[1]
+    channel = int(params["channel"])
+    if not 0 <= channel < n_channels:
+        raise UsageError(f"--channel {channel} is out of range: the session has {n_channels} EMG")
+    muscle = params["muscle"] or meta.get("muscle")
+    passive_range = params["passive_range_deg"] or meta.get("passive_range_deg")
+    if passive_range is not None:
+        passive_range = [float(passive_range[0]), float(passive_range[1])]
+    available = supported_analyses(session)
+    wanted = available if params["analyses"] == "auto" else list(params["analyses"])
+    missing = [a for a in wanted if a not in available]
+    if missing:
+        raise NoAnalysableDataError(
+            f"the session has no data for: {', '.join(missing)} (it supports "
+            f"{', '.join(available) or 'nothing'})"
+        )
+    if not wanted:
+        raise NoAnalysableDataError(
+            "no analysable data: the session has neither a moving joint angle nor stimuli"
+        )
+    flags: list[str] = []
+    n_nan = int(np.isnan(session.emg_uv[:, channel]).sum())
+    if session.gaps or n_nan:
+        flags.append(
+            f"data: {len(session.gaps)} gap(s), {n_nan} missing EMG samples; "
+            "analyses exclude what touches them"
+        )
+    stretch: dict | None = None
+    hreflex: dict | None = None
+    reasons = {}
+    if "stretch_reflex" in wanted:
+        from dsp.stretch_reflex import analyze_stretch_reflex
+
+        result = analyze_stretch_reflex(
+            session.emg_uv,
+            session.emg_rate_hz,
+            session.angle_deg,
+            session.angle_rate_hz,
+            channel=channel,
+            passive_range_deg=None if passive_range is None else tuple(passive_range),
+            detector=params["detector"],
+        )
+        stretch = _result_dict(result)
+    if "hreflex" in wanted:
+        from dsp.hreflex import analyze_hreflex
+
+        stims = session.stimuli
+        widths = [s.width_us for s in stims]
+        result = analyze_hreflex(
+            session.emg_uv,
+            session.emg_rate_hz,
+            np.array([s.emg_sample_index for s in stims], dtype=np.int64),
+            np.array([s.intensity_ma for s in stims], dtype=float),
+            stim_width_us=None if any(w is None for w in widths) else np.array(widths, dtype=float),
+            pulse_index=np.array([s.pulse_index for s in stims], dtype=np.int64),
+            muscle=muscle or "soleus",
+            channel=channel,
+        )
+        hreflex = _result_dict(result)
+    summary = summarize(stretch, hreflex, flags=flags, reasons=reasons)
+    summary.update(
+        {
+            "muscle": muscle,
+            "joint": joint_of_muscle(muscle) or meta.get("joint"),
+            "subject": meta.get("subject") or meta.get("subject_id"),
+            "passive_range_deg": passive_range,
+            "emg_channel": session.emg_channel_names[channel],
+            "parameters": {**params, "muscle": muscle, "passive_range_deg": passive_range},
+            "software_version": __version__,
+            "session_start": meta.get("start_time") or meta.get("start_time_utc"),
+            "timepoint_h": _float_or_none(meta.get("timepoint_h")),
+        }
+    )
+    return summary
+
+
+def _float_or_none(v):
+    try:
+        return None if v is None else float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _pick(d: dict | None, *names):
+    if not d:
+        return None
+    for n in names:
+        if n in d:
+            return d[n]
+    return None
+
+
+def summarize(stretch: dict | None, hreflex: dict | None, *, flags=(), reasons=None) -> dict:
+    """Merge the two analyses' ``to_dict()`` outputs into one summary with stable keys."""
+    out = {k: None for k in SUMMARY_KEYS}
+    for k in SUMMARY_KEYS:
+        v = _pick(stretch, k)
+        if v is None:
+            v = _pick(hreflex, k)
+        out[k] = v
+    if stretch is not None and out["n_stretches"] is None:
+        table = _pick(stretch, "stretches", "per_stretch")
+        out["n_stretches"] = None if table is None else len(table)
+    if isinstance(out["emg_gain"], dict):  # dsp gives the detail; the headline is the ratio
+        out["emg_gain_detail"] = out["emg_gain"]
+        out["emg_gain"] = out["emg_gain"].get("ratio")
+    for extra in ("mu_ci_s", "tardieu_r2_minus_r1_deg", "range_deg", "detector", "n_valid"):
+        if _pick(stretch, extra) is not None:
+            out[extra] = _pick(stretch, extra)
+    out["rate_dependent_depression"] = _depression(out["rate_dependent_depression"])
+    out["stretches"] = _rows(_pick(stretch, "stretches", "per_stretch"))
+    out["stimuli"] = _rows(_pick(hreflex, "stimuli", "per_stimulus", "trials"))
+    quality = list(flags)
+    for name, d in (("stretch", stretch), ("hreflex", hreflex)):
+        for f in _pick(d, "quality_flags", "flags", "warnings") or []:
+            quality.append(f"{name}: {f}" if isinstance(f, str) else f"{name}: {json.dumps(f)}")
+        qdict = _pick(d, "quality")
+        if isinstance(qdict, dict):
+            quality.extend(f"{name}: {k}" for k, v in qdict.items() if v is True)
+    out["quality_flags"] = quality
+    out["analyses"] = [n for n, d in (("stretch_reflex", stretch), ("hreflex", hreflex)) if d]
+    out["stretch_reflex"] = stretch
+    out["hreflex"] = hreflex
+    if stretch is not None and out["tsrt_deg"] is None:
+        out["stretch_reason"] = _pick(stretch, "reason", "message") or "no TSRT could be fitted"
+    out.update(reasons or {})
+    return _clean(out)
+
+
+def _depression(value):
+    """Frequency (Hz, as a string key) to H2/H1 ratio."""
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return {str(_num_key(k)): v for k, v in value.items()}
+    rows = list(value)
+    out = {}
+    for row in rows:
+        if isinstance(row, dict):
+            f = _pick(row, "frequency_hz", "rate_hz", "hz")
+            r = _pick(row, "ratio", "h2_h1", "mean_ratio")
+        else:
+            f, r = row[0], row[1]
+        out[str(_num_key(f))] = r
+    return out
+
+
+def _num_key(k):
+    try:
+        f = float(k)
+    except (TypeError, ValueError):
+        return k
+    return int(f) if f.is_integer() else f
+
+
+def _rows(table) -> list[dict]:
+    """A table as a list of row dicts (accepts a list of dicts or a dict of columns)."""
+    if table is None:
+        return []
+    if isinstance(table, dict):
+        cols = list(table)
+        n = len(table[cols[0]]) if cols else 0
+        return [{c: table[c][i] for c in cols} for i in range(n)]
+    return [dict(r) for r in table]
+
+
+def _clean(obj):
+    """Replace NaN/inf with None so the summary is strict JSON."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, np.generic):
+        return _clean(obj.item())
+    return obj
+
+
+# ----------------------------------------------------------------------------------------------
+def input_sha256(path) -> str:
+    """SHA-256 over every dataset of the file outside ``/results`` (names, dtypes, shapes, bytes).
+
+    Datasets are visited in sorted path order and read in blocks, so the hash of a large file
+    costs one sequential read and little memory.
+    """
+    import h5py
+
+    digest = hashlib.sha256()
+    names: list[str] = []
+    with h5py.File(path, "r") as f:
+
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset) and not name.startswith(RESULTS_GROUP + "/"):
+                names.append(name)
+
+        f.visititems(visit)
+        for name in sorted(names):
+            ds = f[name]
+            digest.update(f"{name}|{ds.dtype.str}|{ds.shape}".encode())
+            if ds.shape is None or ds.size == 0:
+                continue
+            if ds.ndim == 0:
+                digest.update(np.asarray(ds[()]).tobytes())
+                continue
+            step = max(1, (1 << 22) // max(1, ds.dtype.itemsize * (ds.size // ds.shape[0])))
+            for start in range(0, ds.shape[0], step):
+                digest.update(np.ascontiguousarray(ds[start : start + step]).tobytes())
+    return digest.hexdigest()
+
+
+def _check_run_name(run: str) -> str:
+    if not run or "/" in run or run.startswith(("_", ".")):
+        raise UsageError(f"invalid run name {run!r}: use letters, digits, '-' or '_' (not first)")
+    return run
+
+
+def write_results(path, summary: dict, *, run: str = DEFAULT_RUN, input_hash: str | None = None):
+    """Store ``summary`` in the session file as ``/results/<run>`` (replacing an older run).
+
+    Only the ``/results`` group is written. The run is built under a temporary name and renamed
+    once complete (see the module docstring).
+    """
+    import h5py
+
+    run = _check_run_name(run)
+    input_hash = input_hash or input_sha256(path)
+    created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    with h5py.File(path, "r+") as f:
+        root = f.require_group(RESULTS_GROUP)
+        root.attrs.setdefault("schema", "tonuslab.results")
+        root.attrs.setdefault("schema_version", 1)
+        for stale in [k for k in root if k.startswith("_incomplete_")]:
+            del root[stale]
+        tmp = f"_incomplete_{run}_{uuid.uuid4().hex[:8]}"
+        g = root.create_group(tmp)
+        g.attrs["schema"] = SCHEMA
+        g.attrs["schema_version"] = SCHEMA_VERSION
+        g.attrs["software_version"] = __version__
+        g.attrs["input_sha256"] = input_hash
+        g.attrs["parameters"] = json.dumps(summary.get("parameters", {}), default=_json_default)
+        g.attrs["analyses"] = json.dumps(summary.get("analyses", []))
+        g.attrs["created_utc"] = created
+        stored = dict(summary, input_sha256=input_hash, run=run, created_utc=created)
+        g.create_dataset("summary_json", data=json.dumps(stored, default=_json_default))
+        for table in ("stretches", "stimuli"):
+            _write_table(g.create_group(table), summary.get(table) or [])
+        f.flush()
+        if run in root:
+            del root[run]
+        root.move(tmp, run)
+        f.flush()
+    return stored
+
+
+def _write_table(group, rows: list[dict]) -> None:
+    cols: list[str] = []
+    for r in rows:
+        cols.extend(c for c in r if c not in cols)
+    group.attrs["n_rows"] = len(rows)
+    for c in cols:
+        values = [r.get(c) for r in rows]
+        if all(isinstance(v, bool | int | float) or v is None for v in values):
+            data = np.array([np.nan if v is None else float(v) for v in values])
+        else:
+            data = np.array([json.dumps(v, default=_json_default) for v in values], dtype="S")
+            group.attrs[f"{c}.encoding"] = "json"
+        group.create_dataset(c, data=data)
+
+
+def read_results(path) -> dict:
+    """Stored analysis runs of a session file: ``{run_name: summary}`` (complete runs only)."""
+    import h5py
+
+    out = {}
+    with h5py.File(path, "r") as f:
+        root = f.get(RESULTS_GROUP)
+        if root is None:
+            return out
+        for name, g in root.items():
+            if name.startswith("_incomplete_") or not isinstance(g, h5py.Group):
+                continue
+            if g.attrs.get("schema") != SCHEMA or "summary_json" not in g:
+                continue
+            raw = g["summary_json"][()]
+            out[name] = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    return out
+
+
+def analyze_file(path, *, run: str = DEFAULT_RUN, parameters=None, write: bool = True) -> dict:
+    """Open ``path``, analyse it, store the results (unless ``write=False``); return the summary."""
+    from tonuslab.session import open_session
+
+    path = pathlib.Path(path)
+    session = open_session(path)
+    try:
+        summary = analyze_session(session, parameters)
+        meta_start = session.metadata.get("start_time")
+    finally:
+        session.close()
+    summary["file"] = str(path)
+    summary["session_start"] = summary.get("session_start") or meta_start
+    digest = input_sha256(path)
+    summary["input_sha256"] = digest
+    if write:
+        _check_run_name(run)
+        summary = write_results(path, summary, run=run, input_hash=digest)
+    return summary

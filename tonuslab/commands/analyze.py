@@ -1,0 +1,104 @@
+"""``tonuslab analyze FILE.h5``: run every supported analysis and store the results in the file."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+from tonuslab.analysis import DEFAULT_RUN, SUMMARY_KEYS, analyze_file
+from tonuslab.profile import build_profile
+
+NAME = "analyze"
+HELP = "Analyse a session (stretch reflex, H-reflex) and store the results in the file."
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("file", type=pathlib.Path, help="session file (.h5)")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument(
+        "--run", default=DEFAULT_RUN, help=f"name of the results run (default '{DEFAULT_RUN}')"
+    )
+    parser.add_argument("--channel", type=int, default=None, help="EMG channel (default 0)")
+    parser.add_argument(
+        "--detector", default=None, help="EMG onset detector for the stretch reflex"
+    )
+    parser.add_argument(
+        "--passive-range",
+        nargs=2,
+        type=float,
+        metavar=("MIN_DEG", "MAX_DEG"),
+        help="biomechanical range of the joint (default: from the session metadata)",
+    )
+    parser.add_argument("--muscle", default=None, help="tested muscle (default: from metadata)")
+    parser.add_argument(
+        "--no-write", action="store_true", help="do not store the results in the file"
+    )
+
+
+def parameters_from_args(args) -> dict:
+    """Analysis parameters given on the command line (None = default)."""
+    return {
+        "channel": args.channel,
+        "detector": args.detector,
+        "passive_range_deg": args.passive_range,
+        "muscle": args.muscle,
+    }
+
+
+def run(args) -> int:
+    summary = analyze_file(
+        args.file, run=args.run, parameters=parameters_from_args(args), write=not args.no_write
+    )
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(format_summary(summary))
+    return 0
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 100 else f"{v:.1f}"
+    if isinstance(v, list):
+        return "[" + ", ".join(_fmt(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return ", ".join(f"{k} Hz: {_fmt(x)}" for k, x in v.items()) or "-"
+    return str(v)
+
+
+def _table(rows: list[dict], limit: int = 60) -> list[str]:
+    if not rows:
+        return ["  (none)"]
+    cols = [c for c in rows[0] if not isinstance(rows[0][c], list | dict)][:9]
+    widths = [max(len(c), *(len(_fmt(r.get(c))) for r in rows[:limit])) for c in cols]
+    lines = ["  " + "  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]
+    for r in rows[:limit]:
+        cells = [_fmt(r.get(c)).ljust(w) for c, w in zip(cols, widths, strict=True)]
+        lines.append("  " + "  ".join(cells))
+    if len(rows) > limit:
+        lines.append(f"  ... {len(rows) - limit} more rows (use --json)")
+    return lines
+
+
+def format_summary(summary: dict) -> str:
+    """The summary as readable text: headline metrics, profile, tables, quality flags."""
+    lines = [
+        f"File: {summary.get('file', '-')}",
+        f"Analyses: {', '.join(summary.get('analyses') or []) or '-'}   "
+        f"muscle: {summary.get('muscle') or '-'}   run: {summary.get('run', '-')}",
+        "",
+        "Metrics",
+    ]
+    for key in SUMMARY_KEYS:
+        lines.append(f"  {key:<28} {_fmt(summary.get(key))}")
+    lines += ["", build_profile(summary).format_text(), "", "Per stretch"]
+    lines += _table(summary.get("stretches") or [])
+    lines += ["", "Per stimulus"]
+    lines += _table(summary.get("stimuli") or [])
+    lines += ["", "Quality flags"]
+    lines += [f"  - {f}" for f in summary.get("quality_flags") or []] or ["  (none)"]
+    return "\n".join(lines)

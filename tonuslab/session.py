@@ -1,0 +1,297 @@
+"""The researcher's view of one session: :func:`tonuslab.open` returns a :class:`Session`.
+
+A :class:`Session` wraps the lazy reader of :mod:`acquire.session_file` (``open_session``) and
+presents one stable surface: signals in physical units with their time vectors, events, gaps,
+metadata and stored analysis results. Large datasets are read only when an attribute is first
+used. Sessions built in memory (:meth:`Session.from_arrays`, used by importers and the simulator
+bridge) expose exactly the same attributes.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from tonuslab.errors import SessionFileError
+
+
+@dataclass
+class Stimulus:
+    """One stimulus pulse.
+
+    Attributes
+    ----------
+    emg_sample_index : int
+        Sample (row of ``emg_uv``) at which the pulse was delivered.
+    time_s : float
+        Its time on the session clock.
+    intensity_ma : float
+        Intensity in mA.
+    width_us : float | None
+        Pulse width in microseconds.
+    pulse_index : int
+        0 for a single pulse or the first of a pair, 1 for the second.
+    """
+
+    emg_sample_index: int
+    time_s: float
+    intensity_ma: float
+    width_us: float | None = None
+    pulse_index: int = 0
+
+
+class Session:
+    """One recorded (or imported) session.
+
+    Attributes (read lazily from the file)
+    --------------------------------------
+    path : pathlib.Path | None
+        File the session came from (None for in-memory sessions).
+    metadata : dict
+        Subject, muscle, protocol, device and recording attributes.
+    emg_rate_hz, angle_rate_hz : float
+        Sampling rates.
+    emg_channel_names : list[str]
+    emg_uv : numpy.ndarray, shape (n_samples, n_channels)
+        EMG in microvolts; samples never received are NaN.
+    emg_time_s : numpy.ndarray, shape (n_samples,)
+    angle_deg : numpy.ndarray, shape (m_samples,)
+        Joint angle in degrees, sign-corrected so it increases as the muscle lengthens.
+    angle_time_s : numpy.ndarray, shape (m_samples,)
+    events : list[dict]
+        Every event (stimuli, prompts, markers) as dicts with at least ``kind`` and ``time_s``.
+    stimuli : list[Stimulus]
+    gaps : list[dict]
+        Gaps (samples never received) with ``stream``, ``start_index``, ``n_samples``.
+    results : dict
+        Stored analysis runs by name (see :mod:`tonuslab.analysis`).
+    """
+
+    def __init__(self, reader=None, path=None, **arrays):
+        self._reader = reader
+        self.path = None if path is None else pathlib.Path(path)
+        self._cache: dict = dict(arrays)
+
+    # -- construction ---------------------------------------------------------------------
+    @classmethod
+    def from_arrays(
+        cls,
+        *,
+        emg_uv,
+        emg_rate_hz: float,
+        angle_deg=None,
+        angle_rate_hz: float | None = None,
+        stimuli=(),
+        metadata: dict | None = None,
+        emg_channel_names=None,
+        events=(),
+        gaps=(),
+        t0_s: float = 0.0,
+    ) -> Session:
+        """An in-memory session with the same attributes as a file-backed one."""
+        emg = np.asarray(emg_uv, dtype=float)
+        if emg.ndim == 1:
+            emg = emg[:, None]
+        angle = None if angle_deg is None else np.asarray(angle_deg, dtype=float).reshape(-1)
+        names = list(emg_channel_names or [f"emg{i}" for i in range(emg.shape[1])])
+        stims = [s if isinstance(s, Stimulus) else Stimulus(**s) for s in stimuli]
+        return cls(
+            emg_uv=emg,
+            emg_rate_hz=float(emg_rate_hz),
+            angle_deg=angle,
+            angle_rate_hz=None if angle_rate_hz is None else float(angle_rate_hz),
+            stimuli=stims,
+            metadata=dict(metadata or {}),
+            emg_channel_names=names,
+            events=list(events),
+            gaps=list(gaps),
+            t0_s=float(t0_s),
+            results={},
+        )
+
+    # -- lazy access ----------------------------------------------------------------------
+    def _get(self, name):
+        if name not in self._cache:
+            if self._reader is None:
+                raise AttributeError(name)
+            self._cache[name] = getattr(self, f"_load_{name}")()
+        return self._cache[name]
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name in _LAZY:
+            return self._get(name)
+        raise AttributeError(name)
+
+    @property
+    def emg_time_s(self) -> np.ndarray:
+        n = self.emg_uv.shape[0]
+        return self.t0_s + np.arange(n) / self.emg_rate_hz
+
+    @property
+    def angle_time_s(self) -> np.ndarray | None:
+        if self.angle_deg is None:
+            return None
+        return self.t0_s + np.arange(self.angle_deg.shape[0]) / self.angle_rate_hz
+
+    @property
+    def muscle(self) -> str | None:
+        return self.metadata.get("muscle")
+
+    def close(self) -> None:
+        """Release the file handle (the session stays usable for cached data)."""
+        close = getattr(self._reader, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self) -> str:
+        where = self.path if self.path is not None else "memory"
+        return f"<tonuslab.Session {where}>"
+
+    # -- loaders from acquire.session_file's reader (adapted in one place) ---------------------
+    def _load_metadata(self):
+        return _as_dict(_first(self._reader, "metadata", "attrs", default={}))
+
+    def _load_emg_uv(self):
+        value = _first(self._reader, "emg_uv", default=None)
+        if value is None:
+            raise SessionFileError(f"{self.path}: the session has no EMG data")
+        arr = np.asarray(value, dtype=float)
+        return arr[:, None] if arr.ndim == 1 else arr
+
+    def _load_emg_rate_hz(self):
+        return float(_first(self._reader, "emg_rate_hz"))
+
+    def _load_angle_deg(self):
+        value = _first(self._reader, "angle_deg", default=None)
+        if value is None:
+            return None
+        arr = np.asarray(value, dtype=float)
+        if arr.ndim == 2:
+            arr = arr[:, 0]
+        return arr if arr.size else None
+
+    def _load_angle_rate_hz(self):
+        value = _first(self._reader, "angle_rate_hz", default=None)
+        return None if value is None else float(value)
+
+    def _load_emg_channel_names(self):
+        names = _first(self._reader, "emg_channel_names", "emg_channels", default=None)
+        if names is None:
+            return [f"emg{i}" for i in range(self.emg_uv.shape[1])]
+        return [n if isinstance(n, str) else str(getattr(n, "name", n)) for n in names]
+
+    def _load_events(self):
+        return [_as_dict(e) for e in (_first(self._reader, "events", default=None) or [])]
+
+    def _load_gaps(self):
+        return [_as_dict(g) for g in (_first(self._reader, "gaps", default=None) or [])]
+
+    def _load_t0_s(self):
+        return float(_first(self._reader, "t0_s", default=0.0) or 0.0)
+
+    def _load_stimuli(self):
+        stims = []
+        for e in self.events:
+            kind = str(e.get("kind", e.get("type", ""))).lower()
+            if "stim" not in kind:
+                continue
+            index = e.get("emg_sample_index", e.get("sample_index"))
+            if index is None and e.get("time_s") is not None:
+                index = round((float(e["time_s"]) - self.t0_s) * self.emg_rate_hz)
+            if index is None:
+                continue
+            stims.append(
+                Stimulus(
+                    emg_sample_index=int(index),
+                    time_s=float(e.get("time_s", self.t0_s + int(index) / self.emg_rate_hz)),
+                    intensity_ma=float(e.get("intensity_ma", np.nan)),
+                    width_us=None if e.get("width_us") is None else float(e["width_us"]),
+                    pulse_index=int(e.get("pulse_index", 0) or 0),
+                )
+            )
+        return stims
+
+    def _load_results(self):
+        from tonuslab.analysis import read_results
+
+        if self.path is None:
+            return {}
+        return read_results(self.path)
+
+
+_LAZY = {
+    "metadata",
+    "emg_uv",
+    "emg_rate_hz",
+    "angle_deg",
+    "angle_rate_hz",
+    "emg_channel_names",
+    "events",
+    "gaps",
+    "stimuli",
+    "results",
+    "t0_s",
+}
+
+
+def _first(obj, *names, **kw):
+    for name in names:
+        if isinstance(obj, dict) and name in obj:
+            return obj[name]
+        if hasattr(obj, name):
+            value = getattr(obj, name)
+            return value() if callable(value) and not hasattr(value, "shape") else value
+    if "default" in kw:
+        return kw["default"]
+    raise SessionFileError(f"the session file does not provide '{names[0]}'")
+
+
+def _as_dict(obj) -> dict:
+    if obj is None:
+        return {}
+    if isinstance(obj, dict):
+        return dict(obj)
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    if hasattr(obj, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        return asdict(obj)
+    if hasattr(obj, "dtype") and obj.dtype.names:  # numpy structured row
+        return {k: obj[k].item() for k in obj.dtype.names}
+    if hasattr(obj, "items"):
+        return {k: (json.loads(v) if _looks_json(v) else v) for k, v in obj.items()}
+    return dict(obj)
+
+
+def _looks_json(v) -> bool:
+    return isinstance(v, str) and v[:1] in "[{"
+
+
+def open_session(path) -> Session:
+    """Open a session file (see :func:`tonuslab.open`)."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise FileNotFoundError(2, "No such file", str(path))
+    if path.is_dir():
+        raise SessionFileError(f"{path} is a folder, not a session file")
+    try:
+        from acquire.session_file import open_session as _acquire_open
+    except ImportError as exc:  # pragma: no cover - until acquire.session_file lands
+        raise SessionFileError(f"cannot read session files ({exc})") from exc
+    try:
+        reader = _acquire_open(path)
+    except (OSError, KeyError, ValueError) as exc:
+        raise SessionFileError(f"{path} is not a tonuslab session file ({exc})") from exc
+    return Session(reader=reader, path=path)
