@@ -1,0 +1,82 @@
+"""Comparison over time: changes against the SRD, effect duration, responder criterion."""
+
+import pytest
+
+from tonuslab.compare import ResponderCriterion, compare, format_comparison
+from tonuslab.errors import UsageError
+from tonuslab.profile import srd_from_icc
+
+TIMES = [0, 0.5, 1, 2, 4, 8, 24]
+ANKLE_SRD = srd_from_icc(13.0, 0.85)  # 13.9 deg
+
+
+def _series(tsrts, muscle="soleus"):
+    return [
+        {"file": f"s{i}.h5", "muscle": muscle, "subject": "P1", "tsrt_deg": t, "hmax_mmax": 0.5}
+        for i, t in enumerate(tsrts)
+    ]
+
+
+def test_responder_when_effect_lasts_four_hours():
+    # beyond SRD (13.9) at 1, 2, 4, 8 h -> 7 h of effect
+    result = compare(_series([40, 45, 60, 70, 65, 56, 42]), times_h=TIMES)
+    m = result["metrics"]["tsrt_deg"]
+    assert m["srd"] == pytest.approx(ANKLE_SRD, abs=1e-3)
+    assert m["changes"][2] == 20 and m["beyond_srd"] == [
+        False,
+        False,
+        True,
+        True,
+        True,
+        True,
+        False,
+    ]
+    r = result["responder"]
+    assert (r["effect_start_h"], r["effect_end_h"], r["effect_duration_h"]) == (1, 8, 7)
+    assert r["responder"] is True
+    # hmax_mmax has no SRD: shown, never flagged
+    assert result["metrics"]["hmax_mmax"]["beyond_srd"] == [None] * 7
+
+
+def test_short_effect_is_not_a_responder_and_criterion_is_configurable():
+    series = _series([40, 60, 60, 45, 41, 40, 40])  # effect 0.5 -> 1 h
+    r = compare(series, times_h=TIMES)["responder"]
+    assert r["responder"] is False and r["effect_duration_h"] == 0.5
+    r = compare(series, times_h=TIMES, criterion=ResponderCriterion(min_duration_h=0.5))
+    assert r["responder"]["responder"] is True
+    # a decrease is not an improvement unless asked for
+    down = _series([60, 40, 40, 40, 40, 60, 60])
+    assert compare(down, times_h=TIMES)["responder"]["responder"] is False
+    crit = ResponderCriterion(direction="decrease")
+    assert compare(down, times_h=TIMES, criterion=crit)["responder"]["effect_duration_h"] == 3.5
+
+
+def test_no_srd_means_no_decision_unless_given():
+    series = _series([40, 60, 60, 60, 60, 60, 60], muscle="fcr")
+    r = compare(series, times_h=TIMES)["responder"]
+    assert r["responder"] is None and "smallest real difference" in r["reason"]
+    r = compare(series, times_h=TIMES, criterion=ResponderCriterion(srd=5.0))["responder"]
+    assert r["responder"] is True
+
+
+def test_times_from_start_times_and_order():
+    s = _series([60, 40])
+    s[0]["session_start"] = "2026-01-01T12:00:00+00:00"
+    s[1]["session_start"] = "2026-01-01T10:00:00+00:00"
+    result = compare(s)
+    assert [x["time_h"] for x in result["sessions"]] == [0, 2]
+    assert result["sessions"][0]["file"] == "s1.h5"
+    assert "TSRT" in format_comparison(result)
+
+
+def test_user_errors():
+    with pytest.raises(UsageError):
+        compare(_series([1]), times_h=[0])
+    with pytest.raises(UsageError):
+        compare(_series([1, 2]))  # no times
+    mixed = _series([1, 2])
+    mixed[1]["muscle"] = "biceps"
+    with pytest.raises(UsageError):
+        compare(mixed, times_h=[0, 1])
+    with pytest.raises(UsageError):
+        ResponderCriterion(metric="nope")

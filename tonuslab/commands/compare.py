@@ -1,0 +1,82 @@
+"""``tonuslab compare FILES...``: one subject and muscle over time against the baseline."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+from tonuslab.compare import METRICS, ResponderCriterion, compare, format_comparison
+from tonuslab.errors import UsageError
+
+NAME = "compare"
+HELP = "Compare sessions of one subject and muscle over time (changes beyond the SRD flagged)."
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("files", nargs="+", type=pathlib.Path, help="session files (.h5)")
+    parser.add_argument(
+        "--times",
+        type=str,
+        default=None,
+        help="hours after baseline for each file, comma-separated (e.g. 0,0.5,1,2,4,8,24); "
+        "default: the sessions' metadata or start times",
+    )
+    parser.add_argument(
+        "--metric", default="tsrt_deg", choices=sorted(METRICS), help="responder metric"
+    )
+    parser.add_argument(
+        "--direction",
+        default="increase",
+        choices=["increase", "decrease", "any"],
+        help="direction of an improvement for the responder metric (default increase)",
+    )
+    parser.add_argument(
+        "--min-duration", type=float, default=4.0, help="hours the effect must last (default 4)"
+    )
+    parser.add_argument("--srd", type=float, default=None, help="override the metric's SRD")
+    parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    parser.add_argument("-o", "--report", type=pathlib.Path, help="also write an HTML report")
+
+
+def parse_times(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise UsageError(f"--times must be numbers separated by commas, got '{text}'") from exc
+
+
+def load_summaries(files) -> list[dict]:
+    """Summary of each file: the stored ``default`` run when present, else a fresh analysis."""
+    from tonuslab.analysis import analyze_file, read_results
+    from tonuslab.session import open_session
+
+    out = []
+    for path in files:
+        open_session(path).close()  # one-line errors for missing files and non-sessions
+        runs = read_results(path)
+        summary = runs.get("default") or analyze_file(path, write=False)
+        summary["file"] = str(path)
+        out.append(summary)
+    return out
+
+
+def run(args) -> int:
+    criterion = ResponderCriterion(
+        metric=args.metric,
+        direction=args.direction,
+        min_duration_h=args.min_duration,
+        srd=args.srd,
+    )
+    times = parse_times(args.times)
+    if times is not None and len(times) != len(args.files):
+        raise UsageError(f"--times has {len(times)} values for {len(args.files)} files")
+    summaries = load_summaries(args.files)
+    result = compare(summaries, times_h=times, criterion=criterion)
+    if args.report:
+        from tonuslab.report import write_report
+
+        write_report(args.files, args.report, comparison=result, summaries=summaries)
+    print(json.dumps(result, indent=2) if args.json else format_comparison(result))
+    return 0
