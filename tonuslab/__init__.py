@@ -43,11 +43,11 @@ def analyze(session, **parameters) -> dict:
     return analyze_session(session, parameters)
 
 
-def profile(summary: dict):
+def build_profile(summary: dict):
     """The spasticity profile (:class:`tonuslab.profile.Profile`) of an analysis summary."""
-    from tonuslab.profile import build_profile
+    from tonuslab.profile import build_profile as _build
 
-    return build_profile(summary)
+    return _build(summary)
 
 
-__all__ = ["__version__", "analyze", "open", "profile"]
+__all__ = ["__version__", "analyze", "build_profile", "open"]

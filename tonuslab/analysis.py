@@ -160,6 +160,7 @@ def analyze_session(session, parameters: dict | None = None) -> dict:
     if "stretch_reflex" in wanted:
         from dsp.stretch_reflex import analyze_stretch_reflex
 
+        prompts = getattr(session, "prompt_times_s", None) or None
         result = analyze_stretch_reflex(
             session.emg_uv,
             session.emg_rate_hz,
@@ -168,6 +169,7 @@ def analyze_session(session, parameters: dict | None = None) -> dict:
             channel=channel,
             passive_range_deg=None if passive_range is None else tuple(passive_range),
             detector=params["detector"],
+            prompt_times_s=prompts,
         )
         stretch = _result_dict(result)
     if "hreflex" in wanted:
@@ -182,7 +184,7 @@ def analyze_session(session, parameters: dict | None = None) -> dict:
             np.array([s.intensity_ma for s in stims], dtype=float),
             stim_width_us=None if any(w is None for w in widths) else np.array(widths, dtype=float),
             pulse_index=np.array([s.pulse_index for s in stims], dtype=np.int64),
-            muscle=muscle or "soleus",
+            muscle="fcr" if joint_of_muscle(muscle) == "wrist" else "soleus",
             channel=channel,
         )
         hreflex = _result_dict(result)
@@ -191,13 +193,16 @@ def analyze_session(session, parameters: dict | None = None) -> dict:
         {
             "muscle": muscle,
             "joint": joint_of_muscle(muscle) or meta.get("joint"),
-            "subject": meta.get("subject") or meta.get("subject_id"),
+            "subject": meta.get("subject_id") or meta.get("subject"),
+            "session_label": meta.get("session_label"),
             "passive_range_deg": passive_range,
             "emg_channel": session.emg_channel_names[channel],
             "parameters": {**params, "muscle": muscle, "passive_range_deg": passive_range},
             "software_version": __version__,
-            "session_start": meta.get("start_time") or meta.get("start_time_utc"),
-            "timepoint_h": _float_or_none(meta.get("timepoint_h")),
+            "session_start": getattr(session, "start_time_utc", None),
+            "timepoint_h": _float_or_none(
+                meta.get("timepoint_h", (meta.get("extra") or {}).get("timepoint_h"))
+            ),
         }
     )
     return summary
@@ -317,7 +322,7 @@ def input_sha256(path) -> str:
 
     digest = hashlib.sha256()
     names: list[str] = []
-    with h5py.File(path, "r") as f:
+    with h5py.File(path, "r", locking=False) as f:
 
         def visit(name, obj):
             if isinstance(obj, h5py.Dataset) and not name.startswith(RESULTS_GROUP + "/"):
@@ -330,11 +335,15 @@ def input_sha256(path) -> str:
             if ds.shape is None or ds.size == 0:
                 continue
             if ds.ndim == 0:
-                digest.update(np.asarray(ds[()]).tobytes())
+                digest.update(repr(ds[()]).encode())
                 continue
             step = max(1, (1 << 22) // max(1, ds.dtype.itemsize * (ds.size // ds.shape[0])))
             for start in range(0, ds.shape[0], step):
-                digest.update(np.ascontiguousarray(ds[start : start + step]).tobytes())
+                block = ds[start : start + step]
+                if block.dtype.hasobject:  # variable-length strings: hash their values
+                    digest.update(repr(block.tolist()).encode())
+                else:
+                    digest.update(np.ascontiguousarray(block).tobytes())
     return digest.hexdigest()
 
 
@@ -397,12 +406,21 @@ def _write_table(group, rows: list[dict]) -> None:
         group.create_dataset(c, data=data)
 
 
-def read_results(path) -> dict:
-    """Stored analysis runs of a session file: ``{run_name: summary}`` (complete runs only)."""
+def read_results(path_or_file) -> dict:
+    """Stored analysis runs of a session file: ``{run_name: summary}`` (complete runs only).
+
+    ``path_or_file`` is a path or an open :class:`h5py.File`.
+    """
+    import contextlib
+
     import h5py
 
     out = {}
-    with h5py.File(path, "r") as f:
+    if isinstance(path_or_file, h5py.File):
+        ctx = contextlib.nullcontext(path_or_file)
+    else:
+        ctx = h5py.File(path_or_file, "r", locking=False)
+    with ctx as f:
         root = f.get(RESULTS_GROUP)
         if root is None:
             return out
@@ -423,12 +441,16 @@ def analyze_file(path, *, run: str = DEFAULT_RUN, parameters=None, write: bool =
     path = pathlib.Path(path)
     session = open_session(path)
     try:
+        state = getattr(session.reader, "state", "complete")
+        if write and state == "recording":
+            raise SessionFileError(
+                f"{path} is still being recorded, or its recorder stopped without closing it: "
+                f"wait for the end, run 'tonuslab recover {path}', or use --no-write"
+            )
         summary = analyze_session(session, parameters)
-        meta_start = session.metadata.get("start_time")
     finally:
         session.close()
     summary["file"] = str(path)
-    summary["session_start"] = summary.get("session_start") or meta_start
     digest = input_sha256(path)
     summary["input_sha256"] = digest
     if write:

@@ -125,7 +125,31 @@ class Session:
             raise AttributeError(name)
         if name in _LAZY:
             return self._get(name)
+        if self._reader is not None and hasattr(self._reader, name):
+            return getattr(self._reader, name)  # device, channels, clock, state, emg, angle...
         raise AttributeError(name)
+
+    @property
+    def reader(self):
+        """The underlying :class:`acquire.session_file.Session` (None for in-memory sessions)."""
+        return self._reader
+
+    @property
+    def start_time_utc(self) -> str | None:
+        """When the session file was created (ISO 8601, UTC), if known."""
+        if "start_time_utc" in self._cache:
+            return self._cache["start_time_utc"]
+        attrs = getattr(self._reader, "attrs", None) or {}
+        return attrs.get("created_utc")
+
+    @property
+    def prompt_times_s(self) -> list[float]:
+        """Times of the stretch prompts (events of kind ``prompt``), seconds from EMG row 0."""
+        return [
+            float(e["time_s"]) - self.t0_s
+            for e in self.events
+            if e.get("kind") == "prompt" and e.get("time_s") is not None
+        ]
 
     @property
     def emg_time_s(self) -> np.ndarray:
@@ -204,7 +228,7 @@ class Session:
         stims = []
         for e in self.events:
             kind = str(e.get("kind", e.get("type", ""))).lower()
-            if "stim" not in kind:
+            if not kind.startswith("stim"):
                 continue
             index = e.get("emg_sample_index", e.get("sample_index"))
             if index is None and e.get("time_s") is not None:
@@ -216,7 +240,7 @@ class Session:
                     emg_sample_index=int(index),
                     time_s=float(e.get("time_s", self.t0_s + int(index) / self.emg_rate_hz)),
                     intensity_ma=float(e.get("intensity_ma", np.nan)),
-                    width_us=None if e.get("width_us") is None else float(e["width_us"]),
+                    width_us=_finite_or_none(e.get("width_us")),
                     pulse_index=int(e.get("pulse_index", 0) or 0),
                 )
             )
@@ -225,9 +249,8 @@ class Session:
     def _load_results(self):
         from tonuslab.analysis import read_results
 
-        if self.path is None:
-            return {}
-        return read_results(self.path)
+        f = getattr(self._reader, "file", None)
+        return read_results(f if f is not None and f.id.valid else self.path)
 
 
 _LAZY = {
@@ -255,6 +278,14 @@ def _first(obj, *names, **kw):
     if "default" in kw:
         return kw["default"]
     raise SessionFileError(f"the session file does not provide '{names[0]}'")
+
+
+def _finite_or_none(v):
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if np.isfinite(f) else None
 
 
 def _as_dict(obj) -> dict:
@@ -294,4 +325,6 @@ def open_session(path) -> Session:
         reader = _acquire_open(path)
     except (OSError, KeyError, ValueError) as exc:
         raise SessionFileError(f"{path} is not a tonuslab session file ({exc})") from exc
+    # acquire's own errors (NotASessionFileError, TruncatedSessionError...) pass through:
+    # they are user errors with a one-line message already.
     return Session(reader=reader, path=path)

@@ -64,16 +64,46 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.3g}" if abs(v) < 100 else f"{v:.1f}"
     if isinstance(v, list):
-        return "[" + ", ".join(_fmt(x) for x in v) + "]"
+        if v and all(isinstance(x, str) for x in v):
+            return "; ".join(v)
+        return "[" + ", ".join(_fmt(x) for x in v) + "]" if v else "-"
     if isinstance(v, dict):
         return ", ".join(f"{k} Hz: {_fmt(x)}" for k, x in v.items()) or "-"
     return str(v)
 
 
-def _table(rows: list[dict], limit: int = 60) -> list[str]:
+#: Columns shown in the readable tables (all columns are in --json).
+STRETCH_COLUMNS = (
+    "index",
+    "peak_velocity_deg_s",
+    "reflex",
+    "onset_s",
+    "dsrt_deg",
+    "onset_velocity_deg_s",
+    "catch_angle_deg",
+    "clonus_duration_s",
+    "used_in_fit",
+    "exclusion_reasons",
+)
+STIMULUS_COLUMNS = (
+    "stimulus",
+    "intensity_ma",
+    "pulse_index",
+    "rate_hz",
+    "background_uv",
+    "m_p2p_uv",
+    "h_p2p_uv",
+    "included",
+    "exclusion",
+)
+
+
+def _table(rows: list[dict], columns=(), limit: int = 60) -> list[str]:
     if not rows:
         return ["  (none)"]
-    cols = [c for c in rows[0] if not isinstance(rows[0][c], list | dict)][:9]
+    cols = [c for c in columns if c in rows[0]] or [
+        c for c in rows[0] if not isinstance(rows[0][c], list | dict)
+    ][:9]
     widths = [max(len(c), *(len(_fmt(r.get(c))) for r in rows[:limit])) for c in cols]
     lines = ["  " + "  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]
     for r in rows[:limit]:
@@ -96,9 +126,9 @@ def format_summary(summary: dict) -> str:
     for key in SUMMARY_KEYS:
         lines.append(f"  {key:<28} {_fmt(summary.get(key))}")
     lines += ["", build_profile(summary).format_text(), "", "Per stretch"]
-    lines += _table(summary.get("stretches") or [])
+    lines += _table(summary.get("stretches") or [], STRETCH_COLUMNS)
     lines += ["", "Per stimulus"]
-    lines += _table(summary.get("stimuli") or [])
+    lines += _table(summary.get("stimuli") or [], STIMULUS_COLUMNS)
     lines += ["", "Quality flags"]
     lines += [f"  - {f}" for f in summary.get("quality_flags") or []] or ["  (none)"]
     return "\n".join(lines)

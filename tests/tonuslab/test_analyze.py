@@ -1,0 +1,114 @@
+"""`tonuslab analyze` and `tonuslab.open` on real session files."""
+
+import json
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+import tonuslab
+from tonuslab.analysis import SUMMARY_KEYS, input_sha256, read_results
+from tonuslab.cli import main
+
+
+def _counts(path):
+    with h5py.File(path, "r") as f:
+        return f["streams/emg/counts"][()], f["streams/angle/counts"][()]
+
+
+def test_analyze_json_writes_results_and_keeps_raw_data(stretch_copy, capsys, synth):
+    raw_before = _counts(stretch_copy)
+    digest = input_sha256(stretch_copy)
+    assert main(["analyze", str(stretch_copy), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert set(SUMMARY_KEYS) <= set(summary)
+    assert summary["tsrt_deg"] == pytest.approx(synth.TRUE_TSRT_DEG, abs=3.0)
+    assert summary["mu_s"] == pytest.approx(synth.TRUE_MU_S, abs=0.03)
+    assert summary["tsrt_ci_deg"][0] < summary["tsrt_deg"] < summary["tsrt_ci_deg"][1]
+    assert summary["tsrt_inside_range"] is True and summary["n_stretches"] == 10
+    assert len(summary["stretches"]) == 10 and summary["analyses"] == ["stretch_reflex"]
+    assert summary["input_sha256"] == digest
+    assert summary["parameters"]["detector"] == "threshold"
+    # stored in the file; raw counts untouched
+    for a, b in zip(raw_before, _counts(stretch_copy), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert input_sha256(stretch_copy) == digest
+    stored = read_results(stretch_copy)["default"]
+    assert stored["tsrt_deg"] == summary["tsrt_deg"]
+    with h5py.File(stretch_copy, "r") as f:
+        g = f["results/default"]
+        assert g.attrs["software_version"] == tonuslab.__version__
+        assert json.loads(g.attrs["parameters"])["channel"] == 0
+    # a second named run is added; re-running the default replaces it
+    assert main(["analyze", str(stretch_copy), "--run", "tkeo", "--detector", "tkeo"]) == 0
+    out = capsys.readouterr().out
+    assert "tsrt_deg" in out and "Spasticity profile" in out and "Per stretch" in out
+    assert set(read_results(stretch_copy)) == {"default", "tkeo"}
+    assert read_results(stretch_copy)["tkeo"]["parameters"]["detector"] == "tkeo"
+
+
+def test_analyze_hreflex_session(hreflex_file, tmp_path, capsys):
+    assert main(["analyze", str(hreflex_file), "--json", "--no-write"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["analyses"] == ["hreflex"]
+    assert 0.2 < s["hmax_mmax"] < 0.7
+    assert s["hmax_mmax_ci"][0] <= s["hmax_mmax"] <= s["hmax_mmax_ci"][1]
+    assert 2 < s["m_latency_ms"] < 12 and 22 < s["h_latency_ms"] < 36
+    assert len(s["stimuli"]) == 16 and s["tsrt_deg"] is None
+    assert read_results(hreflex_file) == {}  # --no-write
+
+
+def test_open_gives_physical_units_events_and_results(stretch_copy, hreflex_file):
+    tonuslab.analyze  # noqa: B018 - part of the API
+    with tonuslab.open(stretch_copy) as s:
+        assert s.emg_uv.shape[1] == 1 and s.emg_uv.dtype == float
+        assert s.emg_time_s.shape == (s.emg_uv.shape[0],)
+        assert s.emg_time_s[1] == pytest.approx(1 / s.emg_rate_hz)
+        assert s.angle_deg.max() == pytest.approx(100.0, abs=0.05)
+        assert s.metadata["muscle"] == "soleus"
+        assert s.results == {} and s.gaps == []
+        summary = tonuslab.analyze(s)
+    assert tonuslab.build_profile(summary).component("tsrt_deg").value == summary["tsrt_deg"]
+    with tonuslab.open(hreflex_file) as h:
+        assert len(h.stimuli) == 16 and h.stimuli[3].intensity_ma == pytest.approx(8.0)
+        assert h.angle_deg is None
+
+
+@pytest.mark.parametrize(
+    "argv_tail, needle",
+    [
+        (["missing.h5"], "no such file"),
+        (["notasession.h5"], "not"),
+        (["empty_session.h5"], "no analysable data"),
+        (["stretch.h5", "--channel", "5"], "out of range"),
+        (["stretch.h5", "--run", "_bad"], "invalid run name"),
+        (["stretch.h5", "--passive-range", "1"], "expected 2"),
+    ],
+)
+def test_user_mistakes_one_line_exit_2(argv_tail, needle, tmp_path, stretch_file, synth):
+    import shutil
+
+    (tmp_path / "notasession.h5").write_text("hello")
+    shutil.copy(stretch_file, tmp_path / "stretch.h5")
+    synth.write_test_session(
+        tmp_path / "empty_session.h5",
+        {
+            "emg_counts": np.zeros((2000, 1), np.int32),
+            "angle_counts": None,
+            "emg_rate_hz": 2000.0,
+            "angle_rate_hz": None,
+            "events": [],
+        },
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "tonuslab", "analyze", *argv_tail],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert needle in proc.stderr.lower()
