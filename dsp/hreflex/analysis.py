@@ -1,0 +1,632 @@
+"""``analyze_hreflex``: from EMG and stimulus events to recruitment, Hmax/Mmax and depression."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dsp.errors import SignalError
+from dsp.hreflex.artifact import bridge, find_artifacts
+from dsp.hreflex.presets import REFERENCES, get_preset
+from dsp.hreflex.recruitment import (
+    RecruitmentFit,
+    bootstrap_fits,
+    fit_h,
+    fit_m,
+    intensity_for_m_fraction,
+)
+from dsp.hreflex.result import HReflexResult, StimulusMeasure, TestIntensity
+from dsp.hreflex.waves import (
+    WaveWindow,
+    extent_of_wave,
+    measure_window,
+    ms_to_index,
+    onset_of_wave,
+)
+
+#: Usual block rates (Hz); a measured rate within 10% of one of these is snapped to it.
+STANDARD_RATES_HZ = (0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0)
+
+
+class HReflexInputError(SignalError):
+    """An input of :func:`analyze_hreflex` is unusable (shape, length, range, window)."""
+
+
+def _rate_key(v: float) -> str:
+    return f"{round(float(v), 3):g}"
+
+
+def _snap_rate(rate_hz: float) -> float:
+    if not np.isfinite(rate_hz) or rate_hz <= 0:
+        return float("nan")
+    for r in STANDARD_RATES_HZ:
+        if abs(rate_hz - r) <= 0.1 * r:
+            return r
+    return float(rate_hz)
+
+
+def _as_1d(name, v, n, dtype=float, allow_none=False):
+    if v is None:
+        if allow_none:
+            return None
+        raise HReflexInputError(f"{name} is required")
+    a = np.asarray(v, dtype=dtype)
+    if a.ndim == 0:
+        a = np.full(n, a.item(), dtype=dtype)
+    if a.shape != (n,):
+        raise HReflexInputError(
+            f"{name} has shape {a.shape}; expected ({n},), one value per stimulus"
+        )
+    return a
+
+
+def analyze_hreflex(
+    emg_uv,
+    emg_rate_hz: float,
+    stim_sample_index,
+    stim_intensity_ma,
+    *,
+    stim_width_us=None,
+    pulse_index=None,
+    stim_rate_hz=None,
+    muscle: str = "soleus",
+    channel: int = 0,
+    m_window_ms: tuple[float, float] | None = None,
+    h_window_ms: tuple[float, float] | None = None,
+    background_band_uv: tuple[float, float] | None = None,
+    blank_ms: float | None = None,
+    artifact_search_ms: tuple[float, float] = (-2.0, 2.0),
+    highpass_hz: float | None = None,
+    recruitment_min_interval_s: float = 8.0,
+    test_m_fraction: float = 0.2,
+    qc_band: tuple[float, float] = (0.15, 0.35),
+    rdd_discard: int = 0,
+    baseline_rate_hz: float = 0.1,
+    n_boot: int = 200,
+    seed: int | np.random.Generator | None = 0,
+) -> HReflexResult:
+    """Analyse an H-reflex session: artifact, M/H waves, recruitment fits, Hmax/Mmax, depression.
+
+    Parameters
+    ----------
+    emg_uv : ndarray, shape (n_samples,) or (n_samples, n_channels)
+        EMG in microvolts, time on axis 0, minimally filtered (peak-to-peak amplitudes are
+        measured on it). NaN marks missing samples; sweeps touching them are excluded.
+    emg_rate_hz : float
+        EMG sampling rate, Hz (>= 2000; 5-10 kHz recommended).
+    stim_sample_index : array_like of int, shape (n_stimuli,)
+        EMG sample index of each delivered pulse, from the device's event (the artifact near it
+        is detected and the offset reported).
+    stim_intensity_ma : array_like of float, shape (n_stimuli,)
+        Intensity of each pulse, mA.
+    stim_width_us : array_like of float, shape (n_stimuli,), optional
+        Pulse widths, us (reported; the artifact blank is at least 1 ms regardless).
+    pulse_index : array_like of int, shape (n_stimuli,), optional
+        0 for a single pulse or the first of a pair, 1 for the second of a pair.
+    stim_rate_hz : array_like of float, shape (n_stimuli,), optional
+        Nominal rate of the block each pulse belongs to, Hz. When omitted, it is ``1 /`` the
+        interval since the previous pulse, snapped to the usual block rates.
+    muscle : {"soleus", "fcr"}
+        Preset giving the M and H search ranges (``"flexor_carpi_radialis"`` = ``"fcr"``).
+    channel : int
+        Column of ``emg_uv`` to analyse.
+    m_window_ms, h_window_ms : (float, float), optional
+        Explicit M / H windows, ms after the artifact onset (else located from the data).
+    background_band_uv : (float, float), optional
+        Accepted band of the background EMG (mean rectified, 50 ms bin before the pulse), uV.
+        Default: ``[0, median + 6 robust SD]`` of the session's sweeps (outliers only).
+    blank_ms : float, optional
+        Fixed artifact blank after the onset, ms (default: the saturated run or 1 ms, + 0.5 ms).
+    artifact_search_ms : (float, float)
+        Where the artifact onset is searched, ms around the event.
+    highpass_hz : float, optional
+        Zero-phase 2nd-order high-pass applied to each bridged epoch (default none).
+    recruitment_min_interval_s : float
+        Single pulses preceded by at least this interval (or first) enter the recruitment fits.
+    test_m_fraction : float
+        M / Mmax at the reported test intensity.
+    qc_band : (float, float)
+        M / Mmax band for the M-stability figure at the test intensity.
+    rdd_discard : int
+        Pulses discarded at the start of each run of a depression block.
+    baseline_rate_hz : float
+        Rate that depression ratios are normalised to (0.1 Hz).
+    n_boot : int
+        Bootstrap resamples for the intervals (0 disables them).
+    seed : int or numpy.random.Generator, optional
+        Bootstrap randomness.
+
+    Returns
+    -------
+    HReflexResult
+
+    Raises
+    ------
+    HReflexInputError
+        Wrong shapes, lengths, rates, channel or windows (one-line message).
+    """
+    x = np.asarray(emg_uv, dtype=np.float64)
+    if x.ndim == 2:
+        if not 0 <= channel < x.shape[1]:
+            raise HReflexInputError(
+                f"channel={channel} is out of range for emg_uv with {x.shape[1]} channels"
+            )
+        x = np.ascontiguousarray(x[:, channel])
+    elif x.ndim != 1:
+        raise HReflexInputError(
+            f"emg_uv must be (n_samples,) or (n_samples, n_channels), got shape {x.shape}"
+        )
+    elif channel != 0:
+        raise HReflexInputError(f"channel={channel} given but emg_uv has a single channel")
+    rate = float(emg_rate_hz)
+    if not np.isfinite(rate) or rate < 2000.0:
+        raise HReflexInputError(
+            f"emg_rate_hz={emg_rate_hz} is too low for H-reflex latencies; record at >= 5 kHz"
+        )
+    idx = np.asarray(stim_sample_index)
+    if idx.ndim != 1 or idx.size == 0:
+        raise HReflexInputError("stim_sample_index must be a non-empty 1-D array of sample indices")
+    if not np.issubdtype(idx.dtype, np.integer):
+        if not np.all(np.isfinite(idx)) or np.any(idx != np.round(idx)):
+            raise HReflexInputError("stim_sample_index must hold whole sample numbers")
+        idx = idx.astype(np.int64)
+    idx = idx.astype(np.int64)
+    n_st = idx.size
+    if np.any(idx < 0) or np.any(idx >= x.shape[0]):
+        raise HReflexInputError(
+            f"stim_sample_index has values outside the recording (0..{x.shape[0] - 1})"
+        )
+    if np.any(np.diff(idx) <= 0):
+        raise HReflexInputError("stim_sample_index must be strictly increasing")
+    intensity = _as_1d("stim_intensity_ma", stim_intensity_ma, n_st)
+    width = _as_1d("stim_width_us", stim_width_us, n_st, allow_none=True)
+    pidx = _as_1d("pulse_index", pulse_index, n_st, dtype=np.int64, allow_none=True)
+    if pidx is None:
+        pidx = np.zeros(n_st, np.int64)
+    if np.any((pidx < 0) | (pidx > 1)):
+        raise HReflexInputError("pulse_index must be 0 (single/first) or 1 (second of a pair)")
+    given_rate = _as_1d("stim_rate_hz", stim_rate_hz, n_st, allow_none=True)
+    preset = get_preset(muscle)
+    for name, w in (("m_window_ms", m_window_ms), ("h_window_ms", h_window_ms)):
+        if w is not None and not (len(w) == 2 and 0 <= w[0] < w[1] <= preset.epoch_ms[1]):
+            raise HReflexInputError(
+                f"{name}={w} must be (start, end) with 0 <= start < end <= {preset.epoch_ms[1]} ms"
+            )
+    if not 0.0 < test_m_fraction < 1.0:
+        raise HReflexInputError(f"test_m_fraction={test_m_fraction} must lie in (0, 1)")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    per_ms = rate / 1000.0
+    warnings: list[str] = []
+
+    # --- artifacts -------------------------------------------------------------------------
+    arts = find_artifacts(x, rate, idx, search_ms=artifact_search_ms, blank_ms=blank_ms)
+    interval = np.full(n_st, np.nan)
+    interval[1:] = np.diff(idx) / rate
+    if given_rate is not None:
+        nominal = np.asarray(given_rate, float)
+    else:
+        nominal = np.array([_snap_rate(1.0 / v) if np.isfinite(v) else np.nan for v in interval])
+    stimuli = []
+    for i, a in enumerate(arts):
+        stimuli.append(
+            StimulusMeasure(
+                stimulus=i,
+                event_index=int(idx[i]),
+                onset_index=a.onset_index,
+                artifact_detected=a.detected,
+                artifact_offset_ms=a.offset_ms,
+                saturated_ms=a.saturated_ms,
+                blank_ms=(a.blank_end_index - a.onset_index) / per_ms,
+                intensity_ma=float(intensity[i]),
+                width_us=float(width[i]) if width is not None else float("nan"),
+                pulse_index=int(pidx[i]),
+                interval_s=float(interval[i]),
+                rate_hz=float(nominal[i]),
+            )
+        )
+
+    # --- epochs --------------------------------------------------------------------------
+    e0 = round(preset.epoch_ms[0] * per_ms)
+    e1 = round(preset.epoch_ms[1] * per_ms)
+    ep_start_ms = e0 / per_ms
+    n_rows = e1 - e0
+    epochs = np.zeros((n_rows, n_st))
+    raw_bg = np.full(n_st, np.nan)
+    b0 = ms_to_index(preset.background_ms[0], ep_start_ms, per_ms)
+    b1 = ms_to_index(preset.background_ms[1], ep_start_ms, per_ms)
+    z0 = ms_to_index(-20.0, ep_start_ms, per_ms)
+    z1 = ms_to_index(-1.0, ep_start_ms, per_ms)
+    n0 = ms_to_index(-50.0, ep_start_ms, per_ms)
+    noise = np.full(n_st, np.nan)
+    usable = np.ones(n_st, bool)
+    for i, a in enumerate(arts):
+        s = stimuli[i]
+        lo, hi = a.onset_index + e0, a.onset_index + e1
+        if not np.isfinite(intensity[i]):
+            s.included, s.exclusion = False, "intensity is not a finite number"
+        elif lo < 0 or hi > x.shape[0]:
+            s.included, s.exclusion = False, "epoch runs past the start or end of the recording"
+        else:
+            seg = x[lo:hi].copy()
+            if not np.all(np.isfinite(seg)):
+                s.included, s.exclusion = False, "epoch touches missing samples (NaN, a gap)"
+            else:
+                bg = seg[b0:b1]
+                raw_bg[i] = float(np.mean(np.abs(bg - bg.mean())))
+                s.background_uv = raw_bg[i]
+                bridge(seg, -e0 - 1, a.blank_end_index - a.onset_index - e0)
+                seg -= np.median(seg[z0:z1])
+                epochs[:, i] = seg
+                pre = seg[n0:z1]
+                noise[i] = 1.4826 * float(np.median(np.abs(pre - np.median(pre)))) + 1e-9
+                s.noise_uv = noise[i]
+        usable[i] = s.included
+    if highpass_hz is not None and np.any(usable):
+        from scipy.signal import butter, sosfiltfilt
+
+        sos = butter(2, float(highpass_hz), btype="highpass", fs=rate, output="sos")
+        epochs[:, usable] = sosfiltfilt(sos, epochs[:, usable], axis=0)
+
+    # --- background gating --------------------------------------------------------------
+    bg_ok = usable & np.isfinite(raw_bg)
+    if background_band_uv is None and np.any(bg_ok):
+        med = float(np.median(raw_bg[bg_ok]))
+        rsd = 1.4826 * float(np.median(np.abs(raw_bg[bg_ok] - med)))
+        band = (0.0, med + 6.0 * max(rsd, 0.05 * med))
+        band_source = "auto: [0, median + 6 robust SD]"
+    elif background_band_uv is not None:
+        band = (float(background_band_uv[0]), float(background_band_uv[1]))
+        band_source = "given"
+    else:
+        band, band_source = (0.0, float("inf")), "none (no usable sweep)"
+    for i in np.nonzero(bg_ok)[0]:
+        if not band[0] <= raw_bg[i] <= band[1]:
+            stimuli[i].included = False
+            stimuli[i].exclusion = (
+                f"background EMG {raw_bg[i]:.1f} uV outside the band "
+                f"[{band[0]:.1f}, {band[1]:.1f}] uV"
+            )
+            usable[i] = False
+    if usable.sum() < 3:
+        raise HReflexInputError(
+            f"only {int(usable.sum())} of {n_st} stimuli are usable; check the events and the "
+            "background band"
+        )
+
+    # --- windows -------------------------------------------------------------------------
+    blank_end_row = max(
+        (a.blank_end_index - a.onset_index - e0 for a, u in zip(arts, usable, strict=True) if u),
+        default=-e0,
+    )
+    med_noise = float(np.median(noise[usable]))
+
+    def locate(search_ms, override, floor_row, label):
+        if override is not None:
+            lo = ms_to_index(override[0], ep_start_ms, per_ms)
+            hi = ms_to_index(override[1], ep_start_ms, per_ms)
+            return WaveWindow(float(override[0]), float(override[1]), "override"), lo, hi
+        lo = max(ms_to_index(search_ms[0], ep_start_ms, per_ms), floor_row)
+        hi = ms_to_index(search_ms[1], ep_start_ms, per_ms)
+        cols = np.nonzero(usable)[0]
+        if hi - lo < 3:
+            raise HReflexInputError(f"the {label} search range is empty after the artifact blank")
+        p2p = epochs[lo:hi, cols].max(axis=0) - epochs[lo:hi, cols].min(axis=0)
+        k = max(3, cols.size // 4)
+        top = cols[np.argsort(p2p)[-k:]]
+        avg = epochs[:, top].mean(axis=1)
+        avg_noise = med_noise / np.sqrt(top.size)
+        ext = extent_of_wave(avg, per_ms, lo, hi, noise_sd=avg_noise)
+        if ext is None:
+            warnings.append(f"{label}-wave not found in the data; the preset search range is used")
+            return (
+                WaveWindow((lo + e0) / per_ms, (hi + e0) / per_ms, "preset", 0),
+                lo,
+                hi,
+            )
+        s_row = max(ext[0] - round(0.5 * per_ms), lo)
+        e_row = min(ext[1] + round(1.0 * per_ms), hi)
+        return (
+            WaveWindow(
+                s_row / per_ms + ep_start_ms, e_row / per_ms + ep_start_ms, "data", top.size
+            ),
+            s_row,
+            e_row,
+        )
+
+    m_win, m_lo, m_hi = locate(preset.m_search_ms, m_window_ms, blank_end_row, "M")
+    h_win, h_lo, h_hi = locate(preset.h_search_ms, h_window_ms, m_hi, "H")
+    if h_lo < m_hi and h_window_ms is None and m_window_ms is None:
+        warnings.append("M and H windows overlap")
+
+    # --- per-sweep measures -------------------------------------------------------------
+    cols = np.nonzero(usable)[0]
+    mm = measure_window(epochs[:, cols], m_lo, m_hi, per_ms, ep_start_ms, noise[cols])
+    hm = measure_window(epochs[:, cols], h_lo, h_hi, per_ms, ep_start_ms, noise[cols])
+    for j, i in enumerate(cols):
+        s = stimuli[i]
+        s.m_p2p_uv, s.m_area_uv_ms = float(mm["p2p_uv"][j]), float(mm["area_uv_ms"][j])
+        s.m_onset_ms, s.m_peak_ms = (
+            float(mm["onset_latency_ms"][j]),
+            float(mm["peak_latency_ms"][j]),
+        )
+        s.h_p2p_uv, s.h_area_uv_ms = float(hm["p2p_uv"][j]), float(hm["area_uv_ms"][j])
+        s.h_onset_ms, s.h_peak_ms = (
+            float(hm["onset_latency_ms"][j]),
+            float(hm["peak_latency_ms"][j]),
+        )
+    m_amp = np.array([s.m_p2p_uv for s in stimuli])
+    h_amp = np.array([s.h_p2p_uv for s in stimuli])
+
+    # --- session latencies from averages of large waves ---------------------------------
+    def avg_latency(amp, lo, hi, sel):
+        c = np.nonzero(sel & usable & np.isfinite(amp))[0]
+        if c.size == 0:
+            return float("nan"), float("nan")
+        ref = float(np.percentile(amp[c], 95))
+        c = c[amp[c] >= 0.5 * ref]
+        avg = epochs[:, c].mean(axis=1)
+        nsd = float(np.median(noise[c])) / np.sqrt(c.size)
+        r = onset_of_wave(avg, lo, hi, noise_sd=nsd)
+        onset = float("nan") if r is None else r / per_ms + ep_start_ms
+        pk = lo + int(np.argmax(np.abs(avg[lo:hi])))
+        return onset, pk / per_ms + ep_start_ms
+
+    m_lat, m_pk = avg_latency(m_amp, m_lo, m_hi, np.ones(n_st, bool))
+    h_lat, h_pk = avg_latency(h_amp, h_lo, h_hi, pidx == 0)
+
+    # --- recruitment ---------------------------------------------------------------------
+    rec = usable & (pidx == 0) & ~(interval < recruitment_min_interval_s)
+    if rec.sum() < 6:
+        warnings.append(
+            f"only {int(rec.sum())} stimuli qualify for the recruitment fits "
+            f"(single pulses >= {recruitment_min_interval_s} s apart); using all single pulses"
+        )
+        rec = usable & (pidx == 0)
+    m_fit = fit_m(intensity[rec], m_amp[rec])
+    h_fit = fit_h(intensity[rec], h_amp[rec])
+    ratio_ci = bootstrap_fits(
+        intensity[rec], m_amp[rec], h_amp[rec], m_fit, h_fit, n_boot=n_boot, rng=rng
+    )
+    for f in (m_fit, h_fit):
+        if not f.converged:
+            warnings.append(f"{f.wave} recruitment fit did not converge")
+    mmax = m_fit.max_uv
+    hmax = h_fit.max_uv
+    if not (np.isfinite(mmax) and m_fit.converged):
+        mmax = float(np.nanmax(m_amp[rec])) if rec.any() else float("nan")
+        warnings.append("Mmax is the largest observed M (fit unusable)")
+    if not (np.isfinite(hmax) and h_fit.converged):
+        hmax = float(np.nanmax(h_amp[rec])) if rec.any() else float("nan")
+        warnings.append("Hmax is the largest observed H (fit unusable)")
+    ratio = hmax / mmax if mmax > 0 else float("nan")
+    i_top = float(np.nanmax(intensity[rec])) if rec.any() else float("nan")
+    if m_fit.converged and m_fit._p is not None and np.isfinite(i_top):
+        reach = float((m_fit.predict(i_top) - m_fit.params["floor_uv"]) / m_fit.params["mmax_uv"])
+        if reach < 0.95:
+            warnings.append(
+                f"the highest intensity reached only {reach:.0%} of the fitted Mmax: Mmax is "
+                "extrapolated; record supramaximal stimuli"
+            )
+
+    # --- test intensity and M stability ------------------------------------------------------
+    test = _test_intensity(
+        m_fit, h_fit, intensity, m_amp, usable & (pidx == 0), mmax, test_m_fraction, qc_band
+    )
+
+    # --- depression -----------------------------------------------------------------------
+    rdd, rdd_detail = _rate_depression(
+        stimuli,
+        usable,
+        pidx,
+        nominal,
+        intensity,
+        h_amp,
+        m_amp,
+        mmax,
+        h_fit,
+        rdd_discard,
+        baseline_rate_hz,
+    )
+    ppd, ppd_detail = _paired_depression(idx, rate, usable, pidx, h_amp)
+
+    det = [a for a in arts if a.detected]
+    offs = np.array([a.offset_ms for a in det])
+    artifact = {
+        "n_detected": len(det),
+        "n_stimuli": n_st,
+        "offset_ms_median": float(np.median(offs)) if offs.size else float("nan"),
+        "offset_ms_max_abs": float(np.max(np.abs(offs))) if offs.size else float("nan"),
+        "n_saturated": int(sum(a.saturated_ms > 0 for a in arts)),
+        "saturated_ms_max": float(max((a.saturated_ms for a in arts), default=0.0)),
+        "blank_ms_max": float(max(s.blank_ms for s in stimuli)),
+        "latency_reference": "detected artifact onset (event index when not detected)",
+    }
+    if offs.size and np.max(np.abs(offs)) > 1.0:
+        warnings.append(
+            f"artifact onset differs from the device event by up to {np.max(np.abs(offs)):.2f} ms"
+        )
+    exclusions = [
+        {"stimulus": s.stimulus, "reason": s.exclusion} for s in stimuli if not s.included
+    ]
+    refs = dict(REFERENCES)
+    return HReflexResult(
+        muscle=preset.name,
+        channel=int(channel),
+        emg_rate_hz=rate,
+        mmax_uv=float(mmax),
+        mmax_uv_ci=tuple(m_fit.ci.get("max_uv", (float("nan"), float("nan")))),
+        hmax_uv=float(hmax),
+        hmax_uv_ci=tuple(h_fit.ci.get("max_uv", (float("nan"), float("nan")))),
+        hmax_mmax=float(ratio),
+        hmax_mmax_ci=tuple(ratio_ci.get("hmax_mmax", (float("nan"), float("nan")))),
+        m_latency_ms=m_lat,
+        h_latency_ms=h_lat,
+        m_peak_latency_ms=m_pk,
+        h_peak_latency_ms=h_pk,
+        m_window=m_win,
+        h_window=h_win,
+        m_fit=m_fit,
+        h_fit=h_fit,
+        test_intensity=test,
+        rate_dependent_depression=rdd,
+        rate_dependent_depression_detail=rdd_detail,
+        paired_pulse_depression=ppd,
+        paired_pulse_depression_detail=ppd_detail,
+        artifact=artifact,
+        stimuli=stimuli,
+        exclusions=exclusions,
+        references=refs,
+        warnings=warnings,
+        parameters={
+            "muscle": preset.name,
+            "preset": preset.to_dict(),
+            "background_band_uv": list(band),
+            "background_band_source": band_source,
+            "blank_ms": blank_ms,
+            "artifact_search_ms": list(artifact_search_ms),
+            "highpass_hz": highpass_hz,
+            "recruitment_min_interval_s": recruitment_min_interval_s,
+            "n_recruitment_stimuli": int(rec.sum()),
+            "test_m_fraction": test_m_fraction,
+            "qc_band": list(qc_band),
+            "rdd_discard": rdd_discard,
+            "baseline_rate_hz": baseline_rate_hz,
+            "n_boot": n_boot,
+        },
+    )
+
+
+def _test_intensity(
+    m_fit: RecruitmentFit, h_fit: RecruitmentFit, intensity, m_amp, sel, mmax, fraction, qc_band
+) -> TestIntensity | None:
+    if not m_fit.converged:
+        return None
+    i_test = intensity_for_m_fraction(m_fit, fraction)
+    on_rise = bool(np.isfinite(h_fit.intensity_at_max_ma) and i_test < h_fit.intensity_at_max_ma)
+    c = np.nonzero(sel & np.isfinite(m_amp))[0]
+    levels = np.unique(np.round(intensity[c], 6))
+    nan = float("nan")
+    if levels.size == 0 or not np.isfinite(i_test):
+        return TestIntensity(fraction, i_test, on_rise, nan, nan, 0, nan, nan, nan, nan, qc_band)
+    nearest = float(levels[np.argmin(np.abs(levels - i_test))])
+    at = c[np.abs(intensity[c] - nearest) <= 1e-6 + 1e-6 * abs(nearest)]
+    frac = m_amp[at] / mmax
+    inband = float(np.mean((frac >= qc_band[0]) & (frac <= qc_band[1])))
+    cv = float(np.std(m_amp[at], ddof=1) / np.mean(m_amp[at])) if at.size > 1 else nan
+    return TestIntensity(
+        m_fraction=fraction,
+        intensity_ma=i_test,
+        on_rising_h_limb=on_rise,
+        h_predicted_uv=float(h_fit.predict(i_test)) if h_fit.converged else nan,
+        trials_intensity_ma=nearest,
+        n_trials=int(at.size),
+        m_fraction_mean=float(frac.mean()),
+        m_fraction_sd=float(frac.std(ddof=1)) if at.size > 1 else nan,
+        m_cv=cv,
+        fraction_in_qc_band=inband,
+        qc_band=tuple(qc_band),
+    )
+
+
+def _runs(sel_idx, nominal, intensity):
+    """Split consecutive selected stimuli into runs of equal nominal rate and intensity."""
+    runs, cur = [], []
+    for i in sel_idx:
+        if cur:
+            j = cur[-1]
+            same = (
+                np.isfinite(nominal[i])
+                and nominal[i] == nominal[j]
+                and abs(intensity[i] - intensity[j]) <= 0.02 * max(abs(intensity[j]), 1e-9)
+            )
+            if not same:
+                runs.append(cur)
+                cur = []
+        cur.append(i)
+    if cur:
+        runs.append(cur)
+    return runs
+
+
+def _rate_depression(
+    stimuli, usable, pidx, nominal, intensity, h_amp, m_amp, mmax, h_fit, discard, baseline_rate
+):
+    sel = np.nonzero((pidx == 0) & usable & np.isfinite(h_amp))[0]
+    # a pair's first pulse belongs to the paired-pulse protocol, not to a rate block
+    pair_first = set()
+    for i in range(len(stimuli) - 1):
+        if pidx[i] == 0 and pidx[i + 1] == 1:
+            pair_first.add(i)
+    sel = np.array([i for i in sel if i not in pair_first], dtype=np.int64)
+    runs = [r for r in _runs(sel, nominal, intensity) if len(r) >= 2 and np.isfinite(nominal[r[0]])]
+    groups: dict[tuple[float, float], list[int]] = {}
+    for r in runs:
+        kept = r[discard:]
+        if not kept:
+            continue
+        groups.setdefault((float(nominal[r[0]]), round(float(intensity[r[0]]), 6)), []).extend(kept)
+    detail = []
+    ratios: dict[str, list[float]] = {}
+    intensities = sorted({k[1] for k in groups})
+    for inten in intensities:
+        base_key = (float(baseline_rate), inten)
+        if base_key in groups:
+            base = float(np.mean(h_amp[groups[base_key]]))
+            base_src = f"{baseline_rate:g} Hz block"
+            n_base = len(groups[base_key])
+        elif h_fit.converged:
+            base = float(h_fit.predict(inten))
+            base_src = "recruitment fit at this intensity"
+            n_base = 0
+        else:
+            continue
+        for (rate_hz, i2), members in sorted(groups.items()):
+            if i2 != inten:
+                continue
+            h_mean = float(np.mean(h_amp[members]))
+            ratio = h_mean / base if base > 0 else float("nan")
+            detail.append(
+                {
+                    "rate_hz": rate_hz,
+                    "intensity_ma": inten,
+                    "n": len(members),
+                    "h_mean_uv": h_mean,
+                    "h_sd_uv": float(np.std(h_amp[members], ddof=1)) if len(members) > 1 else None,
+                    "m_fraction_mean": float(np.mean(m_amp[members]) / mmax),
+                    "m_fraction_sd": float(np.std(m_amp[members], ddof=1) / mmax)
+                    if len(members) > 1
+                    else None,
+                    "baseline_uv": base,
+                    "baseline_source": base_src,
+                    "n_baseline": n_base,
+                    "ratio": ratio,
+                }
+            )
+            ratios.setdefault(_rate_key(rate_hz), []).append(ratio)
+    rdd = {k: float(np.mean(v)) for k, v in sorted(ratios.items(), key=lambda kv: float(kv[0]))}
+    return rdd, detail
+
+
+def _paired_depression(idx, rate, usable, pidx, h_amp):
+    pairs: dict[str, list[tuple[float, float]]] = {}
+    for i in range(1, idx.size):
+        if pidx[i] == 1 and pidx[i - 1] == 0 and usable[i] and usable[i - 1]:
+            dt = (idx[i] - idx[i - 1]) / rate
+            key = f"{round(dt, 2):g}"
+            pairs.setdefault(key, []).append((float(h_amp[i - 1]), float(h_amp[i])))
+    out, detail = {}, []
+    for key in sorted(pairs, key=float):
+        a = np.array(pairs[key])
+        h1, h2 = float(a[:, 0].mean()), float(a[:, 1].mean())
+        r = h2 / h1 if h1 > 0 else float("nan")
+        out[key] = r
+        detail.append(
+            {
+                "interval_s": float(key),
+                "n_pairs": int(a.shape[0]),
+                "h1_mean_uv": h1,
+                "h2_mean_uv": h2,
+                "ratio_of_means": r,
+                "mean_of_ratios": float(np.mean(a[:, 1] / np.maximum(a[:, 0], 1e-12))),
+            }
+        )
+    return out, detail

@@ -1,0 +1,205 @@
+"""Stimulus-artifact detection, blanking and bridging.
+
+The device's event sample index says when a pulse was *commanded*; the artifact in the EMG says
+when it *arrived*. Latencies are measured from the detected artifact onset (domain notes: align to
+the detected artifact, not the trigger). The artifact (and any ADC saturation that follows it) is
+blanked and bridged by a straight line so that it cannot move amplitude or latency estimates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dsp.errors import SignalError
+
+
+@dataclass
+class ArtifactFinding:
+    """The artifact found near one stimulus event.
+
+    Attributes
+    ----------
+    event_index : int
+        Sample index of the event (device timestamp).
+    onset_index : int
+        Sample index of the detected artifact onset; equals ``event_index`` when not detected.
+    detected : bool
+        Whether an artifact clearly above the baseline noise was found.
+    offset_ms : float
+        ``(onset_index - event_index) / rate`` in ms (NaN when not detected).
+    saturated_ms : float
+        Duration of the run of samples at the ADC rail after the onset, ms (0 when none).
+    blank_end_index : int
+        First sample after the blanked stretch (exclusive end).
+    peak_uv : float
+        Largest absolute deviation from the pre-stimulus median inside the search range, uV.
+    """
+
+    event_index: int
+    onset_index: int
+    detected: bool
+    offset_ms: float
+    saturated_ms: float
+    blank_end_index: int
+    peak_uv: float
+
+
+def rail_level_uv(emg_uv: np.ndarray, min_run: int = 3) -> float | None:
+    """Estimate the ADC rail (saturation level, uV) from repeated extreme values.
+
+    Returns the absolute value of the most extreme sample when at least ``min_run`` samples share
+    it (a clipped signal), else ``None``.
+
+    Parameters
+    ----------
+    emg_uv : ndarray, shape (n_samples,)
+        One EMG channel, uV (NaN allowed).
+    min_run : int
+        How many samples must sit at the extreme for it to count as a rail.
+    """
+    x = np.abs(emg_uv[np.isfinite(emg_uv)])
+    if x.size == 0:
+        return None
+    top = float(x.max())
+    if top == 0.0:
+        return None
+    at_top = np.count_nonzero(x >= top * (1.0 - 1e-9))
+    return top if at_top >= min_run else None
+
+
+def find_artifacts(
+    emg_uv: np.ndarray,
+    emg_rate_hz: float,
+    event_index: np.ndarray,
+    *,
+    search_ms: tuple[float, float] = (-2.0, 2.0),
+    min_blank_ms: float = 1.0,
+    guard_ms: float = 0.5,
+    max_blank_ms: float = 6.0,
+    blank_ms: float | None = None,
+    rail_uv: float | None = None,
+    threshold_sd: float = 12.0,
+) -> list[ArtifactFinding]:
+    """Detect the stimulus artifact near each event and decide what to blank.
+
+    The onset is the first sample in ``search_ms`` around the event whose deviation from the
+    pre-stimulus median exceeds half the largest deviation there (and ``threshold_sd`` robust SDs
+    of the baseline). The blanked stretch runs from one sample before the onset to the end of the
+    saturated run (samples within 0.5% of the rail, if any) or ``min_blank_ms``, whichever is
+    later, plus ``guard_ms``; capped at ``max_blank_ms``. ``blank_ms`` fixes it instead.
+
+    Parameters
+    ----------
+    emg_uv : ndarray, shape (n_samples,)
+        One EMG channel, uV.
+    emg_rate_hz : float
+        Sampling rate, Hz.
+    event_index : ndarray of int, shape (n_stimuli,)
+        Device event sample indices.
+    search_ms : (float, float)
+        Where to look for the onset relative to the event, ms.
+    min_blank_ms, guard_ms, max_blank_ms : float
+        Blanking limits, ms after the onset (see above).
+    blank_ms : float, optional
+        Blank exactly this long after the onset (overrides the automatic length).
+    rail_uv : float, optional
+        ADC rail in uV; estimated from repeated extreme values when omitted.
+    threshold_sd : float
+        Minimum artifact size in robust SDs of the pre-stimulus baseline.
+
+    Returns
+    -------
+    list of ArtifactFinding
+        One per event, in order.
+    """
+    x = np.asarray(emg_uv, dtype=np.float64)
+    n = x.shape[0]
+    per_ms = emg_rate_hz / 1000.0
+    if rail_uv is None:
+        rail_uv = rail_level_uv(x)
+    s0 = round(search_ms[0] * per_ms)
+    s1 = max(round(search_ms[1] * per_ms), 1)
+    base_len = max(round(20.0 * per_ms), 8)
+    out = []
+    for ev in np.asarray(event_index, dtype=np.int64):
+        ev = int(ev)
+        a = max(ev + s0, 0)
+        b = min(ev + s1 + 1, n)
+        base = x[max(a - base_len, 0) : a]
+        base = base[np.isfinite(base)]
+        if a >= b or base.size < 4:
+            out.append(ArtifactFinding(ev, ev, False, float("nan"), 0.0, ev, float("nan")))
+            continue
+        med = float(np.median(base))
+        sd = 1.4826 * float(np.median(np.abs(base - med))) + 1e-12
+        seg = x[a:b]
+        dev = np.abs(np.where(np.isfinite(seg), seg, med) - med)
+        peak = float(dev.max())
+        if peak < threshold_sd * sd:
+            onset, detected = ev, False
+        else:
+            onset = a + int(np.argmax(dev >= 0.5 * peak))
+            # Step back over the rising edge while still clearly above the noise.
+            lim = max(onset - 3, a)
+            while onset > lim and abs(x[onset - 1] - med) > 4.0 * sd:
+                onset -= 1
+            detected = True
+        sat = 0
+        if rail_uv is not None and detected:
+            i = onset
+            lim = min(onset + round(max_blank_ms * per_ms), n)
+            # saturation may start a sample or two after the onset
+            while i < lim and abs(x[i]) < rail_uv * 0.995 and i - onset < 3:
+                i += 1
+            j = i
+            while j < lim and np.isfinite(x[j]) and abs(x[j]) >= rail_uv * 0.995:
+                j += 1
+            if j > i:
+                sat = j - onset
+        if blank_ms is not None:
+            end = onset + max(round(blank_ms * per_ms), 1)
+        else:
+            core = max(sat, round(min_blank_ms * per_ms)) if detected else 0
+            length = core + int(np.ceil(guard_ms * per_ms)) if detected else 0
+            end = onset + min(length, round(max_blank_ms * per_ms))
+        end = min(end, n)
+        out.append(
+            ArtifactFinding(
+                event_index=ev,
+                onset_index=int(onset),
+                detected=bool(detected),
+                offset_ms=float((onset - ev) / per_ms) if detected else float("nan"),
+                saturated_ms=float(sat / per_ms),
+                blank_end_index=int(end),
+                peak_uv=peak,
+            )
+        )
+    return out
+
+
+def bridge(epoch: np.ndarray, start: int, end: int) -> None:
+    """Replace ``epoch[start:end]`` in place by a straight line between its neighbours.
+
+    The line joins the mean of the two samples before ``start`` and the mean of the two samples
+    from ``end`` on. ``epoch`` has time on axis 0 and may hold several sweeps along axis 1.
+    """
+    n = epoch.shape[0]
+    start = max(int(start), 0)
+    end = min(int(end), n)
+    if end <= start:
+        return
+    if start == 0 and end >= n:
+        raise SignalError("the artifact blank covers the whole epoch; shorten blank_ms")
+    left = epoch[max(start - 2, 0) : start].mean(axis=0) if start > 0 else None
+    right = epoch[end : min(end + 2, n)].mean(axis=0) if end < n else None
+    if left is None:
+        left = right
+    if right is None:
+        right = left
+    t = (np.arange(start, end) - (start - 1)) / (end - (start - 1))
+    if epoch.ndim == 1:
+        epoch[start:end] = left + (right - left) * t
+    else:
+        epoch[start:end] = left[None, :] + (right - left)[None, :] * t[:, None]

@@ -1,0 +1,173 @@
+"""analyze_hreflex on synthetic sessions with exact truth (the simulator validation is separate)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hreflex_synth import make_session
+
+from dsp import SignalError
+from dsp.hreflex import HReflexInputError, analyze_hreflex
+
+STABLE_KEYS = {
+    "schema", "muscle", "channel", "emg_rate_hz", "n_stimuli", "n_included", "mmax_uv",
+    "mmax_uv_ci", "hmax_uv", "hmax_uv_ci", "hmax_mmax", "hmax_mmax_ci", "m_latency_ms",
+    "h_latency_ms", "m_peak_latency_ms", "h_peak_latency_ms", "m_window", "h_window",
+    "recruitment", "test_intensity", "rate_dependent_depression",
+    "rate_dependent_depression_detail", "paired_pulse_depression",
+    "paired_pulse_depression_detail", "artifact", "stimuli", "exclusions", "references",
+    "warnings", "parameters",
+}  # fmt: skip
+
+
+def run(s, **kw):
+    kw.setdefault("n_boot", 60)
+    return analyze_hreflex(
+        s["emg_uv"], s["rate_hz"], s["idx"], s["intensity"], pulse_index=s["pulse_index"], **kw
+    )
+
+
+@pytest.mark.parametrize("seed,rate", [(0, 5000.0), (1, 10000.0), (2, 4000.0)])
+def test_recovers_truth(seed, rate):
+    s = make_session(seed, rate)
+    t = s["truth"]
+    r = run(s)
+    assert abs(r.mmax_uv / t["mmax_uv"] - 1) < 0.01
+    assert abs(r.hmax_uv / t["hmax_uv"] - 1) < 0.02
+    assert abs(r.hmax_mmax / t["hmax_mmax"] - 1) < 0.02
+    assert r.hmax_mmax_ci[0] <= r.hmax_mmax <= r.hmax_mmax_ci[1]
+    # onsets are measured from the detected artifact; the waves start sharply at the latency
+    assert abs(r.m_latency_ms - t["m_latency_ms"]) <= 0.5
+    assert abs(r.h_latency_ms - t["h_latency_ms"]) <= 0.5
+    for f, ratio in t["rdd"].items():
+        assert abs(r.rate_dependent_depression[f"{f:g}"] - ratio) < 0.05
+    assert abs(r.paired_pulse_depression["2.5"] - t["ppd"]) < 0.05
+    assert r.m_window.source == "data" and r.h_window.source == "data"
+    assert r.m_window.start_ms <= t["m_latency_ms"] < r.m_window.end_ms
+    assert r.h_window.start_ms <= t["h_latency_ms"] < r.h_window.end_ms
+    # per-stimulus amplitudes follow the truth
+    m = np.array([st.m_p2p_uv for st in r.stimuli])
+    h = np.array([st.h_p2p_uv for st in r.stimuli])
+    big = t["m_amp"] > 500
+    assert np.all(np.abs(m[big] / t["m_amp"][big] - 1) < 0.03)
+    bigh = t["h_amp"] > 500
+    assert np.all(np.abs(h[bigh] / t["h_amp"][bigh] - 1) < 0.05)
+
+
+def test_saturating_artifact_does_not_move_estimates():
+    clean = run(make_session(3))
+    sat = run(make_session(3, saturate_ms=2.0))
+    assert sat.artifact["n_saturated"] == len(sat.stimuli)
+    assert sat.artifact["saturated_ms_max"] == pytest.approx(2.0, abs=0.25)
+    assert sat.mmax_uv == pytest.approx(clean.mmax_uv, rel=0.005)
+    assert sat.hmax_mmax == pytest.approx(clean.hmax_mmax, rel=0.01)
+    assert sat.m_latency_ms == pytest.approx(clean.m_latency_ms, abs=0.21)
+    assert sat.h_latency_ms == pytest.approx(clean.h_latency_ms, abs=0.21)
+    # the blank covers the saturation but stops well before the M-wave
+    assert all(2.0 <= st.blank_ms < 4.0 for st in sat.stimuli)
+
+
+def test_saturation_that_reaches_the_m_wave_would_be_visible():
+    # Without blanking the saturated rail would dominate the M window: check the blank works
+    s = make_session(4, saturate_ms=2.0, m_latency_ms=4.0)
+    r = run(s)
+    assert abs(r.m_latency_ms - 4.0) <= 0.5
+    assert abs(r.mmax_uv / s["truth"]["mmax_uv"] - 1) < 0.01
+
+
+def test_artifact_offset_reported_and_latency_from_artifact():
+    s = make_session(5, offset_samples=4)  # 0.8 ms late at 5 kHz
+    r = run(s)
+    assert r.artifact["offset_ms_median"] == pytest.approx(0.8, abs=0.05)
+    assert all(st.artifact_offset_ms == pytest.approx(0.8, abs=0.05) for st in r.stimuli)
+    assert abs(r.m_latency_ms - 6.0) <= 0.5
+
+
+def test_background_gating_excludes_with_reason():
+    s = make_session(6, high_background=(3, 10))
+    r = run(s)
+    excluded = {e["stimulus"]: e["reason"] for e in r.exclusions}
+    assert set(excluded) == {3, 10}
+    assert all("background EMG" in v for v in excluded.values())
+    # an explicit band: sweeps with a background above 4.5 uV are dropped
+    bg = np.array([st.background_uv for st in r.stimuli])
+    r2 = run(s, background_band_uv=(0.0, float(np.median(bg))))
+    assert 0.3 * len(bg) < len(r2.exclusions) < 0.7 * len(bg)
+    with pytest.raises(HReflexInputError, match="usable"):
+        run(s, background_band_uv=(0.0, 0.5))
+
+
+def test_gap_excludes_sweep():
+    s = make_session(7)
+    e = s["idx"][5]
+    s["emg_uv"][e + 100 : e + 120] = np.nan
+    r = run(s)
+    assert [x["stimulus"] for x in r.exclusions] == [5]
+    assert "missing samples" in r.exclusions[0]["reason"]
+    assert not r.stimuli[5].included
+
+
+def test_to_dict_is_json_with_stable_keys():
+    s = make_session(8)
+    r = run(s, n_boot=20)
+    d = json.loads(json.dumps(r.to_dict(), allow_nan=False))
+    assert set(d) == STABLE_KEYS
+    assert d["schema"] == "tonuslab.hreflex/1"
+    assert len(d["stimuli"]) == len(s["idx"])
+    assert {"m_p2p_uv", "h_p2p_uv", "m_onset_ms", "background_uv", "artifact_offset_ms"} <= set(
+        d["stimuli"][0]
+    )
+    assert d["references"]["hmax_mmax"]["source"].startswith("Koelman")
+    assert set(d["recruitment"]["m"]) >= {
+        "max_uv",
+        "threshold_ma",
+        "i50_ma",
+        "slope_uv_per_ma",
+        "r2",
+    }
+    assert d["rate_dependent_depression"]["0.1"] == pytest.approx(1.0)
+
+
+def test_window_overrides_and_fcr_preset():
+    s = make_session(9, m_latency_ms=3.0, h_latency_ms=16.0)
+    r = run(s, muscle="flexor_carpi_radialis")
+    assert r.muscle == "fcr"
+    assert abs(r.h_latency_ms - 16.0) <= 0.5 and abs(r.m_latency_ms - 3.0) <= 0.5
+    r2 = run(s, muscle="fcr", m_window_ms=(2.0, 12.0), h_window_ms=(14.0, 28.0))
+    assert r2.m_window.source == "override" and r2.h_window.start_ms == 14.0
+    assert abs(r2.hmax_mmax / s["truth"]["hmax_mmax"] - 1) < 0.03
+
+
+def test_multichannel_and_channel_choice():
+    s = make_session(10)
+    two = np.column_stack([np.zeros_like(s["emg_uv"]) + 1.0, s["emg_uv"]])
+    r = analyze_hreflex(two, s["rate_hz"], s["idx"], s["intensity"], pulse_index=s["pulse_index"],
+                        channel=1, n_boot=0)  # fmt: skip
+    assert abs(r.mmax_uv / 8000 - 1) < 0.01
+    assert np.isnan(r.hmax_mmax_ci[0])
+
+
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        (dict(emg_rate_hz=1000.0), "too low"),
+        (dict(stim_intensity_ma=np.ones(3)), "one value per stimulus"),
+        (dict(channel=2), "channel"),
+        (dict(muscle="biceps"), "no preset"),
+        (dict(m_window_ms=(10.0, 5.0)), "m_window_ms"),
+        (dict(pulse_index=2), "pulse_index"),
+        (dict(stim_sample_index=np.array([5, 3])), "increasing"),
+        (dict(stim_sample_index=np.array([-1, 3])), "outside"),
+    ],
+)
+def test_bad_input_is_one_clear_error(change, match):
+    s = make_session(11)
+    kw = dict(emg_uv=s["emg_uv"], emg_rate_hz=s["rate_hz"], stim_sample_index=s["idx"],
+              stim_intensity_ma=s["intensity"], n_boot=0)  # fmt: skip
+    kw.update(change)
+    if "stim_sample_index" in change:
+        kw["stim_intensity_ma"] = np.ones(2)
+    with pytest.raises(SignalError, match=match):
+        analyze_hreflex(**kw)
