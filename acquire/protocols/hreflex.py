@@ -1,0 +1,665 @@
+"""The ``hreflex`` recording protocol: recruitment ladder, rate blocks, paired pulses.
+
+Three pieces, usable separately:
+
+- :func:`make_plan` turns an :class:`HReflexProtocolConfig` into an :class:`HReflexPlan` (every
+  pulse with its time, intensity, width, block and nominal rate) and refuses plans that break the
+  host-side :class:`SafetyLimits` with one clear :class:`PlanError`.
+- :func:`background_bins_uv` / :class:`BackgroundGate`: mean rectified EMG in 50 ms bins; a pulse
+  is delivered only while the background is inside a band (domain notes: background gating).
+- :class:`HReflexRunner` drives ``DeviceClient.stimulate`` (authenticated by the client) through
+  the plan, waits on the *device's* sample clock, gates each pulse, records what happened and can
+  be stopped at once from any thread (:meth:`HReflexRunner.stop`).
+
+Time compression (``time_scale < 1``: intervals shrunk, and the runner never sleeps on the host
+clock) exists for the emulated device only, in tests and demos. It is marked in every record and
+refused on a real device (:class:`PlanError`).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Protocol
+
+import numpy as np
+
+from acquire.errors import AcquisitionError
+
+BLOCK_RECRUITMENT = "recruitment"
+
+
+class PlanError(AcquisitionError):
+    """A stimulation plan breaks a host-side safety limit or is malformed (nothing was sent)."""
+
+
+class StimulationStopped(AcquisitionError):
+    """The runner was stopped (``stop()``) before the plan finished."""
+
+
+@dataclass(frozen=True)
+class SafetyLimits:
+    """Host-side stimulation limits, checked before any pulse is planned or sent.
+
+    The device enforces its own limits as well (``firmware_iface/PROTOCOL.md``); these are the
+    host's, usually stricter.
+
+    Attributes
+    ----------
+    max_intensity_ma : float
+        Highest intensity allowed, mA.
+    max_width_us, min_width_us : int
+        Pulse-width bounds, us.
+    min_interval_s : float
+        Shortest onset-to-onset interval between any two pulses (within a pair too), s.
+    max_pulses : int
+        Most pulses in one session.
+    max_rate_hz : float
+        Highest block rate, Hz.
+    """
+
+    max_intensity_ma: float = 40.0
+    max_width_us: int = 1000
+    min_width_us: int = 50
+    min_interval_s: float = 0.45
+    max_pulses: int = 600
+    max_rate_hz: float = 2.0
+
+
+@dataclass(frozen=True)
+class HReflexProtocolConfig:
+    """What the ``hreflex`` protocol should do.
+
+    Attributes
+    ----------
+    ladder_ma : sequence of float
+        Recruitment intensities, mA (each delivered ``ladder_repeats`` times).
+    ladder_repeats : int
+        Repeats of each ladder intensity.
+    order : {"ascending", "random"}
+        Order of the recruitment pulses.
+    interval_s : float
+        Interval between recruitment pulses, s (>= 10 s on a real subject).
+    jitter_s : float
+        Extra random interval, uniform in [0, jitter_s], added to each recruitment interval.
+    width_us : int
+        Pulse width, us (1 ms typical).
+    rate_blocks_hz : sequence of float
+        Frequency blocks (0.1, 0.2, 0.3, 1, 2 Hz); pulses at ``test_intensity_ma``.
+    pulses_per_block : int
+        Pulses in each rate block.
+    block_rest_s : float
+        Rest before each rate block and each paired-pulse series, s.
+    paired_intervals_s : sequence of float
+        Paired-pulse intervals (2.5 and 5 s), at ``test_intensity_ma``.
+    pairs_per_interval : int
+        Pairs at each interval.
+    pair_rest_s : float
+        Rest between pairs, s.
+    test_intensity_ma : float, optional
+        Intensity of the rate blocks and pairs (M at ~10-33% of Mmax on the rising H limb). When
+        omitted the runner asks its ``choose_test_intensity`` callback after the recruitment.
+    gate_band_uv : (float, float), optional
+        Background band (mean rectified EMG, 50 ms bins); None disables gating.
+    gate_bins : int
+        Consecutive 50 ms bins that must lie inside the band just before a pulse.
+    gate_timeout_s : float
+        How long to wait for the background to enter the band before skipping the pulse, s.
+    seed : int
+        Randomness of order and jitter.
+    """
+
+    ladder_ma: Sequence[float] = tuple(np.round(np.arange(4.0, 30.01, 2.0), 3))
+    ladder_repeats: int = 2
+    order: str = "random"
+    interval_s: float = 10.0
+    jitter_s: float = 2.0
+    width_us: int = 1000
+    rate_blocks_hz: Sequence[float] = (0.1, 0.2, 0.3, 1.0, 2.0)
+    pulses_per_block: int = 10
+    block_rest_s: float = 20.0
+    paired_intervals_s: Sequence[float] = (2.5, 5.0)
+    pairs_per_interval: int = 5
+    pair_rest_s: float = 10.0
+    test_intensity_ma: float | None = None
+    gate_band_uv: tuple[float, float] | None = (0.0, 20.0)
+    gate_bins: int = 2
+    gate_timeout_s: float = 10.0
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        return {k: list(v) if isinstance(v, (tuple, list)) else v for k, v in d.items()}
+
+
+@dataclass(frozen=True)
+class PlannedPulse:
+    """One planned stimulation command.
+
+    Attributes
+    ----------
+    number : int
+        Position in the plan.
+    t_s : float
+        Planned onset, s after the start of the plan (before any time compression).
+    intensity_ma : float or None
+        Intensity, mA (None: the test intensity, resolved after the recruitment).
+    width_us : int
+        Pulse width, us.
+    mode : {"single", "pair"}
+        Single pulse or pair.
+    pair_interval_s : float
+        Onset-to-onset within a pair, s (0 for a single pulse).
+    block : str
+        ``"recruitment"``, ``"rate_<f>hz"`` or ``"pair_<dt>s"``.
+    rate_hz : float
+        Nominal rate of the block (recruitment: ``1 / interval_s``; pairs: NaN).
+    """
+
+    number: int
+    t_s: float
+    intensity_ma: float | None
+    width_us: int
+    mode: str
+    pair_interval_s: float
+    block: str
+    rate_hz: float
+
+
+@dataclass
+class HReflexPlan:
+    """A checked plan: the pulses in order, and the config and limits it was built with."""
+
+    pulses: list[PlannedPulse]
+    config: HReflexProtocolConfig
+    limits: SafetyLimits
+    time_scale: float = 1.0
+
+    @property
+    def duration_s(self) -> float:
+        last = self.pulses[-1]
+        return (last.t_s + last.pair_interval_s) * self.time_scale
+
+    @property
+    def n_pulses(self) -> int:
+        return sum(2 if p.mode == "pair" else 1 for p in self.pulses)
+
+    def with_test_intensity(self, intensity_ma: float) -> HReflexPlan:
+        """The plan with every unresolved (test) intensity set, re-checked against the limits."""
+        _check_intensity(float(intensity_ma), self.limits, "test_intensity_ma")
+        pulses = [
+            p if p.intensity_ma is not None else replace(p, intensity_ma=float(intensity_ma))
+            for p in self.pulses
+        ]
+        return HReflexPlan(pulses, self.config, self.limits, self.time_scale)
+
+    def to_dict(self) -> dict:
+        return {
+            "protocol": "hreflex",
+            "config": self.config.to_dict(),
+            "limits": asdict(self.limits),
+            "time_scale": self.time_scale,
+            "time_compressed": self.time_scale != 1.0,
+            "pulses": [asdict(p) for p in self.pulses],
+        }
+
+
+def _check_intensity(v: float, limits: SafetyLimits, name: str) -> None:
+    if not (math.isfinite(v) and 0.0 < v <= limits.max_intensity_ma):
+        raise PlanError(
+            f"{name}={v} mA is outside (0, {limits.max_intensity_ma}] mA (host safety limit); "
+            "lower it or raise SafetyLimits.max_intensity_ma deliberately"
+        )
+
+
+def make_plan(
+    config: HReflexProtocolConfig | None = None,
+    limits: SafetyLimits | None = None,
+    *,
+    time_scale: float = 1.0,
+) -> HReflexPlan:
+    """Build and check the pulse plan.
+
+    Parameters
+    ----------
+    config : HReflexProtocolConfig, optional
+        What to deliver (defaults: soleus-like ladder 4-30 mA, blocks 0.1-2 Hz, pairs 2.5/5 s).
+    limits : SafetyLimits, optional
+        Host-side limits (defaults as documented on :class:`SafetyLimits`).
+    time_scale : float
+        1.0 for a real session. Values below 1 shrink every interval (emulated device only;
+        :class:`HReflexRunner` refuses it on a real device). Safety limits on intervals are
+        checked on the unscaled plan, so a compressed plan is the same plan, only faster.
+
+    Returns
+    -------
+    HReflexPlan
+
+    Raises
+    ------
+    PlanError
+        Any limit broken (intensity, width, interval, rate, pulse count) or a malformed config.
+    """
+    c = config or HReflexProtocolConfig()
+    lim = limits or SafetyLimits()
+    if not (0.0 < time_scale <= 1.0):
+        raise PlanError(f"time_scale={time_scale} must lie in (0, 1]")
+    if c.order not in ("ascending", "random"):
+        raise PlanError(f"order={c.order!r} must be 'ascending' or 'random'")
+    if not lim.min_width_us <= c.width_us <= lim.max_width_us:
+        raise PlanError(
+            f"width_us={c.width_us} is outside [{lim.min_width_us}, {lim.max_width_us}] us "
+            "(host safety limit)"
+        )
+    ladder = [float(v) for v in c.ladder_ma]
+    if not ladder:
+        raise PlanError("ladder_ma is empty; give the recruitment intensities in mA")
+    for v in ladder:
+        _check_intensity(v, lim, "ladder intensity")
+    if c.test_intensity_ma is not None:
+        _check_intensity(float(c.test_intensity_ma), lim, "test_intensity_ma")
+    if c.interval_s < lim.min_interval_s or c.jitter_s < 0:
+        raise PlanError(
+            f"interval_s={c.interval_s} s is below the minimum interval {lim.min_interval_s} s "
+            "(or jitter_s is negative)"
+        )
+    for f in c.rate_blocks_hz:
+        if not (0 < f <= lim.max_rate_hz) or 1.0 / f < lim.min_interval_s:
+            raise PlanError(
+                f"rate block {f} Hz exceeds the host limit ({lim.max_rate_hz} Hz, "
+                f"min interval {lim.min_interval_s} s)"
+            )
+    for dt in c.paired_intervals_s:
+        if dt < lim.min_interval_s:
+            raise PlanError(
+                f"paired interval {dt} s is below the minimum interval {lim.min_interval_s} s"
+            )
+    if c.ladder_repeats < 1 or c.pulses_per_block < 0 or c.pairs_per_interval < 0:
+        raise PlanError("ladder_repeats must be >= 1; pulses_per_block, pairs_per_interval >= 0")
+    rng = np.random.default_rng(c.seed)
+    intensities = np.repeat(np.array(ladder), c.ladder_repeats)
+    if c.order == "ascending":
+        intensities = np.sort(intensities, kind="stable")
+    else:
+        rng.shuffle(intensities)
+    pulses: list[PlannedPulse] = []
+    t = 0.0
+    for v in intensities:
+        pulses.append(
+            PlannedPulse(
+                len(pulses),
+                t,
+                float(v),
+                c.width_us,
+                "single",
+                0.0,
+                BLOCK_RECRUITMENT,
+                1.0 / c.interval_s,
+            )
+        )
+        t += c.interval_s + float(rng.uniform(0.0, c.jitter_s))
+    test = None if c.test_intensity_ma is None else float(c.test_intensity_ma)
+    for f in c.rate_blocks_hz:
+        if c.pulses_per_block == 0:
+            break
+        t += c.block_rest_s
+        for _ in range(c.pulses_per_block):
+            pulses.append(
+                PlannedPulse(len(pulses), t, test, c.width_us, "single", 0.0, f"rate_{f:g}hz", f)
+            )
+            t += 1.0 / f
+        t -= 1.0 / f
+    for dt in c.paired_intervals_s:
+        if c.pairs_per_interval == 0:
+            break
+        t += c.block_rest_s
+        for _ in range(c.pairs_per_interval):
+            pulses.append(
+                PlannedPulse(
+                    len(pulses),
+                    t,
+                    test,
+                    c.width_us,
+                    "pair",
+                    float(dt),
+                    f"pair_{dt:g}s",
+                    float("nan"),
+                )
+            )
+            t += dt + c.pair_rest_s
+        t -= c.pair_rest_s
+    plan = HReflexPlan(pulses, c, lim, float(time_scale))
+    if plan.n_pulses > lim.max_pulses:
+        raise PlanError(
+            f"the plan has {plan.n_pulses} pulses, more than the host limit {lim.max_pulses}"
+        )
+    # every onset-to-onset interval, pairs included, respects the minimum
+    onsets = []
+    for p in pulses:
+        onsets.append(p.t_s)
+        if p.mode == "pair":
+            onsets.append(p.t_s + p.pair_interval_s)
+    gaps = np.diff(np.array(onsets))
+    if gaps.size and gaps.min() < lim.min_interval_s - 1e-9:
+        raise PlanError(
+            f"two pulses are {gaps.min():.3f} s apart, below the minimum {lim.min_interval_s} s"
+        )
+    return plan
+
+
+# ----------------------------------------------------------------------------- gating
+def background_bins_uv(emg_uv: np.ndarray, emg_rate_hz: float, bin_ms: float = 50.0) -> np.ndarray:
+    """Mean rectified EMG in consecutive bins (each bin's mean removed first).
+
+    Parameters
+    ----------
+    emg_uv : ndarray, shape (n_samples,) or (n_samples, n_channels)
+        Recent EMG, uV, oldest first; the bins end at the last sample.
+    emg_rate_hz : float
+        Sampling rate, Hz.
+    bin_ms : float
+        Bin length, ms (50 ms per the domain notes).
+
+    Returns
+    -------
+    ndarray, shape (n_bins,) or (n_bins, n_channels)
+        Mean rectified EMG per bin, uV, oldest first (NaN for bins touching a NaN sample).
+    """
+    x = np.asarray(emg_uv, dtype=np.float64)
+    one = x.ndim == 1
+    if one:
+        x = x[:, None]
+    n = max(round(bin_ms * emg_rate_hz / 1000.0), 1)
+    k = x.shape[0] // n
+    if k == 0:
+        out = np.empty((0, x.shape[1]))
+        return out[:, 0] if one else out
+    b = x[x.shape[0] - k * n :].reshape(k, n, x.shape[1])
+    out = np.mean(np.abs(b - b.mean(axis=1, keepdims=True)), axis=1)
+    return out[:, 0] if one else out
+
+
+@dataclass(frozen=True)
+class BackgroundGate:
+    """Deliver only while the last ``n_bins`` 50 ms bins of background EMG lie inside ``band_uv``.
+
+    Attributes
+    ----------
+    band_uv : (float, float)
+        Accepted mean rectified EMG, uV.
+    n_bins : int
+        Consecutive bins that must be inside the band.
+    bin_ms : float
+        Bin length, ms.
+    channel : int
+        EMG channel gated on.
+    """
+
+    band_uv: tuple[float, float]
+    n_bins: int = 2
+    bin_ms: float = 50.0
+    channel: int = 0
+
+    def samples_needed(self, emg_rate_hz: float) -> int:
+        return self.n_bins * max(round(self.bin_ms * emg_rate_hz / 1000.0), 1)
+
+    def check(self, recent_emg_uv: np.ndarray, emg_rate_hz: float) -> tuple[bool, list[float]]:
+        """(inside, bin values) for the most recent EMG (at least ``samples_needed`` samples)."""
+        x = np.asarray(recent_emg_uv, dtype=np.float64)
+        if x.ndim == 2:
+            x = x[:, self.channel]
+        x = x[-self.samples_needed(emg_rate_hz) :]
+        bins = background_bins_uv(x, emg_rate_hz, self.bin_ms)
+        lo, hi = self.band_uv
+        ok = bins.size == self.n_bins and bool(np.all((bins >= lo) & (bins <= hi)))
+        return ok, [float(v) for v in bins]
+
+
+# ----------------------------------------------------------------------------- runner
+class EmgMonitor(Protocol):
+    """What the runner needs from the recorder: the device's sample clock and recent EMG."""
+
+    emg_rate_hz: float
+
+    def latest_emg_index(self) -> int:
+        """Device sample index of the newest EMG sample received (-1 before the first)."""
+
+    def recent_emg_uv(self, n_samples: int) -> np.ndarray:
+        """The newest ``n_samples`` EMG samples, uV, shape (n, n_channels), oldest first."""
+
+
+@dataclass
+class PulseRecord:
+    """What happened to one planned pulse (the runner's log, stored in the session)."""
+
+    number: int
+    block: str
+    mode: str
+    intensity_ma: float
+    width_us: int
+    pair_interval_s: float
+    rate_hz: float
+    planned_emg_index: int
+    status: str  # "delivered", "skipped_background", "refused"
+    first_emg_index: int | None = None
+    background_uv: list[float] = field(default_factory=list)
+    gate_wait_s: float = 0.0
+    message: str = ""
+    time_compressed: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _stimulate(client, pulse: PlannedPulse, time_scale: float):
+    """Send one command through the protocol engineer's ``DeviceClient.stimulate``."""
+    interval_s = pulse.pair_interval_s * time_scale if pulse.mode == "pair" else 0.0
+    return client.stimulate(
+        mode=pulse.mode,
+        intensity_ma=float(pulse.intensity_ma),
+        width_us=int(pulse.width_us),
+        pulse_count=2 if pulse.mode == "pair" else 1,
+        interval_us=round(interval_s * 1e6),
+    )
+
+
+def device_is_emulated(client) -> bool:
+    """True only when the client says it is connected to the emulated device."""
+    for attr in ("is_emulated", "emulated"):
+        v = getattr(client, attr, None)
+        if isinstance(v, bool):
+            return v
+    info = getattr(client, "info", None) or getattr(client, "device_info", None)
+    if info is not None:
+        for attr in ("is_emulated", "emulated"):
+            v = getattr(info, attr, None)
+            if isinstance(v, bool):
+                return v
+        serial = getattr(info, "serial", "") or ""
+        return str(serial).startswith("EMU-")
+    return False
+
+
+class HReflexRunner:
+    """Drive a device client through an :class:`HReflexPlan`.
+
+    Parameters
+    ----------
+    client : DeviceClient
+        The authenticated host client (``firmware_iface``); its ``stimulate`` signs each command.
+    monitor : EmgMonitor
+        The recorder's view of the incoming EMG (sample clock and recent samples).
+    plan : HReflexPlan
+        A checked plan (:func:`make_plan`).
+    choose_test_intensity : callable, optional
+        ``f(records) -> float`` called after the recruitment when the plan has no test intensity
+        (the recorder can fit the recruitment curve there); its answer is checked against the
+        limits.
+    on_record : callable, optional
+        Called with each :class:`PulseRecord` as soon as it is final (the recorder stores it).
+    poll_s : float
+        Host sleep between polls of the monitor, s.
+    """
+
+    def __init__(
+        self,
+        client,
+        monitor: EmgMonitor,
+        plan: HReflexPlan,
+        *,
+        choose_test_intensity: Callable[[list[PulseRecord]], float] | None = None,
+        on_record: Callable[[PulseRecord], None] | None = None,
+        poll_s: float = 0.002,
+    ):
+        if plan.time_scale != 1.0 and not device_is_emulated(client):
+            raise PlanError(
+                "time-compressed plans (time_scale < 1) run only on the emulated device; "
+                "build the plan with time_scale=1.0 for a real device"
+            )
+        self.client = client
+        self.monitor = monitor
+        self.plan = plan
+        self.choose_test_intensity = choose_test_intensity
+        self.on_record = on_record
+        self.poll_s = poll_s
+        self.records: list[PulseRecord] = []
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        """Stop at once: no further command is sent (safe from any thread or a signal handler).
+
+        A pulse already accepted by the device is not recalled; the device's own stop command
+        (if the client has ``stop_stimulation``) is sent as well.
+        """
+        self._stop.set()
+        halt = getattr(self.client, "stop_stimulation", None)
+        if callable(halt):
+            try:
+                halt()
+            except Exception:  # stopping must never raise
+                pass
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def _wait_for_index(self, index: int) -> None:
+        while self.monitor.latest_emg_index() < index:
+            if self._stop.is_set():
+                raise StimulationStopped("stimulation stopped by the operator")
+            time.sleep(self.poll_s)
+
+    def run(self) -> list[PulseRecord]:
+        """Deliver the plan; returns the records (also on ``self.records``).
+
+        Raises
+        ------
+        StimulationStopped
+            When :meth:`stop` was called (records so far are kept).
+        PlanError
+            When the test intensity is needed and cannot be resolved within the limits.
+        """
+        plan = self.plan
+        rate = float(self.monitor.emg_rate_hz)
+        scale = plan.time_scale
+        gate_cfg = plan.config.gate_band_uv
+        gate = None if gate_cfg is None else BackgroundGate(tuple(gate_cfg), plan.config.gate_bins)
+        self._wait_for_index(0)
+        # leave room for the gate's bins and the epoch before the first pulse
+        start = self.monitor.latest_emg_index() + round(max(0.2, 0.1 * scale) * rate)
+        if gate is not None:
+            start += gate.samples_needed(rate)
+        pulses = list(plan.pulses)
+        shift = 0  # samples added by gating waits, to keep every later interval intact
+        for k, p in enumerate(pulses):
+            if p.intensity_ma is None:
+                v = (
+                    None
+                    if self.choose_test_intensity is None
+                    else self.choose_test_intensity(list(self.records))
+                )
+                if v is None:
+                    raise PlanError(
+                        "the plan has no test intensity: set test_intensity_ma or pass "
+                        "choose_test_intensity"
+                    )
+                plan = plan.with_test_intensity(float(v))
+                self.plan = plan
+                pulses[k:] = plan.pulses[k:]
+                p = pulses[k]
+            target = start + shift + round(p.t_s * scale * rate)
+            self._wait_for_index(target)
+            rec = PulseRecord(
+                number=p.number,
+                block=p.block,
+                mode=p.mode,
+                intensity_ma=float(p.intensity_ma),
+                width_us=p.width_us,
+                pair_interval_s=p.pair_interval_s * scale,
+                rate_hz=p.rate_hz / scale if np.isfinite(p.rate_hz) else p.rate_hz,
+                planned_emg_index=int(target),
+                status="",
+                time_compressed=scale != 1.0,
+            )
+            if gate is not None:
+                waited = 0
+                timeout = round(plan.config.gate_timeout_s * scale * rate)
+                step = max(round(gate.bin_ms * rate / 1000.0), 1)
+                while True:
+                    ok, bins = gate.check(
+                        self.monitor.recent_emg_uv(gate.samples_needed(rate)), rate
+                    )
+                    rec.background_uv = bins
+                    if ok or waited >= timeout:
+                        break
+                    waited += step
+                    self._wait_for_index(target + waited)
+                rec.gate_wait_s = waited / rate
+                # only the recruitment keeps its cadence; rate blocks need exact intervals, so
+                # a wait shifts everything after it
+                shift += waited
+                if not ok:
+                    rec.status = "skipped_background"
+                    rec.message = (
+                        f"background {max(bins, default=float('nan')):.1f} uV outside "
+                        f"{list(gate.band_uv)} uV for {plan.config.gate_timeout_s * scale:g} s"
+                    )
+                    self._finish(rec)
+                    continue
+            if self._stop.is_set():
+                raise StimulationStopped("stimulation stopped by the operator")
+            try:
+                reply = _stimulate(self.client, p, scale)
+            except AcquisitionError:
+                raise
+            except Exception as exc:  # the device refused (limit, auth): record and stop
+                rec.status = "refused"
+                rec.message = f"{type(exc).__name__}: {exc}"
+                self._finish(rec)
+                raise
+            rec.status = "delivered"
+            rec.first_emg_index = _first_index(reply)
+            self._finish(rec)
+        return self.records
+
+    def _finish(self, rec: PulseRecord) -> None:
+        self.records.append(rec)
+        if self.on_record is not None:
+            self.on_record(rec)
+
+
+def _first_index(reply) -> int | None:
+    for attr in ("first_emg_index", "emg_sample_index", "first_index"):
+        v = getattr(reply, attr, None)
+        if v is not None:
+            return int(v)
+    if isinstance(reply, dict):
+        for key in ("first_emg_index", "emg_sample_index"):
+            if key in reply:
+                return int(reply[key])
+    if isinstance(reply, tuple) and len(reply) == 2:
+        return int(reply[1])
+    return None

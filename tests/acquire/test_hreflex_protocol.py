@@ -1,0 +1,114 @@
+"""The hreflex recording protocol: plan, host safety limits, background gating."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from acquire import AcquisitionError
+from acquire.protocols import PROTOCOLS
+from acquire.protocols.hreflex import (
+    BackgroundGate,
+    HReflexProtocolConfig,
+    PlanError,
+    SafetyLimits,
+    background_bins_uv,
+    make_plan,
+)
+
+
+def test_default_plan_shape_and_intervals():
+    plan = make_plan(HReflexProtocolConfig(test_intensity_ma=12.0))
+    assert PROTOCOLS["hreflex"] == "acquire.protocols.hreflex"
+    rec = [p for p in plan.pulses if p.block == "recruitment"]
+    assert len(rec) == 14 * 2
+    gaps = np.diff([p.t_s for p in rec])
+    assert gaps.min() >= 10.0 and gaps.max() <= 12.0  # >= 10 s with jitter
+    for f in (0.1, 0.2, 0.3, 1.0, 2.0):
+        blk = [p for p in plan.pulses if p.block == f"rate_{f:g}hz"]
+        assert len(blk) == 10
+        assert np.allclose(np.diff([p.t_s for p in blk]), 1.0 / f)
+        assert all(p.intensity_ma == 12.0 and p.rate_hz == f for p in blk)
+    pairs = [p for p in plan.pulses if p.mode == "pair"]
+    assert sorted({p.pair_interval_s for p in pairs}) == [2.5, 5.0]
+    assert plan.n_pulses == 28 + 50 + 20
+    d = plan.to_dict()
+    assert d["time_compressed"] is False and len(d["pulses"]) == len(plan.pulses)
+
+
+def test_orders():
+    asc = make_plan(HReflexProtocolConfig(order="ascending", test_intensity_ma=10))
+    v = [p.intensity_ma for p in asc.pulses if p.block == "recruitment"]
+    assert v == sorted(v)
+    rnd = make_plan(HReflexProtocolConfig(order="random", seed=3, test_intensity_ma=10))
+    w = [p.intensity_ma for p in rnd.pulses if p.block == "recruitment"]
+    assert sorted(w) == v and w != v
+
+
+@pytest.mark.parametrize(
+    "cfg,limits,match",
+    [
+        (dict(ladder_ma=(5.0, 45.0)), {}, "safety limit"),
+        (dict(width_us=2000), {}, "width_us"),
+        (dict(interval_s=0.2), {}, "minimum interval"),
+        (dict(rate_blocks_hz=(5.0,)), {}, "rate block"),
+        (dict(paired_intervals_s=(0.05,)), {}, "paired interval"),
+        (dict(test_intensity_ma=-1.0), {}, "test_intensity_ma"),
+        (dict(), dict(max_pulses=20), "more than the host limit"),
+        (dict(order="sideways"), {}, "order"),
+        (dict(ladder_ma=()), {}, "empty"),
+    ],
+)
+def test_plans_breaking_limits_are_refused(cfg, limits, match):
+    with pytest.raises(PlanError, match=match) as info:
+        make_plan(HReflexProtocolConfig(**cfg), SafetyLimits(**limits))
+    assert isinstance(info.value, AcquisitionError)
+    assert "\n" not in str(info.value)
+
+
+def test_test_intensity_resolved_later_and_checked():
+    plan = make_plan(HReflexProtocolConfig())
+    assert any(p.intensity_ma is None for p in plan.pulses)
+    resolved = plan.with_test_intensity(11.0)
+    assert all(p.intensity_ma is not None for p in resolved.pulses)
+    with pytest.raises(PlanError):
+        plan.with_test_intensity(100.0)
+
+
+def test_time_scale_is_marked_and_bounded():
+    plan = make_plan(HReflexProtocolConfig(test_intensity_ma=10), time_scale=0.01)
+    assert plan.to_dict()["time_compressed"] is True
+    assert plan.duration_s == pytest.approx(make_plan(
+        HReflexProtocolConfig(test_intensity_ma=10)).duration_s * 0.01)  # fmt: skip
+    with pytest.raises(PlanError):
+        make_plan(time_scale=2.0)
+
+
+def test_background_bins_match_a_plain_reference():
+    rng = np.random.default_rng(0)
+    rate = 5000.0
+    x = rng.normal(0, 10, (1234, 2)) + 50.0  # offset removed per bin
+    bins = background_bins_uv(x, rate)
+    n = 250
+    k = 1234 // n
+    ref = []
+    for b in range(k):
+        seg = x[1234 - k * n + b * n : 1234 - k * n + (b + 1) * n]
+        ref.append(np.mean(np.abs(seg - seg.mean(axis=0)), axis=0))
+    assert bins.shape == (4, 2)
+    assert np.allclose(bins, np.array(ref))
+    assert np.all(np.abs(bins - 10 * np.sqrt(2 / np.pi)) < 1.5)
+
+
+def test_gate_accepts_quiet_and_rejects_active_background():
+    rng = np.random.default_rng(1)
+    gate = BackgroundGate((0.0, 20.0), n_bins=2)
+    quiet = rng.normal(0, 5, 1000)
+    ok, bins = gate.check(quiet, 5000.0)
+    assert ok and len(bins) == 2
+    active = quiet.copy()
+    active[-250:] += rng.normal(0, 60, 250)  # the last bin is active
+    ok, bins = gate.check(active, 5000.0)
+    assert not ok and bins[-1] > 20.0
+    ok, _ = gate.check(quiet[:300], 5000.0)  # not enough samples yet
+    assert not ok
