@@ -41,7 +41,9 @@ __all__ = [
     "describe_ble_error",
     "is_ble_address",
     "open_ble_link",
+    "parse_ble_url",
     "register_backend",
+    "registered_backend",
 ]
 
 # GATT layout, firmware_iface/PROTOCOL.md "BLE transport".
@@ -76,6 +78,17 @@ def register_backend(name: str, *, client_backend=None, scanner_backend=None, lo
     }
 
 
+def registered_backend(name: str) -> dict[str, Any]:
+    """The options registered under ``name`` (``client_backend``, ``scanner_backend``, ``loop``).
+
+    Raises :class:`BleError` (one line) for an unknown name.
+    """
+    if name not in _BACKENDS:
+        known = ", ".join(sorted(_BACKENDS)) or "none registered"
+        raise BleError(f"unknown BLE backend '{name}' ({known})")
+    return dict(_BACKENDS[name])
+
+
 def parse_ble_url(url: str) -> tuple[str, dict[str, Any]]:
     """Split ``ble://TARGET?option=value&...`` into the target and :class:`BleLink` options."""
     if not url.startswith("ble://"):
@@ -88,10 +101,7 @@ def parse_ble_url(url: str) -> tuple[str, dict[str, Any]]:
     options: dict[str, Any] = {}
     for key, value in urllib.parse.parse_qsl(query, keep_blank_values=True):
         if key == "backend":
-            if value not in _BACKENDS:
-                known = ", ".join(sorted(_BACKENDS)) or "none registered"
-                raise BleError(f"unknown BLE backend '{value}' in {url!r} ({known})")
-            options.update(_BACKENDS[value])
+            options.update(registered_backend(value))
         elif key in _URL_OPTIONS:
             try:
                 options[key] = _URL_OPTIONS[key](value)
