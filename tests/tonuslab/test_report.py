@@ -1,0 +1,106 @@
+"""`tonuslab report`: one self-contained HTML file, rendered in a real headless Chromium."""
+
+import pathlib
+import re
+import shutil
+import tempfile
+
+import pytest
+
+from tonuslab.cli import main
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    if not (pathlib.Path(CHROMIUM).exists() and pathlib.Path(CHROMEDRIVER).exists()):
+        pytest.skip("headless chromium not installed")
+    profile = tempfile.mkdtemp(prefix="tl-chromium-")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--window-size=1200,900",
+    ):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def _figures_in_browser(driver, path):
+    driver.get(path.resolve().as_uri())
+    return driver.execute_script(
+        "return {imgs: Array.from(document.images).map(i => ({name: i.dataset.figure,"
+        " complete: i.complete, w: i.naturalWidth, h: i.naturalHeight})),"
+        " text: document.body.innerText.length,"
+        " height: document.body.scrollHeight};"
+    )
+
+
+def test_single_session_reports_render(browser, stretch_file, hreflex_file, tmp_path, capsys):
+    out1, out2 = tmp_path / "stretch.html", tmp_path / "hreflex.html"
+    assert main(["report", str(stretch_file), "-o", str(out1)]) == 0
+    assert main(["report", str(hreflex_file), "-o", str(out2)]) == 0
+    for out, expected in (
+        (out1, {"profile", "angle_velocity", "stretch_emg", "dsrt"}),
+        (out2, {"sweeps", "recruitment", "depression"}),
+    ):
+        text = out.read_text()
+        # self-contained: no external resources
+        assert not re.search(r'(src|href)="(?!data:)', text)
+        page = _figures_in_browser(browser, out)
+        names = {i["name"] for i in page["imgs"]}
+        assert names == expected
+        assert all(i["complete"] and i["w"] > 100 and i["h"] > 50 for i in page["imgs"])
+        assert page["text"] > 500 and page["height"] > 800  # not blank
+    text = out1.read_text()
+    assert "Spasticity profile" in text and "Tardieu summary" in text and "Quality flags" in text
+    assert "smallest real difference" in text and "Ashworth" in text
+
+
+def test_comparison_report_renders(browser, stretch_file, tmp_path, synth, capsys):
+    files = []
+    for i, shift in enumerate((0, 20, 20, 0)):
+        data = synth.synthetic_stretch(seed=i)
+        path = tmp_path / f"t{i}.h5"
+        if shift:  # a later session with a raised threshold (simulated drug effect)
+            old = synth.TRUE_TSRT_DEG
+            synth.TRUE_TSRT_DEG = old + shift
+            try:
+                data = synth.synthetic_stretch(seed=i)
+            finally:
+                synth.TRUE_TSRT_DEG = old
+        synth.write_test_session(path, data, metadata={"passive_range_deg": [0.0, 100.0]})
+        files.append(str(path))
+    out = tmp_path / "cmp.html"
+    assert main(["report", *files, "-o", str(out), "--times", "0,1,4,24"]) == 0
+    page = _figures_in_browser(browser, out)
+    names = [i["name"] for i in page["imgs"]]
+    assert names.count("comparison") == 1 and names.count("dsrt") == 4
+    assert all(i["w"] > 0 for i in page["imgs"])
+    html = out.read_text()
+    assert "Comparison over time" in html and "class='beyond'" in html
+    assert "responder" in html
+
+
+def test_report_user_errors(stretch_file, tmp_path, capsys):
+    assert main(["report", str(stretch_file), "-o", str(tmp_path / "x.pdf")]) == 2
+    assert main(["report", str(tmp_path / "nope.h5"), "-o", str(tmp_path / "x.html")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "no such file" in err
