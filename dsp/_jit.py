@@ -52,6 +52,6 @@ def njit(*args, parallel: bool = False, **overrides):
     return wrap
 
 
-def prange(*args):
-    """``numba.prange`` when compiled, ``range`` when the JIT is disabled."""
-    return numba.prange(*args) if not JIT_DISABLED else range(*args)
+#: ``numba.prange`` when compiled (Numba only recognises the object itself inside a kernel, not a
+#: wrapper), ``range`` when the JIT is disabled. Called from Python, ``numba.prange`` is ``range``.
+prange = range if JIT_DISABLED else numba.prange
