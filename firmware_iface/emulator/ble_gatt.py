@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 
 #: GATT layout of the tonuslab device (kept equal to ``acquire.ble``'s by a test).
@@ -165,6 +166,11 @@ class GattBytePeripheral:
         """ATT MTU of the current connection (23 before the exchange, 0 if not connected)."""
         return self._connection.att_mtu if self._connection is not None else 0
 
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes queued for notification and not yet sent."""
+        return len(self._buffer)
+
     async def wait_subscribed(self, timeout_s: float = 5.0) -> None:
         """Wait until a host is connected and subscribed."""
         async with asyncio.timeout(timeout_s):
@@ -264,3 +270,134 @@ class GattBytePeripheral:
                     continue
                 self.notifications_sent += 1
                 self.bytes_sent += len(chunk)
+
+
+class _PeripheralByteLink:
+    """The device's side of the radio as a ByteLink, for :class:`DeviceRunner`.
+
+    ``read`` returns what the host wrote; ``write`` queues notifications, blocking while more
+    than ``capacity`` bytes wait (the radio's back-pressure) and dropping bytes while no host is
+    subscribed (the device keeps sampling across a disconnect: the host sees the gap in the
+    sample numbers).
+    """
+
+    def __init__(self, capacity: int = 16384) -> None:
+        self.peripheral: GattBytePeripheral | None = None
+        self.capacity = capacity
+        self._rx = bytearray()
+        self._cond = threading.Condition()
+        self._closed = False
+
+    def host_bytes(self, data: bytes) -> None:
+        with self._cond:
+            self._rx += data
+            self._cond.notify_all()
+
+    def read(self, max_bytes: int, timeout_s: float) -> bytes:
+        from firmware_iface.errors import LinkClosed
+
+        with self._cond:
+            if not self._rx and not self._closed:
+                self._cond.wait(max(0.0, timeout_s))
+            if self._closed:
+                raise LinkClosed("BLE emulator stopped")
+            out = bytes(self._rx[:max_bytes])
+            del self._rx[:max_bytes]
+            return out
+
+    def write(self, data: bytes) -> None:
+        from firmware_iface.errors import LinkClosed
+
+        peripheral = self.peripheral
+        while (
+            not self._closed and peripheral.subscribed and peripheral.pending_bytes > self.capacity
+        ):
+            time.sleep(0.001)
+        if self._closed:
+            raise LinkClosed("BLE emulator stopped")
+        peripheral.send(data)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+class BleEmulator:
+    """The emulated device (:class:`~firmware_iface.emulator.EmulatedDevice`) as a BLE peripheral.
+
+    A :class:`GattBytePeripheral` on ``link`` carries the protocol byte stream; a
+    :class:`~firmware_iface.emulator.DeviceRunner` thread runs the device on it. As a real
+    device does, it keeps sampling when the host disconnects (frames made meanwhile are lost, and
+    the sample numbers show the gap) and keeps streaming to the host that reconnects.
+
+    Parameters
+    ----------
+    link : bumble.link.LocalLink
+        The in-process radio shared with the host's central.
+    loop : asyncio.AbstractEventLoop
+        The running loop (in another thread) that owns ``link``.
+    device : EmulatedDevice, optional
+        Default: ``make_device()`` (the simple signal source).
+    speed : {"realtime", "fast"}
+        ``"fast"`` runs the device clock ahead as fast as notifications drain.
+    name, address, max_chunk
+        As for :meth:`GattBytePeripheral.create`.
+    """
+
+    def __init__(
+        self,
+        link,
+        loop: asyncio.AbstractEventLoop,
+        device=None,
+        *,
+        speed: str = "realtime",
+        name: str = DEFAULT_NAME,
+        address: str = DEFAULT_ADDRESS,
+        max_chunk: int | None = None,
+    ) -> None:
+        from firmware_iface.emulator.runner import DeviceRunner, make_device
+
+        self.loop = loop
+        self._device_link = _PeripheralByteLink()
+        self.peripheral = asyncio.run_coroutine_threadsafe(
+            GattBytePeripheral.create(
+                link,
+                on_host_bytes=self._device_link.host_bytes,
+                address=address,
+                name=name,
+                max_chunk=max_chunk,
+            ),
+            loop,
+        ).result(30)
+        self._device_link.peripheral = self.peripheral
+        self.runner = DeviceRunner(
+            device or make_device(), self._device_link, speed=speed, name="ble"
+        ).start()
+
+    @property
+    def device(self):
+        """The :class:`~firmware_iface.emulator.EmulatedDevice` (hold ``runner.lock`` to touch)."""
+        return self.runner.device
+
+    def drop_link(self, silent_s: float = 0.0) -> None:
+        """Disconnect from the device side and stay unreachable for ``silent_s`` seconds.
+
+        Returns at once; the device advertises again after ``silent_s``.
+        """
+        asyncio.run_coroutine_threadsafe(self.peripheral.drop_link(silent_s), self.loop)
+
+    def close(self) -> None:
+        """Stop the device thread and the peripheral."""
+        self._device_link.close()
+        self.runner.stop()
+        try:
+            asyncio.run_coroutine_threadsafe(self.peripheral.close(), self.loop).result(5)
+        except Exception:
+            pass
+
+    def __enter__(self) -> BleEmulator:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

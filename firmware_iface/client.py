@@ -1,0 +1,608 @@
+"""The host side of protocol v1: :class:`DeviceClient` over any ``ByteLink``.
+
+One client serves one device. Commands (``identify``, ``configure``, ``start``, ``stop``, ``ping``,
+``set_time``, ``calibrate``, ``stimulate``, ``status``, ``prompt``) block until the device's ACK
+and return its decoded reply; an ERROR reply raises :class:`CommandRejected`, no reply within
+``command_timeout_s`` (after ``retries`` resends for idempotent commands) raises
+:class:`CommandTimeout`. ``read()`` returns streamed items in arrival order: :class:`SampleBlock`
+(counts as NumPy arrays) and :class:`DeviceEvent` (stimulus pulses, markers, status).
+
+Thread safety: any thread may send commands while another calls ``read()``; whichever thread
+holds the receive lock decodes for everyone.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from firmware_iface import auth
+from firmware_iface.codec import PROTOCOL_MAJOR, StreamDecoder, Unwrapper, encode_frame
+from firmware_iface.errors import (
+    CommandRejected,
+    CommandTimeout,
+    LinkClosed,
+    MalformedMessage,
+    StimulationRefused,
+    VersionMismatch,
+)
+from firmware_iface.messages import (
+    PING,
+    SET_TIME,
+    Ack,
+    Calibrate,
+    CalibrationReply,
+    ChannelInfo,
+    Config,
+    DeviceInfo,
+    ErrorCode,
+    ErrorReply,
+    Marker,
+    MsgType,
+    PingReply,
+    Samples,
+    Status,
+    StimEvent,
+    StimLimits,
+    StimMode,
+    Stimulate,
+    Stream,
+    pack_prompt,
+)
+
+_IDEMPOTENT = {MsgType.IDENTIFY, MsgType.PING, MsgType.GET_STATUS, MsgType.START, MsgType.STOP}
+_MOD32 = 1 << 32
+
+
+def _near(raw: int, reference: int) -> int:
+    """Unwrap a 32-bit value to the integer closest to ``reference``."""
+    step = (int(raw) - reference) % _MOD32
+    if step >= _MOD32 // 2:
+        step -= _MOD32
+    return reference + step
+
+
+@dataclass(frozen=True)
+class SampleBlock:
+    """Consecutive samples of one stream.
+
+    Attributes
+    ----------
+    stream : int
+        :class:`~firmware_iface.messages.Stream` (0 EMG, 1 goniometer).
+    first_index : int
+        Device sample number of ``counts[0]`` (unwrapped; counts from 0 at CONFIGURE).
+    counts : numpy.ndarray
+        int32 ``(n_samples, n_channels)`` raw counts; physical = ``(counts - offset) * scale``.
+    device_time_us : int
+        Device time of the first sample (unwrapped microseconds).
+    host_time_s : float
+        ``time.monotonic()`` when the frame was decoded (arrival, never a sample time).
+    gap_before : int
+        Samples of this stream missing between the previous block and this one (0 normally).
+    """
+
+    stream: int
+    first_index: int
+    counts: np.ndarray
+    device_time_us: int
+    host_time_s: float
+    gap_before: int = 0
+
+    @property
+    def n_samples(self) -> int:
+        return self.counts.shape[0]
+
+    @property
+    def end_index(self) -> int:
+        """One past the last sample's index."""
+        return self.first_index + self.counts.shape[0]
+
+
+@dataclass(frozen=True)
+class DeviceEvent:
+    """A stimulus pulse (``kind="stim"``), a marker (``"marker"``) or a status (``"status"``).
+
+    ``emg_sample_index`` and ``device_time_us`` are unwrapped (None for status);
+    ``message`` is the decoded :class:`StimEvent`, :class:`Marker` or :class:`Status`.
+    """
+
+    kind: str
+    message: StimEvent | Marker | Status
+    device_time_us: int
+    emg_sample_index: int | None
+    host_time_s: float
+
+
+@dataclass(frozen=True)
+class PingResult:
+    """One round trip: host send/receive times (monotonic s) and the device's clock (us)."""
+
+    host_send_s: float
+    host_recv_s: float
+    device_rx_us: int
+    device_tx_us: int
+
+    @property
+    def rtt_s(self) -> float:
+        return self.host_recv_s - self.host_send_s
+
+    @property
+    def offset_us(self) -> float:
+        """Device clock minus host clock at the midpoint of the round trip, in microseconds."""
+        device_mid = 0.5 * (self.device_rx_us + self.device_tx_us)
+        return device_mid - 0.5 * (self.host_send_s + self.host_recv_s) * 1e6
+
+
+@dataclass(frozen=True)
+class StimAccepted:
+    """The device accepted a stimulation: its counter and the EMG index of the first pulse."""
+
+    counter: int
+    first_emg_index: int
+
+
+@dataclass
+class ClientStats:
+    """What the client has received and lost.
+
+    ``lost_frames`` counts device sequence-number gaps; ``gaps[stream]`` lists
+    ``(first_missing_index, n_missing)``; ``samples[stream]`` counts received samples.
+    """
+
+    frames: int = 0
+    lost_frames: int = 0
+    unknown_frames: int = 0
+    version_errors: int = 0
+    malformed: int = 0
+    stray_replies: int = 0
+    device_frame_errors: int = 0
+    queue_overflows: int = 0
+    samples: dict = field(default_factory=lambda: {0: 0, 1: 0})
+    gaps: dict = field(default_factory=lambda: {0: [], 1: []})
+
+    def missing(self, stream: int) -> int:
+        return sum(n for _, n in self.gaps.get(stream, []))
+
+
+class DeviceClient:
+    """Protocol v1 host over a byte link.
+
+    Parameters
+    ----------
+    link : ByteLink
+        Transport (see :func:`acquire.links.open_link`).
+    stim_key : bytes, optional
+        The 32-byte key shared with the device at pairing; without it ``stimulate`` refuses.
+    command_timeout_s : float
+        How long to wait for each ACK/ERROR.
+    retries : int
+        Resends of idempotent commands (identify, ping, status, start, stop) after a timeout.
+    host_limits : StimLimits
+        Stimulation limits the host enforces on top of the device's own.
+    max_queued : int
+        Streamed items kept for ``read()``; older ones are dropped (``stats.queue_overflows``).
+    """
+
+    def __init__(
+        self,
+        link,
+        *,
+        stim_key: bytes | None = None,
+        command_timeout_s: float = 1.0,
+        retries: int = 1,
+        host_limits: StimLimits | None = None,
+        max_queued: int = 200_000,
+    ):
+        self.link = link
+        self.stim_key = stim_key
+        self.command_timeout_s = float(command_timeout_s)
+        self.retries = int(retries)
+        self.host_limits = host_limits or StimLimits()
+        self.max_queued = max_queued
+        self.decoder = StreamDecoder()
+        self.stats = ClientStats()
+        self.info: DeviceInfo | None = None
+        self._seq = itertools.count(1)
+        self._write_lock = threading.Lock()
+        self._rx_lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._pending: dict[int, Ack | ErrorReply | None] = {}
+        self._queue: collections.deque = collections.deque()
+        self._first_write = True
+        self._expected_seq: int | None = None
+        self._time = Unwrapper(32)
+        self._index = {int(Stream.EMG): Unwrapper(32), int(Stream.ANGLE): Unwrapper(32)}
+        self._next_index: dict[int, int] = {}
+        self._last_emg_index = 0
+        self._stim_counter = 0
+        self._closed_error: LinkClosed | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        self.link.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ------------------------------------------------------------------ sending
+    def _write(self, data: bytes) -> None:
+        with self._write_lock:
+            if self._first_write:
+                data = b"\x00" + data  # flush any partial frame the device may hold
+                self._first_write = False
+            self.link.write(data)
+
+    def send_raw(self, data: bytes) -> None:
+        """Write bytes as they are (for conformance tests and fault injection)."""
+        self._write(data)
+
+    def command(
+        self,
+        msg_type: int,
+        payload: bytes = b"",
+        *,
+        timeout_s: float | None = None,
+        retries: int | None = None,
+        version: int | None = None,
+    ) -> bytes:
+        """Send one command and wait for its reply; returns the ACK body.
+
+        Raises
+        ------
+        CommandRejected
+            The device answered with an ERROR (``.code`` holds the error code).
+        CommandTimeout
+            No answer within ``timeout_s`` (per attempt).
+        LinkClosed
+            The link went away.
+        """
+        timeout_s = self.command_timeout_s if timeout_s is None else timeout_s
+        if retries is None:
+            retries = self.retries if msg_type in _IDEMPOTENT else 0
+        name = _type_name(msg_type)
+        for _attempt in range(retries + 1):
+            seq = next(self._seq) & 0xFFFF
+            with self._cond:
+                self._pending[seq] = None
+            kwargs = {} if version is None else {"version": version}
+            self._write(encode_frame(msg_type, seq, 0, payload, **kwargs))
+            reply = self._wait_reply(seq, timeout_s)
+            if reply is None:
+                continue
+            if isinstance(reply, ErrorReply):
+                raise CommandRejected(
+                    f"device refused {name}: {reply.code_name}"
+                    + (f" ({reply.text})" if reply.text else ""),
+                    reply.code,
+                )
+            return reply.body
+        raise CommandTimeout(
+            f"device did not answer {name} within {timeout_s:g} s"
+            f"{f' ({retries + 1} attempts)' if retries else ''}; check that it is on and "
+            "connected, then run 'tonuslab conformance URL'"
+        )
+
+    def _wait_reply(self, seq: int, timeout_s: float):
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self._cond:
+                reply = self._pending.get(seq)
+                if reply is not None:
+                    del self._pending[seq]
+                    return reply
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                with self._cond:
+                    self._pending.pop(seq, None)
+                return None
+            if self._rx_lock.acquire(blocking=False):
+                try:
+                    self._pump(min(0.05, remaining))
+                finally:
+                    self._rx_lock.release()
+            else:
+                with self._cond:
+                    if self._pending.get(seq) is None:
+                        self._cond.wait(min(0.01, remaining))
+
+    # ------------------------------------------------------------------ receiving
+    def _pump(self, timeout_s: float) -> None:
+        if self._closed_error is not None:
+            raise self._closed_error
+        try:
+            data = self.link.read(65536, timeout_s)
+        except LinkClosed as exc:
+            self._closed_error = exc
+            with self._cond:
+                self._cond.notify_all()
+            raise
+        if not data:
+            return
+        now = time.monotonic()
+        items = []
+        for frame in self.decoder.feed(data):
+            item = self._dispatch(frame, now)
+            if item is not None:
+                items.append(item)
+        with self._cond:
+            if items:
+                self._queue.extend(items)
+                excess = len(self._queue) - self.max_queued
+                for _ in range(max(0, excess)):
+                    self._queue.popleft()
+                    self.stats.queue_overflows += 1
+            self._cond.notify_all()
+
+    def _dispatch(self, frame, now: float):
+        stats = self.stats
+        if frame.major != PROTOCOL_MAJOR:
+            stats.version_errors += 1
+            return None
+        stats.frames += 1
+        if self._expected_seq is not None and frame.seq != self._expected_seq:
+            stats.lost_frames += (frame.seq - self._expected_seq) & 0xFFFF
+        self._expected_seq = (frame.seq + 1) & 0xFFFF
+        time_us = self._time(frame.time_us)
+        typ = frame.msg_type
+        try:
+            if typ == MsgType.SAMPLES:
+                return self._on_samples(Samples.unpack(frame.payload), time_us, now)
+            if typ in (MsgType.ACK, MsgType.ERROR):
+                cls = Ack if typ == MsgType.ACK else ErrorReply
+                reply = cls.unpack(frame.payload)
+                if typ == MsgType.ERROR and reply.code == ErrorCode.FRAME_ERROR:
+                    stats.device_frame_errors += 1
+                    return None
+                with self._cond:
+                    if reply.acked_seq in self._pending:
+                        self._pending[reply.acked_seq] = reply
+                    else:
+                        stats.stray_replies += 1
+                return None
+            if typ == MsgType.STIM_EVENT:
+                ev = StimEvent.unpack(frame.payload)
+                index = _near(ev.emg_sample_index, self._last_emg_index)
+                return DeviceEvent("stim", ev, _near(ev.device_time_us, time_us), index, now)
+            if typ == MsgType.MARKER:
+                mk = Marker.unpack(frame.payload)
+                index = _near(mk.emg_sample_index, self._last_emg_index)
+                return DeviceEvent("marker", mk, _near(mk.device_time_us, time_us), index, now)
+            if typ == MsgType.STATUS:
+                return DeviceEvent("status", Status.unpack(frame.payload), time_us, None, now)
+        except MalformedMessage:
+            stats.malformed += 1
+            return None
+        stats.unknown_frames += 1  # a newer minor version's message: ignored
+        return None
+
+    def _on_samples(self, msg: Samples, time_us: int, now: float) -> SampleBlock:
+        stream = int(msg.stream)
+        unwrap = self._index.setdefault(stream, Unwrapper(32))
+        first = unwrap(msg.first_index)
+        gap = 0
+        expected = self._next_index.get(stream)
+        if expected is not None and first > expected:
+            gap = first - expected
+            self.stats.gaps.setdefault(stream, []).append((expected, gap))
+        end = first + msg.counts.shape[0]
+        self._next_index[stream] = max(end, expected or 0)
+        self.stats.samples[stream] = self.stats.samples.get(stream, 0) + msg.counts.shape[0]
+        if stream == Stream.EMG:
+            self._last_emg_index = end
+        return SampleBlock(stream, first, msg.counts, time_us, now, gap)
+
+    def read(self, timeout_s: float = 0.1) -> list[SampleBlock | DeviceEvent]:
+        """Streamed items received so far (waits up to ``timeout_s`` when there are none)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self._cond:
+                if self._queue:
+                    items = list(self._queue)
+                    self._queue.clear()
+                    return items
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            if self._rx_lock.acquire(blocking=False):
+                try:
+                    self._pump(remaining)
+                finally:
+                    self._rx_lock.release()
+            else:
+                with self._cond:
+                    if not self._queue:
+                        self._cond.wait(min(0.01, remaining))
+
+    def reset_stream_tracking(self) -> None:
+        """Forget per-stream continuity (call after CONFIGURE, which restarts sample numbers)."""
+        self._next_index.clear()
+        for unwrap in self._index.values():
+            unwrap.reset()
+        self._last_emg_index = 0
+
+    # ------------------------------------------------------------------ commands
+    def identify(self) -> DeviceInfo:
+        """Ask who the device is; raises :class:`VersionMismatch` for another major version."""
+        info = DeviceInfo.unpack(self.command(MsgType.IDENTIFY))
+        if info.protocol_major != PROTOCOL_MAJOR:
+            raise VersionMismatch(
+                f"device speaks protocol {info.protocol_major}.{info.protocol_minor}; this "
+                f"tonuslab supports {PROTOCOL_MAJOR}.x: upgrade tonuslab"
+            )
+        self.info = info
+        self._stim_counter = max(self._stim_counter, info.last_stim_counter)
+        return info
+
+    def configure(self, config: Config | None = None, **fields) -> DeviceInfo:
+        """Configure rates, channels and gain, then re-identify; returns the new channel table.
+
+        Pass a :class:`Config` or its fields as keywords (missing fields keep the device's
+        current values).
+        """
+        if config is None:
+            current = self.info.config if self.info else Config()
+            config = Config(**{**current.__dict__, **fields})
+        problems = config.problems()
+        if problems:
+            raise CommandRejected(f"invalid configuration: {problems[0]}", ErrorCode.OUT_OF_RANGE)
+        self.command(MsgType.CONFIGURE, config.pack())
+        self.reset_stream_tracking()
+        return self.identify()
+
+    def start(self) -> None:
+        """Start streaming."""
+        self.command(MsgType.START)
+
+    def stop(self) -> None:
+        """Stop streaming (frames already in flight may still arrive)."""
+        self.command(MsgType.STOP)
+
+    def ping(self, token: int | None = None) -> PingResult:
+        """One round trip with the device clock echoed (for clock synchronisation)."""
+        token = (next(self._seq) if token is None else token) & 0xFFFFFFFF
+        sent = time.monotonic()
+        body = self.command(MsgType.PING, PING.pack(token))
+        received = time.monotonic()
+        reply = PingReply.unpack(body)
+        if reply.token != token:
+            raise MalformedMessage(f"ping reply carries token {reply.token}, expected {token}")
+        return PingResult(sent, received, reply.device_rx_us, reply.device_tx_us)
+
+    def set_time(self, device_time_us: int) -> None:
+        """Set the device clock (only while not streaming)."""
+        self.command(MsgType.SET_TIME, SET_TIME.pack(int(device_time_us)))
+
+    def status(self) -> Status:
+        """Battery, temperature and device-side loss counters, now."""
+        return Status.unpack(self.command(MsgType.GET_STATUS))
+
+    def prompt(self, kind: str, **params) -> None:
+        """Send a cue for the examiner (e.g. ``prompt("stretch", velocity_deg_s=120)``)."""
+        self.command(MsgType.PROMPT, pack_prompt(kind, params))
+
+    def calibrate(self, channel: int, point: int, reference_deg: float) -> CalibrationReply:
+        """Two-point goniometer calibration: hold the joint at ``reference_deg``, call with
+        ``point=0``, move to a second angle, call with ``point=1``; the reply of point 1 carries
+        the new scale and offset (also in the channel table of the next ``identify``)."""
+        payload = Calibrate(channel, point, round(reference_deg * 1000)).pack()
+        reply = CalibrationReply.unpack(self.command(MsgType.CALIBRATE, payload))
+        if reply.complete:
+            self.identify()
+        return reply
+
+    def pair(self, key: bytes) -> None:
+        """Provision ``key`` (while the device's pairing window is open)."""
+        self.command(MsgType.PAIR, bytes(key))
+        self.stim_key = bytes(key)
+        self._stim_counter = 0
+
+    def stimulate(
+        self,
+        intensity_ma: float,
+        width_us: int,
+        *,
+        mode: str = "single",
+        pulses: int | None = None,
+        interval_ms: float = 0.0,
+    ) -> StimAccepted:
+        """Deliver a single pulse, a pair or a train (authenticated, limits checked here first).
+
+        Parameters
+        ----------
+        intensity_ma : float
+            Pulse intensity in mA.
+        width_us : int
+            Pulse width in microseconds.
+        mode : {"single", "pair", "train"}
+        pulses : int, optional
+            Pulses in a train (pair: 2, single: 1).
+        interval_ms : float
+            Onset-to-onset interval within a pair or train.
+
+        Raises
+        ------
+        StimulationRefused
+            No key, or a limit of the host or of the device would be exceeded (nothing sent).
+        CommandRejected
+            The device refused (authentication, replay, limits, state).
+        """
+        if self.stim_key is None:
+            raise StimulationRefused(
+                "no stimulation key: pair the device and pass the key file (--key-file)"
+            )
+        if self.info is None:
+            self.identify()
+        modes = {"single": StimMode.SINGLE, "pair": StimMode.PAIR, "train": StimMode.TRAIN}
+        if mode not in modes:
+            raise StimulationRefused(f"stimulation mode must be one of {sorted(modes)}")
+        count = {"single": 1, "pair": 2}.get(mode, pulses)
+        if count is None:
+            raise StimulationRefused("a train needs pulses=N")
+        cmd = Stimulate(
+            int(modes[mode]), int(count), round(intensity_ma * 1000), int(width_us),
+            round(interval_ms * 1000), 0,
+        )  # fmt: skip
+        problem = check_stim_limits(cmd, self.host_limits) or check_stim_limits(
+            cmd, self.info.limits
+        )
+        if problem:
+            raise StimulationRefused(f"stimulation refused by the host: {problem}")
+        self._stim_counter += 1
+        cmd = Stimulate(cmd.mode, cmd.pulse_count, cmd.intensity_ua, cmd.width_us,
+                        cmd.interval_us, self._stim_counter)  # fmt: skip
+        cmd = auth.sign(cmd, self.stim_key, self.info.serial)
+        body = self.command(MsgType.STIMULATE, cmd.pack(), retries=0)
+        counter, first = struct.unpack_from("<II", body)
+        return StimAccepted(counter, _near(first, self._last_emg_index))
+
+    # ------------------------------------------------------------------ helpers
+    def physical(self, block: SampleBlock) -> np.ndarray:
+        """``(counts - offset) * scale`` of a block, float64, with the current channel table."""
+        if self.info is None:
+            self.identify()
+        channels = [c for c in self.info.channels if int(c.stream) == block.stream]
+        return to_physical(block.counts, channels)
+
+
+def to_physical(counts: np.ndarray, channels: list[ChannelInfo]) -> np.ndarray:
+    """Counts ``(n, ch)`` to physical units with the channel table's scale and offset."""
+    scale = np.array([c.scale for c in channels], dtype=np.float64)
+    offset = np.array([c.offset for c in channels], dtype=np.float64)
+    return (counts.astype(np.float64) - offset) * scale
+
+
+def check_stim_limits(cmd: Stimulate, limits: StimLimits) -> str | None:
+    """The first limit ``cmd`` would exceed, or None."""
+    if not 0 < cmd.intensity_ua <= limits.max_intensity_ua:
+        return (
+            f"intensity {cmd.intensity_ua / 1000:g} mA not in (0, "
+            f"{limits.max_intensity_ua / 1000:g}] mA"
+        )
+    if not limits.min_width_us <= cmd.width_us <= limits.max_width_us:
+        lo, hi = limits.min_width_us, limits.max_width_us
+        return f"pulse width {cmd.width_us} us not in [{lo}, {hi}]"
+    if cmd.pulse_count > limits.max_pulses or cmd.pulse_count < 1:
+        return f"{cmd.pulse_count} pulses (at most {limits.max_pulses})"
+    if cmd.pulse_count > 1 and cmd.interval_us < limits.min_interval_us:
+        return (
+            f"interval {cmd.interval_us / 1000:g} ms below the minimum "
+            f"{limits.min_interval_us / 1000:g} ms"
+        )
+    return None
+
+
+def _type_name(msg_type: int) -> str:
+    try:
+        return MsgType(msg_type).name
+    except ValueError:
+        return f"command 0x{msg_type:02x}"

@@ -1,0 +1,528 @@
+"""The emulated device: protocol v1 state machine, streaming, stimulation with safety limits.
+
+:class:`EmulatedDevice` is transport-free: ``receive(bytes)`` takes what the host sent,
+``advance(until_us)`` produces the streaming frames due by a device time, ``take_output()`` hands
+over the bytes to send. :class:`firmware_iface.emulator.runner.DeviceRunner` drives it over a
+:class:`~firmware_iface.link.ByteLink`, paced in real time or as fast as possible.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from firmware_iface import auth
+from firmware_iface.codec import PROTOCOL_MAJOR, PROTOCOL_MINOR, StreamDecoder, encode_frame
+from firmware_iface.errors import MalformedMessage
+from firmware_iface.messages import (
+    COMMAND_TYPES,
+    PING,
+    SET_TIME,
+    STIM_FLAG_KEY,
+    STIM_FLAG_PRESENT,
+    Ack,
+    Calibrate,
+    CalibrationReply,
+    ChannelInfo,
+    Config,
+    DeviceInfo,
+    DeviceState,
+    ErrorCode,
+    ErrorReply,
+    Marker,
+    MsgType,
+    PingReply,
+    Samples,
+    Status,
+    StimEvent,
+    StimLimits,
+    StimMode,
+    Stimulate,
+    Stream,
+    samples_per_frame,
+    unpack_prompt,
+)
+
+
+@dataclass
+class Faults:
+    """Deliberate misbehaviour, to prove that the conformance battery and the host can fail.
+
+    Attributes
+    ----------
+    skip_acks : bool
+        Never answer commands other than IDENTIFY (acks and errors are both suppressed).
+    rate_error_ppm : float
+        Samples are produced at ``rate * (1 + ppm/1e6)`` while timestamps claim the nominal rate.
+    timestamp_error_ppm : float
+        Header timestamps run at ``(1 + ppm/1e6)`` of the true sample times.
+    drop_frame_every : int
+        Skip every n-th sample frame (a device-side overrun; counted in STATUS).
+    accept_unauthenticated : bool
+        Deliver stimuli whatever the MAC and counter (an unsafe device).
+    stim_time_error_us : int
+        Added to the device time reported in STIM_EVENT frames.
+    silent_on_malformed : bool
+        Do not answer unknown or malformed commands.
+    """
+
+    skip_acks: bool = False
+    rate_error_ppm: float = 0.0
+    timestamp_error_ppm: float = 0.0
+    drop_frame_every: int = 0
+    accept_unauthenticated: bool = False
+    stim_time_error_us: int = 0
+    silent_on_malformed: bool = False
+
+
+class DeviceClock:
+    """The device's 64-bit microsecond clock: drifts by ``drift_ppm``, can be set and run ahead."""
+
+    def __init__(self, drift_ppm: float = 0.0):
+        self.drift_ppm = float(drift_ppm)
+        self._t0 = time.monotonic()
+        self._offset_us = 0.0
+        self._ahead_us = 0.0
+
+    def now_us(self) -> int:
+        elapsed = (time.monotonic() - self._t0) * 1e6 * (1.0 + self.drift_ppm * 1e-6)
+        return int(self._offset_us + self._ahead_us + elapsed)
+
+    def set_us(self, value: int) -> None:
+        self._offset_us += value - self.now_us()
+
+    def run_ahead_to(self, value: int) -> None:
+        """Jump forward to ``value`` (fast mode); never goes back."""
+        now = self.now_us()
+        if value > now:
+            self._ahead_us += value - now
+
+    def host_seconds_until(self, device_us: int) -> float:
+        """Real seconds until the clock reads ``device_us`` (0 if already past)."""
+        return max(0.0, (device_us - self.now_us()) * 1e-6 / (1.0 + self.drift_ppm * 1e-6))
+
+
+@dataclass
+class _StreamState:
+    stream: Stream
+    rate_hz: float
+    n_channels: int
+    bytes_per_sample: int
+    per_frame: int
+    next_index: int = 0
+    run_first_index: int = 0
+    frames_sent: int = 0
+    last_counts: np.ndarray | None = None
+
+
+@dataclass
+class _Pulse:
+    emg_index: int
+    intensity_ua: int
+    width_us: int
+    pulse_index: int
+    pulse_count: int
+    counter: int
+
+
+@dataclass
+class EmulatedDevice:
+    """Protocol v1 device state machine over a signal source.
+
+    Parameters
+    ----------
+    source : SignalSource
+        Where samples come from (``SimpleSource`` when None).
+    serial : str
+        Serial number reported by IDENTIFY (at most 16 ASCII characters).
+    stim_key : bytes, optional
+        The paired 32-byte stimulation key; None means not paired (stimulation refused).
+    limits : StimLimits
+        Stimulation limits enforced here.
+    clock : DeviceClock
+        The device clock (drift setting).
+    faults : Faults
+        Deliberate misbehaviour (default: none).
+    """
+
+    source: object = None
+    serial: str = "EMU-0001"
+    stim_key: bytes | None = None
+    limits: StimLimits = field(default_factory=StimLimits)
+    clock: DeviceClock = field(default_factory=DeviceClock)
+    faults: Faults = field(default_factory=Faults)
+    hw_version: tuple[int, int] = (1, 0)
+    fw_version: tuple[int, int, int] = (1, 0, 0)
+    battery_pct: int = 87
+    pairing_open: bool = False
+
+    def __post_init__(self):
+        if self.source is None:
+            from firmware_iface.emulator.source import SimpleSource
+
+            self.source = SimpleSource(seed=0)
+        self._decoder = StreamDecoder()
+        self._out = bytearray()
+        self._seq = 0
+        self.state = DeviceState.IDLE
+        self.spoken_to = False
+        self.last_stim_counter = 0
+        self.overruns = 0
+        self.dropped_samples = 0
+        self._pulses: list[_Pulse] = []
+        self._events: list[tuple[int, int, bytes]] = []  # (emg_index, type, payload) pending
+        self._last_pulse_us: int | None = None
+        self._cal_points: dict[int, dict[int, tuple[int, float]]] = {}
+        self._next_status_us = 0
+        self.commands_seen: list[int] = []
+        self._apply_config(Config())
+
+    # ------------------------------------------------------------------ configuration
+    def _apply_config(self, config: Config) -> None:
+        table = self.source.configure(
+            float(config.emg_rate_hz), config.n_emg, float(config.angle_rate_hz), config.n_angle,
+            config.emg_bits,
+        )  # fmt: skip
+        channels = [ChannelInfo.from_dict(d) for d in table]
+        gain = config.emg_gain
+        self.channels = [
+            ChannelInfo(c.name, c.kind, c.unit, c.scale / gain, c.offset * gain, c.highpass_hz,
+                        c.lowpass_hz) if c.kind == "emg" else c
+            for c in channels
+        ]  # fmt: skip
+        self.config = config
+        bps = config.emg_bits // 8
+        rate_factor = 1.0 + self.faults.rate_error_ppm * 1e-6
+        self._emg = _StreamState(
+            Stream.EMG, config.emg_rate_hz * rate_factor, config.n_emg, bps,
+            samples_per_frame(config.n_emg, bps, config.emg_rate_hz),
+        )  # fmt: skip
+        self._angle = None
+        if config.n_angle:
+            self._angle = _StreamState(
+                Stream.ANGLE, config.angle_rate_hz * rate_factor, config.n_angle, 4,
+                samples_per_frame(config.n_angle, 4, config.angle_rate_hz),
+            )  # fmt: skip
+        self._cal_points = {}
+
+    def info(self) -> DeviceInfo:
+        flags = STIM_FLAG_PRESENT | (STIM_FLAG_KEY if self.stim_key else 0)
+        return DeviceInfo(
+            PROTOCOL_MAJOR, PROTOCOL_MINOR, self.serial, self.hw_version, self.fw_version,
+            int(self.state), self.config, self.limits, flags, self.last_stim_counter,
+            tuple(self.channels),
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ output
+    def _send(self, msg_type: int, payload: bytes, time_us: int | None = None) -> None:
+        if time_us is None:
+            time_us = self.clock.now_us()
+        self._out += encode_frame(msg_type, self._seq, time_us, payload)
+        self._seq = (self._seq + 1) & 0xFFFF
+
+    def take_output(self) -> bytes:
+        out = bytes(self._out)
+        self._out.clear()
+        return out
+
+    def _ack(self, seq: int, msg_type: int, body: bytes = b"") -> None:
+        if self.faults.skip_acks and msg_type != MsgType.IDENTIFY:
+            return
+        self._send(MsgType.ACK, Ack(seq, msg_type, body).pack())
+
+    def _error(self, seq: int, msg_type: int, code: ErrorCode, text: str) -> None:
+        if self.faults.skip_acks and msg_type != MsgType.IDENTIFY:
+            return
+        if self.faults.silent_on_malformed and code in (
+            ErrorCode.UNKNOWN_COMMAND, ErrorCode.MALFORMED, ErrorCode.FRAME_ERROR,
+        ):  # fmt: skip
+            return
+        self._send(MsgType.ERROR, ErrorReply(seq, msg_type, int(code), text).pack())
+
+    # ------------------------------------------------------------------ input
+    def receive(self, data: bytes) -> None:
+        """Bytes from the host. Every frame gets an ACK or an ERROR; so does every bad frame."""
+        if not data:
+            return
+        self.spoken_to = True
+        errors_before = self._decoder.stats.errors
+        frames = self._decoder.feed(data)
+        for _ in range(self._decoder.stats.errors - errors_before):
+            self._error(0xFFFF, 0xFF, ErrorCode.FRAME_ERROR, "bad CRC or framing; resend")
+        for frame in frames:
+            self._on_frame(frame)
+
+    def _on_frame(self, frame) -> None:
+        seq, typ = frame.seq, frame.msg_type
+        self.commands_seen.append(typ)
+        if frame.major != PROTOCOL_MAJOR:
+            self._error(seq, typ, ErrorCode.UNSUPPORTED_VERSION,
+                        f"device speaks protocol {PROTOCOL_MAJOR}.x")  # fmt: skip
+            return
+        if typ not in COMMAND_TYPES:
+            self._error(seq, typ, ErrorCode.UNKNOWN_COMMAND, f"unknown command 0x{typ:02x}")
+            return
+        handler = getattr(self, f"_cmd_{MsgType(typ).name.lower()}")
+        try:
+            handler(frame)
+        except MalformedMessage as exc:
+            self._error(seq, typ, ErrorCode.MALFORMED, str(exc)[:64])
+
+    def _cmd_identify(self, frame) -> None:
+        self._ack(frame.seq, frame.msg_type, self.info().pack())
+
+    def _cmd_configure(self, frame) -> None:
+        config = Config.unpack(frame.payload)
+        if self.state != DeviceState.IDLE:
+            self._error(frame.seq, frame.msg_type, ErrorCode.BAD_STATE, "stop streaming first")
+            return
+        problems = config.problems()
+        if problems:
+            self._error(frame.seq, frame.msg_type, ErrorCode.OUT_OF_RANGE, problems[0])
+            return
+        self._apply_config(config)
+        self._ack(frame.seq, frame.msg_type, config.pack())
+
+    def _cmd_start(self, frame) -> None:
+        if self.state == DeviceState.STREAMING:
+            self._ack(frame.seq, frame.msg_type)
+            return
+        now = self.clock.now_us()
+        self._ack(frame.seq, frame.msg_type)
+        self.state = DeviceState.STREAMING
+        self._run_t0_us = now + 1000  # first sample 1 ms after START
+        for st in (self._emg, self._angle):
+            if st is not None:
+                st.run_first_index = st.next_index
+        self._next_status_us = self._run_t0_us
+
+    def _cmd_stop(self, frame) -> None:
+        self.state = DeviceState.IDLE
+        self._pulses.clear()
+        self._ack(frame.seq, frame.msg_type)
+
+    def _cmd_ping(self, frame) -> None:
+        rx = self.clock.now_us()
+        if len(frame.payload) < PING.size:
+            raise MalformedMessage("PING needs a 4-byte token")
+        (token,) = PING.unpack_from(frame.payload)
+        body = PingReply(token, rx, self.clock.now_us()).pack()
+        self._ack(frame.seq, frame.msg_type, body)
+
+    def _cmd_set_time(self, frame) -> None:
+        if len(frame.payload) < SET_TIME.size:
+            raise MalformedMessage("SET_TIME needs an 8-byte time")
+        if self.state != DeviceState.IDLE:
+            self._error(frame.seq, frame.msg_type, ErrorCode.BAD_STATE, "stop streaming first")
+            return
+        (value,) = SET_TIME.unpack_from(frame.payload)
+        self.clock.set_us(value)
+        self._ack(frame.seq, frame.msg_type)
+
+    def _cmd_get_status(self, frame) -> None:
+        self._ack(frame.seq, frame.msg_type, self._status().pack())
+
+    def _cmd_prompt(self, frame) -> None:
+        kind, params = unpack_prompt(frame.payload)
+        self.source.prompt(kind, params)
+        self._ack(frame.seq, frame.msg_type)
+
+    def _cmd_pair(self, frame) -> None:
+        if len(frame.payload) < auth.KEY_SIZE:
+            raise MalformedMessage("PAIR needs a 32-byte key")
+        if not self.pairing_open:
+            self._error(frame.seq, frame.msg_type, ErrorCode.PAIRING_CLOSED,
+                        "hold the pairing button on the device, then retry")  # fmt: skip
+            return
+        self.stim_key = bytes(frame.payload[: auth.KEY_SIZE])
+        self.last_stim_counter = 0
+        self.pairing_open = False
+        self._ack(frame.seq, frame.msg_type)
+
+    def _cmd_calibrate(self, frame) -> None:
+        cal = Calibrate.unpack(frame.payload)
+        seq, typ = frame.seq, frame.msg_type
+        if self._angle is None or not 0 <= cal.channel < self._angle.n_channels:
+            self._error(seq, typ, ErrorCode.OUT_OF_RANGE, f"no goniometer channel {cal.channel}")
+            return
+        if cal.point not in (0, 1):
+            self._error(seq, typ, ErrorCode.OUT_OF_RANGE, "point must be 0 or 1")
+            return
+        if self._angle.last_counts is None:
+            self._error(seq, typ, ErrorCode.BAD_STATE, "no goniometer reading yet; start first")
+            return
+        raw = int(self._angle.last_counts[cal.channel])
+        points = self._cal_points.setdefault(cal.channel, {})
+        if cal.point == 0:
+            points.clear()
+        points[cal.point] = (raw, cal.reference_mdeg / 1000.0)
+        ch_index = self.config.n_emg + cal.channel
+        old = self.channels[ch_index]
+        if cal.point == 0:
+            reply = CalibrationReply(cal.channel, 0, raw, False, old.scale, old.offset)
+            self._ack(seq, typ, reply.pack())
+            return
+        if 0 not in points or points[0][0] == raw:
+            points.clear()
+            self._error(seq, typ, ErrorCode.CALIBRATION_FAILED,
+                        "need point 0 first, at a different angle")  # fmt: skip
+            return
+        (raw0, deg0), (raw1, deg1) = points[0], points[1]
+        scale = (deg1 - deg0) / (raw1 - raw0)
+        offset = raw0 - deg0 / scale
+        self.channels[ch_index] = ChannelInfo(
+            old.name, old.kind, old.unit, scale, offset, old.highpass_hz, old.lowpass_hz
+        )
+        self._ack(seq, typ, CalibrationReply(cal.channel, 1, raw, True, scale, offset).pack())
+
+    def _cmd_stimulate(self, frame) -> None:
+        seq, typ = frame.seq, frame.msg_type
+        cmd = Stimulate.unpack(frame.payload)
+        if not self.faults.accept_unauthenticated:
+            if self.stim_key is None:
+                self._error(seq, typ, ErrorCode.AUTH_REQUIRED, "device not paired")
+                return
+            if not auth.verify(cmd, self.stim_key, self.serial):
+                self._error(seq, typ, ErrorCode.AUTH_FAILED, "bad MAC")
+                return
+            if cmd.counter <= self.last_stim_counter:
+                self._error(seq, typ, ErrorCode.REPLAY, f"counter must exceed "
+                            f"{self.last_stim_counter}")  # fmt: skip
+                return
+            self.last_stim_counter = cmd.counter
+        problem = self._stim_problem(cmd)
+        if problem:
+            code, text = problem
+            self._error(seq, typ, code, text)
+            return
+        rate = self.config.emg_rate_hz
+        first = self._emg.next_index + math.ceil(0.002 * rate)  # 2 ms after the command
+        for k in range(cmd.pulse_count):
+            index = first + round(k * cmd.interval_us * rate / 1e6)
+            self._pulses.append(
+                _Pulse(index, cmd.intensity_ua, cmd.width_us, k, cmd.pulse_count, cmd.counter)
+            )
+            self.source.stimulate(index, cmd.intensity_ua / 1000.0, cmd.width_us)
+        self._ack(seq, typ, np.array([cmd.counter, first], "<u4").tobytes())
+
+    def _stim_problem(self, cmd: Stimulate):
+        lim = self.limits
+        if self.state != DeviceState.STREAMING:
+            return ErrorCode.BAD_STATE, "start streaming before stimulating"
+        if self._pulses:
+            return ErrorCode.BUSY, "previous stimulation still running"
+        expected = {StimMode.SINGLE: (1, 1), StimMode.PAIR: (2, 2), StimMode.TRAIN: (2, None)}
+        if cmd.mode not in expected:
+            return ErrorCode.MALFORMED, f"unknown stimulation mode {cmd.mode}"
+        lo, hi = expected[StimMode(cmd.mode)]
+        hi = lim.max_pulses if hi is None else hi
+        if not lo <= cmd.pulse_count <= min(hi, lim.max_pulses):
+            return ErrorCode.STIM_LIMIT, f"pulse count {cmd.pulse_count} not allowed"
+        if not 0 < cmd.intensity_ua <= lim.max_intensity_ua:
+            return ErrorCode.STIM_LIMIT, f"intensity {cmd.intensity_ua} uA over the limit"
+        if not lim.min_width_us <= cmd.width_us <= lim.max_width_us:
+            return ErrorCode.STIM_LIMIT, f"pulse width {cmd.width_us} us outside limits"
+        if cmd.pulse_count > 1 and cmd.interval_us < lim.min_interval_us:
+            return ErrorCode.STIM_LIMIT, f"interval {cmd.interval_us} us below the minimum"
+        if self._last_pulse_us is not None:
+            soon = self._sample_time_us(self._emg, self._emg.next_index) - self._last_pulse_us
+            if soon < lim.min_interval_us:
+                return ErrorCode.STIM_LIMIT, "too soon after the previous pulse"
+        return None
+
+    # ------------------------------------------------------------------ events from outside
+    def press_button(self, marker_id: int = 1, value: int = 1) -> None:
+        """The device's marker button: a MARKER at the next EMG sample (only while streaming)."""
+        if self.state != DeviceState.STREAMING:
+            return
+        index = self._emg.next_index
+        marker = Marker(index, self._sample_time_us(self._emg, index), marker_id, value)
+        self._events.append((index, MsgType.MARKER, marker.pack()))
+
+    def open_pairing_window(self) -> None:
+        """The pairing button: the next PAIR command is accepted."""
+        self.pairing_open = True
+
+    # ------------------------------------------------------------------ streaming
+    def _sample_time_us(self, st: _StreamState, index: int) -> int:
+        nominal = self.config.emg_rate_hz if st.stream == Stream.EMG else self.config.angle_rate_hz
+        dt = (index - st.run_first_index) * 1e6 / nominal
+        dt *= 1.0 + self.faults.timestamp_error_ppm * 1e-6
+        return int(self._run_t0_us + round(dt))
+
+    def _true_time_us(self, st: _StreamState, index: int) -> float:
+        return self._run_t0_us + (index - st.run_first_index) * 1e6 / st.rate_hz
+
+    def next_due_us(self) -> int | None:
+        """Device time at which the next frame completes (None when idle)."""
+        if self.state != DeviceState.STREAMING:
+            return None
+        due = [
+            self._true_time_us(st, st.next_index + st.per_frame)
+            for st in (self._emg, self._angle)
+            if st is not None
+        ]
+        return math.ceil(min(due))
+
+    def advance(self, until_us: int) -> int:
+        """Produce every frame completed by device time ``until_us``; returns frames made."""
+        if self.state != DeviceState.STREAMING:
+            return 0
+        made = 0
+        streams = [st for st in (self._emg, self._angle) if st is not None]
+        while True:
+            st = min(streams, key=lambda s: self._true_time_us(s, s.next_index + s.per_frame))
+            if self._true_time_us(st, st.next_index + st.per_frame) > until_us:
+                break
+            self._emit_frame(st)
+            made += 1
+        if until_us >= self._next_status_us:
+            self._send(MsgType.STATUS, self._status().pack())
+            self._next_status_us += 1_000_000
+        return made
+
+    def _emit_frame(self, st: _StreamState) -> None:
+        n = st.per_frame
+        index = st.next_index
+        if st.stream == Stream.EMG:
+            counts = self.source.emg_block(n)
+            gain = self.config.emg_gain
+            if gain != 1:
+                limit = 2 ** (self.config.emg_bits - 1) - 1
+                counts = np.clip(counts.astype(np.int64) * gain, -limit - 1, limit)
+            counts = np.asarray(counts, dtype=np.int32)
+        else:
+            counts = np.asarray(self.source.angle_block(n), dtype=np.int32)
+        st.last_counts = counts[-1]
+        st.next_index += n
+        st.frames_sent += 1
+        time_us = self._sample_time_us(st, index)
+        if self.faults.drop_frame_every and st.frames_sent % self.faults.drop_frame_every == 0:
+            self.overruns += 1
+            self.dropped_samples += n
+        else:
+            payload = Samples(int(st.stream), index, counts, st.bytes_per_sample).pack()
+            self._send(MsgType.SAMPLES, payload, time_us)
+        if st.stream == Stream.EMG:
+            self._emit_events_before(st.next_index)
+
+    def _emit_events_before(self, end_index: int) -> None:
+        due = [p for p in self._pulses if p.emg_index < end_index]
+        for p in due:
+            t = self._sample_time_us(self._emg, p.emg_index)
+            self._last_pulse_us = t
+            ev = StimEvent(p.emg_index, t + self.faults.stim_time_error_us, p.intensity_ua,
+                           p.width_us, p.pulse_index, p.pulse_count, p.counter)  # fmt: skip
+            self._send(MsgType.STIM_EVENT, ev.pack(), t)
+        self._pulses = [p for p in self._pulses if p.emg_index >= end_index]
+        ready = [e for e in self._events if e[0] < end_index]
+        for index, typ, payload in ready:
+            self._send(typ, payload, self._sample_time_us(self._emg, index))
+        self._events = [e for e in self._events if e[0] >= end_index]
+
+    def _status(self) -> Status:
+        return Status(int(self.state), self.battery_pct, 3700 + 5 * self.battery_pct, 3150,
+                      self.overruns, self.dropped_samples)  # fmt: skip

@@ -1,0 +1,241 @@
+import numpy as np
+import pytest
+
+from firmware_iface import auth
+from firmware_iface.client import DeviceClient, SampleBlock
+from firmware_iface.codec import encode_frame
+from firmware_iface.emulator import Faults, emulator_link, make_device
+from firmware_iface.errors import (
+    CommandRejected,
+    CommandTimeout,
+    LinkClosed,
+    StimulationRefused,
+)
+from firmware_iface.link import link_pair
+from firmware_iface.messages import ErrorCode, MsgType
+
+from .conftest import collect
+
+
+def test_device_is_silent_until_the_host_speaks():
+    host, dev_end = link_pair()
+    from firmware_iface.emulator import DeviceRunner
+
+    runner = DeviceRunner(make_device(), dev_end, speed="fast").start()
+    try:
+        assert host.read(100, 0.3) == b""
+    finally:
+        host.close()
+        runner.stop()
+
+
+def test_identify_reports_the_channel_table(client):
+    info = client.identify()
+    assert info.protocol_major == 1
+    assert info.serial == "EMU-0001"
+    assert [c.kind for c in info.channels] == ["emg", "emg", "angle"]
+    assert info.channels[0].unit == "uV" and info.channels[2].unit == "deg"
+    assert info.key_provisioned and info.has_stimulator
+
+
+def test_configure_round_trip_and_gain_changes_scale(client):
+    base = client.configure(emg_rate_hz=5000, n_emg=8, emg_bits=24, n_angle=2, angle_rate_hz=250)
+    assert base.config.emg_rate_hz == 5000 and len(base.emg_channels) == 8
+    assert len(base.angle_channels) == 2
+    gained = client.configure(emg_gain=4)
+    assert gained.config.emg_gain == 4
+    assert gained.emg_channels[0].scale == pytest.approx(base.emg_channels[0].scale / 4)
+
+
+def test_out_of_range_configuration_is_refused_by_the_device(client):
+    from firmware_iface.messages import Config
+
+    with pytest.raises(CommandRejected) as err:
+        client.command(MsgType.CONFIGURE, Config(emg_rate_hz=50_000).pack())
+    assert err.value.code == ErrorCode.OUT_OF_RANGE
+
+
+def test_streaming_is_continuous_and_timestamps_follow_the_rate(client):
+    client.configure(emg_rate_hz=2000, n_emg=4, emg_bits=16, n_angle=1, angle_rate_hz=500)
+    client.start()
+    items = collect(client, 3.0)
+    client.stop()
+    blocks = [b for b in items if isinstance(b, SampleBlock)]
+    for stream, rate in ((0, 2000), (1, 500)):
+        bs = [b for b in blocks if b.stream == stream]
+        idx = np.array([b.first_index for b in bs])
+        ends = np.array([b.end_index for b in bs])
+        assert idx[0] == 0 and np.all(idx[1:] == ends[:-1])
+        t = np.array([b.device_time_us for b in bs])
+        slope = np.polyfit(idx - idx[0], t - t[0], 1)[0]
+        assert slope == pytest.approx(1e6 / rate, rel=1e-6)
+        assert bs[0].counts.shape[1] == (4 if stream == 0 else 1)
+    assert client.stats.lost_frames == 0 and client.decoder.stats.errors == 0
+    assert client.stats.missing(0) == 0
+
+
+def test_unknown_and_malformed_commands_get_errors(client):
+    with pytest.raises(CommandRejected) as err:
+        client.command(0x3E)
+    assert err.value.code == ErrorCode.UNKNOWN_COMMAND
+    with pytest.raises(CommandRejected) as err:
+        client.command(MsgType.CONFIGURE, b"\x01\x02")
+    assert err.value.code == ErrorCode.MALFORMED
+    with pytest.raises(CommandRejected) as err:
+        client.command(MsgType.IDENTIFY, version=0x20)
+    assert err.value.code == ErrorCode.UNSUPPORTED_VERSION
+
+
+def test_corrupt_bytes_are_answered_with_frame_error(client):
+    client.identify()
+    bad = bytearray(encode_frame(MsgType.IDENTIFY, 99, 0))
+    bad[3] ^= 0xFF
+    client.send_raw(bytes(bad))
+    client.ping()
+    assert client.stats.device_frame_errors == 1
+
+
+def test_stimulation_pair_events_at_sample_precision(client):
+    client.configure(emg_rate_hz=5000, n_emg=2)
+    client.start()
+    collect(client, 0.2)
+    accepted = client.stimulate(12.5, 500, mode="pair", interval_ms=50)
+    items = collect(client, 0.5)
+    client.stop()
+    stims = [e for e in items if getattr(e, "kind", "") == "stim"]
+    assert [e.message.pulse_index for e in stims] == [0, 1]
+    assert stims[0].emg_sample_index == accepted.first_emg_index
+    assert stims[1].emg_sample_index - stims[0].emg_sample_index == 250
+    assert stims[1].device_time_us - stims[0].device_time_us == 50_000
+    assert stims[0].message.intensity_ma == pytest.approx(12.5)
+    assert stims[0].message.width_us == 500
+
+
+def test_stimulation_without_key_is_refused_by_host_and_device(device):
+    link = emulator_link(device)
+    c = DeviceClient(link)
+    try:
+        c.start()
+        with pytest.raises(StimulationRefused):
+            c.stimulate(5, 200)
+        info = c.identify()
+        from firmware_iface.messages import Stimulate
+
+        forged = Stimulate(0, 1, 5000, 200, 0, info.last_stim_counter + 1)
+        forged = auth.sign(forged, b"\x01" * 32, info.serial)  # wrong key
+        with pytest.raises(CommandRejected) as err:
+            c.command(MsgType.STIMULATE, forged.pack())
+        assert err.value.code == ErrorCode.AUTH_FAILED
+    finally:
+        c.close()
+
+
+def test_replayed_stimulate_is_refused(client, key):
+    client.start()
+    client.stimulate(5, 200)
+    info = client.identify()
+    from firmware_iface.messages import Stimulate
+
+    replay = auth.sign(Stimulate(0, 1, 5000, 200, 0, info.last_stim_counter), key, info.serial)
+    with pytest.raises(CommandRejected) as err:
+        client.command(MsgType.STIMULATE, replay.pack())
+    assert err.value.code == ErrorCode.REPLAY
+
+
+def test_limits_enforced_by_host_and_by_device(client, key):
+    client.start()
+    with pytest.raises(StimulationRefused, match="intensity"):
+        client.stimulate(150, 200)
+    with pytest.raises(StimulationRefused, match="interval"):
+        client.stimulate(5, 200, mode="train", pulses=5, interval_ms=2)
+    info = client.identify()
+    from firmware_iface.messages import Stimulate
+
+    over = auth.sign(Stimulate(0, 1, 200_000, 200, 0, info.last_stim_counter + 1), key,
+                     info.serial)  # fmt: skip
+    with pytest.raises(CommandRejected) as err:
+        client.command(MsgType.STIMULATE, over.pack())
+    assert err.value.code == ErrorCode.STIM_LIMIT
+
+
+def test_silent_device_raises_command_timeout_with_one_line():
+    link = emulator_link(make_device(faults=Faults(skip_acks=True)))
+    c = DeviceClient(link, command_timeout_s=0.2, retries=0)
+    try:
+        with pytest.raises(CommandTimeout) as err:
+            c.start()
+        assert "\n" not in str(err.value) and "START" in str(err.value)
+    finally:
+        c.close()
+
+
+def test_ping_set_time_status_prompt_calibrate(client, device):
+    client.set_time(5_000_000_000)
+    p = client.ping()
+    assert 5_000_000_000 <= p.device_rx_us <= p.device_tx_us < 5_000_000_000 + 10_000_000
+    assert p.rtt_s >= 0
+    client.prompt("stretch", velocity_deg_s=120)
+    assert device.source.ground_truth()["prompts"][0]["params"]["velocity_deg_s"] == 120
+    assert client.status().battery_pct == device.battery_pct
+    client.start()
+    collect(client, 0.05, stream=1)
+    first = client.calibrate(0, 0, 0.0)
+    collect(client, 0.3, stream=1)
+    second = client.calibrate(0, 1, 90.0)
+    assert second.complete and second.raw_counts != first.raw_counts
+    # the calibration maps the two readings to the two reference angles
+    assert (first.raw_counts - second.offset) * second.scale == pytest.approx(0.0, abs=1e-9)
+    assert (second.raw_counts - second.offset) * second.scale == pytest.approx(90.0)
+    assert client.info.angle_channels[0].scale == pytest.approx(second.scale)
+
+
+def test_marker_button_event(client, device):
+    client.start()
+    collect(client, 0.1)
+    link = client.link
+    with link.runner.lock:
+        device.press_button(marker_id=3)
+    items = collect(client, 0.1)
+    markers = [e for e in items if getattr(e, "kind", "") == "marker"]
+    assert len(markers) == 1 and markers[0].message.marker_id == 3
+
+
+def test_device_overruns_show_as_gaps_and_status(key):
+    link = emulator_link(make_device(faults=Faults(drop_frame_every=10)))
+    c = DeviceClient(link)
+    try:
+        c.start()
+        items = collect(c, 2.0)
+        c.stop()
+        assert c.stats.missing(0) > 0
+        assert c.stats.lost_frames == 0  # the device skipped them: not a link loss
+        status = [e.message for e in items if getattr(e, "kind", "") == "status"]
+        assert status[-1].dropped_samples > 0
+        gaps = [b for b in items if isinstance(b, SampleBlock) and b.gap_before and b.stream == 0]
+        assert all(b.gap_before == gaps[0].gap_before for b in gaps)
+    finally:
+        c.close()
+
+
+def test_realtime_clock_drift_visible_through_pings():
+    link = emulator_link(make_device(drift_ppm=2000.0), speed="realtime")
+    c = DeviceClient(link)
+    try:
+        import time
+
+        a = c.ping()
+        time.sleep(0.5)
+        b = c.ping()
+        host_dt = 0.5 * (b.host_send_s + b.host_recv_s - a.host_send_s - a.host_recv_s) * 1e6
+        dev_dt = 0.5 * (b.device_rx_us + b.device_tx_us - a.device_rx_us - a.device_tx_us)
+        assert (dev_dt / host_dt - 1) * 1e6 == pytest.approx(2000, abs=400)
+    finally:
+        c.close()
+
+
+def test_closed_link_raises_link_closed(client):
+    client.identify()
+    client.link.runner.stop()
+    client.link._link.close()
+    with pytest.raises(LinkClosed):
+        client.identify()
