@@ -1,4 +1,44 @@
 """Virtual patient: a deterministic physiological simulator with exact ground truth.
 
-Pure NumPy/SciPy; imports no device I/O and nothing else of tonuslab.
+Pure NumPy/SciPy; imports no device I/O and nothing else of tonuslab. See docs/simulator.md.
 """
+
+from .errors import ProfileError, ProgramError, SourceStateError, VirtualPatientError
+from .hreflex import (
+    Stimulus,
+    depression_factor,
+    frequency_blocks,
+    paired_pulses,
+    recruitment,
+    recruitment_ladder,
+    test_intensity_ma,
+)
+from .profiles import PROFILE_NAMES, Profile, get_profile, tardieu_grade
+from .recording import Recording
+from .session import simulate_hreflex_session, simulate_stretch_session
+from .source import PatientSource
+from .stretch import StretchSpec, tsrt_protocol
+
+__all__ = [
+    "PROFILE_NAMES",
+    "PatientSource",
+    "Profile",
+    "ProfileError",
+    "ProgramError",
+    "Recording",
+    "SourceStateError",
+    "Stimulus",
+    "StretchSpec",
+    "VirtualPatientError",
+    "depression_factor",
+    "frequency_blocks",
+    "get_profile",
+    "paired_pulses",
+    "recruitment",
+    "recruitment_ladder",
+    "simulate_hreflex_session",
+    "simulate_stretch_session",
+    "tardieu_grade",
+    "test_intensity_ma",
+    "tsrt_protocol",
+]

@@ -1,0 +1,124 @@
+"""Public API of the virtual patient: profiles, recordings, determinism, truth as JSON."""
+
+import json
+
+import numpy as np
+import pytest
+
+import virtual_patient as vp
+from virtual_patient import StretchSpec
+
+STRETCH = ["healthy", "mild_elbow", "moderate_elbow", "severe_elbow", "plantarflexor_clonus"]
+HREFLEX = ["soleus_healthy", "soleus_spastic", "fcr_healthy"]
+
+
+@pytest.mark.parametrize("name", STRETCH + HREFLEX)
+def test_named_profiles_exist_and_are_listed(name):
+    p = vp.get_profile(name)
+    assert p.name == name
+    assert name in vp.PROFILE_NAMES
+    assert p.kind == ("hreflex" if name in HREFLEX else "stretch")
+    json.dumps(p.to_dict())
+
+
+def test_overrides_replace_fields_and_unknown_ones_fail():
+    p = vp.get_profile("moderate_elbow", lambda_deg=70.0, mu_s=0.2)
+    assert (p.lambda_deg, p.mu_s) == (70.0, 0.2)
+    assert vp.get_profile("moderate_elbow").lambda_deg == 60.0
+    with pytest.raises(vp.ProfileError, match="unknown profile parameter"):
+        vp.get_profile("healthy", lamda_deg=3)
+    with pytest.raises(vp.ProfileError, match="unknown profile"):
+        vp.get_profile("nobody")
+    with pytest.raises(vp.ProfileError, match="catch_depth"):
+        vp.get_profile("healthy", catch_depth=1.5)
+    assert issubclass(vp.ProfileError, ValueError)
+
+
+def test_tardieu_grades_of_the_named_profiles():
+    grades = {n: vp.tardieu_grade(vp.get_profile(n)) for n in STRETCH}
+    assert grades == {
+        "healthy": 0,
+        "mild_elbow": 1,
+        "moderate_elbow": 2,
+        "severe_elbow": 2,
+        "plantarflexor_clonus": 3,
+    }
+    assert vp.tardieu_grade(vp.get_profile("plantarflexor_clonus_sustained")) == 4
+
+
+def _short_stretch_program():
+    return [StretchSpec(1.0, 100.0), StretchSpec(9.0, 300.0, shape="manual")]
+
+
+def test_stretch_recording_layout_units_and_counts():
+    rec = vp.simulate_stretch_session(
+        "moderate_elbow", seed=3, stretches=_short_stretch_program(), duration_s=14.0
+    )
+    assert rec.emg_uv.shape == (28000, 2) and rec.emg_uv.dtype == np.float64
+    assert rec.emg_counts.shape == (28000, 2) and rec.emg_counts.dtype == np.int32
+    assert rec.emg_uv.flags.c_contiguous
+    np.testing.assert_array_equal(rec.emg_uv, rec.emg_counts * rec.emg_scale_uv)
+    assert rec.angle_deg.shape == (7000,) and rec.angle_counts.shape == (7000, 1)
+    assert rec.angle_counts.dtype == np.int32
+    np.testing.assert_allclose(
+        rec.angle_deg, (rec.angle_counts[:, 0] - rec.angle_offset_counts) * rec.angle_scale_deg
+    )
+    assert rec.emg_rate_hz == 2000.0 and rec.angle_rate_hz == 500.0
+    assert rec.stretch_direction_sign == 1
+    assert rec.events == []
+    truth = json.loads(json.dumps(rec.truth))
+    assert len(truth["stretches"]) == 2
+    assert truth["stretch_reflex"]["lambda_deg"] == 60.0
+    assert truth["stretch_reflex"]["passive_range_deg"] == [30.0, 170.0]
+
+
+def test_same_seed_same_recording_other_seed_differs():
+    kw = dict(stretches=_short_stretch_program(), duration_s=14.0)
+    a = vp.simulate_stretch_session("severe_elbow", seed=11, **kw)
+    b = vp.simulate_stretch_session("severe_elbow", seed=11, **kw)
+    c = vp.simulate_stretch_session("severe_elbow", seed=12, **kw)
+    np.testing.assert_array_equal(a.emg_counts, b.emg_counts)
+    np.testing.assert_array_equal(a.angle_counts, b.angle_counts)
+    assert a.truth == b.truth
+    assert not np.array_equal(a.emg_counts, c.emg_counts)
+
+
+def test_no_global_random_state_used():
+    np.random.seed(0)  # noqa: NPY002
+    before = np.random.get_state()[1].copy()  # noqa: NPY002
+    vp.simulate_hreflex_session(
+        "soleus_healthy", seed=1, stimuli=[vp.Stimulus(0.5, 15.0)], duration_s=1.0
+    )
+    np.testing.assert_array_equal(np.random.get_state()[1], before)  # noqa: NPY002
+
+
+def test_hreflex_recording_events_and_truth():
+    stimuli = vp.paired_pulses(15.0, intervals_s=(1.0,), n_pairs=2, rest_s=5.0)
+    rec = vp.simulate_hreflex_session("soleus_spastic", seed=5, stimuli=stimuli)
+    assert rec.emg_rate_hz == 5000.0
+    assert [e["pulse_index"] for e in rec.events] == [0, 1, 0, 1]
+    for ev, s in zip(rec.events, stimuli, strict=True):
+        assert ev["kind"] == "stimulus"
+        assert ev["emg_sample_index"] == round(s.time_s * 5000.0)
+        assert ev["intensity_ma"] == 15.0 and ev["width_us"] == 1000
+    truth = json.loads(json.dumps(rec.truth))
+    st = truth["stimuli"]
+    assert len(st) == 4
+    for key in ("m_p2p_uv", "h_p2p_uv", "m_latency_ms", "h_latency_ms", "time_s"):
+        assert all(isinstance(s[key], float) for s in st)
+    hr = truth["hreflex"]
+    assert hr["hmax_mmax"] == 0.6
+    assert hr["hmax_p2p_uv"] == pytest.approx(0.6 * hr["mmax_p2p_uv"])
+
+
+def test_bad_programs_fail_clearly():
+    with pytest.raises(vp.ProgramError, match="starts before the previous"):
+        vp.simulate_stretch_session(
+            "healthy", seed=0, stretches=[StretchSpec(1.0, 50.0), StretchSpec(2.0, 50.0)]
+        )
+    with pytest.raises(vp.ProgramError, match="increasing sample order"):
+        vp.simulate_hreflex_session(
+            "soleus_healthy", seed=0, stimuli=[vp.Stimulus(2.0, 10.0), vp.Stimulus(1.0, 10.0)]
+        )
+    with pytest.raises(vp.ProgramError, match="passive range"):
+        vp.simulate_stretch_session("healthy", seed=0, stretches=[StretchSpec(1.0, 50.0, 400.0)])

@@ -1,0 +1,99 @@
+"""PatientSource: the SignalSource protocol, block-size independence, commands that change
+what is streamed."""
+
+import json
+
+import numpy as np
+import pytest
+
+import virtual_patient as vp
+from virtual_patient import PatientSource, StretchSpec
+
+
+def _configure(src, emg_rate=2000.0, n_emg=2, angle_rate=500.0):
+    return src.configure(emg_rate, n_emg, angle_rate, 1, 16)
+
+
+def test_channel_table():
+    chans = _configure(PatientSource("moderate_elbow", seed=1))
+    assert [c["kind"] for c in chans] == ["emg", "emg", "angle"]
+    for c in chans:
+        assert set(c) == {"name", "kind", "unit", "scale", "offset", "highpass_hz", "lowpass_hz"}
+    assert chans[0]["unit"] == "uV" and chans[2]["unit"] == "deg"
+    assert chans[0]["scale"] == pytest.approx(10000.0 / 2**15)
+
+
+def test_blocks_before_configure_fail():
+    with pytest.raises(vp.SourceStateError):
+        PatientSource("healthy", seed=1).emg_block(10)
+
+
+def _stream(src, sizes, emg=True):
+    out = []
+    for n in sizes:
+        out.append(src.emg_block(n) if emg else src.angle_block(n))
+    return np.concatenate(out)
+
+
+@pytest.mark.parametrize("profile", ["severe_elbow", "plantarflexor_clonus"])
+def test_concatenated_blocks_equal_one_long_block(profile):
+    program = [StretchSpec(0.5, 250.0, shape="manual", hold_s=2.0)]
+    total = 2000 * 6
+    a = PatientSource(profile, seed=7, program=program)
+    b = PatientSource(profile, seed=7, program=program)
+    _configure(a)
+    _configure(b)
+    rng = np.random.default_rng(0)
+    sizes = []
+    while sum(sizes) < total:
+        sizes.append(int(rng.integers(1, 3000)))
+    sizes[-1] -= sum(sizes) - total
+    np.testing.assert_array_equal(_stream(a, sizes), b.emg_block(total))
+    asizes = [1, 7, 499, 1000, 993]
+    np.testing.assert_array_equal(_stream(a, asizes, emg=False), b.angle_block(sum(asizes)))
+
+
+def test_stream_equals_batch_simulation():
+    program = [StretchSpec(0.5, 200.0)]
+    rec = vp.simulate_stretch_session("moderate_elbow", seed=4, stretches=program, duration_s=5)
+    src = PatientSource("moderate_elbow", seed=4, program=program)
+    _configure(src)
+    np.testing.assert_array_equal(
+        np.concatenate([src.emg_block(40) for _ in range(250)]), rec.emg_counts
+    )
+    np.testing.assert_array_equal(src.angle_block(2500), rec.angle_counts)
+
+
+def test_stimulate_changes_later_blocks_and_truth():
+    a = PatientSource("soleus_healthy", seed=2)
+    b = PatientSource("soleus_healthy", seed=2)
+    for s in (a, b):
+        s.configure(5000.0, 1, 500.0, 1, 16)
+        s.emg_block(1000)
+    a.stimulate(1500, 20.0, 1000)
+    xa = a.emg_block(1000)
+    xb = b.emg_block(1000)
+    np.testing.assert_array_equal(xa[:500], xb[:500])  # before the pulse: unchanged
+    assert np.abs(xa[500:700].astype(float)).max() > 20 * np.abs(xb[500:700].astype(float)).max()
+    truth = json.loads(json.dumps(a.ground_truth()))
+    (st,) = truth["stimuli"]
+    assert st["emg_sample_index"] == 1500 and st["intensity_ma"] == 20.0
+    assert st["late"] is False and st["m_p2p_uv"] > 1000
+
+
+def test_stretch_prompt_moves_the_angle():
+    src = PatientSource("moderate_elbow", seed=3)
+    _configure(src)
+    rest = src.angle_block(250)
+    src.emg_block(1000)
+    src.prompt("stretch", {"velocity_deg_s": 150.0})
+    moved = src.angle_block(1500)
+    scale = 0.02
+    assert np.ptp(rest[:, 0]) * scale < 2.0
+    assert (moved[:, 0].max() - rest[:, 0].mean()) * scale > 100.0
+    truth = src.ground_truth()
+    assert len(truth["stretches"]) == 1
+    assert truth["stretches"][0]["start_s"] >= 0.5
+    assert truth["stretches"][0]["reflex"] is True
+    src.prompt("relax", {})
+    assert src.ground_truth()["prompts"][-1]["ignored"] is True

@@ -1,0 +1,155 @@
+"""Streaming form of the virtual patient for the emulated device (SignalSource protocol)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .engine import Engine
+from .errors import ProgramError, SourceStateError
+from .profiles import Profile, get_profile
+from .stretch import StretchSpec, tsrt_protocol
+
+__all__ = ["PatientSource"]
+
+_STRETCH_KEYS = {
+    "velocity_deg_s": "peak_velocity_deg_s",
+    "peak_velocity_deg_s": "peak_velocity_deg_s",
+    "end_deg": "end_deg",
+    "hold_s": "hold_s",
+    "return_velocity_deg_s": "return_velocity_deg_s",
+    "shape": "shape",
+    "overshoot_deg": "overshoot_deg",
+}
+
+
+class PatientSource:
+    """A virtual patient streamed sample by sample (the emulator's ``SignalSource``).
+
+    Parameters
+    ----------
+    profile : str or Profile
+        Profile name or Profile.
+    seed : int
+        Seed of every random draw.
+    program : "tsrt", sequence of StretchSpec, or None
+        Stretches scheduled from the start of the stream (times in s after sample 0);
+        None: the joint rests until a ``prompt("stretch", ...)`` arrives.
+
+    Notes
+    -----
+    Samples depend only on the sample index, the seed and what was scheduled before they were
+    generated: any split of the stream into blocks gives the same samples.
+    ``stimulate`` for a sample already generated is still recorded in the truth with
+    ``"late": True`` (its response appears only in samples not yet generated).
+    """
+
+    def __init__(
+        self,
+        profile: str | Profile,
+        *,
+        seed: int,
+        program: str | Sequence[StretchSpec] | None = None,
+    ) -> None:
+        self.profile = get_profile(profile) if isinstance(profile, str) else profile
+        self.seed = int(seed)
+        if isinstance(program, str):
+            if program != "tsrt":
+                raise ProgramError(f"unknown program {program!r}; use 'tsrt' or a list")
+            program = tsrt_protocol(self.profile)
+        self.program = list(program or [])
+        self._engine: Engine | None = None
+        self._emg_pos = 0
+        self._angle_pos = 0
+
+    # -- SignalSource protocol -------------------------------------------------
+    def configure(
+        self, emg_rate_hz: float, n_emg: int, angle_rate_hz: float, n_angle: int, emg_bits: int
+    ) -> list[dict]:
+        """Set rates and channel counts, restart the stream at sample 0; channel table."""
+        eng = Engine(
+            self.profile,
+            self.seed,
+            emg_rate_hz=emg_rate_hz,
+            n_emg=n_emg,
+            angle_rate_hz=angle_rate_hz,
+            n_angle=n_angle,
+            emg_bits=emg_bits,
+        )
+        for spec in self.program:
+            eng.add_stretch(spec)
+        self._engine = eng
+        self._emg_pos = 0
+        self._angle_pos = 0
+        return eng.channel_table()
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise SourceStateError("call configure(...) before asking for samples")
+        return self._engine
+
+    def emg_block(self, n: int) -> np.ndarray:
+        """The next ``n`` EMG samples as int32 counts, shape (n, n_emg)."""
+        out = self.engine.emg_counts(self._emg_pos, int(n))
+        self._emg_pos += int(n)
+        return out
+
+    def angle_block(self, n: int) -> np.ndarray:
+        """The next ``n`` goniometer samples as int32 counts, shape (n, n_angle)."""
+        out = self.engine.angle_counts(self._angle_pos, int(n))
+        self._angle_pos += int(n)
+        return out
+
+    def stimulate(self, emg_sample_index: int, intensity_ma: float, width_us: int) -> None:
+        """Schedule a stimulus pulse at an EMG sample index (artifact, M and H follow)."""
+        eng = self.engine
+        idx = int(emg_sample_index)
+        stim = eng.stimuli
+        pulse_index = 0
+        if stim and (idx - stim[-1]["emg_sample_index"]) / eng.fe < 1.0:
+            pulse_index = stim[-1]["pulse_index"] + 1
+        rec = eng.add_stimulus(idx, intensity_ma, width_us, pulse_index)
+        late = idx < self._emg_pos
+        eng.stimuli[-1]["late"] = late
+        rec["late"] = late
+
+    def prompt(self, kind: str, params: dict) -> None:
+        """A host prompt. ``"stretch"`` schedules a stretch as soon as both streams allow
+        (params: ``velocity_deg_s`` and optionally ``end_deg``, ``hold_s``,
+        ``return_velocity_deg_s``, ``shape``, ``overshoot_deg``); other kinds are recorded
+        in the truth and otherwise ignored."""
+        eng = self.engine
+        params = dict(params or {})
+        now = max(self._emg_pos / eng.fe, self._angle_pos / eng.fa)
+        entry = {"kind": str(kind), "params": _jsonable(params), "time_s": now}
+        if kind == "stretch":
+            kw = {_STRETCH_KEYS[k]: v for k, v in params.items() if k in _STRETCH_KEYS}
+            if "peak_velocity_deg_s" not in kw:
+                raise ProgramError("a stretch prompt needs 'velocity_deg_s'")
+            start = max(now, eng.stretches_end_s) + 0.05
+            spec = StretchSpec(start_s=start, **kw)
+            truth = eng.add_stretch(spec)
+            entry["stretch_index"] = truth["index"]
+            entry["start_s"] = start
+        else:
+            entry["ignored"] = True
+        eng.prompts.append(entry)
+
+    def ground_truth(self) -> dict:
+        """JSON-serialisable truth of everything scheduled so far (see docs/simulator.md)."""
+        truth = self.engine.truth()
+        truth["emg_samples_generated"] = self._emg_pos
+        truth["angle_samples_generated"] = self._angle_pos
+        return truth
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
