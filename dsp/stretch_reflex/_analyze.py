@@ -1,0 +1,550 @@
+"""The public analysis: per-stretch measurements, DSRT-velocity fit, Tardieu and gain."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import signal
+
+from dsp.errors import SignalError
+from dsp.stretch_reflex._emg import burst_offset, clonus_episodes
+from dsp.stretch_reflex._fit import fit_dsrt_line, ols
+from dsp.stretch_reflex._kinematics import find_stretches, finite_runs, smooth_kinematics
+from dsp.stretch_reflex._onsets import DETECTORS, OnsetContext
+from dsp.stretch_reflex._result import StretchRecord, StretchReflexResult
+
+#: Reasons recorded in ``StretchRecord.exclusion_reasons``.
+REASON_GAP = "touches a gap (NaN samples)"
+REASON_ACTIVE = "muscle active before stretch"
+REASON_IRREGULAR = "irregular velocity profile"
+REASON_NO_REFLEX = "no reflex"
+
+
+def available_detectors() -> tuple[str, ...]:
+    """Names accepted by ``analyze_stretch_reflex(detector=...)``."""
+    return tuple(DETECTORS)
+
+
+def _as_float_array(x, name: str) -> np.ndarray:
+    try:
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise SignalError(f"{name} must be a numeric array ({exc})") from None
+    return arr
+
+
+def _check_rate(rate, name: str) -> float:
+    try:
+        rate = float(rate)
+    except (TypeError, ValueError):
+        raise SignalError(f"{name} must be a number in Hz, got {rate!r}") from None
+    if not math.isfinite(rate) or rate <= 0:
+        raise SignalError(f"{name} must be a positive number of hertz, got {rate}")
+    return rate
+
+
+def _bandpass(x: np.ndarray, rate_hz: float, band_hz: tuple[float, float]) -> np.ndarray:
+    lo, hi = band_hz
+    hi = min(hi, 0.45 * rate_hz)
+    if not 0 < lo < hi:
+        raise SignalError(
+            f"band_hz {band_hz} does not fit below Nyquist ({rate_hz / 2:g} Hz); lower it"
+        )
+    sos = signal.butter(2, (lo, hi), btype="bandpass", fs=rate_hz, output="sos")
+    out = np.full(x.shape, np.nan)
+    for a, b in finite_runs(x):
+        if b - a > 30:
+            out[a:b] = signal.sosfiltfilt(sos, x[a:b], padlen=min(b - a - 1, int(rate_hz / lo)))
+    return out
+
+
+def _rms(x: np.ndarray) -> float:
+    x = x[np.isfinite(x)]
+    return float(np.sqrt(np.mean(x * x))) if len(x) else math.nan
+
+
+def _rest_level(x: np.ndarray, rate_hz: float) -> float:
+    """10th percentile of the RMS of 100 ms windows: the quiet-muscle EMG level of the record."""
+    w = max(1, int(0.1 * rate_hz))
+    n = len(x) // w
+    if n == 0:
+        return _rms(x)
+    blocks = x[: n * w].reshape(n, w)
+    ok = np.all(np.isfinite(blocks), axis=1)
+    if not np.any(ok):
+        return math.nan
+    return float(np.percentile(np.sqrt(np.mean(blocks[ok] ** 2, axis=1)), 10))
+
+
+def _dip_depth(v: np.ndarray, limit: int | None = None) -> tuple[float, int]:
+    """Largest dip of ``v`` between two higher values (min of both running maxima minus v).
+
+    Only dips whose lowest point lies before index ``limit`` count. Returns (depth, index).
+    """
+    if len(v) < 3:
+        return 0.0, -1
+    left = np.maximum.accumulate(v)
+    right = np.maximum.accumulate(v[::-1])[::-1]
+    depth = (np.minimum(left, right) - v)[:limit]
+    k = int(np.argmax(depth))
+    return float(depth[k]), k
+
+
+def analyze_stretch_reflex(
+    emg_uv,
+    emg_rate_hz: float,
+    angle_deg,
+    angle_rate_hz: float,
+    *,
+    channel: int = 0,
+    passive_range_deg: Sequence[float] | None = None,
+    detector: str = "threshold",
+    prompt_times_s: Sequence[float] | None = None,
+    reflex_delay_s: float = 0.0,
+    band_hz: tuple[float, float] = (20.0, 450.0),
+    envelope_hz: float = 50.0,
+    angle_cutoff_hz: float = 20.0,
+    baseline_s: float = 0.2,
+    threshold_sd: float = 3.0,
+    min_on_s: float = 0.03,
+    on_velocity_deg_s: float = 8.0,
+    rest_velocity_deg_s: float = 2.0,
+    min_excursion_deg: float = 15.0,
+    active_factor: float = 3.0,
+    irregular_fraction: float = 0.25,
+    catch_drop_fraction: float = 0.2,
+    release_fraction: float = 0.05,
+    catch_window_s: float = 0.4,
+    clonus_min_beats: int = 4,
+    gain_tail_s: float = 0.1,
+    min_fit_stretches: int = 4,
+    min_velocity_spread_deg_s: float = 50.0,
+    n_bootstrap: int = 2000,
+    seed: int | np.random.Generator | None = 0,
+    detector_sensitivity: bool = True,
+) -> StretchReflexResult:
+    """Velocity-dependent stretch reflex of one muscle from EMG and goniometer recordings.
+
+    Finds every passive lengthening of the muscle in the angle signal (or follows the given
+    prompts), measures the EMG reflex and the kinematics of each stretch, fits the dynamic
+    stretch-reflex threshold against velocity, DSRT = lambda - mu * velocity (Levin & Feldman
+    1994; Calota et al. 2008), and derives Tardieu angles and grade, clonus and the
+    velocity-dependent EMG gain. Definitions and sources: docs/stretch-reflex.md.
+
+    Parameters
+    ----------
+    emg_uv : array_like, shape (n_emg,) or (n_emg, n_channels)
+        EMG in microvolts, NaN in gaps. Both signals start at the same instant (t = 0).
+    emg_rate_hz : float
+        EMG sampling rate.
+    angle_deg : array_like, shape (n_angle,) or (n_angle, 1)
+        Joint angle in degrees, increasing as the tested muscle lengthens
+        (``sign * goniometer_deg``), NaN in gaps.
+    angle_rate_hz : float
+        Angle sampling rate.
+    channel : int
+        EMG column to analyse.
+    passive_range_deg : (float, float), optional
+        The joint's passive range in the analysed convention. When omitted it is estimated from
+        the slow stretches (smallest start angle to R2).
+    detector : str
+        Onset detector for the reported DSRTs: ``"threshold"`` (envelope > baseline mean +
+        ``threshold_sd`` SD for ``min_on_s``), ``"tkeo"`` (the same on the Teager-Kaiser energy)
+        or ``"changepoint"`` (variance changepoint refined around the threshold onset).
+    prompt_times_s : sequence of float, optional
+        Times of stretch prompts (events). Each prompt takes the first stretch starting after it
+        (up to 0.25 s early) and before the next prompt; stretches without a prompt are ignored.
+    reflex_delay_s : float
+        Conduction and electromechanical delay subtracted from the EMG onset before reading the
+        angle. The literature convention (and the default) is 0: DSRT = angle at EMG onset.
+    band_hz, envelope_hz, angle_cutoff_hz : float
+        EMG band-pass (zero-phase Butterworth), envelope low-pass, angle low-pass corners in Hz.
+    baseline_s : float
+        Length of the pre-stretch window (baseline for the onset detectors and the pre-stretch
+        EMG level).
+    threshold_sd, min_on_s : float
+        Onset rule: standard deviations above the baseline mean, and minimum time above.
+    on_velocity_deg_s, rest_velocity_deg_s, min_excursion_deg : float
+        Stretch segmentation: velocity that marks a movement, velocity regarded as rest, and the
+        least lengthening that counts as a stretch.
+    active_factor : float
+        A stretch is "muscle active" when its pre-stretch EMG RMS exceeds this multiple of the
+        record's rest level (10th percentile of 100 ms RMS windows).
+    irregular_fraction : float
+        A stretch is irregular when, before the reflex onset, the velocity dips and recovers by
+        more than this fraction of its peak (or it stopped and restarted).
+    catch_drop_fraction, release_fraction, catch_window_s : float
+        Catch: within ``catch_window_s`` after the onset the velocity falls by at least
+        ``catch_drop_fraction`` of the onset velocity (and at least 5 deg/s), and rises again by
+        ``release_fraction`` of it before the end of the stretch (release).
+    clonus_min_beats : int
+        Fewest regular bursts (3-12 Hz) that make a clonus episode.
+    gain_tail_s : float
+        The stretch window for the RMS-EMG gain extends this far past the stretch end.
+    min_fit_stretches : int
+        Fewest DSRTs for a regression (fewer: TSRT is NaN, reported as outside the range).
+    min_velocity_spread_deg_s : float
+        Narrower onset-velocity ranges raise a "poorly determined" warning.
+    n_bootstrap : int
+        Bootstrap resamples for the 95% intervals (0 disables them).
+    seed : int or numpy.random.Generator, optional
+        Seed or generator for the bootstrap.
+    detector_sensitivity : bool
+        Also refit lambda with every detector and report the spread.
+
+    Returns
+    -------
+    StretchReflexResult
+        Session metrics, the per-stretch table, warnings and the settings used.
+
+    Raises
+    ------
+    dsp.SignalError
+        Bad shapes, rates, channel, detector or range.
+    """
+    emg = _as_float_array(emg_uv, "emg_uv")
+    angle = _as_float_array(angle_deg, "angle_deg")
+    emg_rate = _check_rate(emg_rate_hz, "emg_rate_hz")
+    ang_rate = _check_rate(angle_rate_hz, "angle_rate_hz")
+    if emg.ndim == 1:
+        emg = emg[:, None]
+    if emg.ndim != 2:
+        raise SignalError(
+            f"emg_uv must be (n_samples,) or (n_samples, n_channels), got {emg.shape}"
+        )
+    if angle.ndim == 2 and angle.shape[1] == 1:
+        angle = angle[:, 0]
+    if angle.ndim != 1:
+        raise SignalError(f"angle_deg must be (n_samples,) or (n_samples, 1), got {angle.shape}")
+    if not isinstance(channel, (int, np.integer)) or not 0 <= channel < emg.shape[1]:
+        raise SignalError(
+            f"channel {channel!r} is not one of the {emg.shape[1]} EMG channels; pick 0.."
+            f"{emg.shape[1] - 1}"
+        )
+    if detector not in DETECTORS:
+        raise SignalError(f"unknown detector {detector!r}; use one of {', '.join(DETECTORS)}")
+    if passive_range_deg is not None:
+        pr = tuple(float(v) for v in passive_range_deg)
+        if len(pr) != 2 or not (math.isfinite(pr[0]) and math.isfinite(pr[1])) or pr[0] >= pr[1]:
+            raise SignalError(
+                f"passive_range_deg must be (low, high) with low < high, got {passive_range_deg}"
+            )
+    if emg.shape[0] < emg_rate * 0.5 or angle.shape[0] < ang_rate * 0.5:
+        raise SignalError("recording shorter than 0.5 s; record at least one full stretch")
+    if not 0 <= reflex_delay_s < 0.5:
+        raise SignalError(f"reflex_delay_s must be in [0, 0.5) s, got {reflex_delay_s}")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+    settings = {
+        "detector": detector,
+        "reflex_delay_s": reflex_delay_s,
+        "band_hz": list(band_hz),
+        "envelope_hz": envelope_hz,
+        "angle_cutoff_hz": angle_cutoff_hz,
+        "baseline_s": baseline_s,
+        "threshold_sd": threshold_sd,
+        "min_on_s": min_on_s,
+        "on_velocity_deg_s": on_velocity_deg_s,
+        "min_excursion_deg": min_excursion_deg,
+        "active_factor": active_factor,
+        "irregular_fraction": irregular_fraction,
+        "catch_drop_fraction": catch_drop_fraction,
+        "release_fraction": release_fraction,
+        "catch_window_s": catch_window_s,
+        "clonus_min_beats": clonus_min_beats,
+        "n_bootstrap": n_bootstrap,
+        "channel": int(channel),
+    }
+    warnings: list[str] = []
+
+    # ---- signals -------------------------------------------------------------------------
+    x = _bandpass(np.ascontiguousarray(emg[:, channel]), emg_rate, band_hz)
+    ang, vel, acc = smooth_kinematics(angle, ang_rate, angle_cutoff_hz)
+    # hesitations last 0.1-0.5 s: judge the velocity profile on a 5 Hz low-pass of it
+    vel_slow = smooth_kinematics(angle, ang_rate, 5.0)[1]
+    gaps_present = bool(np.any(~np.isfinite(angle)) or np.any(~np.isfinite(emg[:, channel])))
+    if gaps_present:
+        warnings.append("recording has gaps (NaN samples); stretches touching them are excluded")
+    moves = find_stretches(
+        ang,
+        vel,
+        ang_rate,
+        on_velocity_deg_s=on_velocity_deg_s,
+        rest_velocity_deg_s=rest_velocity_deg_s,
+        min_excursion_deg=min_excursion_deg,
+        merge_gap_s=0.25,
+    )
+    prompts = None
+    if prompt_times_s is not None:
+        prompts = np.sort(np.asarray(prompt_times_s, dtype=float).ravel())
+        chosen, matched = [], []
+        for k, p in enumerate(prompts):
+            nxt = prompts[k + 1] if k + 1 < len(prompts) else math.inf
+            cand = [m for m in moves if p - 0.25 <= m.start / ang_rate < nxt]
+            if cand:
+                chosen.append(cand[0])
+                matched.append(p)
+            else:
+                warnings.append(f"no stretch found after the prompt at {p:.2f} s")
+        moves, prompts = chosen, matched
+    if not moves:
+        warnings.append("no stretch found in the angle signal")
+
+    rest = _rest_level(x, emg_rate)
+    ctx = OnsetContext(x, emg_rate, envelope_hz)
+    env = ctx.envelope()
+    nb = round(baseline_s * emg_rate)
+    min_len = max(1, round(min_on_s * emg_rate))
+    t_ang = np.arange(len(ang)) / ang_rate
+    n_emg = len(x)
+
+    def at(series: np.ndarray, t: float) -> float:
+        return float(np.interp(t, t_ang, series))
+
+    # ---- per stretch ---------------------------------------------------------------------
+    records: list[StretchRecord] = []
+    onsets: dict[str, list[int]] = {d: [] for d in DETECTORS}
+    windows = []
+    for k, m in enumerate(moves):
+        t0, t1 = m.start / ang_rate, m.end / ang_rate
+        seg_v = vel[m.start : m.end + 1]
+        rec = StretchRecord(
+            index=k,
+            start_s=t0,
+            end_s=t1,
+            start_angle_deg=float(ang[m.start]),
+            end_angle_deg=float(ang[m.end]),
+            peak_velocity_deg_s=float(np.nanmax(seg_v)),
+        )
+        if prompts is not None:
+            rec.prompt_s = float(prompts[k])
+        e0 = round(t0 * emg_rate)
+        e1 = min(n_emg, round(t1 * emg_rate))
+        next_start = (
+            round(moves[k + 1].start / ang_rate * emg_rate) if k + 1 < len(moves) else n_emg
+        )
+        base = (max(0, e0 - nb), e0)
+        search_stop = min(next_start, e1 + round(0.05 * emg_rate))
+        search = (e0, max(e0 + 1, search_stop))
+        windows.append((base, search, next_start))
+        a0 = max(0, m.start - round(baseline_s * ang_rate))
+        touches_gap = (
+            not np.all(np.isfinite(angle[a0 : m.end + 1]))
+            or not np.all(np.isfinite(x[base[0] : search[1]]))
+            or base[1] - base[0] < nb // 2
+        )
+        rec.pre_emg_rms_uv = _rms(x[base[0] : base[1]])
+        if touches_gap:
+            rec.exclusion_reasons.append(REASON_GAP)
+        if math.isfinite(rest) and rec.pre_emg_rms_uv > active_factor * rest:
+            rec.exclusion_reasons.append(REASON_ACTIVE)
+        tail = min(next_start, e1 + round(gain_tail_s * emg_rate))
+        rec.stretch_rms_uv = _rms(x[e0:tail])
+        for name, fn in DETECTORS.items():
+            onsets[name].append(
+                fn(ctx, base, search, threshold_sd, min_len) if not touches_gap else -1
+            )
+        on = onsets[detector][-1]
+        rec.detector = detector
+        if on < 0:
+            rec.reflex_absent_up_to_deg = rec.end_angle_deg
+            rec.exclusion_reasons.append(REASON_NO_REFLEX)
+            ref_idx = m.end
+        else:
+            rec.reflex = True
+            rec.onset_s = on / emg_rate
+            rec.latency_s = rec.onset_s - t0
+            t_dsrt = rec.onset_s - reflex_delay_s
+            rec.dsrt_deg = at(ang, t_dsrt)
+            rec.onset_velocity_deg_s = at(vel, t_dsrt)
+            # reflex burst
+            benv = env[base[0] : base[1]]
+            level = float(np.mean(benv) + threshold_sd * np.std(benv))
+            off = burst_offset(env, on, next_start, level, round(0.05 * emg_rate))
+            rec.burst_duration_s = (off - on) / emg_rate
+            burst = x[on:off]
+            rec.burst_rms_uv = _rms(burst)
+            rec.burst_iemg_uv_s = float(np.nansum(np.abs(burst)) / emg_rate)
+            # catch: largest deceleration after onset; a dip with release marks a clear catch
+            ia = int(min(m.end, max(m.start, math.ceil(rec.onset_s * ang_rate))))
+            ref_idx = max(m.start, int(t_dsrt * ang_rate))
+            if m.end - ia >= 2:
+                v_after = vel[ia : m.end + 1]
+                depth, kd = _dip_depth(v_after, max(1, round(catch_window_s * ang_rate)))
+                v_on = max(rec.onset_velocity_deg_s, 1e-9)
+                if depth >= max(catch_drop_fraction * v_on, 5.0) and kd > 0:
+                    stop = ia + kd
+                    rel = np.nanmax(vel[stop : m.end + 1]) - vel[stop]
+                    rec.catch_detected = True
+                    rec.release = bool(rel >= release_fraction * v_on)
+                else:
+                    stop = m.end
+                kc = ia + int(np.nanargmin(acc[ia : stop + 1]))
+                rec.catch_s = kc / ang_rate
+                rec.catch_angle_deg = float(ang[kc])
+                rec.catch_deceleration_deg_s2 = float(-acc[kc])
+                rec.onset_to_catch_s = rec.catch_s - rec.onset_s
+            # clonus: rhythmic bursts from the onset until the next stretch or a gap
+            stop = next_start
+            nan_after = np.flatnonzero(~np.isfinite(x[on:next_start]))
+            if len(nan_after):
+                stop = on + int(nan_after[0])
+            clonus_level = float(np.mean(benv) + max(threshold_sd, 5.0) * np.std(benv))
+            rec.clonus = clonus_episodes(
+                env, emg_rate, on, stop, clonus_level, min_beats=clonus_min_beats
+            )
+        # irregular velocity: a dip and recovery before the reflex (or in the whole stretch)
+        v_pre = vel_slow[m.start : max(m.start + 1, min(ref_idx, m.end) + 1)]
+        depth, _ = _dip_depth(v_pre[np.isfinite(v_pre)])
+        if depth > max(irregular_fraction * rec.peak_velocity_deg_s, 5.0):
+            rec.exclusion_reasons.append(REASON_IRREGULAR)
+        records.append(rec)
+
+    # ---- fit -----------------------------------------------------------------------------
+    def usable(rec: StretchRecord) -> bool:
+        return not any(r != REASON_NO_REFLEX for r in rec.exclusion_reasons)
+
+    fit_idx = [r.index for r in records if r.reflex and usable(r)]
+    for r in records:
+        r.used_in_fit = r.index in fit_idx
+    v_fit = np.array([records[i].onset_velocity_deg_s for i in fit_idx])
+    d_fit = np.array([records[i].dsrt_deg for i in fit_idx])
+    spread = float(np.ptp(v_fit)) if len(v_fit) else math.nan
+    if len(fit_idx) >= min_fit_stretches:
+        fit = fit_dsrt_line(v_fit, d_fit, n_boot=n_bootstrap, rng=rng)
+    else:
+        fit = None
+    tsrt = fit.tsrt_deg if fit else math.nan
+    mu = fit.mu_s if fit else math.nan
+    quality = {
+        "gaps_present": gaps_present,
+        "few_stretches": len(fit_idx) < max(min_fit_stretches, 8),
+        "narrow_velocity_spread": bool(not (spread >= min_velocity_spread_deg_s)),
+        "mu_negative": bool(fit is not None and mu < 0),
+    }
+    quality["fit_poorly_determined"] = bool(
+        fit is None or quality["few_stretches"] or quality["narrow_velocity_spread"]
+    )
+    n_reflex = sum(r.reflex for r in records)
+    if fit is None:
+        warnings.append(
+            f"only {len(fit_idx)} stretches with a usable reflex onset (need "
+            f"{min_fit_stretches}): no velocity-dependent reflex fitted; TSRT reported outside"
+            " the range"
+        )
+    else:
+        if quality["few_stretches"]:
+            warnings.append(f"fit rests on only {len(fit_idx)} stretches; record about 20")
+        if quality["narrow_velocity_spread"]:
+            warnings.append(
+                f"onset velocities span only {spread:.0f} deg/s; stretch over a wider range of "
+                "velocities"
+            )
+        if quality["mu_negative"]:
+            warnings.append(
+                "mu < 0: DSRT rises with velocity, not the expected velocity dependence"
+            )
+    n_excl = {}
+    for r in records:
+        for reason in r.exclusion_reasons:
+            if reason != REASON_NO_REFLEX:
+                n_excl[reason] = n_excl.get(reason, 0) + 1
+    for reason, count in n_excl.items():
+        warnings.append(f"{count} stretch(es) excluded from the fit: {reason}")
+
+    # ---- detector sensitivity ------------------------------------------------------------
+    detector_tsrt: dict[str, float] = {}
+    if detector_sensitivity:
+        for name in DETECTORS:
+            vv, dd = [], []
+            for r, on in zip(records, onsets[name], strict=True):
+                if on < 0 or not usable(r):
+                    continue
+                t = on / emg_rate - reflex_delay_s
+                vv.append(at(vel, t))
+                dd.append(at(ang, t))
+            if len(vv) >= min_fit_stretches:
+                detector_tsrt[name] = ols(np.array(vv), np.array(dd))[0]
+            else:
+                detector_tsrt[name] = math.nan
+    finite = [v for v in detector_tsrt.values() if math.isfinite(v)]
+    tsrt_spread = float(max(finite) - min(finite)) if len(finite) >= 2 else math.nan
+
+    # ---- Tardieu, range, grade -----------------------------------------------------------
+    ok = [r for r in records if REASON_GAP not in r.exclusion_reasons]
+    if ok:
+        peaks = np.array([r.peak_velocity_deg_s for r in ok])
+        slow = [r for r in ok if r.peak_velocity_deg_s <= np.percentile(peaks, 20)]
+        fast = [r for r in ok if r.peak_velocity_deg_s >= np.percentile(peaks, 80)]
+    else:
+        slow, fast = [], []
+    r2_angle = float(np.median([r.end_angle_deg for r in slow])) if slow else math.nan
+    catches = [r.catch_angle_deg for r in fast if r.catch_detected]
+    r1_angle = float(np.median(catches)) if len(catches) * 2 >= max(len(fast), 1) else math.nan
+    if passive_range_deg is not None:
+        range_deg, range_source = (pr[0], pr[1]), "given"
+    elif ok:
+        range_deg = (float(min(r.start_angle_deg for r in ok)), r2_angle)
+        range_source = "slow stretches"
+    else:
+        range_deg, range_source = (math.nan, math.nan), "slow stretches"
+    inside = bool(fit is not None and range_deg[0] <= tsrt <= range_deg[1])
+    grades = sorted(_stretch_grade(r) for r in fast)
+    grade = int(grades[(len(grades) - 1) // 2]) if grades else 0
+
+    # ---- velocity-dependent gain ---------------------------------------------------------
+    lo_rms = [r.stretch_rms_uv for r in slow if usable(r)]
+    hi_rms = [r.stretch_rms_uv for r in fast if usable(r)]
+    lo_v = float(np.mean(lo_rms)) if lo_rms else math.nan
+    hi_v = float(np.mean(hi_rms)) if hi_rms else math.nan
+    amp = [(r.onset_velocity_deg_s, r.burst_rms_uv) for r in records if r.used_in_fit]
+    slope = ols(*map(np.array, zip(*amp, strict=True)))[1] if len(amp) >= 3 else math.nan
+    gain = {
+        "low_velocity_rms_uv": lo_v,
+        "high_velocity_rms_uv": hi_v,
+        "difference_uv": hi_v - lo_v,
+        "ratio": hi_v / lo_v if lo_v > 0 else math.nan,
+        "amplitude_slope_uv_per_deg_s": slope,
+        "n_low": len(lo_rms),
+        "n_high": len(hi_rms),
+    }
+
+    return StretchReflexResult(
+        tsrt_deg=tsrt,
+        tsrt_ci_deg=fit.tsrt_ci_deg if fit else (math.nan, math.nan),
+        mu_s=mu,
+        mu_ci_s=fit.mu_ci_s if fit else (math.nan, math.nan),
+        r2=fit.r2 if fit else math.nan,
+        n_stretches=len(records),
+        n_valid=len(fit_idx),
+        n_reflex=n_reflex,
+        velocity_spread_deg_s=spread,
+        range_deg=range_deg,
+        range_source=range_source,
+        tsrt_inside_range=inside,
+        detector=detector,
+        detector_tsrt_deg=detector_tsrt,
+        tsrt_spread_deg=tsrt_spread,
+        tardieu_r1_deg=r1_angle,
+        tardieu_r2_deg=r2_angle,
+        tardieu_r2_minus_r1_deg=r2_angle - r1_angle,
+        tardieu_grade=grade,
+        emg_gain=gain,
+        stretches=records,
+        warnings=warnings,
+        quality=quality,
+        settings=settings,
+    )
+
+
+def _stretch_grade(r: StretchRecord) -> int:
+    """Instrumented Tardieu quality grade of one stretch (0-4)."""
+    if not r.reflex:
+        return 0
+    if r.clonus:
+        return 4 if r.clonus_duration_s >= 10.0 else 3
+    if r.catch_detected and r.release:
+        return 2
+    return 1
