@@ -1,0 +1,201 @@
+"""Cohort runs: analyse many session files in parallel and collect one row per file.
+
+Two executors run the same worker function (:func:`analyze_one`): a local process pool (default)
+and a Dask distributed cluster (``scheduler=ADDRESS``). A file that fails becomes a row with
+``status="error"`` and the one-line reason; the run carries on.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import os
+import pathlib
+import sys
+import time
+
+from tonuslab.analysis import SUMMARY_KEYS
+from tonuslab.errors import UsageError
+
+#: CSV columns, in order (``depression_<rate>hz`` columns follow for the rates found).
+BASE_COLUMNS = (
+    "file",
+    "status",
+    "error",
+    "subject",
+    "muscle",
+    "session_label",
+    "analyses",
+    "tsrt_deg",
+    "tsrt_ci_low_deg",
+    "tsrt_ci_high_deg",
+    "mu_s",
+    "r2",
+    "n_stretches",
+    "tsrt_inside_range",
+    "tardieu_r1_deg",
+    "tardieu_r2_deg",
+    "tardieu_grade",
+    "emg_gain",
+    "hmax_mmax",
+    "hmax_mmax_ci_low",
+    "hmax_mmax_ci_high",
+    "m_latency_ms",
+    "h_latency_ms",
+    "n_quality_flags",
+    "seconds",
+)
+
+
+def find_sessions(spec: str) -> list[pathlib.Path]:
+    """Session files named by a folder (all ``*.h5`` below it), a glob pattern or a file."""
+    path = pathlib.Path(spec)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*.h5") if p.is_file())
+    elif any(ch in spec for ch in "*?["):
+        files = sorted(pathlib.Path(p) for p in glob.glob(spec, recursive=True))
+        files = [p for p in files if p.is_file()]
+    elif path.exists():
+        files = [path]
+    else:
+        raise FileNotFoundError(2, "No such file or folder", spec)
+    if not files:
+        raise UsageError(f"no session files (*.h5) found in '{spec}'")
+    return files
+
+
+def analyze_one(path: str, parameters: dict | None = None, write: bool = True) -> dict:
+    """Analyse one file and return its cohort row (never raises for a bad file)."""
+    from tonuslab.analysis import analyze_file
+
+    t0 = time.perf_counter()
+    row = {"file": str(path), "status": "ok", "error": ""}
+    try:
+        s = analyze_file(path, parameters=parameters, write=write)
+    except Exception as exc:  # a failing file is a row, not the end of the run
+        message = str(exc).splitlines()[0] if str(exc) else ""
+        row.update(status="error", error=f"{type(exc).__name__}: {message}")
+        row["seconds"] = round(time.perf_counter() - t0, 3)
+        return row
+    for k in SUMMARY_KEYS:
+        if k not in ("tsrt_ci_deg", "hmax_mmax_ci", "rate_dependent_depression"):
+            row[k] = s.get(k)
+    for key, lo, hi in (
+        ("tsrt_ci_deg", "tsrt_ci_low_deg", "tsrt_ci_high_deg"),
+        ("hmax_mmax_ci", "hmax_mmax_ci_low", "hmax_mmax_ci_high"),
+    ):
+        ci = s.get(key) or [None, None]
+        row[lo], row[hi] = ci[0], ci[1]
+    for rate, ratio in (s.get("rate_dependent_depression") or {}).items():
+        row[f"depression_{rate}hz"] = ratio
+    row.update(
+        subject=s.get("subject"),
+        muscle=s.get("muscle"),
+        session_label=s.get("session_label"),
+        analyses="+".join(s.get("analyses") or []),
+        n_quality_flags=len(s.get("quality_flags") or []),
+        seconds=round(time.perf_counter() - t0, 3),
+    )
+    return row
+
+
+class Progress:
+    """A one-line text progress bar on a stream (stderr by default)."""
+
+    def __init__(self, total: int, stream=None, width: int = 30):
+        self.total, self.done, self.failed = total, 0, 0
+        self.stream = stream or sys.stderr
+        self.width = width
+
+    def update(self, row: dict) -> None:
+        self.done += 1
+        self.failed += row.get("status") != "ok"
+        filled = int(self.width * self.done / max(1, self.total))
+        bar = "#" * filled + "-" * (self.width - filled)
+        name = pathlib.Path(row.get("file", "")).name[:40]
+        self.stream.write(f"\r[{bar}] {self.done}/{self.total} ({self.failed} failed) {name:<40}")
+        if self.done == self.total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def run_batch(
+    files,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    parameters: dict | None = None,
+    write: bool = True,
+    progress: Progress | None = None,
+) -> list[dict]:
+    """Analyse ``files`` in parallel; rows come back in the order of ``files``.
+
+    Parameters
+    ----------
+    files : list of path-like
+    workers : int, optional
+        Processes of the local pool (default: CPU count, at most the number of files).
+    scheduler : str, optional
+        Address of a Dask distributed scheduler (``tcp://host:port``); when given, the files
+        are analysed on that cluster instead of a local pool. The workers must be able to read
+        the paths.
+    parameters : dict, optional
+        Analysis parameters (see :data:`tonuslab.analysis.DEFAULT_PARAMETERS`).
+    write : bool
+        Store each file's results in the file (as ``tonuslab analyze`` does).
+    """
+    paths = [str(pathlib.Path(f).resolve()) for f in files]
+    rows: dict[str, dict] = {}
+
+    def done(row):
+        rows[row["file"]] = row
+        if progress is not None:
+            progress.update(row)
+
+    if scheduler:
+        try:
+            from distributed import Client, as_completed
+        except ImportError as exc:  # pragma: no cover - distributed is a dependency
+            raise UsageError("--scheduler needs dask.distributed installed") from exc
+        try:
+            client = Client(scheduler, timeout="10s")
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise UsageError(f"cannot reach the Dask scheduler at {scheduler} ({exc})") from exc
+        try:
+            futures = client.map(analyze_one, paths, parameters=parameters, write=write, pure=False)
+            for fut in as_completed(futures):
+                done(fut.result())
+        finally:
+            client.close()
+    else:
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        n = workers or min(len(paths), os.cpu_count() or 1)
+        if n < 1:
+            raise UsageError("--workers must be at least 1")
+        if n == 1:
+            for p in paths:
+                done(analyze_one(p, parameters, write))
+        else:
+            with ProcessPoolExecutor(max_workers=n) as pool:
+                futures = [pool.submit(analyze_one, p, parameters, write) for p in paths]
+                for fut in as_completed(futures):
+                    done(fut.result())
+    return [rows[p] for p in paths]
+
+
+def write_csv(rows: list[dict], out) -> pathlib.Path:
+    """Write the cohort table (columns :data:`BASE_COLUMNS` then depression rates)."""
+    extra = sorted(
+        {k for r in rows for k in r if k.startswith("depression_")},
+        key=lambda k: float(k[len("depression_") : -2]),
+    )
+    cols = [*BASE_COLUMNS, *extra]
+    out = pathlib.Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: "" if r.get(k) is None else r.get(k) for k in cols})
+    return out

@@ -1,0 +1,53 @@
+"""``tonuslab batch DIR-or-GLOB -o cohort.csv``: analyse many sessions in parallel."""
+
+from __future__ import annotations
+
+import pathlib
+
+from tonuslab.errors import UsageError
+
+NAME = "batch"
+HELP = "Analyse many session files in parallel (local processes or a Dask cluster) into a CSV."
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument(
+        "inputs", nargs="+", help="folder(s) (every *.h5 below), glob pattern(s) or files"
+    )
+    parser.add_argument("-o", "--out", type=pathlib.Path, required=True, help="CSV to write")
+    parser.add_argument("--workers", type=int, default=None, help="local worker processes")
+    parser.add_argument(
+        "--scheduler", default=None, help="Dask scheduler address (e.g. tcp://127.0.0.1:8786)"
+    )
+    parser.add_argument(
+        "--no-write", action="store_true", help="do not store results in the session files"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--detector", default=None, help="EMG onset detector (stretch reflex)")
+
+
+def run(args) -> int:
+    from tonuslab.batch import Progress, find_sessions, run_batch, write_csv
+
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    if args.out.suffix.lower() != ".csv":
+        raise UsageError(f"the cohort table is CSV: name it *.csv, not {args.out}")
+    files = []
+    for spec in args.inputs:
+        files.extend(f for f in find_sessions(spec) if f not in files)
+    progress = None if args.quiet else Progress(len(files))
+    rows = run_batch(
+        files,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        parameters={"detector": args.detector},
+        write=not args.no_write,
+        progress=progress,
+    )
+    write_csv(rows, args.out)
+    failed = [r for r in rows if r["status"] != "ok"]
+    print(f"{len(rows) - len(failed)} of {len(rows)} sessions analysed; table: {args.out}")
+    for r in failed:
+        print(f"  failed: {r['file']}: {r['error']}")
+    return 0
