@@ -14,7 +14,8 @@ URL                                         link
 
 ``sim://`` options: ``seed`` (int, default 0), ``speed`` (``fast`` | ``realtime``),
 ``drift_ppm``, ``latency_ms``, ``jitter_ms``, ``serial`` (device serial number), ``key_file``
-(the emulated device is paired with the key in that file). The returned link has ``.device`` (the
+(the emulated device is paired with the key in that file), ``program`` (passed to
+``PatientSource``, e.g. ``tsrt``). The returned link has ``.device`` (the
 :class:`~firmware_iface.emulator.EmulatedDevice`) and ``.runner``.
 
 Every problem raises a :class:`LinkError` (an :class:`acquire.AcquisitionError`) with one line.
@@ -47,7 +48,16 @@ class LinkUnavailable(LinkError):
 
 
 SCHEMES = ("sim", "tcp", "serial", "ble", "replay")
-_SIM_OPTIONS = {"seed", "speed", "drift_ppm", "latency_ms", "jitter_ms", "serial", "key_file"}
+_SIM_OPTIONS = {
+    "seed",
+    "speed",
+    "drift_ppm",
+    "latency_ms",
+    "jitter_ms",
+    "serial",
+    "key_file",
+    "program",
+}
 
 
 def open_link(url: str):
@@ -142,14 +152,14 @@ def _open_sim(profile: str, query: dict, url: str):
     if profile == "simple":
         source = SimpleSource(seed=seed)
     else:
-        source = _patient_source(profile, seed)
+        source = _patient_source(profile, seed, query.get("program") or None)
     device = make_device(
         source, serial=query.get("serial", "EMU-0001")[:16], stim_key=key, drift_ppm=drift_ppm
     )
     return emulator_link(device, speed=speed, latency_s=latency_s, jitter_s=jitter_s, seed=seed)
 
 
-def _patient_source(profile: str, seed: int):
+def _patient_source(profile: str, seed: int, program: str | None):
     try:
         from virtual_patient import PatientSource
     except ImportError as exc:
@@ -158,7 +168,7 @@ def _patient_source(profile: str, seed: int):
             "use sim://simple"
         ) from exc
     try:
-        return PatientSource(profile, seed=seed)
+        return PatientSource(profile, seed=seed, program=program)
     except (KeyError, ValueError, LookupError) as exc:
         raise BadLinkUrl(
             f"sim:// profile {profile!r} is not known to the simulator ({exc})"

@@ -270,6 +270,10 @@ class EmulatedDevice:
             handler(frame)
         except MalformedMessage as exc:
             self._error(seq, typ, ErrorCode.MALFORMED, str(exc)[:64])
+        except ValueError as exc:  # the signal source refused a parameter (e.g. a prompt)
+            self._error(seq, typ, ErrorCode.OUT_OF_RANGE, str(exc)[:64])
+        except Exception as exc:  # a device never dies on a command: report and carry on
+            self._error(seq, typ, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}"[:64])
 
     def _cmd_identify(self, frame) -> None:
         self._ack(frame.seq, frame.msg_type, self.info().pack())

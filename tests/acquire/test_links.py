@@ -117,3 +117,10 @@ def test_sim_does_not_import_device_io_modules():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_sim_patient_profile_streams_through_the_emulator():
+    pytest.importorskip("virtual_patient.source")
+    link = open_link("sim://healthy?seed=2")
+    info = _identify_and_stream(link, 0.5)
+    assert len(info.emg_channels) >= 1
