@@ -318,6 +318,7 @@ class LocalBleWorld:
         self.link, self.central = self.run(build())
         self.client_backend, self.scanner_backend = bleak_backends(self.central)
         self.peripherals: list = []
+        self.emulators: list = []
 
     def run(self, coroutine, timeout_s: float | None = 30.0):
         """Run a coroutine on the world's loop and return its result."""
@@ -330,6 +331,18 @@ class LocalBleWorld:
         peripheral = self.run(GattBytePeripheral.create(self.link, **kwargs))
         self.peripherals.append(peripheral)
         return peripheral
+
+    def add_emulator(self, device=None, **kwargs):
+        """Serve an emulated device over BLE (a ``firmware_iface.emulator.ble_gatt.BleEmulator``).
+
+        ``device`` defaults to ``firmware_iface.emulator.make_device()``; keyword arguments go to
+        ``BleEmulator`` (``speed``, ``name``, ``address``, ``max_chunk``).
+        """
+        from firmware_iface.emulator.ble_gatt import BleEmulator
+
+        emulator = BleEmulator(self.link, self.loop, device, **kwargs)
+        self.emulators.append(emulator)
+        return emulator
 
     def link_options(self) -> dict:
         """Keyword arguments for :class:`acquire.ble.BleLink` / ``open_ble_link``."""
@@ -354,6 +367,8 @@ class LocalBleWorld:
         for name in self._registered:
             register_backend(name)
         self._registered.clear()
+        for emulator in self.emulators:
+            emulator.close()
         for peripheral in self.peripherals:
             try:
                 self.run(peripheral.close(), 5.0)

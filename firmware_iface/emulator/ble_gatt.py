@@ -270,6 +270,9 @@ class GattBytePeripheral:
                     continue
                 self.notifications_sent += 1
                 self.bytes_sent += len(chunk)
+                # notify_subscriber need not suspend: yield so host writes and link traffic
+                # are served between notifications (a radio interleaves them too).
+                await asyncio.sleep(0)
 
 
 class _PeripheralByteLink:
