@@ -1,0 +1,780 @@
+"""The recorder: any source URL -> device client -> session file (+ wire capture).
+
+One lifecycle for every source (serial, BLE, TCP, ``sim://``, ``replay://``): open the link
+(:func:`acquire.links.open_link`), wrap it so every byte is captured with its arrival time,
+identify and configure the device through :class:`firmware_iface.client.DeviceClient` (the one
+decode path), start streaming, then loop: decoded sample blocks go to the
+:class:`~acquire.session_file.SessionWriter` at their device sample number (so a sequence jump is
+a gap record with the exact number of missing samples), device events become event rows, arrival
+times feed the lower-envelope :class:`~acquire.clock.ClockFitter` and round-trip pings measure
+the latency. Stop with :meth:`Recorder.request_stop` (signal-safe) or when ``duration_s`` of
+session time is recorded.
+
+A vanished link (USB unplugged, peer closed) is detected (``LinkClosed``), logged as a ``link``
+event, and, if ``reconnect`` is set, the recorder reopens the URL with backoff and resumes; the
+samples missed meanwhile become a ``link_lost`` gap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import logging
+import math
+import pathlib
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from acquire.capture import EVENT, HEAD, LINK, CaptureWriter, CapturingLink, capture_path_for
+from acquire.clock import ClockFitter
+from acquire.errors import AcquisitionError, LinkLostError, SourceError
+from acquire.session_file import SessionWriter, validate_metadata
+
+log = logging.getLogger("acquire.recorder")
+
+STREAM_NAMES = {0: "emg", 1: "angle"}
+
+
+@dataclass
+class RecorderStats:
+    """What the live view shows (updated by the recorder loop)."""
+
+    started_host_s: float = 0.0
+    elapsed_s: float = 0.0
+    session_time_s: float = 0.0
+    samples: dict = field(default_factory=lambda: {"emg": 0, "angle": 0})
+    rows: dict = field(default_factory=lambda: {"emg": 0, "angle": 0})
+    rate_hz: dict = field(default_factory=lambda: {"emg": 0.0, "angle": 0.0})
+    gap_samples: dict = field(default_factory=lambda: {"emg": 0, "angle": 0})
+    lost_packets: int = 0
+    decode_errors: int = 0
+    battery_pct: int | None = None
+    emg_level_uv: list = field(default_factory=list)
+    angle_deg: float = float("nan")
+    velocity_deg_s: float = float("nan")
+    link_up: bool = True
+    link_losses: int = 0
+    markers: int = 0
+    stimuli: int = 0
+    clock: dict = field(default_factory=dict)
+    messages: list = field(default_factory=list)
+
+
+class _Ring:
+    """The newest ``capacity`` rows of a (n, ch) float stream."""
+
+    def __init__(self, capacity: int, n_ch: int) -> None:
+        self.buf = np.full((capacity, n_ch), np.nan)
+        self.pos = 0
+        self.total = 0
+
+    def push(self, rows: np.ndarray) -> None:
+        n = rows.shape[0]
+        cap = self.buf.shape[0]
+        if n >= cap:
+            self.buf[:] = rows[-cap:]
+            self.pos = 0
+        else:
+            end = self.pos + n
+            if end <= cap:
+                self.buf[self.pos : end] = rows
+            else:
+                k = cap - self.pos
+                self.buf[self.pos :] = rows[:k]
+                self.buf[: n - k] = rows[k:]
+            self.pos = end % cap
+        self.total += n
+
+    def last(self, n: int) -> np.ndarray:
+        cap = self.buf.shape[0]
+        n = min(n, cap, self.total)
+        idx = (self.pos - n + np.arange(n)) % cap
+        return self.buf[idx]
+
+
+class Recorder:
+    """Record one session from a device URL into an HDF5 session file.
+
+    Parameters
+    ----------
+    url : str
+        Device URL (``sim://simple?seed=1``, ``/dev/ttyACM0``, ``tcp://...``, ``ble://...``,
+        ``replay://x.capture``).
+    path : path-like
+        Session file to create.
+    metadata : dict, optional
+        Session metadata (checked; personal data refused before anything is opened).
+    config : dict, optional
+        Acquisition configuration sent with CONFIGURE (``emg_rate_hz``, ``angle_rate_hz``,
+        ``n_emg``, ``n_angle``, ``emg_bits``, ``emg_gain``); None keeps the device's.
+    capture : bool
+        Save the raw wire capture beside the session (``x.capture``; the journal used by
+        ``tonuslab recover``). Replays never capture.
+    keep_capture : bool
+        Keep the capture after a clean stop (False deletes it once the session file is closed).
+    reconnect : bool
+        On a lost link, reopen the URL with backoff and resume.
+    reconnect_timeout_s : float
+        Give up reconnecting after this long (the session is closed as ``stopped_link_lost``).
+    duration_s : float, optional
+        Stop after this much session time (device clock).
+    stim_key : bytes, optional
+        Stimulation key for the client (H-reflex protocol).
+    ping_interval_s : float
+        Round-trip pings for the latency estimate (live sources only).
+    overwrite : bool
+        Replace existing session/capture files.
+    link_opener : callable, optional
+        ``f(url) -> ByteLink``; default :func:`acquire.links.open_link`.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        path,
+        *,
+        metadata: Mapping | None = None,
+        config: Mapping | None = None,
+        capture: bool = True,
+        keep_capture: bool = True,
+        reconnect: bool = False,
+        reconnect_timeout_s: float = 60.0,
+        duration_s: float | None = None,
+        stim_key: bytes | None = None,
+        ping_interval_s: float = 2.0,
+        overwrite: bool = False,
+        link_opener: Callable | None = None,
+        header_extra: Mapping | None = None,
+        final_state: str = "complete",
+    ) -> None:
+        self.url = url
+        self.path = pathlib.Path(path)
+        self.metadata = validate_metadata(metadata)
+        self.config = {k: int(v) for k, v in dict(config or {}).items() if v is not None}
+        self.capture_enabled = capture
+        self.keep_capture = keep_capture
+        self.reconnect = reconnect
+        self.reconnect_timeout_s = reconnect_timeout_s
+        self.duration_s = duration_s
+        self.stim_key = stim_key
+        self.ping_interval_s = ping_interval_s
+        self.overwrite = overwrite
+        self.header_extra = dict(header_extra or {})
+        self.final_state = final_state
+        if link_opener is None:
+            from acquire.links import open_link
+
+            link_opener = open_link
+        self._open_link = link_opener
+        self.stats = RecorderStats()
+        self.capture: CaptureWriter | None = None
+        self.writer: SessionWriter | None = None
+        self.client = None
+        self.link = None
+        self.info = None
+        self.replay = False
+        self._stop = threading.Event()
+        self._fitter = ClockFitter()
+        self._origin: dict[str, int] = {}
+        self._origin_time: dict[str, int] = {}
+        self._rates: dict[str, float] = {}
+        self._scale: dict[str, np.ndarray] = {}
+        self._offset: dict[str, np.ndarray] = {}
+        self._emg_ring: _Ring | None = None
+        self._angle_ring: _Ring | None = None
+        self._lost_since: float | None = None
+        self._gap_reason = {"emg": "sequence", "angle": "sequence"}
+        self._duplicates = 0
+        self._last_ping = 0.0
+        self._last_clock = 0.0
+        self._host_unix_minus_host_s = time.time() - time.monotonic()
+        self._lock = threading.RLock()
+        self._status_seen: tuple | None = None
+        self._closed = False
+        self._max_rows: dict[str, int] | None = None
+        self.listeners: list[Callable[[str, dict], None]] = []
+
+    # ------------------------------------------------------------------ lifecycle
+    def open(self) -> Recorder:
+        """Open the link, identify/configure the device, create the files, start streaming."""
+        from firmware_iface.client import DeviceClient
+
+        link = self._open_link(self.url)
+        self.replay = bool(getattr(link, "replay", False))
+        if self.replay:
+            header = getattr(link, "header", {}) or {}
+            self._host_unix_minus_host_s = header.get(
+                "host_unix_minus_host_s", self._host_unix_minus_host_s
+            )
+            self.capture_enabled = False
+        try:
+            if self.capture_enabled:
+                self.capture = CaptureWriter(capture_path_for(self.path), overwrite=self.overwrite)
+                self.capture.write_json(HEAD, self._header())
+            self.link = CapturingLink(link, self.capture)
+            self.client = DeviceClient(self.link, stim_key=self.stim_key)
+            self.info = self.client.identify()
+            if self.config:
+                self.info = self.client.configure(**self.config)
+            self._create_writer()
+            self.client.start()
+        except BaseException:
+            self._abort_open(link)
+            raise
+        self.stats.started_host_s = time.monotonic()
+        self._emit("started", {"device": self.writer_device()})
+        return self
+
+    def _abort_open(self, link) -> None:
+        with contextlib.suppress(Exception):
+            link.close()
+        if self.writer is not None:
+            with contextlib.suppress(Exception):
+                self.writer.close("recording")
+        if self.capture is not None:
+            with contextlib.suppress(Exception):
+                self.capture.close()
+
+    def _header(self) -> dict:
+        return {
+            "format": "tonuslab-capture",
+            "url": self.url,
+            "metadata": self.metadata,
+            "config": self.config,
+            "duration_s": self.duration_s,
+            "session_file": self.path.name,
+            "started_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "host_unix_minus_host_s": self._host_unix_minus_host_s,
+            **self.header_extra,
+        }
+
+    def writer_device(self) -> dict:
+        info = self.info
+        return {
+            "model": "tonuslab protocol v1 device",
+            "device_id": info.serial,
+            "firmware_version": ".".join(str(v) for v in info.fw_version),
+            "hardware_version": ".".join(str(v) for v in info.hw_version),
+            "protocol_version": f"{info.protocol_major}.{info.protocol_minor}",
+            "emg_bits": int(info.config.emg_bits),
+            "emg_gain": int(info.config.emg_gain),
+            "has_stimulator": bool(info.has_stimulator),
+        }
+
+    def _create_writer(self) -> None:
+        info = self.info
+        channels = [c.to_dict() for c in info.channels]
+        n_angle = sum(1 for c in channels if c["kind"] == "angle")
+        self._rates = {"emg": float(info.config.emg_rate_hz)}
+        if n_angle:
+            self._rates["angle"] = float(info.config.angle_rate_hz)
+        if self.duration_s is not None:
+            self._max_rows = {s: math.ceil(self.duration_s * r) for s, r in self._rates.items()}
+        self.writer = SessionWriter(
+            self.path,
+            channels=channels,
+            emg_rate_hz=self._rates["emg"],
+            angle_rate_hz=self._rates.get("angle"),
+            metadata=self.metadata,
+            device=self.writer_device(),
+            overwrite=self.overwrite,
+        )
+        attrs = {"source_url": self.url}
+        if self.capture is not None:
+            attrs["capture_file"] = self.capture.path.name
+        self.writer.set_attrs(**attrs)
+        for stream in self._rates:
+            chans = [c for c in channels if c["kind"] == stream]
+            self._scale[stream] = np.array([c["scale"] for c in chans])
+            self._offset[stream] = np.array([c["offset"] for c in chans])
+        n_emg = len(self._scale["emg"])
+        self._emg_ring = _Ring(int(self._rates["emg"] * 2), n_emg)
+        if "angle" in self._rates:
+            self._angle_ring = _Ring(max(8, int(self._rates["angle"] * 2)), 1)
+
+    def request_stop(self) -> None:
+        """Ask the loop to stop (safe from a signal handler or another thread)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self, on_tick: Callable[[RecorderStats], None] | None = None, tick_s=0.25) -> str:
+        """Record until stopped, the duration is reached or the source ends; then close.
+
+        Returns
+        -------
+        str
+            The final state written to the file.
+        """
+        if self.writer is None:
+            self.open()
+        state = self.final_state
+        last_tick = 0.0
+        try:
+            while not self._stop.is_set():
+                if not self.step(0.05):
+                    break
+                now = time.monotonic()
+                if on_tick is not None and now - last_tick >= tick_s:
+                    last_tick = now
+                    on_tick(self.stats)
+        except LinkLostError:
+            state = "stopped_link_lost"
+            raise
+        except AcquisitionError as exc:
+            if type(exc).__name__ == "DiskFullError":
+                state = "stopped_disk_full"
+            raise
+        finally:
+            self.close(state)
+        return state
+
+    def step(self, timeout_s: float = 0.05) -> bool:
+        """One loop iteration; returns False when the recording is over."""
+        from firmware_iface.errors import LinkClosed, ProtocolError
+
+        try:
+            items = self.client.read(timeout_s)
+        except LinkClosed as exc:
+            if self.replay and getattr(self.link.link, "exhausted", False):
+                return False
+            return self._link_lost(str(exc))
+        arrival_override = self.link.last_arrival_s if self.replay else None
+        for item in items:
+            self._handle(item, arrival_override)
+        if self.replay:
+            self._replay_host_events()
+        now = time.monotonic()
+        if not self.replay and now - self._last_ping >= self.ping_interval_s:
+            self._last_ping = now
+            try:
+                res = self.client.ping()
+                self._fitter.add_ping(res.device_tx_us, res.host_send_s, res.host_recv_s)
+            except LinkClosed as exc:
+                return self._link_lost(str(exc))
+            except ProtocolError as exc:
+                log.debug("ping failed: %s", exc)
+        if now - self._last_clock >= 1.0:
+            self._last_clock = now
+            self._update_clock()
+        self.writer.maybe_flush()
+        if self.capture is not None:
+            self.capture.maybe_flush()
+        self._update_stats(now)
+        if self.duration_s is not None and self.stats.session_time_s >= self.duration_s:
+            return False
+        return True
+
+    def close(self, state: str | None = None) -> None:
+        """Stop streaming, write the clock mapping, close the session file and the capture."""
+        if self._closed:
+            return
+        self._closed = True
+        state = state or self.final_state
+        from firmware_iface.errors import ProtocolError
+
+        if self.client is not None and not self.replay and self.stats.link_up:
+            try:
+                self.client.stop()
+                deadline = time.monotonic() + 0.3
+                while time.monotonic() < deadline:
+                    for item in self.client.read(0.05):
+                        self._handle(item, None)
+            except (ProtocolError, OSError):
+                pass
+        try:
+            if self.writer is not None:
+                self._update_clock()
+                self.writer.close(state)
+        finally:
+            if self.capture is not None:
+                self.capture.close()
+                if not self.keep_capture and state == "complete":
+                    self.capture.path.unlink(missing_ok=True)
+            if self.link is not None:
+                with contextlib.suppress(Exception):
+                    self.link.close()
+        self._emit("closed", {"state": state})
+
+    def __enter__(self) -> Recorder:
+        if self.writer is None:
+            self.open()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(self.final_state if exc_type is None else "recording")
+
+    # ------------------------------------------------------------------ host actions
+    def latest_emg_index(self) -> int:
+        """Device sample index of the newest EMG sample (-1 before the first)."""
+        if "emg" not in self._origin:
+            return -1
+        return self._origin["emg"] + self.writer.n_samples("emg") - 1
+
+    @property
+    def emg_rate_hz(self) -> float:
+        return self._rates.get("emg", float("nan"))
+
+    def recent_emg_uv(self, n_samples: int) -> np.ndarray:
+        """Newest ``n_samples`` EMG samples in uV, (n, n_emg), oldest first."""
+        with self._lock:
+            return self._emg_ring.last(n_samples).copy()
+
+    def recent_angle_deg(self, n_samples: int) -> np.ndarray:
+        """Newest angle samples (sign-corrected first angle channel), oldest first."""
+        if self._angle_ring is None:
+            return np.empty(0)
+        with self._lock:
+            return self._angle_ring.last(n_samples)[:, 0].copy()
+
+    def add_marker(self, label: str = "marker", **params) -> None:
+        """A host marker at the newest EMG sample (the technician's key)."""
+        self.add_host_event("marker", label=label, params=params)
+        self.stats.markers += 1
+
+    def prompt(self, kind: str, **params) -> None:
+        """Send a prompt to the device (the examiner's cue) and record it as an event."""
+        from firmware_iface.errors import ProtocolError
+
+        if not self.replay:
+            try:
+                self.client.prompt(kind, **params)
+            except ProtocolError as exc:
+                log.warning("prompt not delivered: %s", exc)
+                params = {**params, "delivered": False}
+        self.add_host_event("prompt", label=kind, params=params)
+
+    def add_host_event(self, kind: str, *, label: str = "", params: Mapping | None = None) -> None:
+        """Record a host-side event (stored in the session and in the capture)."""
+        with self._lock:
+            row = self.writer.n_samples("emg") if "emg" in self._origin else -1
+            ev = {
+                "kind": kind,
+                "label": label,
+                "params": dict(params or {}),
+                "emg_sample_index": row,
+                "time_s": row / self._rates["emg"] if row >= 0 else float("nan"),
+                "host_time_s": time.monotonic(),
+            }
+            if self.capture is not None:
+                self.capture.write_json(EVENT, ev, ev["host_time_s"])
+            self._write_host_event(ev)
+
+    def _write_host_event(self, ev: dict) -> None:
+        self.writer.add_event(
+            ev["kind"],
+            label=ev.get("label", ""),
+            params=ev.get("params"),
+            emg_sample_index=int(ev.get("emg_sample_index", -1)),
+            time_s=float(ev.get("time_s", float("nan"))),
+            host_time_s=float(ev.get("host_time_s", float("nan"))),
+        )
+        self._emit(ev["kind"], ev)
+
+    def _replay_host_events(self) -> None:
+        for kind, _t, ev in self.link.link.take_host_events():
+            if kind == EVENT:
+                self._write_host_event(ev)
+                if ev.get("kind") == "marker":
+                    self.stats.markers += 1
+            elif kind == LINK:
+                self._apply_link_event(ev)
+
+    # ------------------------------------------------------------------ data path
+    def _handle(self, item, arrival_override: float | None) -> None:
+        from firmware_iface.client import SampleBlock
+
+        arrival = item.host_time_s if arrival_override is None else arrival_override
+        if isinstance(item, SampleBlock):
+            self._on_block(item, arrival)
+        else:
+            self._on_event(item, arrival)
+
+    def _on_block(self, block, arrival: float) -> None:
+        stream = STREAM_NAMES.get(int(block.stream))
+        if stream not in self._rates:
+            return
+        with self._lock:
+            if stream not in self._origin:
+                self._set_origin(stream, block.first_index, block.device_time_us)
+            row = block.first_index - self._origin[stream]
+            counts = block.counts
+            if self._max_rows is not None:  # --duration: keep exactly the requested span
+                room = self._max_rows[stream] - row
+                if room <= 0:
+                    return
+                counts = counts[:room]
+            end = self.writer.n_samples(stream)
+            if row < end:  # overlap with what we have (a resent or reordered block)
+                skip = end - row
+                self._duplicates += min(skip, counts.shape[0])
+                if skip >= counts.shape[0]:
+                    return
+                counts = counts[skip:]
+                row = end
+            if row > end:
+                self.stats.gap_samples[stream] += row - end
+                self._emit("gap", {"stream": stream, "start_index": end, "n_samples": row - end})
+            self.writer.append(
+                stream, counts, start_index=row, gap_reason=self._gap_reason[stream],
+                host_time_s=arrival,
+            )  # fmt: skip
+            self._gap_reason[stream] = "sequence"
+            n = counts.shape[0]
+            self.stats.samples[stream] += n
+            rate = self._rates[stream]
+            last_us = block.device_time_us + round((block.n_samples - 1) * 1e6 / rate)
+            self._fitter.add_arrival(last_us, arrival)
+            phys = (counts - self._offset[stream]) * self._scale[stream]
+            if stream == "emg":
+                self._emg_ring.push(phys)
+            else:
+                sign = int(self.metadata.get("stretch_direction_sign", 1))
+                self._angle_ring.push(sign * phys[:, :1])
+
+    def _set_origin(self, stream: str, first_index: int, device_time_us: int) -> None:
+        self._origin[stream] = int(first_index)
+        self._origin_time[stream] = int(device_time_us)
+        # EMG row 0 defines session time 0; give every known stream its t0 against it
+        for name in ("emg", "angle"):
+            if name in self._origin:
+                kwargs = {}
+                if "emg" not in self._origin:
+                    kwargs["t0_s"] = 0.0
+                self.writer.set_stream_origin(
+                    name,
+                    first_device_sample=self._origin[name],
+                    device_time_us_row0=self._origin_time[name],
+                    **kwargs,
+                )
+
+    def _on_event(self, ev, arrival: float) -> None:
+        kind = ev.kind
+        emg_row = -1
+        if ev.emg_sample_index is not None and "emg" in self._origin:
+            emg_row = int(ev.emg_sample_index) - self._origin["emg"]
+        msg = ev.message
+        with self._lock:
+            if kind == "stim":
+                self.writer.add_event(
+                    "stimulus",
+                    emg_sample_index=emg_row,
+                    device_time_us=int(ev.device_time_us),
+                    host_time_s=arrival,
+                    intensity_ma=msg.intensity_ma,
+                    width_us=msg.width_us,
+                    pulse_index=msg.pulse_index,
+                    params={"pulse_count": msg.pulse_count, "counter": msg.counter},
+                )
+                self.stats.stimuli += 1
+                self._emit(
+                    "stimulus", {"emg_sample_index": emg_row, "intensity_ma": msg.intensity_ma}
+                )
+            elif kind == "marker":
+                self.writer.add_event(
+                    "marker",
+                    emg_sample_index=emg_row,
+                    device_time_us=int(ev.device_time_us),
+                    host_time_s=arrival,
+                    label=f"device marker {msg.marker_id}",
+                    params={"marker_id": msg.marker_id, "value": msg.value},
+                )
+                self.stats.markers += 1
+            elif kind == "status":
+                self.stats.battery_pct = int(msg.battery_pct)
+                key = (msg.battery_pct, msg.overruns, msg.dropped_samples, msg.state)
+                if key != self._status_seen:
+                    self._status_seen = key
+                    self.writer.add_event(
+                        "status",
+                        device_time_us=int(ev.device_time_us),
+                        host_time_s=arrival,
+                        label="status",
+                        params={
+                            "battery_pct": msg.battery_pct,
+                            "battery_mv": msg.battery_mv,
+                            "temperature_c": msg.temperature_c,
+                            "overruns": msg.overruns,
+                            "dropped_samples": msg.dropped_samples,
+                            "state": msg.state,
+                        },
+                    )
+
+    # ------------------------------------------------------------------ link loss
+    def _link_lost(self, reason: str) -> bool:
+        self.stats.link_up = False
+        self.stats.link_losses += 1
+        lost_at = time.monotonic()
+        self._log_link({"event": "lost", "reason": reason}, lost_at)
+        log.warning("link lost: %s", reason)
+        if not self.reconnect:
+            raise LinkLostError(
+                f"link to {self.url} lost ({reason}); data up to now is saved "
+                "(use --reconnect to wait for the device to come back)"
+            )
+        from firmware_iface.client import DeviceClient
+        from firmware_iface.errors import CommandRejected, ProtocolError
+
+        with contextlib.suppress(Exception):
+            self.link.close()
+        delay = 0.1
+        while not self._stop.is_set():
+            if time.monotonic() - lost_at > self.reconnect_timeout_s:
+                raise LinkLostError(
+                    f"link to {self.url} lost ({reason}) and not back within "
+                    f"{self.reconnect_timeout_s:g} s; data up to the loss is saved"
+                )
+            time.sleep(delay)
+            delay = min(delay * 1.5, 1.0)
+            try:
+                link = self._open_link(self.url)
+            except AcquisitionError:
+                continue
+            self.link = CapturingLink(link, self.capture)
+            client = DeviceClient(self.link, stim_key=self.stim_key)
+            try:
+                info = client.identify()
+                if info.serial != self.info.serial:
+                    raise SourceError(
+                        f"a different device ({info.serial}) answered at {self.url}; "
+                        f"expected {self.info.serial}"
+                    )
+                with contextlib.suppress(CommandRejected):
+                    client.start()
+            except SourceError:
+                raise
+            except ProtocolError:
+                with contextlib.suppress(Exception):
+                    self.link.close()
+                continue
+            self.client = client
+            self.stats.link_up = True
+            self._log_link({"event": "restored", "down_s": time.monotonic() - lost_at}, None)
+            log.warning("link restored after %.1f s", time.monotonic() - lost_at)
+            return True
+        return False
+
+    def _log_link(self, ev: dict, t: float | None) -> None:
+        t = time.monotonic() if t is None else t
+        if self.capture is not None:
+            self.capture.write_json(LINK, ev, t)
+        self._apply_link_event({**ev, "host_time_s": t})
+
+    def _apply_link_event(self, ev: dict) -> None:
+        if ev.get("event") == "lost":
+            self._gap_reason = {"emg": "link_lost", "angle": "link_lost"}
+        row = self.writer.n_samples("emg") if "emg" in self._origin else -1
+        self.writer.add_event(
+            "link",
+            label=str(ev.get("event", "")),
+            emg_sample_index=row,
+            time_s=row / self._rates["emg"] if row >= 0 else float("nan"),
+            host_time_s=float(ev.get("host_time_s", float("nan"))),
+            params={k: v for k, v in ev.items() if k not in ("event", "host_time_s")},
+        )
+        self._emit("link", ev)
+
+    # ------------------------------------------------------------------ clock and stats
+    def _update_clock(self) -> None:
+        if self.writer is None or "emg" not in self._origin_time:
+            return
+        if self.replay:
+            self._fitter._pings = []
+            self._fitter._rtts = []
+            for dev_us, sent, recv in self.link.link.recorded_pings():
+                self._fitter.add_ping(dev_us, sent, recv)
+        fit = self._fitter.fit(self._origin_time["emg"])
+        fit["host_unix_minus_host_s"] = self._host_unix_minus_host_s
+        self.stats.clock = fit
+        self.writer.set_clock(fit, anchors=self._fitter.anchors(), pings=self._fitter.pings())
+
+    def _update_stats(self, now: float) -> None:
+        s = self.stats
+        s.elapsed_s = now - s.started_host_s
+        if "emg" in self._origin:
+            s.rows["emg"] = self.writer.n_samples("emg")
+            s.session_time_s = s.rows["emg"] / self._rates["emg"]
+        if "angle" in self._origin:
+            s.rows["angle"] = self.writer.n_samples("angle")
+        for stream in self._rates:
+            s.rate_hz[stream] = s.samples[stream] / s.elapsed_s if s.elapsed_s > 0 else 0.0
+        cs = self.client.stats
+        s.lost_packets = int(cs.lost_frames)
+        s.decode_errors = int(self.client.decoder.stats.errors)
+        with self._lock:
+            n = max(1, int(self._rates["emg"] * 0.2))
+            recent = self._emg_ring.last(n)
+            if recent.shape[0]:
+                centred = recent - np.nanmean(recent, axis=0)
+                s.emg_level_uv = np.sqrt(np.nanmean(centred**2, axis=0)).tolist()
+            if self._angle_ring is not None and self._angle_ring.total >= 2:
+                rate = self._rates["angle"]
+                k = max(2, int(rate * 0.05))
+                a = self._angle_ring.last(k)[:, 0]
+                s.angle_deg = float(a[-1])
+                s.velocity_deg_s = float((a[-1] - a[0]) * rate / (len(a) - 1))
+
+    def _emit(self, kind: str, data: dict) -> None:
+        for fn in list(self.listeners):
+            try:
+                fn(kind, data)
+            except Exception:  # a view must never break the recording
+                log.exception("listener failed")
+
+
+def replay_capture(
+    capture,
+    path,
+    *,
+    speed: float | None = None,
+    overwrite: bool = False,
+    state: str = "complete",
+    on_tick: Callable[[RecorderStats], None] | None = None,
+) -> pathlib.Path:
+    """Rebuild a session file from a wire capture (same decode path as the live recorder).
+
+    Parameters
+    ----------
+    capture : path-like
+        The ``.capture`` file.
+    path : path-like
+        Session file to write.
+    speed : float or None
+        None: as fast as possible; 1.0: the recorded pace.
+    state : str
+        Final ``state`` of the file (``"recovered"`` for ``tonuslab recover``).
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    from acquire.capture import capture_header
+
+    capture = pathlib.Path(capture)
+    header = capture_header(capture)
+    query = "" if speed is None else f"?speed={speed:g}"
+    url = f"replay://{capture.resolve()}{query}"
+    rec = Recorder(
+        url,
+        path,
+        metadata=header.get("metadata"),
+        config=header.get("config"),
+        duration_s=header.get("duration_s"),
+        capture=False,
+        overwrite=overwrite,
+        final_state=state,
+    )
+    rec.open()
+    rec.writer.set_attrs(source_url=str(header.get("url", "")), replayed_from=capture.name)
+    rec.run(on_tick=on_tick)
+    return pathlib.Path(path)
+
+
+def format_rate(v: float) -> str:
+    return "-" if not math.isfinite(v) else f"{v:,.0f}"

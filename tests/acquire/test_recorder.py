@@ -1,0 +1,100 @@
+"""The recorder end to end against the emulated device (in-process link), and its replay."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from acquire.capture import read_capture
+from acquire.errors import LinkLostError, PersonalDataError
+from acquire.recorder import Recorder, replay_capture
+from acquire.session_file import FILL_VALUE, open_session
+from firmware_iface.emulator import Faults, emulator_link, make_device
+from firmware_iface.emulator.source import SimpleSource
+
+CONFIG = dict(emg_rate_hz=2000, n_emg=3, angle_rate_hz=500, n_angle=1, emg_bits=16)
+
+
+def test_record_then_replay_is_bit_identical(tmp_path):
+    out = tmp_path / "s.h5"
+    rec = Recorder(
+        "sim://simple?seed=4",
+        out,
+        metadata={"subject_id": "S9", "muscle": "soleus"},
+        config=CONFIG,
+        duration_s=3.0,
+    )
+    rec.open()
+    rec.add_marker("start")
+    rec.prompt("stretch", velocity_deg_s=90)
+    assert rec.run() == "complete"
+    capture = tmp_path / "s.capture"
+    assert capture.exists()
+    kinds = {r.kind_name for r in read_capture(capture)}
+    assert {"header", "rx", "tx", "event"} <= kinds
+    with open_session(out) as s:
+        assert s.state == "complete"
+        assert s.emg_counts.shape == (6000, 3)  # exactly --duration of session time
+        assert s.angle.counts.shape == (1500, 1)
+        assert s.device["device_id"] == "EMU-0001"
+        assert s.device["protocol_version"].startswith("1.")
+        assert s.clock["method"] == "lower-envelope" and s.clock["n_anchors"] >= 1
+        assert {"marker", "prompt", "status"} <= {e["kind"] for e in s.events}
+        assert s.gaps == []
+        live = s.emg_counts.copy(), s.angle.counts[()]
+    replayed = replay_capture(capture, tmp_path / "r.h5")
+    with open_session(replayed) as r:
+        np.testing.assert_array_equal(r.emg_counts, live[0])
+        np.testing.assert_array_equal(r.angle.counts[()], live[1])
+        assert [e["label"] for e in r.events if e["kind"] == "marker"] == ["start"]
+        assert r.metadata["muscle"] == "soleus"
+
+
+def test_dropped_frames_become_exact_gaps(tmp_path):
+    """Device-side frame drops: each becomes a gap of exactly the samples not received."""
+    device = make_device(SimpleSource(seed=2), faults=Faults(drop_frame_every=7))
+    rec = Recorder(
+        "sim://faulty",
+        tmp_path / "g.h5",
+        config=CONFIG,
+        duration_s=2.0,
+        link_opener=lambda url: emulator_link(device),
+    )
+    rec.run()
+    with open_session(tmp_path / "g.h5") as s:
+        counts = s.emg_counts
+        missing = (counts == FILL_VALUE).all(axis=1)
+        assert missing.any()
+        emg_gaps = [g for g in s.gaps if g["stream"] == "emg"]
+        assert sum(g["n_samples"] for g in emg_gaps) == missing.sum()
+        for g in emg_gaps:
+            assert missing[g["start_index"] : g["start_index"] + g["n_samples"]].all()
+            assert g["reason"] == "sequence"
+        assert np.isnan(s.emg_uv[missing]).all() and not np.isnan(s.emg_uv[~missing]).any()
+        # received samples sit at their device sample number: compare with the source itself
+        reference = SimpleSource(seed=2)
+        reference.configure(2000.0, 3, 500.0, 1, 16)
+        expected = reference.emg_block(counts.shape[0])
+        np.testing.assert_array_equal(counts[~missing], expected[~missing])
+
+
+def test_personal_data_refused_before_opening(tmp_path):
+    with pytest.raises(PersonalDataError):
+        Recorder("sim://simple", tmp_path / "x.h5", metadata={"patient_name": "Jane"})
+    assert not list(tmp_path.iterdir())
+
+
+def test_link_lost_without_reconnect_keeps_data(tmp_path):
+    link = emulator_link(make_device(SimpleSource(seed=1)))
+    rec = Recorder("sim://x", tmp_path / "l.h5", config=CONFIG, link_opener=lambda url: link)
+    rec.open()
+    for _ in range(20):
+        rec.step(0.05)
+    link.runner.stop()
+    link._link.close()
+    with pytest.raises(LinkLostError, match="lost"):
+        rec.run()
+    with open_session(tmp_path / "l.h5") as s:
+        assert s.state == "stopped_link_lost"
+        assert s.emg.n_samples > 0
+        assert any(e["kind"] == "link" and e["label"] == "lost" for e in s.events)
