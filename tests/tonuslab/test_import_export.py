@@ -1,0 +1,212 @@
+"""`tonuslab import` (EDF+ written here with pyedflib, CSV) and `tonuslab export --nwb`."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+import tonuslab
+from tonuslab.cli import main
+from tonuslab.io_import import parse_stim_annotation
+
+pyedflib = pytest.importorskip("pyedflib")
+
+
+def _signal_header(label, dim, rate, pmin, pmax):
+    return {
+        "label": label,
+        "dimension": dim,
+        "sample_frequency": rate,
+        "physical_min": pmin,
+        "physical_max": pmax,
+        "digital_min": -32768,
+        "digital_max": 32767,
+        "transducer": "",
+        "prefilter": "HP:10Hz LP:500Hz",
+    }
+
+
+def _write_edf(path, signals, headers, annotations=()):
+    from pyedflib import highlevel
+
+    header = highlevel.make_header(patientname="Jane Doe")  # must never be imported
+    header["annotations"] = [list(a) for a in annotations]
+    assert highlevel.write_edf(str(path), signals, headers, header=header, digital=False)
+
+
+def _trim(x, rate):
+    n = int(len(x) // rate * rate)
+    return x[:n]
+
+
+def test_stim_annotation_parser():
+    assert parse_stim_annotation("stim 12.5mA") == {"intensity_ma": 12.5, "width_us": None}
+    assert parse_stim_annotation("STIM: 3 mA, 500us") == {"intensity_ma": 3.0, "width_us": 500.0}
+    assert parse_stim_annotation("stretch 3") is None
+
+
+def test_edf_stretch_import_analyses_like_a_recording(tmp_path, synth, capsys):
+    d = synth.synthetic_stretch()
+    emg_mv = _trim(d["emg_counts"][:, 0] * synth.EMG_SCALE_UV / 1000.0, 2000)  # in mV
+    angle = _trim(-d["angle_counts"][:, 0] * synth.ANGLE_SCALE_DEG, 500)  # inverted goniometer
+    emg_mv = emg_mv[: len(angle) * 4]
+    edf = tmp_path / "stretch.edf"
+    _write_edf(
+        edf,
+        [emg_mv, angle],
+        [
+            _signal_header("EMG soleus", "mV", 2000, -1.0, 1.0),
+            _signal_header("Goniometer", "deg", 500, -120.0, 20.0),
+        ],
+        annotations=[(1.0, -1, "patient relaxed")],
+    )
+    out = tmp_path / "imported.h5"
+    code = main(
+        [
+            "import",
+            str(edf),
+            "-o",
+            str(out),
+            "--stretch-sign",
+            "-1",
+            "--muscle",
+            "soleus",
+            "--subject",
+            "S002",
+            "--passive-range",
+            "0",
+            "100",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    with tonuslab.open(out) as s:
+        assert s.emg_rate_hz == 2000 and s.angle_rate_hz == 500
+        assert s.emg_channel_names == ["EMG soleus"]
+        assert s.angle_deg.max() == pytest.approx(100.0, abs=0.05)  # sign applied
+        raw = s.emg_uv[:1000, 0]
+        assert np.allclose(raw, emg_mv[:1000] * 1000.0, atol=0.05)  # mV -> uV, no requantising
+        assert "Jane" not in json.dumps(s.metadata) + json.dumps(s.reader.attrs, default=str)
+        assert [e["label"] for e in s.events] == ["patient relaxed"]
+    capsys.readouterr()
+    assert main(["analyze", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["tsrt_deg"] == pytest.approx(synth.TRUE_TSRT_DEG, abs=3.0)
+    assert summary["subject"] == "S002"
+
+
+def test_edf_plus_stim_annotations_become_stimulus_events(tmp_path, synth, capsys):
+    d = synth.synthetic_hreflex(n_recruit=8)
+    emg = _trim(d["emg_counts"][:, 0] * synth.EMG_SCALE_UV, 5000)
+    annotations = [
+        (ev["emg_sample_index"] / 5000.0, -1, f"stim {ev['intensity_ma']:.2f}mA")
+        for ev in d["events"]
+    ]
+    edf = tmp_path / "h.edf"
+    _write_edf(edf, [emg], [_signal_header("Sol", "uV", 5000, -10000, 10000)], annotations)
+    out = tmp_path / "h.h5"
+    assert main(["import", str(edf), "-o", str(out), "--muscle", "soleus"]) == 0
+    with tonuslab.open(out) as s:
+        stims = s.stimuli
+        assert len(stims) == 8
+        want = [ev["emg_sample_index"] for ev in d["events"]]
+        assert [st.emg_sample_index for st in stims] == pytest.approx(want, abs=3)
+        assert stims[1].intensity_ma == pytest.approx(d["events"][1]["intensity_ma"], abs=0.01)
+        assert s.metadata["protocol"] == "hreflex"
+    capsys.readouterr()
+    assert main(["analyze", str(out), "--json", "--no-write"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["analyses"] == ["hreflex"] and len(summary["stimuli"]) == 8
+
+
+def test_csv_import_with_channel_map(tmp_path, synth, capsys):
+    d = synth.synthetic_stretch(velocities=(60, 120, 200, 300, 360))
+    fs = 500  # decimate EMG to the angle rate only for the CSV's shape; keep 2 kHz rows here
+    emg = d["emg_counts"][:, 0] * synth.EMG_SCALE_UV
+    angle = np.repeat(d["angle_counts"][:, 0] * synth.ANGLE_SCALE_DEG, 4)[: emg.size]
+    csv_path = tmp_path / "rec.csv"
+    with csv_path.open("w") as fh:
+        fh.write("t,emg_mv,angle\n")
+        for i in range(emg.size):
+            fh.write(f"{i / 2000:.6f},{emg[i] / 1000:.6f},{angle[i]:.3f}\n")
+    out = tmp_path / "csv.h5"
+    code = main(
+        [
+            "import",
+            str(csv_path),
+            "-o",
+            str(out),
+            "--emg",
+            "emg_mv:mV",
+            "--angle",
+            "angle",
+            "--time",
+            "t",
+            "--muscle",
+            "soleus",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    with tonuslab.open(out) as s:
+        assert s.emg_rate_hz == pytest.approx(2000.0, rel=1e-6)
+        assert np.allclose(s.emg_uv[:500, 0], emg[:500], atol=0.6)
+        assert s.angle_deg.max() == pytest.approx(100.0, abs=0.01)
+    assert fs == 500
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["import", "missing.edf", "-o", "x.h5"], "no such file"),
+        (["import", "bad.edf", "-o", "x.h5"], "edf"),
+        (["import", "rec.csv", "-o", "x.h5"], "--emg"),
+        (["import", "rec.csv", "-o", "x.h5", "--emg", "nope", "--rate", "100"], "no column"),
+        (["import", "rec.xyz", "-o", "x.h5"], "--format"),
+        (["export", "missing.h5", "--nwb", "x.nwb"], "no such file"),
+        (["export", "rec.csv", "--nwb", "x.txt"], ".nwb"),
+    ],
+)
+def test_user_errors(argv, needle, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.edf").write_text("not an edf")
+    (tmp_path / "rec.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "rec.xyz").write_text("?")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert needle.lower() in err.lower()
+
+
+def test_nwb_export_round_trip(stretch_copy, hreflex_file, tmp_path, capsys):
+    from pynwb import NWBHDF5IO
+
+    from tonuslab.io_nwb import validate_nwb
+
+    out = tmp_path / "s.nwb"
+    assert main(["export", str(stretch_copy), "--nwb", str(out)]) == 0
+    assert "validated" in capsys.readouterr().out
+    assert validate_nwb(out) == []
+    with tonuslab.open(stretch_copy) as s:
+        emg_uv, angle = s.emg_uv, s.angle_deg
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with NWBHDF5IO(str(out), "r") as io:
+            nwb = io.read()
+            ts = nwb.acquisition["EMG"]
+            assert ts.data.dtype == np.int32  # raw integers + conversion
+            volts = ts.data[:2000] * ts.conversion + ts.offset
+            assert np.allclose(volts * 1e6, emg_uv[:2000], atol=1e-6)
+            ang = nwb.acquisition["joint_angle"]
+            assert np.allclose(ang.data[:] * ang.conversion + ang.offset, angle, atol=1e-9)
+            stretches = nwb.intervals["stretches"].to_dataframe()
+            assert len(stretches) == 10 and stretches["dsrt_deg"].notna().sum() == 10
+            assert nwb.subject.subject_id == "S001"
+    out2 = tmp_path / "h.nwb"
+    assert main(["export", str(hreflex_file), "--nwb", str(out2)]) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with NWBHDF5IO(str(out2), "r") as io:
+            nwb = io.read()
+            stims = nwb.get_events_table("stimuli").to_dataframe()
+            assert len(stims) == 16
+            assert stims["intensity_ma"].iloc[3] == pytest.approx(8.0)
