@@ -91,9 +91,11 @@ class Engine:
         lo, hi = p.emg_band_hz
         hi = min(hi, 0.45 * self.fe)
         self.band_hz = (lo, hi)
-        self.sos = butter(
-            p.emg_filter_order // 2 or 1, [lo, hi], "bandpass", fs=self.fe, output="sos"
-        )
+        sos = butter(2, [lo, hi], "bandpass", fs=self.fe, output="sos")
+        if p.emg_shape_hz and p.emg_shape_hz < 0.45 * self.fe:
+            sos = np.vstack([sos, butter(2, p.emg_shape_hz, fs=self.fe, output="sos")])
+        self.sos = sos
+
         imp = np.zeros(int(4 * self.fe))
         imp[0] = 1.0
         self.carrier_norm = 1.0 / math.sqrt(float(np.sum(sosfilt(self.sos, imp) ** 2)))

@@ -30,8 +30,8 @@ class Profile:
     references: tuple[str, ...] = ()
 
     # --- joint and passive range (analysed convention) ---
-    range_min_deg: float = 30.0
-    range_max_deg: float = 175.0
+    range_min_deg: float = 0.0
+    range_max_deg: float = 145.0
     rest_deg: float | None = None  # None: range_min_deg + 5
 
     # --- stretch reflex (Feldman: DSRT(w) = lambda - mu * w) ---
@@ -39,21 +39,21 @@ class Profile:
     mu_s: float = 0.10
     reflex_delay_s: float = 0.025
     reflex_onset_uv: float = 30.0  # envelope (RMS) step at reflex onset
-    reflex_gain_uv_per_deg: float = 1.5  # envelope growth per degree of (angle + mu*w - lambda)
+    reflex_gain_uv_per_deg: float = 1.0  # envelope growth per degree of (angle + mu*w - lambda)
     reflex_rise_s: float = 0.005
-    reflex_adaptation_s: float = 0.5  # phasic decay of the burst after onset
-    reflex_tonic_fraction: float = 0.25  # level the burst adapts to while past threshold
+    reflex_adaptation_s: float = 0.3  # phasic decay of the burst after onset
+    reflex_tonic_fraction: float = 0.1  # level the burst adapts to while past threshold
     reflex_release_s: float = 0.03  # envelope decay once below threshold
     # catch (Tardieu grade 2): the limb decelerates after reflex onset, then releases
     catch_depth: float = 0.0  # fractional velocity drop at the catch (0: no catch)
     catch_delay_s: float = 0.04  # electromechanical delay from EMG onset to resistance
     catch_duration_s: float = 0.15
-    catch_min_velocity_deg_s: float = 60.0
+    catch_min_velocity_deg_s: float = 60.0  # velocity when the resistance starts
     # clonus (Tardieu grades 3, 4)
     clonus_frequency_hz: float = 0.0  # 0: no clonus
     clonus_duration_s: float = 0.0
     clonus_sustained: bool = False
-    clonus_min_velocity_deg_s: float = 150.0
+    clonus_min_velocity_deg_s: float = 150.0  # peak velocity of the stretch
     clonus_burst_uv: float = 80.0
     clonus_burst_sd_s: float = 0.012
     clonus_jitter_s: float = 0.004
@@ -85,18 +85,18 @@ class Profile:
     depression_interval_s: tuple[float, ...] = (0.05, 0.5, 1.0, 2.0, 3.33, 5.0, 10.0, 20.0)
     depression_ratio: tuple[float, ...] = (0.1, 0.3, 0.45, 0.6, 0.72, 0.8, 0.93, 1.0)
     artifact_uv_per_ma: float = 1500.0
-    artifact_tail_fraction: float = 0.5
-    artifact_tail_s: float = 0.002
-    artifact_slow_fraction: float = 0.01
-    artifact_slow_s: float = 0.015
+    artifact_tail_fraction: float = 0.4
+    artifact_tail_s: float = 0.001
+    artifact_slow_fraction: float = 0.002
+    artifact_slow_s: float = 0.01
     artifact_channel_decay: float = 0.6
     h_test_m_fraction: float = 0.2  # M at the default test intensity, fraction of Mmax
     stim_range_ma: tuple[float, float] = (4.0, 40.0)
 
     # --- EMG ---
     tonic_emg_uv: float = 1.0  # background EMG (RMS) of every muscle at rest
-    emg_band_hz: tuple[float, float] = (20.0, 450.0)
-    emg_filter_order: int = 4
+    emg_band_hz: tuple[float, float] = (20.0, 450.0)  # 4th-order Butterworth band-pass
+    emg_shape_hz: float = 120.0  # extra 2nd-order low-pass: spectrum median about 80 Hz (0: off)
     baseline_noise_uv: float = 2.0  # amplifier noise RMS (white)
     noise_scale: float = 1.0  # multiplies noise, powerline, motion artifact and pops
     mains_hz: float = 50.0
@@ -113,7 +113,7 @@ class Profile:
     goniometer_sign: int = 1
     goniometer_gain: float = 1.0
     goniometer_offset_deg: float = 0.0
-    goniometer_noise_deg: float = 0.1
+    goniometer_noise_deg: float = 0.03
     angle_scale_deg: float = 0.02
     angle_offset_counts: int = 2048
 
@@ -174,7 +174,7 @@ def _validate(p: Profile) -> None:
         bad("angle_scale_deg and emg_full_scale_uv must be > 0")
 
 
-_ELBOW = dict(muscle="elbow_flexors", range_min_deg=30.0, range_max_deg=175.0)
+_ELBOW = dict(muscle="elbow_flexors", range_min_deg=0.0, range_max_deg=145.0)
 _FELDMAN = (
     "Calota A, Feldman AG, Levin MF (2008) Clin Neurophysiol 119:2329",
     "Levin MF, Feldman AG (1994) Brain Res 657:23",
@@ -226,7 +226,7 @@ _PROFILES: dict[str, dict] = {
         references=_FELDMAN,
     ),
     "moderate_elbow": dict(
-        **{**_ELBOW, "range_max_deg": 170.0},
+        **{**_ELBOW, "range_max_deg": 140.0},
         description="moderate spastic elbow flexors: catch then release (Tardieu 2)",
         lambda_deg=60.0,
         mu_s=0.25,
@@ -234,12 +234,12 @@ _PROFILES: dict[str, dict] = {
         references=_FELDMAN,
     ),
     "severe_elbow": dict(
-        **{**_ELBOW, "range_max_deg": 160.0},
+        **{**_ELBOW, "range_max_deg": 130.0},
         description="severe spastic elbow flexors: early reflex, strong catch (Tardieu 2)",
-        lambda_deg=35.0,
-        mu_s=0.36,
+        lambda_deg=40.0,
+        mu_s=0.30,
         reflex_onset_uv=50.0,
-        reflex_gain_uv_per_deg=2.5,
+        reflex_gain_uv_per_deg=1.8,
         catch_depth=0.8,
         catch_min_velocity_deg_s=30.0,
         tonic_emg_uv=2.0,
@@ -247,11 +247,11 @@ _PROFILES: dict[str, dict] = {
     ),
     "plantarflexor_clonus": dict(
         muscle="plantar_flexors",
-        range_min_deg=50.0,
+        range_min_deg=45.0,
         range_max_deg=110.0,
         description="spastic plantar flexors, fatigable clonus after fast stretches (Tardieu 3)",
-        lambda_deg=66.0,
-        mu_s=0.12,
+        lambda_deg=72.0,
+        mu_s=0.10,
         reflex_delay_s=0.040,
         catch_depth=0.5,
         clonus_frequency_hz=6.0,
@@ -266,11 +266,11 @@ _PROFILES: dict[str, dict] = {
     ),
     "plantarflexor_clonus_sustained": dict(
         muscle="plantar_flexors",
-        range_min_deg=50.0,
+        range_min_deg=45.0,
         range_max_deg=110.0,
         description="spastic plantar flexors with sustained clonus (Tardieu 4)",
-        lambda_deg=62.0,
-        mu_s=0.12,
+        lambda_deg=66.0,
+        mu_s=0.10,
         reflex_delay_s=0.040,
         catch_depth=0.5,
         clonus_frequency_hz=5.5,

@@ -233,19 +233,19 @@ class StretchEpisode:
         if above.any():
             i = int(np.argmax(above))
             if i == 0:
-                crossing = 0.0
+                crossing = 0.0  # threshold below the rest angle: reflex at movement start
             else:
                 frac = (p.lambda_deg - x[i - 1]) / (x[i] - x[i - 1])
-                crossing = (i - 1 + frac) * dt
+                crossing = float((i - 1 + frac) * dt)
 
         # --- catch: time-warp of the plan after the EMG onset
         angle = plan
         w = w_plan
         catch_truth = None
         if crossing is not None:
-            w_c = float(np.interp(crossing, t, w_plan))
-            if p.catch_depth > 0 and w_c >= p.catch_min_velocity_deg_s:
-                ts = crossing + p.reflex_delay_s + p.catch_delay_s
+            ts = crossing + p.reflex_delay_s + p.catch_delay_s
+            w_ts = float(np.interp(ts, t, w_plan))
+            if p.catch_depth > 0 and w_ts >= p.catch_min_velocity_deg_s and ts < i_return * dt:
                 dur = p.catch_duration_s
                 u = np.clip((t - ts) / dur, 0.0, 1.0)
                 bump = np.sin(np.pi * u) ** 2
@@ -258,7 +258,7 @@ class StretchEpisode:
                 j = int(np.flatnonzero(win)[np.argmin(acc[win])])
                 catch_truth = {
                     "resistance_start_s": self.t0_s + ts,
-                    "time_s": self.t0_s + t[j],
+                    "time_s": self.t0_s + float(t[j]),
                     "angle_deg": float(angle[j]),
                     "deceleration_deg_s2": float(-acc[j]),
                     "velocity_before_deg_s": float(np.interp(ts, t, w)),
@@ -277,7 +277,7 @@ class StretchEpisode:
         clonus_truth = None
         osc = np.zeros(n)
         if crossing is not None:
-            t_on = crossing + p.reflex_delay_s
+            t_on = float(crossing + p.reflex_delay_s)
             since = np.maximum(t - t_on, 0.0)
             adapt = p.reflex_tonic_fraction + (1 - p.reflex_tonic_fraction) * np.exp(
                 -since / p.reflex_adaptation_s
@@ -298,7 +298,8 @@ class StretchEpisode:
                 angle_at_emg_onset_deg=float(np.interp(t_on, t, angle)),
                 velocity_at_emg_onset_deg_s=float(np.interp(t_on, t, w)),
             )
-            if p.clonus_frequency_hz > 0 and w_c >= p.clonus_min_velocity_deg_s:
+            w_peak = float(np.max(w_plan[:i_return]))
+            if p.clonus_frequency_hz > 0 and w_peak >= p.clonus_min_velocity_deg_s:
                 f = p.clonus_frequency_hz
                 t_stop = min(t_on + 1.0 / f + p.clonus_duration_s, i_return * dt)
                 times = []

@@ -69,7 +69,7 @@ def test_stretch_recording_layout_units_and_counts():
     truth = json.loads(json.dumps(rec.truth))
     assert len(truth["stretches"]) == 2
     assert truth["stretch_reflex"]["lambda_deg"] == 60.0
-    assert truth["stretch_reflex"]["passive_range_deg"] == [30.0, 170.0]
+    assert truth["stretch_reflex"]["passive_range_deg"] == [0.0, 140.0]
 
 
 def test_same_seed_same_recording_other_seed_differs():

@@ -1,0 +1,124 @@
+"""EMG and goniometer nuisances: band-limited spectrum, baseline noise, powerline, motion
+artifact, electrode pops, cross-talk, channel gain, ADC quantisation and saturation, goniometer
+gain/offset/noise, and the noise-level knob."""
+
+import numpy as np
+import pytest
+from scipy.signal import butter, sosfiltfilt, welch
+
+import virtual_patient as vp
+from virtual_patient import StretchSpec
+
+
+def _rest(seconds=20.0, seed=0, n_emg=2, emg_rate_hz=2000.0, **over):
+    p = vp.get_profile("healthy", **over)
+    return vp.simulate_stretch_session(
+        p, seed=seed, stretches=[], duration_s=seconds, n_emg=n_emg, emg_rate_hz=emg_rate_hz
+    )
+
+
+def test_emg_power_lies_in_the_20_450_hz_band():
+    rec = _rest(tonic_emg_uv=50.0, noise_scale=0.0, emg_rate_hz=4000.0)
+    f, pxx = welch(rec.emg_uv[:, 0], fs=rec.emg_rate_hz, nperseg=4096)
+    inside = pxx[(f >= 20) & (f <= 450)].sum() / pxx.sum()
+    assert inside > 0.9
+    assert pxx[(f > 600)].sum() / pxx.sum() < 0.03
+    assert pxx[(f < 10)].sum() / pxx.sum() < 0.03
+    assert np.std(rec.emg_uv[:, 0]) == pytest.approx(
+        50.0 * rec.truth["channels"][0]["gain"], rel=0.1
+    )
+
+
+def test_baseline_noise_level_and_noise_knob():
+    quiet = dict(tonic_emg_uv=0.0, powerline_uv=(0.0,), pops_per_min=0.0)
+    for level in (2.0, 10.0):
+        rec = _rest(seconds=5.0, baseline_noise_uv=level, **quiet)
+        assert np.std(rec.emg_uv[:, 0]) == pytest.approx(level, rel=0.05)
+    rec = _rest(seconds=5.0, baseline_noise_uv=4.0, noise_scale=2.5, **quiet)
+    assert np.std(rec.emg_uv[:, 0]) == pytest.approx(10.0, rel=0.05)
+    rec = _rest(seconds=5.0, noise_scale=0.0, tonic_emg_uv=0.0)
+    assert np.all(rec.emg_counts == 0)
+
+
+@pytest.mark.parametrize("mains", [50.0, 60.0])
+def test_powerline_and_harmonics(mains):
+    rec = _rest(seconds=10.0, mains_hz=mains, baseline_noise_uv=0.5, tonic_emg_uv=0.0,
+                pops_per_min=0.0)  # fmt: skip
+    f, pxx = welch(rec.emg_uv[:, 0], fs=rec.emg_rate_hz, nperseg=4000)
+    floor = np.median(pxx)
+    for h in (1, 3, 5):
+        k = int(np.argmin(np.abs(f - h * mains)))
+        assert pxx[k] > 100 * floor
+    other = 60.0 if mains == 50.0 else 50.0
+    assert pxx[int(np.argmin(np.abs(f - other)))] < 10 * floor
+
+
+def test_motion_artifact_is_low_frequency_and_only_during_movement():
+    p = vp.get_profile("healthy", baseline_noise_uv=0.0, powerline_uv=(0.0,), pops_per_min=0.0,
+                       tonic_emg_uv=0.0)  # fmt: skip
+    rec = vp.simulate_stretch_session(
+        p, seed=1, stretches=[StretchSpec(1.0, 350.0)], duration_s=6.0
+    )
+    x = rec.emg_uv[:, 1]
+    s = rec.truth["stretches"][0]
+    t = rec.emg_time_s
+    moving = (t > s["start_s"]) & (t < s["movement_end_s"])
+    assert np.abs(x[moving]).max() > 15.0
+    assert np.abs(x[t < s["start_s"]]).max() == 0.0
+    hp = sosfiltfilt(butter(4, 20, "highpass", fs=rec.emg_rate_hz, output="sos"), x)
+    assert np.abs(hp[moving]).max() < 0.2 * np.abs(x[moving]).max()
+
+
+def test_electrode_pops_are_listed_and_visible():
+    rec = _rest(seconds=30.0, seed=3, pops_per_min=20.0)
+    pops = rec.truth["pops"]
+    assert 10 <= len(pops) <= 60
+    for pop in pops[:5]:
+        i, c = pop["emg_sample_index"], pop["channel"]
+        jump = rec.emg_uv[i, c] - rec.emg_uv[i - 1, c]
+        assert jump == pytest.approx(pop["amplitude_uv"], abs=60.0)
+        assert abs(pop["amplitude_uv"]) >= 300.0
+
+
+def test_crosstalk_and_channel_gain():
+    p = vp.get_profile("moderate_elbow", noise_scale=0.0, tonic_emg_uv=0.0)
+    rec = vp.simulate_stretch_session(
+        p, seed=2, stretches=[StretchSpec(0.5, 250.0)], duration_s=4.0, n_emg=3
+    )
+    x = rec.emg_uv
+    gains = [c["gain"] for c in rec.truth["channels"]]
+    assert len(set(gains)) == 3 and all(0.8 < g < 1.2 for g in gains)
+    ratio1 = np.std(x[:, 1]) / np.std(x[:, 0])
+    assert ratio1 == pytest.approx(p.crosstalk * gains[1] / gains[0], rel=0.02)
+    ratio2 = np.std(x[:, 2]) / np.std(x[:, 0])
+    assert ratio2 == pytest.approx(p.crosstalk**2 * gains[2] / gains[0], rel=0.05)
+    assert np.corrcoef(x[:, 0], x[:, 1])[0, 1] > 0.99
+
+
+def test_quantisation_and_saturation():
+    rec = _rest(seconds=2.0, tonic_emg_uv=20.0, emg_full_scale_uv=30.0)
+    q = rec.emg_scale_uv
+    assert q == pytest.approx(30.0 / 2**15)
+    assert np.allclose(rec.emg_uv / q, np.round(rec.emg_uv / q))
+    assert rec.emg_counts.max() == 2**15 - 1 and rec.emg_counts.min() == -(2**15)
+    rec8 = vp.simulate_stretch_session("healthy", seed=0, stretches=[], duration_s=1.0, emg_bits=8)
+    assert rec8.emg_counts.max() <= 127 and rec8.emg_scale_uv == pytest.approx(10000.0 / 128)
+
+
+def test_goniometer_gain_offset_noise_and_quantisation():
+    p = vp.get_profile("healthy", goniometer_gain=1.05, goniometer_offset_deg=3.0,
+                       goniometer_noise_deg=0.2)  # fmt: skip
+    rec = vp.simulate_stretch_session(p, seed=4, stretches=[], duration_s=4.0)
+    rest = p.rest_angle_deg
+    assert rec.angle_deg.mean() == pytest.approx(1.05 * rest + 3.0, abs=0.02)
+    assert np.std(rec.angle_deg) == pytest.approx(0.2, rel=0.1)
+    steps = rec.angle_deg / rec.angle_scale_deg
+    assert np.allclose(steps, np.round(steps))
+    assert rec.truth["goniometer"]["gain"] == 1.05
+    flipped = vp.simulate_stretch_session(
+        vp.get_profile("healthy", goniometer_sign=-1), seed=4, stretches=[], duration_s=1.0
+    )
+    assert flipped.stretch_direction_sign == -1
+    assert (flipped.stretch_direction_sign * flipped.angle_deg).mean() == pytest.approx(
+        rest, abs=0.05
+    )

@@ -1,0 +1,180 @@
+"""Stretch-reflex model against its truth: DSRT relation, onset latency, amplitude vs velocity,
+catch deceleration in the goniometer, clonus frequency and duration, protocol helper."""
+
+import numpy as np
+import pytest
+from scipy.signal import butter, sosfiltfilt, welch
+
+import virtual_patient as vp
+from virtual_patient import StretchSpec
+
+QUIET = dict(noise_scale=0.0, tonic_emg_uv=0.0)
+
+
+def _one(profile, v, seed=0, shape="bell", hold_s=1.0, duration_s=None, **over):
+    p = vp.get_profile(profile, **over)
+    spec = StretchSpec(0.5, v, shape=shape, hold_s=hold_s)
+    return vp.simulate_stretch_session(p, seed=seed, stretches=[spec], duration_s=duration_s)
+
+
+@pytest.mark.parametrize("profile", ["mild_elbow", "moderate_elbow", "severe_elbow"])
+def test_dsrt_truth_lies_on_the_threshold_line(profile):
+    rec = vp.simulate_stretch_session(profile, seed=1)
+    lam = rec.truth["stretch_reflex"]["lambda_deg"]
+    mu = rec.truth["stretch_reflex"]["mu_s"]
+    stretches = rec.truth["stretches"]
+    assert len(stretches) == 22
+    assert all(s["reflex"] for s in stretches)
+    for s in stretches:
+        assert s["dsrt_deg"] == pytest.approx(lam - mu * s["dsrt_velocity_deg_s"], abs=1e-6)
+        assert s["emg_onset_s"] - s["threshold_crossing_s"] == pytest.approx(0.025)
+        assert s["start_s"] < s["threshold_crossing_s"] < s["return_start_s"]
+    # a least-squares fit of the truth pairs gives back lambda and mu
+    v = np.array([s["dsrt_velocity_deg_s"] for s in stretches])
+    a = np.array([s["dsrt_deg"] for s in stretches])
+    slope, icpt = np.polyfit(v, a, 1)
+    assert icpt == pytest.approx(lam, abs=1e-4) and -slope == pytest.approx(mu, abs=1e-6)
+
+
+def test_recorded_angle_matches_truth_at_crossing():
+    rec = _one("moderate_elbow", 120.0, noise_scale=0.0)
+    s = rec.truth["stretches"][0]
+    angle_at = np.interp(s["threshold_crossing_s"], rec.angle_time_s, rec.angle_deg)
+    assert angle_at == pytest.approx(s["dsrt_deg"], abs=0.1)
+    vel = np.gradient(rec.angle_deg, 1 / rec.angle_rate_hz)
+    v_at = np.interp(s["threshold_crossing_s"], rec.angle_time_s, vel)
+    assert v_at == pytest.approx(s["dsrt_velocity_deg_s"], abs=6.0)
+
+
+def test_healthy_has_no_reflex_and_no_burst():
+    rec = vp.simulate_stretch_session("healthy", seed=2)
+    assert not any(s["reflex"] for s in rec.truth["stretches"])
+    assert all(s["dsrt_deg"] is None and s["catch"] is None for s in rec.truth["stretches"])
+    assert rec.truth["stretch_reflex"]["tardieu_grade"] == 0
+    sos = butter(4, [20, 450], "bandpass", fs=rec.emg_rate_hz, output="sos")
+    x = sosfiltfilt(sos, rec.emg_uv[:, 0])
+    assert np.sqrt(np.mean(x**2)) < 10.0  # baseline noise, powerline, tonic only
+
+
+def test_emg_is_silent_before_onset_and_bursts_after():
+    rec = _one("moderate_elbow", 200.0, **QUIET)
+    s = rec.truth["stretches"][0]
+    i_on = int(np.ceil(s["emg_onset_s"] * rec.emg_rate_hz))
+    x = np.abs(rec.emg_uv[:, 0])
+    assert x[:i_on].max() == 0.0
+    first = int(np.flatnonzero(x > 3 * rec.emg_scale_uv)[0])
+    assert 0 <= (first - s["emg_onset_s"] * rec.emg_rate_hz) <= 0.004 * rec.emg_rate_hz
+    burst = rec.emg_uv[i_on : i_on + 200, 0]
+    assert np.sqrt(np.mean(burst**2)) > 15.0
+
+
+def test_burst_amplitude_grows_with_velocity():
+    rms = []
+    for v in (60.0, 150.0, 300.0):
+        rec = _one("mild_elbow", v, **QUIET)
+        s = rec.truth["stretches"][0]
+        i = int(s["emg_onset_s"] * rec.emg_rate_hz)
+        rms.append(np.sqrt(np.mean(rec.emg_uv[i : i + 200, 0] ** 2)))
+    assert rms[0] < rms[1] < rms[2]
+    assert rms[2] > 1.5 * rms[0]
+
+
+def _velocity(rec):
+    sos = butter(2, 30, fs=rec.angle_rate_hz, output="sos")
+    return np.gradient(sosfiltfilt(sos, rec.angle_deg), 1 / rec.angle_rate_hz)
+
+
+def test_catch_decelerates_the_limb_then_releases():
+    rec = _one("moderate_elbow", 250.0)
+    s = rec.truth["stretches"][0]
+    c = s["catch"]
+    assert c is not None and c["time_s"] > s["emg_onset_s"]
+    t = rec.angle_time_s
+    vel = _velocity(rec)
+    before = np.interp(c["resistance_start_s"], t, vel)
+    win = (t > c["resistance_start_s"]) & (t < c["release_s"])
+    dip = vel[win].min()
+    assert dip < 0.7 * before  # catch_depth 0.6: the velocity drops visibly
+    acc = np.gradient(vel, 1 / rec.angle_rate_hz)
+    t_max_dec = t[win][np.argmin(acc[win])]
+    assert t_max_dec == pytest.approx(c["time_s"], abs=0.02)
+    after = (t > c["release_s"]) & (t < c["release_s"] + 0.3)
+    assert vel[after].max() > dip + 50.0  # release: the stretch goes on
+    # mild profile: EMG but no catch (Tardieu 1)
+    assert _one("mild_elbow", 250.0).truth["stretches"][0]["catch"] is None
+
+
+def test_catch_is_absent_without_catch_depth():
+    rec = _one("moderate_elbow", 250.0, catch_depth=0.0, noise_scale=0.0)
+    s = rec.truth["stretches"][0]
+    assert s["catch"] is None and s["reflex"]
+
+
+def _envelope(x, fs, cutoff=20.0):
+    sos = butter(4, [20, min(450, 0.45 * fs)], "bandpass", fs=fs, output="sos")
+    y = np.abs(sosfiltfilt(sos, x))
+    return sosfiltfilt(butter(2, cutoff, fs=fs, output="sos"), y)
+
+
+@pytest.mark.parametrize(
+    ("profile", "sustained"),
+    [("plantarflexor_clonus", False), ("plantarflexor_clonus_sustained", True)],
+)
+def test_clonus_frequency_and_duration(profile, sustained):
+    rec = _one(profile, 200.0, hold_s=14.0)
+    s = rec.truth["stretches"][0]
+    cl = s["clonus"]
+    assert cl is not None and cl["sustained"] is sustained
+    if sustained:
+        assert cl["duration_s"] >= 10.0
+    else:
+        assert cl["duration_s"] < 10.0
+    f0 = cl["frequency_hz"]
+    assert 4.0 <= f0 <= 10.0
+    # measured burst rate from the EMG envelope spectrum during the clonus
+    fs = rec.emg_rate_hz
+    a, b = int(cl["start_s"] * fs), int(min(cl["end_s"], cl["start_s"] + 4.0) * fs)
+    env = _envelope(rec.emg_uv[:, 0], fs)[a:b]
+    f, pxx = welch(env - env.mean(), fs=fs, nperseg=min(len(env), int(4 * fs)))
+    band = (f > 2) & (f < 15)
+    assert f[band][np.argmax(pxx[band])] == pytest.approx(f0, abs=0.5)
+    # the goniometer oscillates at the clonus frequency too
+    fa = rec.angle_rate_hz
+    ang = rec.angle_deg[int(cl["start_s"] * fa) : int(cl["end_s"] * fa)]
+    f, pxx = welch(ang - ang.mean(), fs=fa, nperseg=min(len(ang), int(2 * fa)))
+    band = (f > 2) & (f < 15)
+    assert f[band][np.argmax(pxx[band])] == pytest.approx(f0, abs=0.75)
+
+
+def test_no_clonus_after_slow_stretches():
+    rec = _one("plantarflexor_clonus", 40.0, hold_s=3.0)
+    s = rec.truth["stretches"][0]
+    assert s["reflex"] and s["clonus"] is None
+
+
+def test_tsrt_protocol_shape():
+    p = vp.get_profile("moderate_elbow")
+    specs = vp.tsrt_protocol(p)
+    assert len(specs) == 22
+    v = [s.peak_velocity_deg_s for s in specs]
+    assert v[:2] == [10.0, 10.0]
+    assert v[2:] == sorted(v[2:]) and len(set(v[2:])) == 5
+    starts = [s.start_s for s in specs]
+    assert starts == sorted(starts)
+    rec = vp.simulate_stretch_session(p, seed=0, stretches=specs)
+    tr = rec.truth["stretches"]
+    # slow stretches reach the passive range; manual stretches overshoot a little
+    assert tr[0]["max_angle_deg"] == pytest.approx(p.range_max_deg, abs=0.01)
+    over = [s["max_angle_deg"] - s["end_deg"] for s in tr[2:]]
+    assert 0.5 < np.median(over) < 8.0
+    # manual stretches: uneven, the achieved peak differs from the planned one
+    dev = [abs(s["peak_velocity_deg_s"] / s["planned_peak_velocity_deg_s"] - 1) for s in tr[2:]]
+    assert max(dev) > 0.02 and np.median(dev) < 0.25
+
+
+def test_bell_stretch_peak_velocity_is_the_planned_one():
+    rec = _one("healthy", 200.0, noise_scale=0.0)
+    s = rec.truth["stretches"][0]
+    assert s["peak_velocity_deg_s"] == pytest.approx(200.0, rel=0.01)
+    vel = _velocity(rec)
+    assert vel.max() == pytest.approx(200.0, rel=0.03)
