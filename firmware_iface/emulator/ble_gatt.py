@@ -48,6 +48,8 @@ class GattBytePeripheral:
     def __init__(self) -> None:  # use create()
         self.device = None
         self.on_host_bytes: Callable[[bytes], None] | None = None
+        #: Called (on the event loop) when the host disconnects or is disconnected.
+        self.on_disconnect: Callable[[], None] | None = None
         self.notifications_sent = 0
         self.bytes_sent = 0
         self.bytes_dropped = 0
@@ -240,6 +242,8 @@ class GattBytePeripheral:
                 self.bytes_dropped += len(self._buffer)
                 self._buffer.clear()
             self._connected_event.set()
+            if self.on_disconnect is not None:
+                self.on_disconnect()
 
     def _on_subscription(self, connection, characteristic, notify_enabled, indicate_enabled):
         if characteristic is self._notify_char and connection is self._connection:
@@ -280,8 +284,7 @@ class _PeripheralByteLink:
 
     ``read`` returns what the host wrote; ``write`` queues notifications, blocking while more
     than ``capacity`` bytes wait (the radio's back-pressure) and dropping bytes while no host is
-    subscribed (the device keeps sampling across a disconnect: the host sees the gap in the
-    sample numbers).
+    subscribed (what the device does on a disconnect is up to :class:`BleEmulator`).
     """
 
     def __init__(self, capacity: int = 16384) -> None:
@@ -330,9 +333,14 @@ class BleEmulator:
     """The emulated device (:class:`~firmware_iface.emulator.EmulatedDevice`) as a BLE peripheral.
 
     A :class:`GattBytePeripheral` on ``link`` carries the protocol byte stream; a
-    :class:`~firmware_iface.emulator.DeviceRunner` thread runs the device on it. As a real
-    device does, it keeps sampling when the host disconnects (frames made meanwhile are lost, and
-    the sample numbers show the gap) and keeps streaming to the host that reconnects.
+    :class:`~firmware_iface.emulator.DeviceRunner` thread runs the device on it.
+
+    On a disconnect the device follows ``PROTOCOL.md`` (sections 5 and 9): it returns to IDLE and
+    cancels pending stimulation; the host reconnects and resumes with IDENTIFY and START, and
+    sample numbers continue. Frames queued for the radio when the link dropped are lost, which
+    the host sees as an exact gap in sample numbers. With ``stop_on_disconnect=False`` the device
+    keeps streaming, unheard, through the outage (a firmware that never stops sampling): the
+    gap then spans the whole outage and streaming resumes as soon as the host re-subscribes.
 
     Parameters
     ----------
@@ -346,6 +354,8 @@ class BleEmulator:
         ``"fast"`` runs the device clock ahead as fast as notifications drain.
     name, address, max_chunk
         As for :meth:`GattBytePeripheral.create`.
+    stop_on_disconnect : bool
+        Return to IDLE when the host goes away (default, as the protocol requires).
     """
 
     def __init__(
@@ -358,6 +368,7 @@ class BleEmulator:
         name: str = DEFAULT_NAME,
         address: str = DEFAULT_ADDRESS,
         max_chunk: int | None = None,
+        stop_on_disconnect: bool = True,
     ) -> None:
         from firmware_iface.emulator.runner import DeviceRunner, make_device
 
@@ -376,7 +387,21 @@ class BleEmulator:
         self._device_link.peripheral = self.peripheral
         self.runner = DeviceRunner(
             device or make_device(), self._device_link, speed=speed, name="ble"
-        ).start()
+        )
+        if stop_on_disconnect:
+            self.peripheral.on_disconnect = self._host_lost
+        self.runner.start()
+
+    def _host_lost(self) -> None:
+        from firmware_iface.messages import DeviceState
+
+        device = self.runner.device
+        with self.runner.lock:
+            host_lost = getattr(device, "host_lost", None)
+            if host_lost is not None:
+                host_lost()
+            else:  # same effect as the TCP emulator's: stop streaming
+                device.state = DeviceState.IDLE
 
     @property
     def device(self):
