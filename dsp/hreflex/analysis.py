@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from dsp.errors import SignalError
-from dsp.hreflex.artifact import bridge, find_artifacts
+from dsp.hreflex.artifact import bridge, find_artifacts, fit_tail_template
 from dsp.hreflex.presets import REFERENCES, get_preset
 from dsp.hreflex.recruitment import (
     RecruitmentFit,
@@ -18,9 +18,11 @@ from dsp.hreflex.result import HReflexResult, StimulusMeasure, TestIntensity
 from dsp.hreflex.waves import (
     WaveWindow,
     extent_of_wave,
+    mains_amplitude_uv,
     measure_window,
     ms_to_index,
     onset_of_wave,
+    remove_mains,
 )
 
 #: Usual block rates (Hz); a measured rate within 10% of one of these is snapped to it.
@@ -76,6 +78,8 @@ def analyze_hreflex(
     blank_ms: float | None = None,
     artifact_search_ms: tuple[float, float] = (-2.0, 2.0),
     highpass_hz: float | None = None,
+    mains_hz: float | str | None = "auto",
+    artifact_tail: str = "template",
     recruitment_min_interval_s: float = 8.0,
     test_m_fraction: float = 0.2,
     qc_band: tuple[float, float] = (0.15, 0.35),
@@ -120,6 +124,14 @@ def analyze_hreflex(
         Where the artifact onset is searched, ms around the event.
     highpass_hz : float, optional
         Zero-phase 2nd-order high-pass applied to each bridged epoch (default none).
+    mains_hz : float, "auto" or None
+        Mains frequency whose hum (with 3rd and 5th harmonics) is fitted on each sweep's
+        pre-stimulus 100 ms and subtracted (``"auto"``: 50 or 60 Hz, whichever is stronger;
+        None: leave it).
+    artifact_tail : {"template", "none"}
+        ``"template"``: fit the artifact's decaying tail (two exponentials per mA) on the
+        lowest-intensity sweeps and subtract it, scaled by intensity, from every sweep after its
+        blank (see :func:`dsp.hreflex.artifact.fit_tail_template`). ``"none"``: blank only.
     recruitment_min_interval_s : float
         Single pulses preceded by at least this interval (or first) enter the recruitment fits.
     test_m_fraction : float
@@ -182,8 +194,9 @@ def analyze_hreflex(
     pidx = _as_1d("pulse_index", pulse_index, n_st, dtype=np.int64, allow_none=True)
     if pidx is None:
         pidx = np.zeros(n_st, np.int64)
-    if np.any((pidx < 0) | (pidx > 1)):
-        raise HReflexInputError("pulse_index must be 0 (single/first) or 1 (second of a pair)")
+    if np.any(pidx < 0):
+        raise HReflexInputError("pulse_index must be >= 0 (index of the pulse in its pair/train)")
+    pair_role = _pair_roles(pidx)
     given_rate = _as_1d("stim_rate_hz", stim_rate_hz, n_st, allow_none=True)
     preset = get_preset(muscle)
     for name, w in (("m_window_ms", m_window_ms), ("h_window_ms", h_window_ms)):
@@ -253,13 +266,62 @@ def analyze_hreflex(
                 bg = seg[b0:b1]
                 raw_bg[i] = float(np.mean(np.abs(bg - bg.mean())))
                 s.background_uv = raw_bg[i]
-                bridge(seg, -e0 - 1, a.blank_end_index - a.onset_index - e0)
                 seg -= np.median(seg[z0:z1])
                 epochs[:, i] = seg
                 pre = seg[n0:z1]
                 noise[i] = 1.4826 * float(np.median(np.abs(pre - np.median(pre)))) + 1e-9
                 s.noise_uv = noise[i]
         usable[i] = s.included
+    t_rows_ms = (np.arange(n_rows) + e0) / per_ms
+    # mains hum: fitted on each sweep's pre-stimulus stretch and subtracted
+    pre_rows = (t_rows_ms < -1.0) & (t_rows_ms >= t_rows_ms[0])
+    mains_used = None
+    cols_ok = np.nonzero(usable)[0]
+    if mains_hz is not None and cols_ok.size:
+        if mains_hz == "auto":
+            seg = epochs[pre_rows][:, cols_ok[:50]]
+            a50 = mains_amplitude_uv(seg, t_rows_ms[pre_rows], 50.0)
+            a60 = mains_amplitude_uv(seg, t_rows_ms[pre_rows], 60.0)
+            mains_used = 50.0 if a50 >= a60 else 60.0
+        else:
+            mains_used = float(mains_hz)
+        epochs[:, cols_ok] = remove_mains(epochs[:, cols_ok], t_rows_ms, pre_rows, mains_used)
+        epochs[:, cols_ok] -= np.median(epochs[z0:z1, cols_ok], axis=0)
+    # artifact tail: template from the lowest intensities, scaled by intensity, subtracted
+    blank_rows = np.array([a.blank_end_index - a.onset_index for a in arts])
+    raw_epochs = epochs.copy()
+    if artifact_tail not in ("template", "none"):
+        raise HReflexInputError(f"artifact_tail={artifact_tail!r} must be 'template' or 'none'")
+
+    def clean(tail_model):
+        out = raw_epochs.copy()
+        per_ma = (
+            tail_model.per_ma(t_rows_ms) if tail_model is not None and tail_model.used else None
+        )
+        for i in np.nonzero(usable)[0]:
+            if per_ma is not None:
+                out[:, i] -= intensity[i] * per_ma
+            bridge(out[:, i], -e0 - 1, blank_rows[i] - e0)
+        return out
+
+    def tail_fit(exclude_ms=None):
+        if artifact_tail != "template" or usable.sum() < 3:
+            return None
+        cols = np.nonzero(usable & (intensity > 0))[0]
+        if cols.size < 3:
+            return None
+        lowest = cols[np.argsort(intensity[cols], kind="stable")[:3]]
+        fit_from = float(np.max(blank_rows[lowest])) / per_ms + 0.2
+        fit_to = min(preset.h_search_ms[0], preset.m_search_ms[1])
+        if fit_to - fit_from <= 3.0:
+            return None
+        return fit_tail_template(
+            raw_epochs, t_rows_ms, intensity, cols, (fit_from, fit_to),
+            float(np.median(noise[usable])), exclude_ms=exclude_ms,
+        )  # fmt: skip
+
+    tail = tail_fit()
+    epochs = clean(tail)
     if highpass_hz is not None and np.any(usable):
         from scipy.signal import butter, sosfiltfilt
 
@@ -333,14 +395,27 @@ def analyze_hreflex(
         )
 
     m_win, m_lo, m_hi = locate(preset.m_search_ms, m_window_ms, blank_end_row, "M")
+    if tail is not None and tail.used:
+        # refit the tail without the M-wave of the template sweeps, then locate again
+        tail2 = tail_fit(exclude_ms=(m_win.start_ms - 0.5, m_win.end_ms + 0.5))
+        if tail2 is not None and tail2.used:
+            tail = tail2
+            epochs = clean(tail)
+            m_win, m_lo, m_hi = locate(preset.m_search_ms, m_window_ms, blank_end_row, "M")
     h_win, h_lo, h_hi = locate(preset.h_search_ms, h_window_ms, m_hi, "H")
     if h_lo < m_hi and h_window_ms is None and m_window_ms is None:
         warnings.append("M and H windows overlap")
 
     # --- per-sweep measures -------------------------------------------------------------
     cols = np.nonzero(usable)[0]
-    mm = measure_window(epochs[:, cols], m_lo, m_hi, per_ms, ep_start_ms, noise[cols])
-    hm = measure_window(epochs[:, cols], h_lo, h_hi, per_ms, ep_start_ms, noise[cols])
+    m_search_lo = max(m_lo - round(3.0 * per_ms), blank_end_row)
+    h_search_lo = max(h_lo - round(3.0 * per_ms), m_hi)
+    mm = measure_window(
+        epochs[:, cols], m_lo, m_hi, per_ms, ep_start_ms, noise[cols], onset_from=m_search_lo
+    )
+    hm = measure_window(
+        epochs[:, cols], h_lo, h_hi, per_ms, ep_start_ms, noise[cols], onset_from=h_search_lo
+    )
     for j, i in enumerate(cols):
         s = stimuli[i]
         s.m_p2p_uv, s.m_area_uv_ms = float(mm["p2p_uv"][j]), float(mm["area_uv_ms"][j])
@@ -357,7 +432,7 @@ def analyze_hreflex(
     h_amp = np.array([s.h_p2p_uv for s in stimuli])
 
     # --- session latencies from averages of large waves ---------------------------------
-    def avg_latency(amp, lo, hi, sel):
+    def avg_latency(amp, lo, hi, sel, search_lo):
         c = np.nonzero(sel & usable & np.isfinite(amp))[0]
         if c.size == 0:
             return float("nan"), float("nan")
@@ -365,22 +440,23 @@ def analyze_hreflex(
         c = c[amp[c] >= 0.5 * ref]
         avg = epochs[:, c].mean(axis=1)
         nsd = float(np.median(noise[c])) / np.sqrt(c.size)
-        r = onset_of_wave(avg, lo, hi, noise_sd=nsd)
-        onset = float("nan") if r is None else r / per_ms + ep_start_ms
+        r = onset_of_wave(avg, search_lo, hi, noise_sd=nsd)
+        onset = float("nan") if r is None else float(r) / per_ms + ep_start_ms
         pk = lo + int(np.argmax(np.abs(avg[lo:hi])))
         return onset, pk / per_ms + ep_start_ms
 
-    m_lat, m_pk = avg_latency(m_amp, m_lo, m_hi, np.ones(n_st, bool))
-    h_lat, h_pk = avg_latency(h_amp, h_lo, h_hi, pidx == 0)
+    m_lat, m_pk = avg_latency(m_amp, m_lo, m_hi, np.ones(n_st, bool), m_search_lo)
+    h_lat, h_pk = avg_latency(h_amp, h_lo, h_hi, np.ones(n_st, bool), h_search_lo)
 
     # --- recruitment ---------------------------------------------------------------------
-    rec = usable & (pidx == 0) & ~(interval < recruitment_min_interval_s)
+    rec = usable & (pair_role != 2) & ~(interval < recruitment_min_interval_s)
     if rec.sum() < 6:
         warnings.append(
             f"only {int(rec.sum())} stimuli qualify for the recruitment fits "
-            f"(single pulses >= {recruitment_min_interval_s} s apart); using all single pulses"
+            f"(pulses >= {recruitment_min_interval_s} s after the previous); using all but the "
+            "second pulses of pairs"
         )
-        rec = usable & (pidx == 0)
+        rec = usable & (pair_role != 2)
     m_fit = fit_m(intensity[rec], m_amp[rec])
     h_fit = fit_h(intensity[rec], h_amp[rec])
     ratio_ci = bootstrap_fits(
@@ -409,14 +485,14 @@ def analyze_hreflex(
 
     # --- test intensity and M stability ------------------------------------------------------
     test = _test_intensity(
-        m_fit, h_fit, intensity, m_amp, usable & (pidx == 0), mmax, test_m_fraction, qc_band
+        m_fit, h_fit, intensity, m_amp, usable & (pair_role != 2), mmax, test_m_fraction, qc_band
     )
 
     # --- depression -----------------------------------------------------------------------
     rdd, rdd_detail = _rate_depression(
         stimuli,
         usable,
-        pidx,
+        pair_role,
         nominal,
         intensity,
         h_amp,
@@ -426,7 +502,7 @@ def analyze_hreflex(
         rdd_discard,
         baseline_rate_hz,
     )
-    ppd, ppd_detail = _paired_depression(idx, rate, usable, pidx, h_amp)
+    ppd, ppd_detail = _paired_depression(idx, rate, usable, pair_role, h_amp)
 
     det = [a for a in arts if a.detected]
     offs = np.array([a.offset_ms for a in det])
@@ -439,6 +515,7 @@ def analyze_hreflex(
         "saturated_ms_max": float(max((a.saturated_ms for a in arts), default=0.0)),
         "blank_ms_max": float(max(s.blank_ms for s in stimuli)),
         "latency_reference": "detected artifact onset (event index when not detected)",
+        "tail": None if tail is None else tail.to_dict(),
     }
     if offs.size and np.max(np.abs(offs)) > 1.0:
         warnings.append(
@@ -484,6 +561,7 @@ def analyze_hreflex(
             "blank_ms": blank_ms,
             "artifact_search_ms": list(artifact_search_ms),
             "highpass_hz": highpass_hz,
+            "mains_hz": mains_used,
             "recruitment_min_interval_s": recruitment_min_interval_s,
             "n_recruitment_stimuli": int(rec.sum()),
             "test_m_fraction": test_m_fraction,
@@ -548,15 +626,19 @@ def _runs(sel_idx, nominal, intensity):
 
 
 def _rate_depression(
-    stimuli, usable, pidx, nominal, intensity, h_amp, m_amp, mmax, h_fit, discard, baseline_rate
+    stimuli,
+    usable,
+    pair_role,
+    nominal,
+    intensity,
+    h_amp,
+    m_amp,
+    mmax,
+    h_fit,
+    discard,
+    baseline_rate,
 ):
-    sel = np.nonzero((pidx == 0) & usable & np.isfinite(h_amp))[0]
-    # a pair's first pulse belongs to the paired-pulse protocol, not to a rate block
-    pair_first = set()
-    for i in range(len(stimuli) - 1):
-        if pidx[i] == 0 and pidx[i + 1] == 1:
-            pair_first.add(i)
-    sel = np.array([i for i in sel if i not in pair_first], dtype=np.int64)
+    sel = np.nonzero((pair_role == 0) & usable & np.isfinite(h_amp))[0]
     runs = [r for r in _runs(sel, nominal, intensity) if len(r) >= 2 and np.isfinite(nominal[r[0]])]
     groups: dict[tuple[float, float], list[int]] = {}
     for r in runs:
@@ -599,6 +681,7 @@ def _rate_depression(
                     "baseline_source": base_src,
                     "n_baseline": n_base,
                     "ratio": ratio,
+                    "stimuli": [int(v) for v in members],
                 }
             )
             ratios.setdefault(_rate_key(rate_hz), []).append(ratio)
@@ -606,10 +689,28 @@ def _rate_depression(
     return rdd, detail
 
 
-def _paired_depression(idx, rate, usable, pidx, h_amp):
+def _pair_roles(pidx: np.ndarray) -> np.ndarray:
+    """0: not in a pair; 1: first of a pair; 2: second of a pair.
+
+    A pair is a group of exactly two consecutive pulses with ``pulse_index`` 0 then 1; longer
+    groups (0, 1, 2, ...) are trains or rate blocks, not pairs.
+    """
+    role = np.zeros(pidx.size, np.int64)
+    i = 0
+    while i < pidx.size:
+        j = i + 1
+        while j < pidx.size and pidx[j] == pidx[j - 1] + 1 and pidx[j] != 0:
+            j += 1
+        if j - i == 2 and pidx[i] == 0:
+            role[i], role[i + 1] = 1, 2
+        i = j
+    return role
+
+
+def _paired_depression(idx, rate, usable, pair_role, h_amp):
     pairs: dict[str, list[tuple[float, float]]] = {}
     for i in range(1, idx.size):
-        if pidx[i] == 1 and pidx[i - 1] == 0 and usable[i] and usable[i - 1]:
+        if pair_role[i] == 2 and pair_role[i - 1] == 1 and usable[i] and usable[i - 1]:
             dt = (idx[i] - idx[i - 1]) / rate
             key = f"{round(dt, 2):g}"
             pairs.setdefault(key, []).append((float(h_amp[i - 1]), float(h_amp[i])))

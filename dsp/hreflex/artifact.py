@@ -203,3 +203,148 @@ def bridge(epoch: np.ndarray, start: int, end: int) -> None:
         epoch[start:end] = left + (right - left) * t
     else:
         epoch[start:end] = left[None, :] + (right - left)[None, :] * t[:, None]
+
+
+@dataclass
+class TailModel:
+    """Decaying stimulus-artifact tail, per mA of stimulus intensity.
+
+    ``tail_uv(t_ms) = intensity_ma * (c1 * exp(-t_ms / tau1) + c2 * exp(-t_ms / tau2))`` for
+    ``t_ms`` after the artifact onset (applied only after each sweep's blank).
+
+    Attributes
+    ----------
+    c1_uv_per_ma, tau1_ms, c2_uv_per_ma, tau2_ms : float
+        Fitted amplitudes (uV per mA) and time constants (ms).
+    fit_range_ms : (float, float)
+        Where the template was fitted, ms after the onset.
+    n_sweeps : int
+        Lowest-intensity sweeps averaged into the template.
+    rms_residual_uv_per_ma : float
+        RMS residual of the fit, uV per mA.
+    used : bool
+        Whether the tail was large enough to subtract.
+    """
+
+    c1_uv_per_ma: float
+    tau1_ms: float
+    c2_uv_per_ma: float
+    tau2_ms: float
+    fit_range_ms: tuple[float, float]
+    n_sweeps: int
+    rms_residual_uv_per_ma: float
+    used: bool
+
+    def per_ma(self, t_ms: np.ndarray) -> np.ndarray:
+        """The tail per mA at ``t_ms`` (ms after the onset), uV/mA; 0 before the onset."""
+        t = np.asarray(t_ms, dtype=float)
+        out = self.c1_uv_per_ma * np.exp(-np.maximum(t, 0) / self.tau1_ms)
+        out = out + self.c2_uv_per_ma * np.exp(-np.maximum(t, 0) / self.tau2_ms)
+        return np.where(t >= 0, out, 0.0)
+
+    def to_dict(self) -> dict:
+        return {
+            "model": "intensity * (c1 exp(-t/tau1) + c2 exp(-t/tau2))",
+            "c1_uv_per_ma": float(self.c1_uv_per_ma),
+            "tau1_ms": float(self.tau1_ms),
+            "c2_uv_per_ma": float(self.c2_uv_per_ma),
+            "tau2_ms": float(self.tau2_ms),
+            "fit_range_ms": [float(v) for v in self.fit_range_ms],
+            "n_sweeps": int(self.n_sweeps),
+            "rms_residual_uv_per_ma": float(self.rms_residual_uv_per_ma),
+            "used": bool(self.used),
+        }
+
+
+def fit_tail_template(
+    epochs: np.ndarray,
+    t_ms: np.ndarray,
+    intensity_ma: np.ndarray,
+    sweeps: np.ndarray,
+    fit_range_ms: tuple[float, float],
+    noise_uv: float,
+    *,
+    exclude_ms: tuple[float, float] | None = None,
+) -> TailModel | None:
+    """Fit the artifact tail (two exponentials, per mA) on the lowest-intensity sweeps.
+
+    The stimulus artifact's tail scales with intensity and keeps its shape; the sweeps at the
+    lowest intensities carry it with (almost) no M-wave, so their intensity-normalised mean,
+    fitted by two decaying exponentials, is a smooth template that can be scaled and subtracted
+    from every sweep. A small M-wave left in those sweeps is biphasic and barely moves the fit.
+
+    Parameters
+    ----------
+    epochs : ndarray, shape (n_rows, n_sweeps)
+        Baseline-removed epochs (not yet bridged), uV.
+    t_ms : ndarray, shape (n_rows,)
+        Time of each row, ms after the artifact onset.
+    intensity_ma : ndarray, shape (n_sweeps,)
+        Intensities, mA.
+    sweeps : ndarray of int
+        Usable sweeps (columns) to choose the template sweeps from.
+    fit_range_ms : (float, float)
+        Time range of the fit (after the longest blank of the template sweeps).
+    noise_uv : float
+        Typical baseline noise SD of a sweep, uV.
+    exclude_ms : (float, float), optional
+        Rows left out of the fit (the M-wave window, once located).
+
+    Returns
+    -------
+    TailModel or None
+        None when too few sweeps or the fit failed.
+    """
+    from scipy.optimize import least_squares
+
+    sweeps = np.asarray(sweeps)
+    pos = sweeps[intensity_ma[sweeps] > 0]
+    if pos.size < 3:
+        return None
+    order = pos[np.argsort(intensity_ma[pos], kind="stable")]
+    i_lo, i_hi = float(intensity_ma[order[0]]), float(intensity_ma[order[-1]])
+    low = order[intensity_ma[order] <= i_lo + 0.1 * (i_hi - i_lo)]
+    if low.size < 3:
+        low = order[:3]
+    rows = (t_ms >= fit_range_ms[0]) & (t_ms < fit_range_ms[1])
+    if exclude_ms is not None:
+        rows &= ~((t_ms >= exclude_ms[0]) & (t_ms < exclude_ms[1]))
+    if rows.sum() < 8:
+        return None
+    t = t_ms[rows]
+    tmpl = np.mean(epochs[rows][:, low] / intensity_ma[low][None, :], axis=1)
+    t0 = t[0]
+    a0 = float(tmpl[0]) or 1.0
+
+    def resid(p):
+        c1, tau1, c2, tau2 = p
+        return c1 * np.exp(-(t - t0) / tau1) + c2 * np.exp(-(t - t0) / tau2) - tmpl
+
+    best = None
+    for tau1, tau2 in ((0.5, 8.0), (2.0, 15.0), (1.0, 30.0)):
+        p0 = [0.9 * a0, tau1, 0.1 * a0, tau2]
+        r = least_squares(
+            resid, p0, bounds=([-np.inf, 0.05, -np.inf, 0.05], [np.inf, 50.0, np.inf, 500.0])
+        )
+        if best is None or r.cost < best.cost:
+            best = r
+    c1, tau1, c2, tau2 = best.x
+    # express the amplitudes at the onset (t = 0)
+    c1 *= np.exp(t0 / tau1)
+    c2 *= np.exp(t0 / tau2)
+    rms = float(np.sqrt(np.mean(best.fun**2)))
+    model = TailModel(
+        float(c1),
+        float(tau1),
+        float(c2),
+        float(tau2),
+        (float(fit_range_ms[0]), float(fit_range_ms[1])),
+        int(low.size),
+        rms,
+        False,
+    )
+    top = float(np.max(intensity_ma[sweeps]))
+    start = float(np.abs(model.per_ma(np.array([t0])))[0])
+    # subtract only a clear tail: well above the fit residual and the noise of a sweep
+    model.used = bool(best.success) and start > 5.0 * rms and start * top > 3.0 * noise_uv
+    return model

@@ -99,31 +99,101 @@ def extent_of_wave(
     return lo + s, lo + e + 1
 
 
-def onset_of_wave(
-    avg: np.ndarray, lo: int, hi: int, *, noise_sd: float, fraction: float = 0.1
-) -> int | None:
-    """Row where the wave in ``avg[lo:hi]`` starts.
-
-    Finds the first sample reaching half the window's largest deflection, then walks back to
-    the last sample whose deviation is still above ``max(fraction * peak, 3 * noise_sd)``; the
-    onset is the row after the first sample below that level (the start of the deflection).
-    """
-    seg = np.abs(avg[lo:hi])
-    if seg.size < 2:
-        return None
-    peak = float(seg.max())
-    if peak <= 0 or peak < 6.0 * noise_sd:
-        return None
-    first_half = int(np.argmax(seg >= 0.5 * peak))
-    thr = max(fraction * peak, 3.0 * noise_sd)
-    i = first_half
-    while i > 0 and seg[i - 1] >= thr:
+def _crossing(sig: np.ndarray, level: float, before: int) -> float | None:
+    """Fractional row of the last upward crossing of ``level`` before row ``before``."""
+    i = before
+    while i > 0 and sig[i - 1] >= level:
         i -= 1
-    return lo + i
+    if i == 0:
+        return 0.0  # above the level from the start of the search range
+    a, b = sig[i - 1], sig[i]
+    return (i - 1) + (level - a) / (b - a) if b != a else float(i)
+
+
+def _phase_start(sig: np.ndarray, first: int, noise_sd: float, fraction: float, ratio: float):
+    """Start (fractional row) of the phase of ``sig`` (positive-going) that reaches ``first``."""
+    j = first
+    while j + 1 < sig.size and sig[j + 1] >= sig[j]:
+        j += 1
+    phase_peak = float(sig[j])
+    base = max(fraction * phase_peak, 4.0 * noise_sd)
+    levels = [base, base * ratio, base * ratio**2]
+    if levels[-1] >= phase_peak:
+        return _crossing(sig, 0.5 * phase_peak, first + 1)
+    t = [_crossing(sig, lev, first + 1) for lev in levels]
+    if any(v is None for v in t):
+        return None
+    d1, d2 = t[1] - t[0], t[2] - t[1]
+    if d1 <= 0:
+        return t[0]
+    r = min(max(d2 / d1, ratio ** (1 / 5)), ratio)
+    return max(t[0] - d1 / (r - 1.0), 0.0)
+
+
+def onset_of_wave(
+    avg: np.ndarray,
+    lo: int,
+    hi: int,
+    *,
+    noise_sd: float,
+    fraction: float = 0.01,
+    ratio: float = 3.0,
+    min_phase: float = 0.08,
+) -> float | None:
+    """Fractional row where the wave in ``avg[lo:hi]`` leaves the baseline.
+
+    Compound action potentials start smoothly (a power of time, not a step), so a fixed
+    threshold is crossed late. The phase holding the first sample at half the largest deflection
+    is followed back to three levels ``L, ratio*L, ratio**2*L`` (``L = max(fraction * phase
+    peak, 4 * noise_sd)``); their crossing times ``t1 < t2 < t3`` fix a power law
+    ``v ~ (t - t0)**p``, extrapolated to its start ``t0 = t1 - (t2 - t1) / (r - 1)`` with
+    ``r = (t3 - t2) / (t2 - t1) = ratio**(1/p)`` (``p`` clipped to 1-5; a linear start gives
+    ``p = 1``). When an earlier phase of opposite sign larger than ``min_phase`` of the peak
+    (and 6 noise SDs) precedes it, the onset of that phase is taken instead, repeatedly.
+
+    Returns
+    -------
+    float or None
+        Onset as a fractional row of ``avg`` (None when the wave is not above the noise).
+    """
+    seg = np.asarray(avg[lo:hi], dtype=float)
+    if seg.size < 4:
+        return None
+    peak_abs = float(np.max(np.abs(seg)))
+    if peak_abs < 6.0 * noise_sd:
+        return None
+    first = int(np.argmax(np.abs(seg) >= 0.5 * peak_abs))
+    sgn = 1.0 if seg[first] > 0 else -1.0
+    onset = _phase_start(sgn * seg, first, noise_sd, fraction, ratio)
+    thr = max(min_phase * peak_abs, 6.0 * noise_sd)
+    for _ in range(4):
+        if onset is None:
+            return None
+        sgn = -sgn
+        before = sgn * seg[: max(int(np.floor(onset)), 0) + 1]
+        idx = np.nonzero(before >= thr)[0]
+        if idx.size == 0:
+            break
+        # the earlier phase: the last stretch above the threshold before this onset
+        k = int(idx[-1])
+        while k > 0 and before[k - 1] >= thr:
+            k -= 1
+        earlier = _phase_start(sgn * seg, k, noise_sd, fraction, ratio)
+        if earlier is None:
+            break
+        onset = earlier
+    return lo + onset
 
 
 def measure_window(
-    epochs: np.ndarray, lo: int, hi: int, per_ms: float, epoch_start_ms: float, noise_sd: np.ndarray
+    epochs: np.ndarray,
+    lo: int,
+    hi: int,
+    per_ms: float,
+    epoch_start_ms: float,
+    noise_sd: np.ndarray,
+    *,
+    onset_from: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Peak-to-peak, area, onset and peak latency of the wave in rows [lo, hi) of every sweep.
 
@@ -139,6 +209,9 @@ def measure_window(
         Time of row 0, ms after the artifact onset.
     noise_sd : ndarray, shape (n_sweeps,)
         Robust SD of each sweep's pre-stimulus baseline, uV.
+    onset_from : int, optional
+        First row searched for the onset (default ``lo``): the window is located at 10% of the
+        peak, the onset can precede it.
 
     Returns
     -------
@@ -157,7 +230,9 @@ def measure_window(
     for j in range(n_sw):
         if p2p[j] < 10.0 * noise_sd[j]:
             continue
-        r = onset_of_wave(epochs[:, j], lo, hi, noise_sd=float(noise_sd[j]), fraction=0.1)
+        r = onset_of_wave(
+            epochs[:, j], lo if onset_from is None else onset_from, hi, noise_sd=float(noise_sd[j])
+        )
         if r is not None:
             onset[j] = r / per_ms + epoch_start_ms
     below = p2p < 10.0 * noise_sd
@@ -168,3 +243,53 @@ def measure_window(
         "peak_latency_ms": peak_lat,
         "onset_latency_ms": onset,
     }
+
+
+def mains_design(t_ms: np.ndarray, mains_hz: float, harmonics=(1, 3, 5)) -> np.ndarray:
+    """Sine and cosine columns of the mains frequency and its odd harmonics at ``t_ms``."""
+    cols = []
+    for h in harmonics:
+        w = 2.0 * np.pi * h * mains_hz * np.asarray(t_ms) / 1000.0
+        cols += [np.sin(w), np.cos(w)]
+    return np.column_stack(cols)
+
+
+def remove_mains(
+    epochs: np.ndarray, t_ms: np.ndarray, fit_rows: np.ndarray, mains_hz: float
+) -> np.ndarray:
+    """Subtract, sweep by sweep, the mains hum fitted on the pre-stimulus rows.
+
+    Each sweep's pre-stimulus segment (``fit_rows``) is fitted by least squares with a constant
+    plus sines and cosines at ``mains_hz`` and its 3rd and 5th harmonics; the sinusoids (not the
+    constant) are subtracted from the whole sweep. The hum is phase-locked across sweeps when the
+    stimulus interval is a multiple of the mains period (10 s at 50 Hz), so averaging would not
+    remove it; subtracting a fitted sinusoid leaves the waves themselves untouched.
+
+    Parameters
+    ----------
+    epochs : ndarray, shape (n_rows, n_sweeps)
+        Epochs, uV (modified copy returned).
+    t_ms : ndarray, shape (n_rows,)
+        Row times, ms.
+    fit_rows : ndarray of bool, shape (n_rows,)
+        Rows used for the fit (before the stimulus).
+    mains_hz : float
+        Mains frequency, Hz.
+
+    Returns
+    -------
+    ndarray, shape (n_rows, n_sweeps)
+        Epochs without the fitted hum.
+    """
+    d = mains_design(t_ms, mains_hz)
+    a = np.column_stack([np.ones(int(fit_rows.sum())), d[fit_rows]])
+    coef, *_ = np.linalg.lstsq(a, epochs[fit_rows], rcond=None)
+    return epochs - d @ coef[1:]
+
+
+def mains_amplitude_uv(segment: np.ndarray, t_ms: np.ndarray, mains_hz: float) -> float:
+    """Median over sweeps of the fitted fundamental amplitude at ``mains_hz`` (uV)."""
+    d = mains_design(t_ms, mains_hz, harmonics=(1,))
+    a = np.column_stack([np.ones(t_ms.size), d])
+    coef, *_ = np.linalg.lstsq(a, segment, rcond=None)
+    return float(np.median(np.hypot(coef[1], coef[2])))

@@ -157,7 +157,7 @@ def test_multichannel_and_channel_choice():
         (dict(channel=2), "channel"),
         (dict(muscle="biceps"), "no preset"),
         (dict(m_window_ms=(10.0, 5.0)), "m_window_ms"),
-        (dict(pulse_index=2), "pulse_index"),
+        (dict(pulse_index=-1), "pulse_index"),
         (dict(stim_sample_index=np.array([5, 3])), "increasing"),
         (dict(stim_sample_index=np.array([-1, 3])), "outside"),
     ],
@@ -171,3 +171,24 @@ def test_bad_input_is_one_clear_error(change, match):
         kw["stim_intensity_ma"] = np.ones(2)
     with pytest.raises(SignalError, match=match):
         analyze_hreflex(**kw)
+
+
+def test_pair_roles_tell_pairs_from_trains():
+    from dsp.hreflex.analysis import _pair_roles
+
+    roles = _pair_roles(np.array([0, 0, 1, 0, 1, 2, 3, 0, 1, 0]))
+    assert roles.tolist() == [0, 1, 2, 0, 0, 0, 0, 1, 2, 0]
+
+
+def test_rate_blocks_counted_within_block_are_not_pairs():
+    s = make_session(12)
+    # number the pulses inside each rate block 0, 1, 2, ... as the simulator's events do
+    pidx = s["pulse_index"].copy()
+    n_ladder = 50
+    for b in range(3):
+        pidx[n_ladder + 8 * b : n_ladder + 8 * (b + 1)] = np.arange(8)
+    s["pulse_index"] = pidx
+    r = run(s)
+    assert set(r.rate_dependent_depression) == {"0.1", "1", "2"}
+    assert list(r.paired_pulse_depression) == ["2.5"]
+    assert r.paired_pulse_depression_detail[0]["n_pairs"] == 6
