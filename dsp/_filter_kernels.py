@@ -25,20 +25,70 @@ from dsp._jit import njit, prange
 GROUP = 8
 
 
-#: Rows per block of the backward pass: copied to a local buffer in ascending order, filtered
-#: there from last to first row, copied back.
-BLOCK = 512
+# Each loop over channels exists with the literal trip count GROUP (full groups: LLVM keeps the
+# lanes in SIMD registers, about 1.6x faster) and with a run-time width (the remainder group).
+# Separate forward and backward loops with unit steps: a run-time step was 2x slower.
 
 
 @njit
-def _recurse_backward(sos, buf, zz, m):
-    """Run the cascade over rows m-1..0 of ``buf`` in place, state ``zz``."""
+def _forward_fixed(sos, src, dst, zz, c0, i_first, count):
+    """Rows i_first, i_first + 1, ... (``count`` rows) of ``src[:, c0:c0 + GROUP]`` into ``dst``."""
     nsec = sos.shape[0]
-    w = buf.shape[1]
+    v = np.empty(GROUP)
+    for k in range(count):
+        i = i_first + k
+        for c in range(GROUP):
+            v[c] = src[i, c0 + c]
+        for s in range(nsec):
+            b0 = sos[s, 0]
+            b1 = sos[s, 1]
+            b2 = sos[s, 2]
+            a1 = sos[s, 4]
+            a2 = sos[s, 5]
+            for c in range(GROUP):
+                xi = v[c]
+                yi = b0 * xi + zz[s, 0, c]
+                zz[s, 0, c] = b1 * xi - a1 * yi + zz[s, 1, c]
+                zz[s, 1, c] = b2 * xi - a2 * yi
+                v[c] = yi
+        for c in range(GROUP):
+            dst[i, c0 + c] = v[c]
+
+
+@njit
+def _backward_fixed(sos, src, dst, zz, c0, i_first, count):
+    """Rows i_first, i_first - 1, ... (``count`` rows), as :func:`_forward_fixed`."""
+    nsec = sos.shape[0]
+    v = np.empty(GROUP)
+    for k in range(count):
+        i = i_first - k
+        for c in range(GROUP):
+            v[c] = src[i, c0 + c]
+        for s in range(nsec):
+            b0 = sos[s, 0]
+            b1 = sos[s, 1]
+            b2 = sos[s, 2]
+            a1 = sos[s, 4]
+            a2 = sos[s, 5]
+            for c in range(GROUP):
+                xi = v[c]
+                yi = b0 * xi + zz[s, 0, c]
+                zz[s, 0, c] = b1 * xi - a1 * yi + zz[s, 1, c]
+                zz[s, 1, c] = b2 * xi - a2 * yi
+                v[c] = yi
+        for c in range(GROUP):
+            dst[i, c0 + c] = v[c]
+
+
+@njit
+def _forward_var(sos, src, dst, zz, c0, w, i_first, count):
+    """As :func:`_forward_fixed` for a run-time width ``w``."""
+    nsec = sos.shape[0]
     v = np.empty(w)
-    for r in range(m - 1, -1, -1):
+    for k in range(count):
+        i = i_first + k
         for c in range(w):
-            v[c] = buf[r, c]
+            v[c] = src[i, c0 + c]
         for s in range(nsec):
             b0 = sos[s, 0]
             b1 = sos[s, 1]
@@ -52,7 +102,32 @@ def _recurse_backward(sos, buf, zz, m):
                 zz[s, 1, c] = b2 * xi - a2 * yi
                 v[c] = yi
         for c in range(w):
-            buf[r, c] = v[c]
+            dst[i, c0 + c] = v[c]
+
+
+@njit
+def _backward_var(sos, src, dst, zz, c0, w, i_first, count):
+    """As :func:`_backward_fixed` for a run-time width ``w``."""
+    nsec = sos.shape[0]
+    v = np.empty(w)
+    for k in range(count):
+        i = i_first - k
+        for c in range(w):
+            v[c] = src[i, c0 + c]
+        for s in range(nsec):
+            b0 = sos[s, 0]
+            b1 = sos[s, 1]
+            b2 = sos[s, 2]
+            a1 = sos[s, 4]
+            a2 = sos[s, 5]
+            for c in range(w):
+                xi = v[c]
+                yi = b0 * xi + zz[s, 0, c]
+                zz[s, 0, c] = b1 * xi - a1 * yi + zz[s, 1, c]
+                zz[s, 1, c] = b2 * xi - a2 * yi
+                v[c] = yi
+        for c in range(w):
+            dst[i, c0 + c] = v[c]
 
 
 @njit
@@ -66,43 +141,16 @@ def _run_rows(sos, src, dst, z, c0, c1, i_start, i_stop, step):
         for c in range(w):
             zz[s, 0, c] = z[s, 0, c0 + c]
             zz[s, 1, c] = z[s, 1, c0 + c]
+    count = max(0, (i_stop - i_start) * step)
     if step > 0:
-        # Forward: straight through memory.
-        v = np.empty(w)
-        for i in range(i_start, i_stop):
-            for c in range(w):
-                v[c] = src[i, c0 + c]
-            for s in range(nsec):
-                b0 = sos[s, 0]
-                b1 = sos[s, 1]
-                b2 = sos[s, 2]
-                a1 = sos[s, 4]
-                a2 = sos[s, 5]
-                for c in range(w):
-                    xi = v[c]
-                    yi = b0 * xi + zz[s, 0, c]
-                    zz[s, 0, c] = b1 * xi - a1 * yi + zz[s, 1, c]
-                    zz[s, 1, c] = b2 * xi - a2 * yi
-                    v[c] = yi
-            for c in range(w):
-                dst[i, c0 + c] = v[c]
+        if w == GROUP:
+            _forward_fixed(sos, src, dst, zz, c0, i_start, count)
+        else:
+            _forward_var(sos, src, dst, zz, c0, w, i_start, count)
+    elif w == GROUP:
+        _backward_fixed(sos, src, dst, zz, c0, i_start, count)
     else:
-        # Backward: blocks copied forward into a local buffer (descending loads were 2x slower).
-        buf = np.empty((BLOCK, w))
-        lo = i_stop + 1  # rows lo .. hi-1, last first
-        hi = i_start + 1
-        end = hi
-        while end > lo:
-            start = max(lo, end - BLOCK)
-            m = end - start
-            for r in range(m):
-                for c in range(w):
-                    buf[r, c] = src[start + r, c0 + c]
-            _recurse_backward(sos, buf, zz, m)
-            for r in range(m):
-                for c in range(w):
-                    dst[start + r, c0 + c] = buf[r, c]
-            end = start
+        _backward_var(sos, src, dst, zz, c0, w, i_start, count)
     for s in range(nsec):
         for c in range(w):
             z[s, 0, c0 + c] = zz[s, 0, c]
