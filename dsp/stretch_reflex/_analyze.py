@@ -6,13 +6,12 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import signal
 
 from dsp.errors import SignalError
-from dsp.stretch_reflex._emg import burst_offset, clonus_episodes
+from dsp.stretch_reflex._emg import burst_offset, clonus_episodes, condition
 from dsp.stretch_reflex._fit import fit_dsrt_line, ols
-from dsp.stretch_reflex._kinematics import find_stretches, finite_runs, smooth_kinematics
-from dsp.stretch_reflex._onsets import DETECTORS, OnsetContext
+from dsp.stretch_reflex._kinematics import find_stretches, smooth_kinematics
+from dsp.stretch_reflex._onsets import TKEO_DEFAULTS, OnsetSignals, detector_names
 from dsp.stretch_reflex._result import StretchRecord, StretchReflexResult
 
 #: Reasons recorded in ``StretchRecord.exclusion_reasons``.
@@ -24,7 +23,7 @@ REASON_NO_REFLEX = "no reflex"
 
 def available_detectors() -> tuple[str, ...]:
     """Names accepted by ``analyze_stretch_reflex(detector=...)``."""
-    return tuple(DETECTORS)
+    return detector_names()
 
 
 def _as_float_array(x, name: str) -> np.ndarray:
@@ -43,21 +42,6 @@ def _check_rate(rate, name: str) -> float:
     if not math.isfinite(rate) or rate <= 0:
         raise SignalError(f"{name} must be a positive number of hertz, got {rate}")
     return rate
-
-
-def _bandpass(x: np.ndarray, rate_hz: float, band_hz: tuple[float, float]) -> np.ndarray:
-    lo, hi = band_hz
-    hi = min(hi, 0.45 * rate_hz)
-    if not 0 < lo < hi:
-        raise SignalError(
-            f"band_hz {band_hz} does not fit below Nyquist ({rate_hz / 2:g} Hz); lower it"
-        )
-    sos = signal.butter(2, (lo, hi), btype="bandpass", fs=rate_hz, output="sos")
-    out = np.full(x.shape, np.nan)
-    for a, b in finite_runs(x):
-        if b - a > 30:
-            out[a:b] = signal.sosfiltfilt(sos, x[a:b], padlen=min(b - a - 1, int(rate_hz / lo)))
-    return out
 
 
 def _rms(x: np.ndarray) -> float:
@@ -104,13 +88,15 @@ def analyze_stretch_reflex(
     prompt_times_s: Sequence[float] | None = None,
     reflex_delay_s: float = 0.0,
     band_hz: tuple[float, float] = (20.0, 450.0),
+    line_hz: float | None = None,
+    detector_params: dict | None = None,
     envelope_hz: float = 50.0,
     angle_cutoff_hz: float = 20.0,
     baseline_s: float = 0.2,
     threshold_sd: float = 3.0,
     min_on_s: float = 0.03,
-    on_velocity_deg_s: float = 8.0,
-    rest_velocity_deg_s: float = 2.0,
+    on_velocity_deg_s: float = 5.0,
+    rest_velocity_deg_s: float = 1.0,
     min_excursion_deg: float = 15.0,
     active_factor: float = 3.0,
     irregular_fraction: float = 0.25,
@@ -160,7 +146,16 @@ def analyze_stretch_reflex(
         Conduction and electromechanical delay subtracted from the EMG onset before reading the
         angle. The literature convention (and the default) is 0: DSRT = angle at EMG onset.
     band_hz, envelope_hz, angle_cutoff_hz : float
-        EMG band-pass (zero-phase Butterworth), envelope low-pass, angle low-pass corners in Hz.
+        EMG band-pass (zero-phase 4th-order Butterworth), envelope low-pass and angle low-pass
+        corners in Hz.
+    line_hz : float or None
+        Mains frequency notched out (with its harmonics up to the 5th) before everything else.
+        Default None: a zero-phase notch (Q = 30) rings for about 0.2 s on both sides of a
+        burst and moves onsets earlier by tens of ms on large reflexes; the envelope low-pass
+        already rejects most of the mains ripple.
+    detector_params : dict, optional
+        Extra keyword arguments per detector name, passed to :func:`dsp.onsets.detect_onsets`
+        (e.g. ``{"tkeo": {"k_sd": 10}}``).
     baseline_s : float
         Length of the pre-stretch window (baseline for the onset detectors and the pre-stretch
         EMG level).
@@ -223,8 +218,26 @@ def analyze_stretch_reflex(
             f"channel {channel!r} is not one of the {emg.shape[1]} EMG channels; pick 0.."
             f"{emg.shape[1] - 1}"
         )
-    if detector not in DETECTORS:
-        raise SignalError(f"unknown detector {detector!r}; use one of {', '.join(DETECTORS)}")
+    detectors = detector_names()
+    if detector not in detectors:
+        raise SignalError(f"unknown detector {detector!r}; use one of {', '.join(detectors)}")
+    lo_hz, hi_hz = (float(v) for v in band_hz)
+    hi_hz = min(hi_hz, 0.45 * emg_rate)
+    if not 0 < lo_hz < hi_hz:
+        raise SignalError(
+            f"band_hz {band_hz} does not fit below 0.45 x emg_rate_hz ({0.45 * emg_rate:g} Hz)"
+        )
+    if line_hz is not None and not 0 < line_hz < 0.45 * emg_rate:
+        raise SignalError(f"line_hz must be None or a mains frequency below Nyquist, got {line_hz}")
+    det_params = {
+        "threshold": {"k_sd": threshold_sd, "min_duration_s": min_on_s},
+        "tkeo": {**TKEO_DEFAULTS, "band_hz": (30.0, min(300.0, hi_hz))},
+        "changepoint": {},
+    }
+    for name, extra in (detector_params or {}).items():
+        if name not in detectors:
+            raise SignalError(f"detector_params names unknown detector {name!r}")
+        det_params.setdefault(name, {}).update(extra)
     if passive_range_deg is not None:
         pr = tuple(float(v) for v in passive_range_deg)
         if len(pr) != 2 or not (math.isfinite(pr[0]) and math.isfinite(pr[1])) or pr[0] >= pr[1]:
@@ -241,6 +254,11 @@ def analyze_stretch_reflex(
         "detector": detector,
         "reflex_delay_s": reflex_delay_s,
         "band_hz": list(band_hz),
+        "line_hz": line_hz,
+        "detector_params": {
+            k: {kk: list(vv) if isinstance(vv, tuple) else vv for kk, vv in v.items()}
+            for k, v in det_params.items()
+        },
         "envelope_hz": envelope_hz,
         "angle_cutoff_hz": angle_cutoff_hz,
         "baseline_s": baseline_s,
@@ -260,7 +278,7 @@ def analyze_stretch_reflex(
     warnings: list[str] = []
 
     # ---- signals -------------------------------------------------------------------------
-    x = _bandpass(np.ascontiguousarray(emg[:, channel]), emg_rate, band_hz)
+    raw, x = condition(np.ascontiguousarray(emg[:, channel]), emg_rate, (lo_hz, hi_hz), line_hz)
     ang, vel, acc = smooth_kinematics(angle, ang_rate, angle_cutoff_hz)
     # hesitations last 0.1-0.5 s: judge the velocity profile on a 5 Hz low-pass of it
     vel_slow = smooth_kinematics(angle, ang_rate, 5.0)[1]
@@ -275,6 +293,8 @@ def analyze_stretch_reflex(
         rest_velocity_deg_s=rest_velocity_deg_s,
         min_excursion_deg=min_excursion_deg,
         merge_gap_s=0.25,
+        max_backtrack_s=30.0,
+        smooth_velocity=vel_slow,
     )
     prompts = None
     if prompt_times_s is not None:
@@ -293,10 +313,9 @@ def analyze_stretch_reflex(
         warnings.append("no stretch found in the angle signal")
 
     rest = _rest_level(x, emg_rate)
-    ctx = OnsetContext(x, emg_rate, envelope_hz)
-    env = ctx.envelope()
+    signals = OnsetSignals(raw, x, emg_rate, envelope_hz, det_params)
+    env = signals.envelope
     nb = round(baseline_s * emg_rate)
-    min_len = max(1, round(min_on_s * emg_rate))
     t_ang = np.arange(len(ang)) / ang_rate
     n_emg = len(x)
 
@@ -305,7 +324,7 @@ def analyze_stretch_reflex(
 
     # ---- per stretch ---------------------------------------------------------------------
     records: list[StretchRecord] = []
-    onsets: dict[str, list[int]] = {d: [] for d in DETECTORS}
+    onsets: dict[str, list[int]] = {d: [] for d in detectors}
     windows = []
     for k, m in enumerate(moves):
         t0, t1 = m.start / ang_rate, m.end / ang_rate
@@ -342,10 +361,8 @@ def analyze_stretch_reflex(
             rec.exclusion_reasons.append(REASON_ACTIVE)
         tail = min(next_start, e1 + round(gain_tail_s * emg_rate))
         rec.stretch_rms_uv = _rms(x[e0:tail])
-        for name, fn in DETECTORS.items():
-            onsets[name].append(
-                fn(ctx, base, search, threshold_sd, min_len) if not touches_gap else -1
-            )
+        for name in detectors if detector_sensitivity else (detector,):
+            onsets[name].append(-1 if touches_gap else signals.onset(name, base, search))
         on = onsets[detector][-1]
         rec.detector = detector
         if on < 0:
@@ -457,7 +474,7 @@ def analyze_stretch_reflex(
     # ---- detector sensitivity ------------------------------------------------------------
     detector_tsrt: dict[str, float] = {}
     if detector_sensitivity:
-        for name in DETECTORS:
+        for name in detectors:
             vv, dd = [], []
             for r, on in zip(records, onsets[name], strict=True):
                 if on < 0 or not usable(r):

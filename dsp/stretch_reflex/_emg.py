@@ -3,22 +3,51 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy import signal
 
+from dsp.envelopes import linear_envelope
+from dsp.filters import apply_zero_phase, design_bandpass, design_lowpass, design_notch, padlen_for
 from dsp.stretch_reflex._kinematics import finite_runs
 from dsp.stretch_reflex._result import ClonusEpisode
 
 
-def lowpass_envelope(x: np.ndarray, rate_hz: float, cutoff_hz: float) -> np.ndarray:
-    """Zero-phase 2nd-order (x2) low-pass of ``|x|``, NaN kept, per finite run."""
-    sos = signal.butter(2, cutoff_hz, fs=rate_hz, output="sos")
+def per_run(x: np.ndarray, func, min_len: int) -> np.ndarray:
+    """Apply ``func`` to each run of finite samples of ``x`` (NaN elsewhere).
+
+    Runs shorter than ``min_len`` samples stay NaN (too short to filter).
+    """
     out = np.full(x.shape, np.nan)
     for a, b in finite_runs(x):
-        if b - a > 15:
-            out[a:b] = signal.sosfiltfilt(sos, np.abs(x[a:b]), padlen=min(b - a - 1, 3 * 7))
-        else:
-            out[a:b] = np.abs(x[a:b])
+        if b - a >= min_len:
+            out[a:b] = func(x[a:b])
     return out
+
+
+def condition(
+    x: np.ndarray, rate_hz: float, band_hz: tuple[float, float], line_hz: float | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Notched raw EMG and notched + band-passed EMG (zero-phase, per finite run).
+
+    Returns
+    -------
+    notched, conditioned : ndarray, (n,)
+        uV; NaN in gaps and in runs too short to filter.
+    """
+    bp = design_bandpass(band_hz[0], band_hz[1], rate_hz, 4)
+    min_len = padlen_for(bp) + 1
+    if line_hz is not None:
+        harmonics = max(1, min(5, int((0.45 * rate_hz) // line_hz)))
+        nt = design_notch(rate_hz, line_hz, harmonics)
+        min_len = max(min_len, padlen_for(nt) + 1)
+        notched = per_run(x, lambda s: apply_zero_phase(s, nt), min_len)
+    else:
+        notched = per_run(x, lambda s: s, min_len)
+    return notched, per_run(notched, lambda s: apply_zero_phase(s, bp), min_len)
+
+
+def lowpass_envelope(x: np.ndarray, rate_hz: float, cutoff_hz: float) -> np.ndarray:
+    """Linear envelope (|x| then zero-phase 2nd-order low-pass), per finite run."""
+    lp = design_lowpass(cutoff_hz, rate_hz, 2)
+    return per_run(x, lambda s: linear_envelope(s, rate_hz, cutoff_hz, 2), padlen_for(lp) + 1)
 
 
 def segments_above(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import signal
+
+from dsp.filters import apply_zero_phase, design_lowpass, padlen_for
 
 
 def finite_runs(x: np.ndarray) -> list[tuple[int, int]]:
@@ -42,14 +43,15 @@ def smooth_kinematics(
     angle, velocity, acceleration : ndarray, shape (n,)
         deg, deg/s, deg/s^2. Runs of finite samples too short to filter stay unfiltered.
     """
-    sos = signal.butter(2, min(cutoff_hz, 0.45 * rate_hz), fs=rate_hz, output="sos")
-    out = np.full_like(angle_deg, np.nan, dtype=np.float64)
+    sos = design_lowpass(min(cutoff_hz, 0.45 * rate_hz), rate_hz, 2)
+    pad = padlen_for(sos)
+    out = np.full(angle_deg.shape, np.nan)
     vel = np.full_like(out, np.nan)
     acc = np.full_like(out, np.nan)
     for a, b in finite_runs(angle_deg):
         seg = angle_deg[a:b].astype(np.float64)
-        if b - a > 15:
-            seg = signal.sosfiltfilt(sos, seg, padlen=min(b - a - 1, int(rate_hz)))
+        if b - a > pad:
+            seg = apply_zero_phase(seg, sos)
         out[a:b] = seg
         if b - a >= 3:
             v = np.gradient(seg) * rate_hz
@@ -77,6 +79,7 @@ def find_stretches(
     min_excursion_deg: float,
     merge_gap_s: float,
     max_backtrack_s: float = 1.0,
+    smooth_velocity: np.ndarray | None = None,
 ) -> list[Movement]:
     """Lengthening movements: velocity above ``on_velocity_deg_s`` with enough excursion.
 
@@ -84,9 +87,13 @@ def find_stretches(
     angle went back (shortened) by more than 2 degrees between them. The start is moved back to
     the last sample at rest (``velocity <= rest_velocity_deg_s``) and the end forward to the
     largest angle before the velocity falls to rest. Movements with less than
-    ``min_excursion_deg`` of lengthening are dropped (tremor, clonus, noise).
+    ``min_excursion_deg`` of lengthening are dropped (tremor, clonus, noise). The rest test
+    uses ``smooth_velocity`` when given (a more heavily low-passed velocity, less noisy).
     """
     v = np.where(np.isfinite(velocity), velocity, 0.0)
+    vr = (
+        v if smooth_velocity is None else np.where(np.isfinite(smooth_velocity), smooth_velocity, 0)
+    )
     up = (v > on_velocity_deg_s).astype(np.int8)
     edges = np.diff(np.concatenate(([0], up, [0])))
     starts = np.flatnonzero(edges == 1)
@@ -108,11 +115,11 @@ def find_stretches(
     for a, b, pieces in merged:
         s = a
         lo = max(0, a - back)
-        while s > lo and v[s - 1] > rest_velocity_deg_s:
+        while s > lo and vr[s - 1] > rest_velocity_deg_s:
             s -= 1
         e = b
         hi = min(n, b + back)
-        while e < hi and v[e] > rest_velocity_deg_s:
+        while e < hi and vr[e] > rest_velocity_deg_s:
             e += 1
         e = min(e, n - 1)
         seg = angle[s : e + 1]

@@ -1,105 +1,118 @@
-"""Reflex-onset detection inside one stretch window.
+"""Reflex onset inside one stretch window, with the DSP core's detectors (:mod:`dsp.onsets`).
 
-Each detector takes the band-passed EMG of the channel, a baseline window (before the stretch)
-and a search window, and returns the onset sample index or -1. Baseline statistics are always
-computed on the same test function as the one thresholded (the pitfall named in
-shared/guide/domain.md).
+The test signals are computed once for the whole recording (per run of finite samples), then each
+stretch window is handed to a DSP-core detector with filtering switched off, so the per-stretch
+cost is the thresholding alone:
+
+``threshold``
+    :func:`dsp.onsets.detect_onsets_threshold` on the linear envelope (|20-450 Hz band-pass|,
+    low-passed at ``envelope_hz``): baseline mean + ``k_sd`` SD for ``min_duration_s``.
+``tkeo``
+    The same rule on the TKEO envelope (30-300 Hz band-pass, Teager-Kaiser energy, |.|,
+    low-pass), which is exactly what :func:`dsp.onsets.detect_onsets_tkeo` thresholds, with its
+    defaults (8 SD, 25 ms).
+``changepoint``
+    :func:`dsp.onsets.detect_onsets_changepoint` on the band-passed EMG.
+
+The baseline is the window before the stretch; the first burst starting inside the search window
+is the reflex onset.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from dsp.stretch_reflex._emg import lowpass_envelope, segments_above
+from dsp.envelopes import tkeo
+from dsp.filters import apply_zero_phase, design_bandpass, design_lowpass, padlen_for
+from dsp.onsets import DETECTORS, detect_onsets_changepoint, detect_onsets_threshold
+from dsp.stretch_reflex._emg import lowpass_envelope, per_run
+
+#: Defaults of the TKEO rule (as dsp.onsets.detect_onsets_tkeo).
+TKEO_DEFAULTS = {"k_sd": 8.0, "min_duration_s": 0.025, "band_hz": (30.0, 300.0)}
 
 
-class OnsetContext:
-    """Per-recording caches of the test functions (envelopes) used by the detectors."""
+def detector_names() -> tuple[str, ...]:
+    """Names of the DSP core's onset detectors."""
+    return tuple(DETECTORS)
 
-    def __init__(self, x_bp: np.ndarray, rate_hz: float, envelope_hz: float):
-        self.x = x_bp
+
+class OnsetSignals:
+    """Whole-recording test signals of the detectors, computed on first use.
+
+    Parameters
+    ----------
+    raw : ndarray, (n,)
+        EMG in uV (NaN in gaps), before band-pass (notch already applied if any).
+    x : ndarray, (n,)
+        The same, band-passed (``band_hz``).
+    rate_hz : float
+    envelope_hz : float
+        Low-pass corner of the envelopes.
+    params : dict
+        Per-detector parameters (``k_sd``, ``min_duration_s``, ``band_hz`` for tkeo, the
+        keyword arguments of :func:`dsp.onsets.detect_onsets_changepoint`).
+    """
+
+    def __init__(self, raw, x, rate_hz: float, envelope_hz: float, params: dict):
+        self.raw = raw
+        self.x = x
         self.rate = rate_hz
         self.envelope_hz = envelope_hz
-        self._cache: dict[str, np.ndarray] = {}
+        self.params = params
+        self._env: np.ndarray | None = None
+        self._tkeo: np.ndarray | None = None
 
+    @property
     def envelope(self) -> np.ndarray:
-        if "env" not in self._cache:
-            self._cache["env"] = lowpass_envelope(self.x, self.rate, self.envelope_hz)
-        return self._cache["env"]
+        if self._env is None:
+            self._env = lowpass_envelope(self.x, self.rate, self.envelope_hz)
+        return self._env
 
+    @property
     def tkeo_envelope(self) -> np.ndarray:
-        if "tkeo" not in self._cache:
-            x = self.x
-            psi = np.full_like(x, np.nan)
-            psi[1:-1] = x[1:-1] ** 2 - x[:-2] * x[2:]
-            self._cache["tkeo"] = lowpass_envelope(psi, self.rate, self.envelope_hz)
-        return self._cache["tkeo"]
+        if self._tkeo is None:
+            lo, hi = self.params["tkeo"]["band_hz"]
+            bp = design_bandpass(lo, min(hi, 0.45 * self.rate), self.rate, 4)
+            lp = design_lowpass(self.envelope_hz, self.rate, 2)
+            need = max(padlen_for(bp), padlen_for(lp)) + 1
 
+            def chain(s):
+                return apply_zero_phase(np.abs(tkeo(apply_zero_phase(s, bp))), lp)
 
-def first_run_above(test: np.ndarray, start: int, stop: int, level: float, min_len: int) -> int:
-    """Index of the first run of ``test[start:stop] > level`` lasting ``min_len`` samples."""
-    seg = np.nan_to_num(test[start:stop], nan=-np.inf) > level
-    on, off = segments_above(seg)
-    long = np.flatnonzero(off - on >= min_len)
-    if len(long) == 0:
-        # a run may continue past the search window: accept it if it lasts long enough there
-        if len(on) and off[-1] == len(seg):
-            tail = np.nan_to_num(test[start + on[-1] : stop + min_len], nan=-np.inf) > level
-            if np.all(tail[:min_len]) and len(tail) >= min_len:
-                return start + int(on[-1])
-        return -1
-    return start + int(on[long[0]])
+            self._tkeo = per_run(self.raw, chain, need)
+        return self._tkeo
 
+    def onset(self, method: str, baseline: tuple[int, int], search: tuple[int, int]) -> int:
+        """First onset (sample index) inside ``search`` found by ``method``, or -1.
 
-def _threshold_on(test, baseline, search, sd, min_len):
-    b = test[baseline[0] : baseline[1]]
-    b = b[np.isfinite(b)]
-    if len(b) < 10:
-        return -1, np.nan
-    level = float(np.mean(b) + sd * np.std(b))
-    return first_run_above(test, search[0], search[1], level, min_len), level
-
-
-def detect_threshold(ctx: OnsetContext, baseline, search, sd, min_len) -> int:
-    """Envelope above baseline mean + ``sd`` SD for ``min_len`` samples (Hodges & Bui 1996)."""
-    return _threshold_on(ctx.envelope(), baseline, search, sd, min_len)[0]
-
-
-def detect_tkeo(ctx: OnsetContext, baseline, search, sd, min_len) -> int:
-    """Same rule on the low-passed Teager-Kaiser energy (Solnik 2010)."""
-    return _threshold_on(ctx.tkeo_envelope(), baseline, search, sd, min_len)[0]
-
-
-def detect_changepoint(ctx: OnsetContext, baseline, search, sd, min_len) -> int:
-    """Maximum-likelihood variance changepoint, in a window around the threshold onset.
-
-    The threshold detector gates (no threshold onset, no onset); the changepoint of the squared
-    band-passed EMG is then searched between the baseline start and 50 ms after that onset.
-    """
-    coarse = detect_threshold(ctx, baseline, search, sd, min_len)
-    if coarse < 0:
-        return -1
-    a = baseline[0]
-    b = min(len(ctx.x), coarse + int(0.05 * ctx.rate))
-    e = ctx.x[a:b] ** 2
-    if not np.all(np.isfinite(e)) or len(e) < 20:
-        return coarse
-    c = np.cumsum(e)
-    k = np.arange(5, len(e) - 5)
-    n1 = k.astype(float)
-    n2 = len(e) - n1
-    v1 = c[k - 1] / n1
-    v2 = (c[-1] - c[k - 1]) / n2
-    ll = -(n1 * np.log(v1 + 1e-300) + n2 * np.log(v2 + 1e-300))
-    ll[v2 <= v1] = -np.inf
-    if not np.any(np.isfinite(ll)):
-        return coarse
-    cp = a + int(k[np.argmax(ll)])
-    return max(cp, search[0])
-
-
-DETECTORS = {
-    "threshold": detect_threshold,
-    "tkeo": detect_tkeo,
-    "changepoint": detect_changepoint,
-}
+        The signals must be finite over ``baseline[0]:search[1]``.
+        """
+        lo, hi = baseline[0], search[1]
+        base_s = (0.0, (baseline[1] - lo) / self.rate)
+        p = dict(self.params.get(method, {}))
+        if method == "threshold":
+            res = detect_onsets_threshold(
+                self.envelope[lo:hi],
+                self.rate,
+                baseline_s=base_s,
+                lowpass_hz=None,
+                bandpass_hz=None,
+                **p,
+            )
+        elif method == "tkeo":
+            p.pop("band_hz", None)
+            res = detect_onsets_threshold(
+                self.tkeo_envelope[lo:hi],
+                self.rate,
+                baseline_s=base_s,
+                lowpass_hz=None,
+                bandpass_hz=None,
+                **p,
+            )
+        else:
+            res = detect_onsets_changepoint(
+                self.x[lo:hi], self.rate, baseline_s=base_s, bandpass_hz=None, **p
+            )
+        on = res.onsets + lo
+        inside = on[(on >= search[0]) & (on < search[1])]
+        return int(inside[0]) if len(inside) else -1
