@@ -294,7 +294,7 @@ def analyze_stretch_reflex(
         min_excursion_deg=min_excursion_deg,
         merge_gap_s=0.25,
         max_backtrack_s=30.0,
-        smooth_velocity=vel_slow,
+        smooth_velocity=smooth_kinematics(angle, ang_rate, 10.0)[1],
     )
     prompts = None
     if prompt_times_s is not None:
