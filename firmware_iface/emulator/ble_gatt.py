@@ -64,7 +64,7 @@ class GattBytePeripheral:
         self._advertising_data = b""
         self._max_chunk: int | None = None
         self._notify_char = None
-        self._silent_until = 0.0
+        self._quiet = False
         self._connected_event: asyncio.Event | None = None
 
     @classmethod
@@ -194,17 +194,26 @@ class GattBytePeripheral:
 
         Bytes sent meanwhile are dropped (counted in :attr:`bytes_dropped`).
         """
-        connection = self._connection
-        if self.device.is_advertising:
-            await self.device.stop_advertising()
-        if connection is not None:
-            await connection.disconnect()
-        if silent_s > 0:
-            await asyncio.sleep(silent_s)
-        await self.start_advertising()
+        self._quiet = True
+        try:
+            connection = self._connection
+            if self.device.is_advertising:
+                await self.device.stop_advertising()
+            if connection is not None:
+                await connection.disconnect()
+            if silent_s > 0:
+                await asyncio.sleep(silent_s)
+        finally:
+            self._quiet = False
+        await self._readvertise()
+
+    async def _readvertise(self) -> None:
+        if not self._quiet and self._connection is None and not self.device.is_advertising:
+            await self.start_advertising()
 
     async def close(self) -> None:
         """Stop sending, disconnect and power off."""
+        self._quiet = True
         if self._sender is not None:
             self._sender.cancel()
         if self.device.is_advertising:
@@ -244,6 +253,8 @@ class GattBytePeripheral:
             self._connected_event.set()
             if self.on_disconnect is not None:
                 self.on_disconnect()
+            if not self._quiet:  # a device advertises again once its host has gone
+                self._loop.create_task(self._readvertise())
 
     def _on_subscription(self, connection, characteristic, notify_enabled, indicate_enabled):
         if characteristic is self._notify_char and connection is self._connection:

@@ -5,6 +5,7 @@ The peripheral here is the generic byte-pipe GATT server of the emulated device
 emulated device itself is in ``test_ble_device.py``.
 """
 
+import asyncio
 import threading
 import time
 
@@ -18,6 +19,7 @@ from acquire.ble import (
     WRITE_CHAR_UUID,
     BleDeviceNotFoundError,
     BleError,
+    BleLink,
     BleLinkLostError,
     BleNotConnectedError,
     open_ble_link,
@@ -209,7 +211,8 @@ def test_gives_up_after_the_limit_and_reads_then_fail(world):
         world.run(peripheral.wait_subscribed())
         peripheral.send(b"\x01\x02\x03")
         assert wait_for(lambda: link.bytes_received == 3)
-        world.run(_drop_and_stay_away(peripheral))
+        # The device goes away for longer than the link is willing to wait.
+        asyncio.run_coroutine_threadsafe(peripheral.drop_link(silent_s=30), world.loop)
         assert wait_for(lambda: any(e.kind == "gave_up" for e in link.pop_events()), 10)
         # Bytes received before the loss are still delivered, then the loss is raised.
         assert link.read(100, 0.1) == b"\x01\x02\x03\x00"
@@ -218,11 +221,6 @@ def test_gives_up_after_the_limit_and_reads_then_fail(world):
         assert isinstance(info.value, LinkClosed)
     finally:
         link.close()
-
-
-async def _drop_and_stay_away(peripheral):
-    await peripheral.device.stop_advertising()
-    await peripheral._connection.disconnect()
 
 
 def test_thousands_of_notifications_arrive_in_order(world):
@@ -245,3 +243,17 @@ def test_thousands_of_notifications_arrive_in_order(world):
     assert [f.seq for f in decoded] == list(range(3000))
     assert peripheral.notifications_sent >= len(payload) // 60
     print(f"{peripheral.notifications_sent} notifications in {elapsed:.2f} s")
+
+
+def test_open_link_routes_ble_urls_to_the_ble_link(world):
+    from acquire.links import open_link
+
+    world.add_peripheral(address="D0:D0:D0:D0:D0:07")
+    name = world.register("links-test")
+    for url in (f"ble://tonuslab-emu?backend={name}", f"ble://D0:D0:D0:D0:D0:07?backend={name}"):
+        link = open_link(url)
+        try:
+            assert isinstance(link, BleLink)
+            assert link.connected and link.address == "D0:D0:D0:D0:D0:07"
+        finally:
+            link.close()
