@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from dsp import _validate as V
+from dsp._filter_kernels import GROUP
 from dsp._jit import njit, prange
 from dsp.errors import SignalError
 from dsp.filters import apply_causal, apply_zero_phase, design_lowpass
@@ -38,52 +39,97 @@ def rectify(x) -> np.ndarray:
 
 
 @njit
+def _slide_fixed(x, out, ring, acc, c0, i_a, i_b, right, p, size, inv):
+    """Fast path: rows i_a..i_b-1 need no reflection; GROUP lanes. Returns the ring slot."""
+    for i in range(i_a, i_b):
+        for c in range(GROUP):
+            out[i, c0 + c] = np.sqrt(max(acc[c], 0.0) * inv)
+        j = i + 1 + right
+        for c in range(GROUP):
+            v = x[j, c0 + c]
+            sq = v * v
+            acc[c] += sq - ring[p, c]
+            ring[p, c] = sq
+        p += 1
+        if p == size:
+            p = 0
+    return p
+
+
+@njit
+def _slide_var(x, out, ring, acc, c0, w, i_a, i_b, right, p, size, inv):
+    """As :func:`_slide_fixed` for a run-time width ``w``."""
+    for i in range(i_a, i_b):
+        for c in range(w):
+            out[i, c0 + c] = np.sqrt(max(acc[c], 0.0) * inv)
+        j = i + 1 + right
+        for c in range(w):
+            v = x[j, c0 + c]
+            sq = v * v
+            acc[c] += sq - ring[p, c]
+            ring[p, c] = sq
+        p += 1
+        if p == size:
+            p = 0
+    return p
+
+
+@njit
 def _centered_mean_sq_group(x, out, size, c0, c1):
-    """``uniform_filter1d(x**2, size, axis=0, mode='reflect')`` then sqrt, for channels c0:c1.
+    """``sqrt(uniform_filter1d(x**2, size, axis=0, mode='reflect'))`` for channels c0:c1.
 
     Window of sample i: ``[i - size // 2, i + (size - 1) // 2]`` (scipy's centring); indices
     outside the signal are reflected (``x[-1 - k] = x[k]``, ``x[n + k] = x[n - 1 - k]``).
-    ``out`` may be ``x`` (in place): a ring buffer keeps the squares still needed.
+    ``out`` may be ``x`` (in place): a ring buffer keeps the squares still needed, and the last
+    rows are copied aside because the reflection at the end reads rows already overwritten.
+    The running sum is recomputed from the ring every ``RESUM_EVERY`` samples.
     """
     n = x.shape[0]
     w = c1 - c0
     left = size // 2
     right = size - 1 - left
-    ring = np.empty((size, w))  # squares of window samples, by (index mod size)
+    ring = np.empty((size, w))  # square of sample j in slot j mod size
     acc = np.zeros(w)
     inv = 1.0 / size
-    # In place, rows <= i are overwritten when row i is written, but the reflection at the end
-    # reads rows back to n - 1 - right: keep the last rows aside.
     ntail = min(n, size + 1)
     tail = np.empty((ntail, w))
     for r in range(ntail):
         for c in range(w):
             tail[r, c] = x[n - ntail + r, c0 + c]
-
-    # Prime with the window of sample 0: indices -left .. right.
     for j in range(-left, right + 1):
         src = _reflect(j, n)
         for c in range(w):
             v = tail[src - (n - ntail), c] if src >= n - ntail else x[src, c0 + c]
             acc[c] += v * v
             ring[j % size, c] = v * v
-    for i in range(n):
-        for c in range(w):
-            out[i, c0 + c] = np.sqrt(max(acc[c], 0.0) * inv)
-        if i + 1 >= n:
-            break
-        # Slide: drop index i - left, add index i + 1 + right.
-        j_new = i + 1 + right
-        j_old = i - left
-        src = _reflect(j_new, n)
-        for c in range(w):
-            v = tail[src - (n - ntail), c] if src >= n - ntail else x[src, c0 + c]
-            sq = v * v
-            old = ring[j_old % size, c]
-            ring[j_new % size, c] = sq
-            acc[c] += sq - old
-        if (i + 1) % RESUM_EVERY == 0:
-            # Exact recomputation of the window of sample i + 1 from the ring.
+    p = (1 + right) % size  # slot of the sample entering the window of sample 1
+    fast_end = n - ntail - 1 - right  # rows i < fast_end slide in x[i + 1 + right] directly
+    i = 0
+    while i < n:
+        if i < fast_end:
+            e = min(fast_end, (i // RESUM_EVERY + 1) * RESUM_EVERY)
+            if w == GROUP:
+                p = _slide_fixed(x, out, ring, acc, c0, i, e, right, p, size, inv)
+            else:
+                p = _slide_var(x, out, ring, acc, c0, w, i, e, right, p, size, inv)
+            i = e
+        else:
+            for c in range(w):
+                out[i, c0 + c] = np.sqrt(max(acc[c], 0.0) * inv)
+            i += 1
+            if i >= n:
+                break
+            src = _reflect(i + right, n)
+            for c in range(w):
+                v = tail[src - (n - ntail), c] if src >= n - ntail else x[src, c0 + c]
+                sq = v * v
+                acc[c] += sq - ring[p, c]
+                ring[p, c] = sq
+            p += 1
+            if p == size:
+                p = 0
+        if i % RESUM_EVERY == 0 and i < n:
+            # Exact recomputation of the window of sample i from the ring.
             for c in range(w):
                 acc[c] = 0.0
             for r in range(size):
@@ -104,10 +150,10 @@ def _reflect(j, n):
 @njit(parallel=True)
 def _moving_rms_centered(x, out, size):
     nch = x.shape[1]
-    ngroups = (nch + 7) // 8
+    ngroups = (nch + GROUP - 1) // GROUP
     for g in prange(ngroups):
-        c0 = g * 8
-        _centered_mean_sq_group(x, out, size, c0, min(nch, c0 + 8))
+        c0 = g * GROUP
+        _centered_mean_sq_group(x, out, size, c0, min(nch, c0 + GROUP))
 
 
 @njit
