@@ -1,0 +1,53 @@
+import pytest
+
+from firmware_iface.conformance import FAIL, PASS, SKIP, run_conformance
+from firmware_iface.emulator import Faults, emulator_link, make_device
+
+KEY = bytes(range(1, 33))
+
+
+def _run(faults=None, key=KEY, **kw):
+    link = emulator_link(make_device(stim_key=KEY, faults=faults or Faults()))
+    try:
+        return run_conformance(link, stim_key=key, timeout_s=0.5, stream_seconds=1.0, **kw)
+    finally:
+        link.close()
+
+
+def test_emulator_passes_every_check():
+    report = _run()
+    assert [c.status for c in report.checks] == [PASS] * 8, report.table()
+    assert report.passed
+
+
+def test_without_key_pulse_timing_is_skipped_not_failed():
+    report = _run(key=None)
+    assert report.status("stimulation timing") == SKIP
+    assert report.status("stimulation auth") == PASS
+    assert report.passed
+
+
+@pytest.mark.parametrize(
+    ("faults", "failing"),
+    [
+        (Faults(timestamp_error_ppm=500), {"timestamps vs rate"}),
+        (Faults(stim_time_error_us=300), {"stimulation timing"}),
+        (Faults(silent_on_malformed=True), {"malformed commands"}),
+        (Faults(accept_unauthenticated=True), {"stimulation auth"}),
+        (Faults(drop_frame_every=5), {"sequence continuity"}),
+    ],
+)
+def test_broken_devices_fail_the_relevant_check(faults, failing):
+    report = _run(faults)
+    failed = {c.name for c in report.checks if c.status == FAIL}
+    assert failed == failing, report.table()
+    assert not report.passed
+    assert "does NOT conform" in report.table()
+
+
+def test_device_that_skips_acks_fails_and_battery_still_finishes():
+    report = _run(Faults(skip_acks=True))
+    assert report.status("identify") == PASS
+    assert report.status("configuration round trip") == FAIL
+    assert report.status("start/stop") == FAIL
+    assert len(report.checks) == 8

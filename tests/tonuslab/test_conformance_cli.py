@@ -1,0 +1,62 @@
+"""``tonuslab conformance`` against the emulator over a real pty and over TCP."""
+
+import json
+
+import pytest
+
+from firmware_iface import auth
+from firmware_iface.emulator import Faults, PtyEmulator, TcpEmulator, make_device
+from tonuslab.cli import main
+
+KEY = bytes(range(32))
+
+
+@pytest.fixture
+def key_file(tmp_path):
+    return str(auth.write_key_file(tmp_path / "stim.key", KEY))
+
+
+def test_emulator_passes_over_a_pty(key_file, capsys):
+    with PtyEmulator(make_device(stim_key=KEY)) as pty:
+        code = main(["conformance", pty.path, "--key-file", key_file, "--seconds", "1"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert out.count("PASS") == 8 and "device conforms" in out
+
+
+def test_emulator_passes_over_tcp_as_json(key_file, capsys):
+    with TcpEmulator(make_device(stim_key=KEY)) as server:
+        code = main(["conformance", server.url, "--key-file", key_file, "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["passed"]
+    assert {c["status"] for c in report["checks"]} == {"PASS"}
+
+
+def test_mistimed_device_fails_with_exit_code_1(key_file, capsys):
+    device = make_device(stim_key=KEY, faults=Faults(timestamp_error_ppm=300))
+    with TcpEmulator(device) as server:
+        code = main(["conformance", server.url, "--key-file", key_file, "--seconds", "1"])
+    out = capsys.readouterr().out
+    assert code == 1
+    line = next(s for s in out.splitlines() if s.startswith("timestamps vs rate"))
+    assert "FAIL" in line and "+300 ppm" in line
+
+
+def test_sim_url_without_key_passes_with_skip(capsys):
+    assert main(["conformance", "sim://simple", "--seconds", "0.5"]) == 0
+    assert "SKIP" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("url", ["gopher://x", "tcp://127.0.0.1:1", "/dev/no-such-port"])
+def test_bad_url_is_one_line_exit_2(url, capsys):
+    assert main(["conformance", url]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_bad_key_file_is_one_line_exit_2(tmp_path, capsys):
+    bad = tmp_path / "k"
+    bad.write_text("nothex\n")
+    bad.chmod(0o600)
+    assert main(["conformance", "sim://simple", "--key-file", str(bad)]) == 2
+    assert "hex" in capsys.readouterr().err
