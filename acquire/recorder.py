@@ -196,7 +196,10 @@ class Recorder:
         self._status_seen: tuple | None = None
         self._closed = False
         self._max_rows: dict[str, int] | None = None
+        #: ``f(kind, data)`` for events (marker, prompt, gap, link, stimulus, note, ...).
         self.listeners: list[Callable[[str, dict], None]] = []
+        #: ``f(stream, row, physical)`` for every block written (angle sign-corrected, (n, 1)).
+        self.block_listeners: list[Callable[[str, int, np.ndarray], None]] = []
 
     # ------------------------------------------------------------------ lifecycle
     def open(self) -> Recorder:
@@ -536,7 +539,10 @@ class Recorder:
                 self._emg_ring.push(phys)
             else:
                 sign = int(self.metadata.get("stretch_direction_sign", 1))
-                self._angle_ring.push(sign * phys[:, :1])
+                phys = sign * phys[:, :1]
+                self._angle_ring.push(phys)
+        for fn in self.block_listeners:
+            fn(stream, row, phys)
 
     def _set_origin(self, stream: str, first_index: int, device_time_us: int) -> None:
         self._origin[stream] = int(first_index)

@@ -85,7 +85,7 @@ def test_personal_data_refused_before_opening(tmp_path):
 
 
 def test_link_lost_without_reconnect_keeps_data(tmp_path):
-    link = emulator_link(make_device(SimpleSource(seed=1)))
+    link = emulator_link(make_device(SimpleSource(seed=1)), speed="realtime")
     rec = Recorder("sim://x", tmp_path / "l.h5", config=CONFIG, link_opener=lambda url: link)
     rec.open()
     for _ in range(20):

@@ -1,0 +1,445 @@
+"""``tonuslab record URL -o FILE.h5``: record a session, with a live view and guided protocols.
+
+Keys in the live view: ``m`` drops a marker, ``s`` stops stimulation at once, ``q`` (or Ctrl-C)
+stops the recording cleanly. Without a terminal the command prints plain log lines. SIGTERM and
+Ctrl-C close the session file cleanly (state ``complete``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import pathlib
+import select
+import signal
+import sys
+import threading
+import time
+import urllib.parse
+
+from tonuslab.errors import UsageError
+
+NAME = "record"
+HELP = "Record a session from a device URL into an HDF5 session file (live view, protocols)."
+
+PROTOCOLS = ("free", "stretch", "hreflex")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument(
+        "url",
+        help="device: /dev/ttyACM0, serial://PATH, tcp://HOST:PORT, ble://ADDRESS, "
+        "sim://PROFILE?seed=N, replay://CAPTURE",
+    )
+    parser.add_argument("-o", "--output", required=True, type=pathlib.Path, help="FILE.h5")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="free")
+    parser.add_argument("--duration", type=float, help="stop after this many seconds of data")
+    meta = parser.add_argument_group("session metadata (never a name: a pseudonymous code)")
+    meta.add_argument("--subject", dest="subject_id", help="pseudonymous subject id, e.g. S014")
+    meta.add_argument("--muscle")
+    meta.add_argument("--side", choices=("left", "right", "bilateral"))
+    meta.add_argument("--joint")
+    meta.add_argument(
+        "--direction-sign", dest="stretch_direction_sign", type=int, choices=(1, -1),
+        help="+1 if the goniometer angle increases as the muscle lengthens, else -1",
+    )  # fmt: skip
+    meta.add_argument(
+        "--passive-range", dest="passive_range_deg", type=float, nargs=2,
+        metavar=("MIN", "MAX"), help="passive range of motion in degrees, if known",
+    )  # fmt: skip
+    meta.add_argument("--operator", help="operator code or initials")
+    meta.add_argument("--notes")
+    meta.add_argument("--label", dest="session_label", help="e.g. baseline, post-bolus 4h")
+    acq = parser.add_argument_group("acquisition")
+    acq.add_argument("--emg-rate", type=int, help="EMG sample rate (Hz)")
+    acq.add_argument("--n-emg", type=int, help="EMG channels")
+    acq.add_argument("--angle-rate", type=int, help="goniometer sample rate (Hz)")
+    acq.add_argument("--n-angle", type=int, help="goniometer channels")
+    acq.add_argument("--emg-bits", type=int, choices=(16, 24))
+    acq.add_argument("--gain", dest="emg_gain", type=int)
+    acq.add_argument(
+        "--no-capture",
+        action="store_true",
+        help="delete the wire capture after a clean stop (it is the crash journal)",
+    )
+    acq.add_argument(
+        "--reconnect",
+        action="store_true",
+        help="when the link is lost, wait for the device and resume",
+    )
+    acq.add_argument("--reconnect-timeout", type=float, default=120.0)
+    acq.add_argument("--overwrite", action="store_true", help="replace existing files")
+    acq.add_argument("--lsl", action="store_true", help="publish EMG and angle on LSL")
+    acq.add_argument("--plain", action="store_true", help="log lines instead of the live view")
+    st = parser.add_argument_group("stretch protocol")
+    st.add_argument(
+        "--velocities",
+        default="30,60,90,120,180,240",
+        help="ladder velocities in deg/s, slowest first",
+    )
+    st.add_argument("--repeats", type=int, default=3, help="stretches per velocity")
+    st.add_argument("--range-stretches", type=int, default=2, help="slow stretches for range")
+    st.add_argument("--range-velocity", type=float, default=15.0)
+    st.add_argument("--rest", type=float, default=3.0, help="rest between stretches (s)")
+    hr = parser.add_argument_group("hreflex protocol")
+    hr.add_argument("--key-file", help="stimulation key (default $TONUSLAB_STIM_KEY_FILE)")
+    hr.add_argument("--time-scale", type=float, default=1.0,
+                    help="compress the stimulation plan (emulated device only)")  # fmt: skip
+
+
+def _metadata(args) -> dict:
+    keys = ("subject_id", "muscle", "side", "joint", "stretch_direction_sign",
+            "passive_range_deg", "operator", "notes", "session_label")  # fmt: skip
+    meta = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    meta["protocol"] = args.protocol
+    return meta
+
+
+def _config(args) -> dict:
+    pairs = {
+        "emg_rate_hz": args.emg_rate,
+        "n_emg": args.n_emg,
+        "angle_rate_hz": args.angle_rate,
+        "n_angle": args.n_angle,
+        "emg_bits": args.emg_bits,
+        "emg_gain": args.emg_gain,
+    }
+    return {k: v for k, v in pairs.items() if v is not None}
+
+
+def _with_sim_key(url: str, key_file: str | None) -> str:
+    """Pair the emulated device with the key file when recording H-reflex from sim://."""
+    if not key_file or not url.startswith("sim://") or "key_file=" in url:
+        return url
+    sep = "&" if "?" in url else "?"
+    return f"{url}{sep}key_file={urllib.parse.quote(key_file)}"
+
+
+def run(args) -> int:
+    from acquire.recorder import Recorder
+
+    if args.duration is not None and args.duration <= 0:
+        raise UsageError("--duration must be positive")
+    if args.output.suffix not in (".h5", ".hdf5"):
+        raise UsageError(f"the session file should end in .h5, got {args.output.name}")
+    stim_key = None
+    key_file = args.key_file or os.environ.get("TONUSLAB_STIM_KEY_FILE")
+    url = args.url
+    if args.protocol == "hreflex":
+        if not key_file:
+            raise UsageError("--protocol hreflex needs a stimulation key: --key-file FILE")
+        from firmware_iface.auth import load_key_file
+
+        stim_key = load_key_file(key_file)
+        url = _with_sim_key(url, key_file)
+    view = LiveView(args) if (sys.stdout.isatty() and not args.plain) else PlainLog(args)
+    rec = Recorder(
+        url,
+        args.output,
+        metadata=_metadata(args),
+        config=_config(args),
+        capture=True,
+        keep_capture=not args.no_capture,
+        reconnect=args.reconnect,
+        reconnect_timeout_s=args.reconnect_timeout,
+        duration_s=args.duration,
+        stim_key=stim_key,
+        overwrite=args.overwrite,
+    )
+    stop_stim = threading.Event()
+    runner = None
+
+    def on_signal(signum, frame):
+        stop_stim.set()
+        if runner is not None:
+            runner.stop()
+        rec.request_stop()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        rec.open()
+        view.start(rec)
+        rec.listeners.append(view.on_event)
+        protocol = None
+        if args.protocol == "stretch":
+            protocol = _stretch_protocol(args, rec, view)
+        elif args.protocol == "hreflex":
+            runner = _start_hreflex(args, rec, view)
+        publisher = _start_lsl(rec, view) if args.lsl else None
+        state = _loop(rec, view, protocol, runner, args)
+        if publisher is not None:
+            publisher.close()
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        if runner is not None:
+            runner.stop()
+        if rec.writer is not None:
+            rec.close()
+        view.stop()
+    view.summary(rec, state)
+    return 0
+
+
+def _loop(rec, view, protocol, runner, args) -> str:
+    state = "complete"
+    done_at = None
+    try:
+        while not rec.stopping:
+            if not rec.step(0.05):
+                break
+            if protocol is not None:
+                protocol.tick()
+                if protocol.done and args.duration is None:
+                    done_at = done_at or time.monotonic()
+                    if time.monotonic() - done_at > 1.0:
+                        break
+            if runner is not None and args.duration is None and not runner.thread.is_alive():
+                break
+            for key in view.keys():
+                if key in ("q", "Q"):
+                    rec.request_stop()
+                elif key in ("m", "M"):
+                    rec.add_marker("key")
+                    view.message("marker dropped")
+                elif key in ("s", "S") and runner is not None:
+                    runner.stop()
+                    view.message("stimulation stopped")
+            view.tick(rec)
+    except Exception as exc:
+        name = type(exc).__name__
+        state = {"DiskFullError": "stopped_disk_full", "LinkLostError": "stopped_link_lost"}.get(
+            name, "recording"
+        )
+        rec.close(state)
+        raise
+    return state
+
+
+def _stretch_protocol(args, rec, view):
+    from acquire.protocols.stretch import StretchProtocol, StretchProtocolConfig
+
+    try:
+        velocities = tuple(float(v) for v in args.velocities.split(",") if v.strip())
+    except ValueError:
+        raise UsageError(
+            f"--velocities must be numbers separated by commas: {args.velocities}"
+        ) from None
+    end = args.passive_range_deg[1] if args.passive_range_deg else None
+    cfg = StretchProtocolConfig(
+        range_velocity_deg_s=args.range_velocity,
+        n_range=args.range_stretches,
+        velocities_deg_s=velocities,
+        repeats=args.repeats,
+        rest_s=args.rest,
+        end_deg=end,
+    )
+    protocol = StretchProtocol(rec, cfg, on_message=view.message)
+    protocol.attach()
+    return protocol
+
+
+def _start_hreflex(args, rec, view):
+    try:
+        from acquire.protocols import hreflex
+    except ImportError as exc:
+        raise UsageError(f"the hreflex protocol is not available in this build ({exc})") from exc
+    needed = ("make_plan", "HReflexProtocolConfig", "HReflexRunner")
+    if not all(hasattr(hreflex, n) for n in needed):
+        raise UsageError("the hreflex protocol is not available in this build yet")
+    plan = hreflex.make_plan(hreflex.HReflexProtocolConfig(), time_scale=args.time_scale)
+
+    def on_record(r):
+        rec.add_host_event("note", label="hreflex_pulse", params=r.to_dict())
+        view.message(
+            f"pulse {r.number} {r.block} {r.intensity_ma:g} mA: {r.status}"
+            + (f" ({r.message})" if r.message else "")
+        )
+
+    rec.add_host_event("note", label="protocol", params={"hreflex": plan.to_dict()})
+    runner = hreflex.HReflexRunner(rec.client, rec, plan, on_record=on_record)
+
+    def target():
+        try:
+            runner.run()
+            view.message("hreflex protocol complete")
+        except Exception as exc:  # reported, never kills the recording
+            view.message(f"stimulation stopped: {exc}")
+
+    runner.thread = threading.Thread(target=target, name="tonuslab-hreflex", daemon=True)
+    runner.thread.start()
+    view.message(f"hreflex plan: {plan.n_pulses} pulses, {plan.duration_s:.0f} s; 's' stops")
+    return runner
+
+
+def _start_lsl(rec, view):
+    try:
+        from acquire.lsl import LslPublisher
+    except ImportError as exc:
+        view.message(f"--lsl: LSL publisher not available ({exc})")
+        return None
+    channels = [c.to_dict() for c in rec.info.channels]
+    fit_holder = {}
+
+    def device_to_host(t: float) -> float:
+        fit = rec.stats.clock
+        if fit.get("method") != "lower-envelope":
+            return fit_holder.setdefault("anchor", time.monotonic() - t) + t
+        return fit["offset_s"] + (1 + fit["drift_ppm"] * 1e-6) * t
+
+    pub = LslPublisher(
+        channels,
+        rec._rates["emg"],
+        rec._rates.get("angle", 1.0),
+        name=f"tonuslab-{rec.info.serial}",
+        device_to_host=device_to_host,
+    )
+
+    def push(stream, row, phys):
+        t = row / rec._rates[stream]
+        if stream == "emg":
+            pub.push_emg(phys, t)
+        else:
+            pub.push_angle(phys, t)
+
+    rec.block_listeners.append(push)
+    view.message(f"LSL outlets {pub.name}-EMG and {pub.name}-Angle are live")
+    return pub
+
+
+# ----------------------------------------------------------------------------- views
+class PlainLog:
+    """Log lines for scripts and files (no terminal)."""
+
+    def __init__(self, args, interval_s: float = 5.0) -> None:
+        self.args = args
+        self.interval_s = interval_s
+        self._last = 0.0
+
+    def start(self, rec) -> None:
+        d = rec.writer_device()
+        print(f"recording {rec.url} -> {rec.path} (device {d['device_id']}, "
+              f"firmware {d['firmware_version']})", flush=True)  # fmt: skip
+
+    def on_event(self, kind: str, data: dict) -> None:
+        if kind == "gap":
+            self.message(f"gap: {data['n_samples']} {data['stream']} samples missing")
+        elif kind == "link":
+            self.message(f"link {data.get('event')}")
+
+    def message(self, text: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+    def keys(self) -> list[str]:
+        return []
+
+    def tick(self, rec) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.interval_s:
+            self._last = now
+            print(_status_line(rec.stats), flush=True)
+
+    def stop(self) -> None:
+        pass
+
+    def summary(self, rec, state: str) -> None:
+        s = rec.stats
+        gaps = sum(s.gap_samples.values())
+        print(
+            f"saved {rec.path}: {s.session_time_s:.1f} s, state {state}, "
+            f"{gaps} samples missing, {s.lost_packets} packets lost"
+            + (f", capture {rec.capture.path}" if rec.capture and rec.keep_capture else ""),
+            flush=True,
+        )
+
+
+def _status_line(s) -> str:
+    battery = "-" if s.battery_pct is None else f"{s.battery_pct}%"
+    return (
+        f"t={s.session_time_s:7.1f}s emg {s.rate_hz.get('emg', 0):,.0f} Hz "
+        f"angle {s.rate_hz.get('angle', 0):,.0f} Hz lost {s.lost_packets} "
+        f"gaps {sum(s.gap_samples.values())} battery {battery} "
+        f"angle {_num(s.angle_deg)} deg vel {_num(s.velocity_deg_s)} deg/s"
+    )
+
+
+def _num(v: float) -> str:
+    return "-" if not math.isfinite(v) else f"{v:.1f}"
+
+
+class LiveView(PlainLog):
+    """A terminal view redrawn a few times a second; single keys without Enter."""
+
+    def __init__(self, args) -> None:
+        super().__init__(args)
+        self._messages: list[str] = []
+        self._term = None
+        self._lines = 0
+
+    def start(self, rec) -> None:
+        with contextlib.suppress(Exception):
+            import termios
+            import tty
+
+            fd = sys.stdin.fileno()
+            self._term = (fd, termios.tcgetattr(fd))
+            tty.setcbreak(fd)
+        self._rec = rec
+
+    def stop(self) -> None:
+        if self._term is not None:
+            import termios
+
+            termios.tcsetattr(self._term[0], termios.TCSADRAIN, self._term[1])
+            self._term = None
+
+    def message(self, text: str) -> None:
+        self._messages = ([f"{time.strftime('%H:%M:%S')} {text}", *self._messages])[:5]
+
+    def keys(self) -> list[str]:
+        if self._term is None:
+            return []
+        out = []
+        while select.select([sys.stdin], [], [], 0)[0]:
+            ch = os.read(sys.stdin.fileno(), 1).decode(errors="ignore")
+            if not ch:
+                break
+            out.append(ch)
+        return out
+
+    def tick(self, rec) -> None:
+        now = time.monotonic()
+        if now - self._last < 0.25:
+            return
+        self._last = now
+        s = rec.stats
+        width = 24
+        lines = [
+            f"tonuslab record  {rec.url} -> {rec.path}   [m marker  s stop stim  q stop]",
+            f"elapsed {_hms(s.elapsed_s)}  session {s.session_time_s:8.1f} s  "
+            f"link {'up' if s.link_up else 'DOWN'}  battery "
+            f"{'-' if s.battery_pct is None else f'{s.battery_pct}%'}",
+            f"rates EMG {s.rate_hz.get('emg', 0):,.0f} Hz  angle {s.rate_hz.get('angle', 0):,.0f}"
+            f" Hz  packets lost {s.lost_packets}  missing samples {sum(s.gap_samples.values())}",
+        ]
+        for k, level in enumerate(s.emg_level_uv):
+            frac = 0.0 if not level > 0 else min(1.0, max(0.0, math.log10(level) / 3.0))
+            bar = "#" * round(frac * width)
+            lines.append(f"EMG{k + 1:<3d} {bar:<{width}} {level:8.1f} uV")
+        lines.append(
+            f"angle {_num(s.angle_deg):>7} deg   velocity {_num(s.velocity_deg_s):>7} deg/s"
+        )
+        lines += self._messages
+        out = ""
+        if self._lines:
+            out += f"\x1b[{self._lines}F"
+        out += "".join(f"\x1b[2K{line}\n" for line in lines)
+        sys.stdout.write(out)
+        sys.stdout.flush()
+        self._lines = len(lines)
+
+
+def _hms(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
