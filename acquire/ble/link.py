@@ -137,8 +137,9 @@ class BleLink:
     give_up_after_s : float or None
         Stop reconnecting after this long (``None``: never give up until closed).
     on_event : callable, optional
-        Called with each :class:`BleEvent` from the BLE thread; must return quickly. Events are
-        also kept for :meth:`pop_events`.
+        Called with each :class:`BleEvent` on the BLE event-loop thread: it must return quickly
+        and must not call :meth:`write` or :meth:`close` (they raise ``RuntimeError`` there).
+        Events are also kept for :meth:`pop_events`.
     clock : callable
         Host clock for arrival times and events, in seconds (default ``time.monotonic``).
     """
@@ -184,6 +185,8 @@ class BleLink:
             self._own_loop = LoopThread()
             loop = self._own_loop.loop
         self._loop = loop
+        self._loop_thread_id: int | None = None
+        loop.call_soon_threadsafe(self._note_loop_thread)
 
         self._cond = threading.Condition()
         self._chunks: collections.deque[tuple[float, bytes]] = collections.deque()
@@ -201,6 +204,7 @@ class BleLink:
     # ----------------------------------------------------------------------------- lifecycle
     def open(self) -> BleLink:
         """Find the device, connect, subscribe; raises :class:`BleError` subclasses on failure."""
+        self._check_thread()
         try:
             self._run(
                 self._connect_once(first=True), self._scan_timeout_s + self._connect_timeout_s
@@ -212,6 +216,7 @@ class BleLink:
 
     def close(self) -> None:
         """Disconnect and stop; idempotent. Bytes already received stay readable."""
+        self._check_thread()
         with self._cond:
             if self._closed:
                 return
@@ -316,6 +321,7 @@ class BleLink:
         Raises :class:`BleNotConnectedError` while the link is down (the caller decides whether to
         retry after a ``reconnected`` event).
         """
+        self._check_thread()
         data = bytes(data)
         if not data:
             return 0
@@ -333,6 +339,13 @@ class BleLink:
         return len(data)
 
     # ----------------------------------------------------------------------------- internals
+    def _check_thread(self) -> None:
+        if self._loop_thread_id == threading.get_ident():
+            raise RuntimeError(
+                "BleLink.open/write/close cannot be called from its event-loop thread "
+                "(e.g. from on_event); hand the work to another thread"
+            )
+
     def _run(self, coroutine, timeout_s: float):
         future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
         try:
@@ -342,6 +355,9 @@ class BleLink:
             raise BleError(
                 f"BLE operation on {self.target} timed out after {timeout_s:.0f} s"
             ) from None
+
+    def _note_loop_thread(self) -> None:
+        self._loop_thread_id = threading.get_ident()
 
     def _stop_own_loop(self) -> None:
         if self._own_loop is not None:
@@ -456,8 +472,10 @@ class BleLink:
             )
 
     def _on_disconnect(self, generation: int) -> None:
+        reconnecting = self._reconnect_task is not None and not self._reconnect_task.done()
         with self._cond:
-            if generation != self._generation or self._closing:
+            if generation != self._generation or self._closing or reconnecting:
+                # A drop during a reconnect attempt makes that attempt fail and retry.
                 return
             self.disconnect_count += 1
             # End any partial frame so the stream decoder resynchronises cleanly.

@@ -257,3 +257,26 @@ def test_open_link_routes_ble_urls_to_the_ble_link(world):
             assert link.connected and link.address == "D0:D0:D0:D0:D0:07"
         finally:
             link.close()
+
+
+def test_link_methods_refuse_to_run_on_the_event_loop_thread(world):
+    peripheral = world.add_peripheral()
+    errors = []
+
+    def on_event(event):
+        if event.kind == "disconnected":
+            try:
+                link.close()
+            except RuntimeError as exc:
+                errors.append(exc)
+
+    link = open_ble_link(
+        "ble://tonuslab-emu", on_event=on_event, backoff_s=(0.05,), **world.link_options()
+    )
+    try:
+        world.run(peripheral.drop_link())
+        assert wait_for(lambda: any(e.kind == "reconnected" for e in link.pop_events()), 10)
+        assert len(errors) == 1 and "event-loop thread" in str(errors[0])
+        assert link.connected  # the refused close did not break the link
+    finally:
+        link.close()
