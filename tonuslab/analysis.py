@@ -364,7 +364,14 @@ def write_results(path, summary: dict, *, run: str = DEFAULT_RUN, input_hash: st
     run = _check_run_name(run)
     input_hash = input_hash or input_sha256(path)
     created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-    with h5py.File(path, "r+") as f:
+    try:
+        f = h5py.File(path, "r+")
+    except OSError as exc:
+        raise SessionFileError(
+            f"cannot write results into {path}: it is read-only or open in another program "
+            f"({str(exc).splitlines()[0]}); close it or use --no-write"
+        ) from exc
+    with f:
         root = f.require_group(RESULTS_GROUP)
         root.attrs.setdefault("schema", "tonuslab.results")
         root.attrs.setdefault("schema_version", 1)

@@ -491,6 +491,7 @@ def write_report(
     comparison: dict | None = None,
     summaries: list[dict] | None = None,
     run: str = "default",
+    compare_sessions: bool = True,
 ) -> pathlib.Path:
     """Write one self-contained HTML report for one or more session files.
 
@@ -505,6 +506,9 @@ def write_report(
         Output of :func:`tonuslab.compare.compare`; computed when several files are given.
     summaries : list of dict, optional
         Summaries matching ``files`` (skips reading or re-analysing).
+    compare_sessions : bool
+        With several files and no ``comparison``: compare them over time (one subject and
+        muscle). False reports unrelated sessions side by side.
     """
     from tonuslab.analysis import analyze_session, read_results
     from tonuslab.session import open_session
@@ -522,7 +526,7 @@ def write_report(
                 summary["file"] = str(path)
             loaded.append(summary)
             sections.append(session_section(session, summary, f"Session {path.name}"))
-    if comparison is None and len(files) > 1:
+    if comparison is None and compare_sessions and len(files) > 1:
         from tonuslab.compare import compare
 
         comparison = compare(loaded)

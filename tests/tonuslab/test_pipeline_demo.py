@@ -1,0 +1,31 @@
+"""The full demo: emulated device -> recorder -> session files -> analysis -> report."""
+
+import numpy as np
+import pytest
+
+import tonuslab
+from tonuslab.pipeline_demo import record_hreflex_session, run_full_demo
+
+
+def test_hreflex_recording_through_the_device_keeps_intervals(tmp_path):
+    path = record_hreflex_session(tmp_path / "h.h5", step_ma=6.0)
+    with tonuslab.open(path) as s:
+        t = np.array([st.time_s for st in s.stimuli])
+        assert s.reader.state == "complete" and s.emg_rate_hz == 5000
+    intervals = np.diff(t)
+    ladder, block = intervals[intervals > 5], intervals[intervals < 5]
+    assert ladder.size >= 5 and np.all(np.abs(ladder - 10.0) < 0.6)
+    assert block.size == 7 and np.all(np.abs(block - 1.0) < 0.3)
+
+
+@pytest.mark.slow
+def test_full_demo(tmp_path):
+    lines = []
+    result = run_full_demo(tmp_path, print_fn=lines.append)
+    text = "\n".join(lines)
+    assert "Spasticity profile" in text and "simulator truth" in text
+    s, h = result["summaries"]["stretch"], result["summaries"]["hreflex"]
+    assert s["tsrt_deg"] is not None and s["tsrt_inside_range"] is True
+    assert h["hmax_mmax"] is not None and "1" in h["rate_dependent_depression"]
+    html = (tmp_path / "report.html").read_text()
+    assert html.count('class="figure"') >= 7
