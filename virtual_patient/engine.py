@@ -23,7 +23,7 @@ import bisect
 import math
 
 import numpy as np
-from scipy.signal import butter, sosfilt, sosfilt_zi
+from scipy.signal import butter, sosfilt
 
 from .errors import ProgramError, SourceStateError
 from .hreflex import (
@@ -87,6 +87,7 @@ class Engine:
         # a*sin(x + ph) = a*cos(ph) sin x + a*sin(ph) cos x
         self._pl_coef = np.concatenate([amp * np.cos(ph), amp * np.sin(ph)], axis=0)
         self.motion_coef = const.uniform(0.5, 1.5, ch) * const.choice([-1.0, 1.0], ch)
+        self._pl_table: np.ndarray | bool | None = None
 
         lo, hi = p.emg_band_hz
         hi = min(hi, 0.45 * self.fe)
@@ -99,9 +100,9 @@ class Engine:
         imp = np.zeros(int(4 * self.fe))
         imp[0] = 1.0
         self.carrier_norm = 1.0 / math.sqrt(float(np.sum(sosfilt(self.sos, imp) ** 2)))
-        warm = np.random.default_rng([self.seed, _S_WARM]).standard_normal((int(self.fe), ch))
-        zi = np.repeat(sosfilt_zi(self.sos)[:, :, None], ch, axis=2) * 0.0
-        _, self._zi = sosfilt(self.sos, warm, axis=0, zi=zi)
+        warm = np.random.default_rng([self.seed, _S_WARM]).standard_normal((ch, int(self.fe)))
+        zi = np.zeros((self.sos.shape[0], ch, 2))
+        _, self._zi = sosfilt(self.sos, warm, axis=-1, zi=zi)
 
         self.chunk = max(round(self.fe), 64)
         self.achunk = max(round(self.fa), 16)
@@ -213,8 +214,8 @@ class Engine:
         ch = self.n_emg
         L = self.chunk
         rng = np.random.default_rng([self.seed, _S_EMG, k])
-        white = rng.standard_normal((L, 2 * ch))
-        carrier, self._zi = sosfilt(self.sos, white[:, :ch], axis=0, zi=self._zi)
+        white = rng.standard_normal((2 * ch, L))
+        carrier, self._zi = sosfilt(self.sos, white[:ch], axis=-1, zi=self._zi)
         carrier *= self.carrier_norm
         lam = p.pops_per_min * L / self.fe / 60.0
         counts = rng.poisson(lam, ch) if lam > 0 else np.zeros(ch, int)
@@ -229,7 +230,7 @@ class Engine:
         for pop in new:
             self.pops.append(pop)
             self._pop_starts.append(pop[0])
-        self._chunks[k] = (carrier, white[:, ch:])
+        self._chunks[k] = (carrier, white[ch:])
 
     def _fetch(self, i0: int, n: int) -> tuple[np.ndarray, np.ndarray]:
         k0 = i0 // self.chunk
@@ -241,14 +242,13 @@ class Engine:
             self._next_chunk += 1
         for old in [k for k in self._chunks if k < k0]:
             del self._chunks[old]
+        a = i0 - k0 * self.chunk
         if k0 == k1:
             c, w = self._chunks[k0]
-            a = i0 - k0 * self.chunk
-            return c[a : a + n], w[a : a + n]
-        cs = np.concatenate([self._chunks[k][0] for k in range(k0, k1 + 1)])
-        ws = np.concatenate([self._chunks[k][1] for k in range(k0, k1 + 1)])
-        a = i0 - k0 * self.chunk
-        return cs[a : a + n], ws[a : a + n]
+            return c[:, a : a + n], w[:, a : a + n]
+        cs = np.concatenate([self._chunks[k][0] for k in range(k0, k1 + 1)], axis=1)
+        ws = np.concatenate([self._chunks[k][1] for k in range(k0, k1 + 1)], axis=1)
+        return cs[:, a : a + n], ws[:, a : a + n]
 
     # ------------------------------------------------------------------ rendering
     def _episodes_in(self, ta: float, tb: float) -> list[StretchEpisode]:
@@ -260,12 +260,16 @@ class Engine:
         return out
 
     def emg_uv(self, i0: int, n: int) -> np.ndarray:
-        """Physical EMG (uV, before the ADC) of samples ``i0 .. i0+n-1``, shape (n, n_emg)."""
+        """Physical EMG (uV, before the ADC) of samples ``i0 .. i0+n-1``, shape (n, n_emg).
+
+        Computed channel-major; the result is a transposed (Fortran-ordered) view.
+        """
         p = self.profile
         ns = p.noise_scale
         ch = self.n_emg
         if n <= 0:
             return np.zeros((0, ch))
+        # internal layout: (channel, sample)
         carrier, white = self._fetch(i0, n)
         idx = i0 + np.arange(n)
         t = idx / self.fe
@@ -275,7 +279,7 @@ class Engine:
         acc = None
         for ep in eps:
             env = ep.sample(ep.envelope_uv, t)
-            src[:, 0] += env * carrier[:, 0]
+            src[0] += env * carrier[0]
             a = ep.sample(ep.accel_deg_s2, t)
             acc = a if acc is None else acc + a
         # evoked waves and stimulus artifacts
@@ -287,23 +291,57 @@ class Engine:
             if s["_m"][2] > 0 or s["_h"][2] > 0:
                 m_lat, m_dur, m_amp = s["_m"]
                 h_lat, h_dur, h_amp = s["_h"]
-                src[:, 0] += p.m_polarity * render_wave(tr, m_lat, m_dur, p.m_phases, m_amp)
-                src[:, 0] += p.h_polarity * render_wave(tr, h_lat, h_dur, p.h_phases, h_amp)
+                src[0] += p.m_polarity * render_wave(tr, m_lat, m_dur, p.m_phases, m_amp)
+                src[0] += p.h_polarity * render_wave(tr, h_lat, h_dur, p.h_phases, h_amp)
             a = render_artifact(tr, p, s["intensity_ma"], s["width_us"])
             art = a if art is None else art + a
-        out = src @ self.crosstalk.T if ch > 1 else src
-        out *= self.gain
+        out = self._mix(src)
         if art is not None:
-            out += art[:, None] * (self.gain * p.artifact_channel_decay ** np.arange(ch))
+            out += (self.gain * p.artifact_channel_decay ** np.arange(ch))[:, None] * art
         if ns > 0:
             if acc is not None and p.motion_artifact_uv:
-                out += (ns * p.motion_artifact_uv / 2000.0) * acc[:, None] * self.motion_coef
+                out += ((ns * p.motion_artifact_uv / 2000.0) * self.motion_coef)[:, None] * acc
             if any(p.powerline_uv):
-                out += ns * (self._powerline_basis(idx) @ self._pl_coef)
+                out += self._powerline(i0, n, idx, ns)
             self._add_pops(out, i0, n, ns)
             if p.baseline_noise_uv:
-                out += (ns * p.baseline_noise_uv) * white
+                white = white * (ns * p.baseline_noise_uv)
+                out += white
+        return out.T
+
+    def _mix(self, src: np.ndarray) -> np.ndarray:
+        """Cross-talk (banded: neighbours and next neighbours) then channel gain."""
+        ch = src.shape[0]
+        out = src.copy()
+        for d in (1, 2):
+            if ch > d and self.crosstalk[0, d] != 0:
+                c = self.crosstalk[0, d]
+                out[d:] += c * src[:-d]
+                out[:-d] += c * src[d:]
+        out *= self.gain[:, None]
         return out
+
+    def _powerline(self, i0: int, n: int, idx: np.ndarray, ns: float) -> np.ndarray:
+        """Powerline (uV) for samples idx; a one-period table when the period is whole."""
+        f0, fe = self.profile.mains_hz, self.fe
+        if self._pl_table is None:
+            period = None
+            if float(f0).is_integer() and float(fe).is_integer() and f0 > 0:
+                period = int(fe) // math.gcd(int(fe), int(f0))
+            if period is not None and period <= 100000:
+                table_idx = np.arange(period)
+                self._pl_table = np.ascontiguousarray(
+                    (self._powerline_basis(table_idx) @ self._pl_coef).T
+                )
+            else:
+                self._pl_table = False
+        if self._pl_table is False:
+            return ns * (self._powerline_basis(idx) @ self._pl_coef).T
+        period = self._pl_table.shape[1]
+        rows = np.take(self._pl_table, (idx % period), axis=1)
+        if ns != 1.0:
+            rows *= ns
+        return rows
 
     def _powerline_basis(self, idx: np.ndarray) -> np.ndarray:
         f0 = self.profile.mains_hz
@@ -331,7 +369,7 @@ class Engine:
             if b <= a:
                 continue
             k = np.arange(i0 + a, i0 + b) - pos
-            out[a:b, c] += ns * uv * np.exp(-k / decay)
+            out[c, a:b] += ns * uv * np.exp(-k / decay)
 
     def emg_counts(self, i0: int, n: int) -> np.ndarray:
         """ADC counts (int32, saturated at the ADC range) of ``n`` samples from ``i0``."""
@@ -339,9 +377,10 @@ class Engine:
         return self.quantise_emg(uv)
 
     def quantise_emg(self, uv: np.ndarray) -> np.ndarray:
+        """Round to ADC counts and saturate; int32, C-ordered (n, n_emg)."""
         c = np.rint(uv * (1.0 / self.emg_scale_uv))
         np.clip(c, self.emg_lo, self.emg_hi, out=c)
-        return c.astype(np.int32)
+        return c.astype(np.int32, order="C")
 
     def joint_angle_deg(self, j0: int, m: int) -> np.ndarray:
         """True joint angle (deg, analysed convention) of angle samples ``j0 .. j0+m-1``."""
