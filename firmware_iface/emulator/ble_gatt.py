@@ -65,6 +65,7 @@ class GattBytePeripheral:
         self._max_chunk: int | None = None
         self._notify_char = None
         self._quiet = False
+        self._stalled = False
         self._connected_event: asyncio.Event | None = None
 
     @classmethod
@@ -189,13 +190,18 @@ class GattBytePeripheral:
             advertising_interval_max=20,
         )
 
-    async def drop_link(self, silent_s: float = 0.0) -> None:
+    async def drop_link(self, silent_s: float = 0.0, fade_s: float = 0.0) -> None:
         """Disconnect the host from the device side, then advertise again after ``silent_s``.
 
-        Bytes sent meanwhile are dropped (counted in :attr:`bytes_dropped`).
+        With ``fade_s`` > 0 nothing gets through for that long before the disconnect (a radio
+        fade ending in a supervision timeout): bytes queued meanwhile are lost with the link.
+        Bytes sent while disconnected are dropped too (all counted in :attr:`bytes_dropped`).
         """
         self._quiet = True
         try:
+            if fade_s > 0:
+                self._stalled = True
+                await asyncio.sleep(fade_s)
             connection = self._connection
             if self.device.is_advertising:
                 await self.device.stop_advertising()
@@ -205,6 +211,7 @@ class GattBytePeripheral:
                 await asyncio.sleep(silent_s)
         finally:
             self._quiet = False
+            self._stalled = False
         await self._readvertise()
 
     async def _readvertise(self) -> None:
@@ -265,7 +272,7 @@ class GattBytePeripheral:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while True:
+            while not self._stalled:
                 connection = self._connection
                 if connection is None:
                     break
@@ -301,6 +308,8 @@ class _PeripheralByteLink:
     def __init__(self, capacity: int = 16384) -> None:
         self.peripheral: GattBytePeripheral | None = None
         self.capacity = capacity
+        #: Every byte the device produced, heard or not (when recording is on).
+        self.output_log: bytearray | None = None
         self._rx = bytearray()
         self._cond = threading.Condition()
         self._closed = False
@@ -332,6 +341,8 @@ class _PeripheralByteLink:
             time.sleep(0.001)
         if self._closed:
             raise LinkClosed("BLE emulator stopped")
+        if self.output_log is not None:
+            self.output_log += data
         peripheral.send(data)
 
     def close(self) -> None:
@@ -367,6 +378,9 @@ class BleEmulator:
         As for :meth:`GattBytePeripheral.create`.
     stop_on_disconnect : bool
         Return to IDLE when the host goes away (default, as the protocol requires).
+    record_output : bool
+        Keep every byte the device produced, heard by the host or not, in :attr:`output_log`
+        (tests use it as the oracle of what was lost).
     """
 
     def __init__(
@@ -380,11 +394,14 @@ class BleEmulator:
         address: str = DEFAULT_ADDRESS,
         max_chunk: int | None = None,
         stop_on_disconnect: bool = True,
+        record_output: bool = False,
     ) -> None:
         from firmware_iface.emulator.runner import DeviceRunner, make_device
 
         self.loop = loop
         self._device_link = _PeripheralByteLink()
+        if record_output:
+            self._device_link.output_log = bytearray()
         self.peripheral = asyncio.run_coroutine_threadsafe(
             GattBytePeripheral.create(
                 link,
@@ -415,16 +432,23 @@ class BleEmulator:
                 device.state = DeviceState.IDLE
 
     @property
+    def output_log(self) -> bytes | None:
+        """Everything the device sent (with ``record_output=True``), else None."""
+        log = self._device_link.output_log
+        return None if log is None else bytes(log)
+
+    @property
     def device(self):
         """The :class:`~firmware_iface.emulator.EmulatedDevice` (hold ``runner.lock`` to touch)."""
         return self.runner.device
 
-    def drop_link(self, silent_s: float = 0.0) -> None:
+    def drop_link(self, silent_s: float = 0.0, fade_s: float = 0.0) -> None:
         """Disconnect from the device side and stay unreachable for ``silent_s`` seconds.
 
-        Returns at once; the device advertises again after ``silent_s``.
+        ``fade_s``: first let nothing through for that long (what is queued is then lost).
+        Returns at once; the device advertises again after ``fade_s + silent_s``.
         """
-        asyncio.run_coroutine_threadsafe(self.peripheral.drop_link(silent_s), self.loop)
+        asyncio.run_coroutine_threadsafe(self.peripheral.drop_link(silent_s, fade_s), self.loop)
 
     def close(self) -> None:
         """Stop the device thread and the peripheral."""
