@@ -279,6 +279,8 @@ class Engine:
         acc = None
         for ep in eps:
             env = ep.sample(ep.envelope_uv, t)
+            if ep.truth["emg_onset_s"] is not None:
+                env[t < ep.truth["emg_onset_s"]] = 0.0  # exactly silent before the onset
             src[0] += env * carrier[0]
             a = ep.sample(ep.accel_deg_s2, t)
             acc = a if acc is None else acc + a
