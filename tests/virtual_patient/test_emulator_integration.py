@@ -1,0 +1,92 @@
+"""The emulated device streams the virtual patient: stimulation commands and stretch prompts
+change what it sends, as the patient's ground truth says.
+
+Uses firmware_iface's emulator and client (skipped if they are not importable); the simulator
+itself never imports firmware_iface.
+"""
+
+import numpy as np
+import pytest
+
+emulator = pytest.importorskip("firmware_iface.emulator")
+client_mod = pytest.importorskip("firmware_iface.client")
+
+import virtual_patient as vp  # noqa: E402
+
+KEY = bytes(range(32))
+
+
+def _client(source):
+    device = emulator.make_device(source, stim_key=KEY)
+    link = emulator.emulator_link(device, speed="fast")
+    return client_mod.DeviceClient(link, stim_key=KEY, command_timeout_s=2.0), device
+
+
+def _collect(client, stream, n_samples):
+    """Sample blocks of one stream until n_samples have arrived: (first index, counts)."""
+    blocks = []
+    got = 0
+    for _ in range(2000):
+        for it in client.read(0.5):
+            if isinstance(it, client_mod.SampleBlock) and it.stream == stream:
+                blocks.append(it)
+                got += it.n_samples
+        if got >= n_samples:
+            break
+    blocks.sort(key=lambda b: b.first_index)
+    first = blocks[0].first_index
+    counts = np.concatenate([b.counts for b in blocks])
+    return first, counts, blocks
+
+
+@pytest.mark.timeout(60)
+def test_stimulation_through_the_emulator_gives_the_true_m_and_h():
+    source = vp.PatientSource("soleus_healthy", seed=1)
+    client, _device = _client(source)
+    try:
+        info = client.configure(emg_rate_hz=5000, n_emg=1, emg_bits=16, n_angle=1,
+                                angle_rate_hz=500)  # fmt: skip
+        scale = info.emg_channels[0].scale
+        client.start()
+        _collect(client, 0, 2500)
+        accepted = client.stimulate(15.0, 1000)
+        first, counts, _blocks = _collect(client, 0, 5000)
+        client.stop()
+    finally:
+        client.close()
+    truth = source.ground_truth()
+    (st,) = truth["stimuli"]
+    assert st["emg_sample_index"] == accepted.first_emg_index
+    assert st["intensity_ma"] == pytest.approx(15.0) and st["late"] is False
+    uv = counts[:, 0] * scale
+    i = st["emg_sample_index"] - first
+    fs = 5000.0
+
+    def ptp(lo_ms, hi_ms):
+        return np.ptp(uv[i + int(lo_ms * fs / 1000) : i + int(hi_ms * fs / 1000)])
+
+    h_win = (st["h_latency_ms"] - 1, st["h_latency_ms"] + 14)
+    assert ptp(*h_win) == pytest.approx(st["h_p2p_uv"], rel=0.1, abs=30)
+    assert ptp(*h_win) > 10 * ptp(100, 200)  # the response stands out from the background
+
+
+@pytest.mark.timeout(60)
+def test_stretch_prompt_through_the_emulator_moves_the_goniometer():
+    source = vp.PatientSource("moderate_elbow", seed=2)
+    client, _device = _client(source)
+    try:
+        info = client.configure(emg_rate_hz=2000, n_emg=2, emg_bits=16, n_angle=1,
+                                angle_rate_hz=500)  # fmt: skip
+        ch = info.angle_channels[0]
+        client.start()
+        client.prompt("stretch", velocity_deg_s=200)
+        _first, counts, _ = _collect(client, 1, 1500)
+        client.stop()
+    finally:
+        client.close()
+    deg = (counts[:, 0] - ch.offset) * ch.scale
+    truth = source.ground_truth()
+    (s,) = truth["stretches"]
+    assert s["reflex"] and s["peak_velocity_deg_s"] == pytest.approx(200, rel=0.05)
+    assert deg.max() - deg[:5].mean() > 100.0
+    assert deg.max() == pytest.approx(s["max_angle_deg"], abs=0.5)
