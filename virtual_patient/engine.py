@@ -37,7 +37,7 @@ from .hreflex import (
 from .profiles import Profile, tardieu_grade
 from .stretch import StretchEpisode, StretchSpec
 
-_S_CONST, _S_EMG, _S_WARM, _S_ANGLE, _S_STIM, _S_STRETCH = range(6)
+_S_CONST, _S_EMG, _S_WARM, _S_ANGLE, _S_STIM, _S_STRETCH, _S_TONIC = range(7)
 _INT32_MAX = 2**31 - 1
 
 
@@ -88,6 +88,7 @@ class Engine:
         self._pl_coef = np.concatenate([amp * np.cos(ph), amp * np.sin(ph)], axis=0)
         self.motion_coef = const.uniform(0.5, 1.5, ch) * const.choice([-1.0, 1.0], ch)
         self._pl_table: np.ndarray | bool | None = None
+        self._tonic_knots: dict[int, np.ndarray] = {}
 
         lo, hi = p.emg_band_hz
         hi = min(hi, 0.45 * self.fe)
@@ -195,6 +196,7 @@ class Engine:
             "m_peak_latency_ms": (m_lat + m_peak_u * m_dur) * 1000.0,
             "h_peak_latency_ms": (h_lat + h_peak_u * h_dur) * 1000.0,
             "artifact_peak_uv": g0 * p.artifact_uv_per_ma * float(intensity_ma),
+            "background_emg_uv": g0 * float(self.tonic_level(np.array([idx / self.fe]))[0, 0]),
         }
         self.stimuli.append(
             dict(
@@ -274,7 +276,7 @@ class Engine:
         idx = i0 + np.arange(n)
         t = idx / self.fe
         ta, tb = t[0], t[-1]
-        src = carrier * p.tonic_emg_uv
+        src = carrier * self.tonic_level(t)
         eps = self._episodes_in(ta, tb)
         acc = None
         for ep in eps:
@@ -310,6 +312,36 @@ class Engine:
                 white = white * (ns * p.baseline_noise_uv)
                 out += white
         return out.T
+
+    def tonic_level(self, t_s: np.ndarray) -> np.ndarray:
+        """Background EMG RMS (uV, unit gain) of every muscle at times t_s: shape (n_emg, n).
+
+        ``tonic_emg_uv * exp(sigma * z(t) - sigma**2 / 2)`` with z linear between independent
+        standard-normal knots every ``tonic_fluctuation_s`` (each knot from its own generator,
+        so any block gives the same values).
+        """
+        p = self.profile
+        sig = p.tonic_fluctuation
+        if sig == 0 or p.tonic_emg_uv == 0 or len(t_s) == 0:
+            return np.full((self.n_emg, 1), p.tonic_emg_uv)
+        u = t_s / p.tonic_fluctuation_s
+        k0 = int(np.floor(u[0]))
+        k1 = int(np.floor(u[-1])) + 1
+        knots = np.stack([self._tonic_knot(k) for k in range(k0, k1 + 1)], axis=1)
+        pos = u - k0
+        out = np.empty((self.n_emg, len(t_s)))
+        grid = np.arange(knots.shape[1])
+        for c in range(self.n_emg):
+            out[c] = np.interp(pos, grid, knots[c])
+        return p.tonic_emg_uv * np.exp(sig * out - 0.5 * sig**2)
+
+    def _tonic_knot(self, k: int) -> np.ndarray:
+        cache = self._tonic_knots
+        if k not in cache:
+            if len(cache) > 256:
+                cache.clear()
+            cache[k] = np.random.default_rng([self.seed, _S_TONIC, k]).standard_normal(self.n_emg)
+        return cache[k]
 
     def _mix(self, src: np.ndarray) -> np.ndarray:
         """Cross-talk (banded: neighbours and next neighbours) then channel gain."""

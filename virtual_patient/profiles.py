@@ -95,6 +95,8 @@ class Profile:
 
     # --- EMG ---
     tonic_emg_uv: float = 1.0  # background EMG (RMS) of every muscle at rest
+    tonic_fluctuation: float = 0.25  # SD of the log of the slowly varying background level
+    tonic_fluctuation_s: float = 1.0  # spacing of its random knots (linear in between)
     emg_band_hz: tuple[float, float] = (20.0, 450.0)  # 4th-order Butterworth band-pass
     emg_shape_hz: float = 120.0  # extra 2nd-order low-pass: spectrum median about 80 Hz (0: off)
     baseline_noise_uv: float = 2.0  # amplifier noise RMS (white)
@@ -168,6 +170,8 @@ def _validate(p: Profile) -> None:
     for name in ("baseline_noise_uv", "noise_scale", "tonic_emg_uv", "pops_per_min", "mmax_uv"):
         if getattr(p, name) < 0:
             bad(f"{name} must be >= 0")
+    if p.tonic_fluctuation < 0 or p.tonic_fluctuation_s <= 0:
+        bad("tonic_fluctuation must be >= 0 and tonic_fluctuation_s > 0")
     if not 0 < p.emg_band_hz[0] < p.emg_band_hz[1]:
         bad("emg_band_hz must be (low, high) with 0 < low < high")
     if p.angle_scale_deg <= 0 or p.emg_full_scale_uv <= 0:

@@ -122,3 +122,27 @@ def test_goniometer_gain_offset_noise_and_quantisation():
     assert (flipped.stretch_direction_sign * flipped.angle_deg).mean() == pytest.approx(
         rest, abs=0.05
     )
+
+
+def test_background_emg_fluctuates_slowly_and_truth_reports_it():
+    over = dict(noise_scale=0.0, artifact_uv_per_ma=0.0, mmax_uv=0.0)
+    p = vp.get_profile("soleus_healthy", tonic_emg_uv=20.0, **over)
+    stimuli = [vp.Stimulus(2.0 + 3.0 * k, 10.0) for k in range(10)]
+    rec = vp.simulate_hreflex_session(p, seed=9, stimuli=stimuli, emg_rate_hz=2000.0)
+    x = rec.emg_uv[:, 0]
+    win = x[: len(x) // 1000 * 1000].reshape(-1, 1000)  # 0.5 s windows
+    rms = np.sqrt(np.mean(win**2, axis=1))
+    assert 0.1 < rms.std() / rms.mean() < 0.4
+    local, true = [], []
+    for ev, st in zip(rec.events, rec.truth["stimuli"], strict=True):
+        i = ev["emg_sample_index"]
+        local.append(np.sqrt(np.mean(x[i - 400 : i + 400] ** 2)))
+        true.append(st["background_emg_uv"])
+    ratio = np.array(local) / np.array(true)
+    assert ratio.mean() == pytest.approx(1.0, abs=0.15) and ratio.std() < 0.2
+    flat = vp.simulate_hreflex_session(
+        vp.get_profile(p, tonic_fluctuation=0.0), seed=9, stimuli=stimuli, emg_rate_hz=2000.0
+    )
+    fx = flat.emg_uv[: len(x) // 1000 * 1000, 0].reshape(-1, 1000)
+    frms = np.sqrt(np.mean(fx**2, axis=1))
+    assert frms.std() / frms.mean() < 0.06

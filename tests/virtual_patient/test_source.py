@@ -5,6 +5,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import virtual_patient as vp
 from virtual_patient import PatientSource, StretchSpec
@@ -97,3 +99,34 @@ def test_stretch_prompt_moves_the_angle():
     assert truth["stretches"][0]["reflex"] is True
     src.prompt("relax", {})
     assert src.ground_truth()["prompts"][-1]["ignored"] is True
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=1500), min_size=1, max_size=12))
+def test_block_split_never_changes_the_samples_with_stimuli(sizes):
+    total = sum(sizes)
+    a = PatientSource("soleus_spastic", seed=5)
+    b = PatientSource("soleus_spastic", seed=5)
+    for src in (a, b):
+        src.configure(5000.0, 2, 500.0, 1, 16)
+        for k, idx in enumerate((100, 2600, 5100)):
+            src.stimulate(idx, 12.0 + k, 500)
+    np.testing.assert_array_equal(_stream(a, sizes), b.emg_block(total))
+
+
+def test_late_stimulus_is_flagged():
+    src = PatientSource("soleus_healthy", seed=1)
+    src.configure(5000.0, 1, 500.0, 1, 16)
+    src.emg_block(1000)
+    src.stimulate(500, 10.0, 1000)
+    assert src.ground_truth()["stimuli"][0]["late"] is True
+
+
+def test_reconfigure_restarts_the_stream():
+    src = PatientSource("mild_elbow", seed=1, program="tsrt")
+    _configure(src)
+    first = src.emg_block(3000)
+    src.emg_block(5000)
+    _configure(src)
+    np.testing.assert_array_equal(src.emg_block(3000), first)
+    assert len(src.ground_truth()["stretches"]) == 22
