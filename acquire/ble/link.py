@@ -131,7 +131,11 @@ class BleLink:
     scan_timeout_s, connect_timeout_s : float
         Limits for finding the device and for connecting (including service discovery).
     reconnect : bool
-        Reconnect after an unsolicited disconnect (default ``True``).
+        Reconnect inside the link after an unsolicited disconnect (rescan, new ``BleakClient``,
+        re-subscribe) and report it as events, reads returning ``b""`` meanwhile. Default
+        ``False``: the disconnect ends the link (reads raise :class:`BleLinkLostError`, a
+        ``LinkClosed``), as a vanished serial port does, and the recorder's own reconnect loop
+        reopens the URL, which rescans, connects a new ``BleakClient`` and re-subscribes.
     backoff_s : sequence of float
         Delays before successive reconnect attempts; the last repeats.
     give_up_after_s : float or None
@@ -156,7 +160,7 @@ class BleLink:
         loop: asyncio.AbstractEventLoop | None = None,
         scan_timeout_s: float = 10.0,
         connect_timeout_s: float = 20.0,
-        reconnect: bool = True,
+        reconnect: bool = False,
         backoff_s: Sequence[float] = DEFAULT_BACKOFF_S,
         give_up_after_s: float | None = None,
         on_event: Callable[[BleEvent], None] | None = None,

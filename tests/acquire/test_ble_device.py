@@ -96,7 +96,10 @@ def test_disconnect_mid_session_reconnects_and_the_gap_is_exact(world, stop_on_d
             reconnected.set()
 
     link = open_ble_link(
-        "ble://tonuslab-emu", on_event=on_event, backoff_s=(0.05, 0.1), **world.link_options()
+        "ble://tonuslab-emu?reconnect=1",
+        on_event=on_event,
+        backoff_s=(0.05, 0.1),
+        **world.link_options(),
     )
     with DeviceClient(link, command_timeout_s=2.0) as client:
         client.identify()

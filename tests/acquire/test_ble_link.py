@@ -163,7 +163,10 @@ def test_disconnect_is_reported_and_the_link_reconnects(world):
             seen.set()
 
     link = open_ble_link(
-        "ble://tonuslab-emu", on_event=on_event, backoff_s=(0.05, 0.1), **world.link_options()
+        "ble://tonuslab-emu?reconnect=1",
+        on_event=on_event,
+        backoff_s=(0.05, 0.1),
+        **world.link_options(),
     )
     try:
         world.run(peripheral.wait_subscribed())
@@ -203,7 +206,7 @@ def test_disconnect_is_reported_and_the_link_reconnects(world):
 def test_gives_up_after_the_limit_and_reads_then_fail(world):
     peripheral = world.add_peripheral()
     link = open_ble_link(
-        "ble://tonuslab-emu?give_up_after_s=0.5&scan_timeout_s=0.2",
+        "ble://tonuslab-emu?reconnect=1&give_up_after_s=0.5&scan_timeout_s=0.2",
         backoff_s=(0.05,),
         **world.link_options(),
     )
@@ -271,8 +274,9 @@ def test_link_methods_refuse_to_run_on_the_event_loop_thread(world):
                 errors.append(exc)
 
     link = open_ble_link(
-        "ble://tonuslab-emu", on_event=on_event, backoff_s=(0.05,), **world.link_options()
-    )
+        "ble://tonuslab-emu", on_event=on_event, reconnect=True, backoff_s=(0.05,),
+        **world.link_options(),
+    )  # fmt: skip
     try:
         world.run(peripheral.drop_link())
         assert wait_for(lambda: any(e.kind == "reconnected" for e in link.pop_events()), 10)
@@ -280,3 +284,24 @@ def test_link_methods_refuse_to_run_on_the_event_loop_thread(world):
         assert link.connected  # the refused close did not break the link
     finally:
         link.close()
+
+
+def test_without_in_link_reconnect_a_disconnect_ends_the_link_like_a_lost_port(world):
+    peripheral = world.add_peripheral()
+    link = open_ble_link("ble://tonuslab-emu", **world.link_options())
+    try:
+        world.run(peripheral.wait_subscribed())
+        peripheral.send(b"\x05\x06")
+        assert wait_for(lambda: link.bytes_received == 2)
+        world.run(peripheral.drop_link())
+        assert read_all(link, 3, timeout_s=5) == b"\x05\x06\x00"
+        with pytest.raises(BleLinkLostError) as info:
+            link.read(10, 1.0)
+        assert isinstance(info.value, LinkClosed)  # what the recorder's reconnect loop catches
+        assert [e.kind for e in link.pop_events()] == ["connected", "disconnected", "gave_up"]
+    finally:
+        link.close()
+    # Reopening the URL (the recorder's reconnect) rescans and connects a new BleakClient.
+    with open_ble_link("ble://tonuslab-emu", **world.link_options()) as again:
+        assert again.connected
+    assert peripheral.connections_seen == 2
