@@ -129,6 +129,8 @@ class CaptureWriter:
                     os.fsync(self._fd)
             except OSError as exc:
                 if _is_disk_full(exc):
+                    self._closed = True  # nothing more can be written; keep what is on disk
+                    os.close(self._fd)
                     raise DiskFullError(
                         f"disk full while writing the capture {self.path}: recording stopped"
                     ) from exc

@@ -150,6 +150,7 @@ class Recorder:
         link_opener: Callable | None = None,
         header_extra: Mapping | None = None,
         final_state: str = "complete",
+        min_free_bytes: int = 8 << 20,
     ) -> None:
         self.url = url
         self.path = pathlib.Path(path)
@@ -165,6 +166,7 @@ class Recorder:
         self.overwrite = overwrite
         self.header_extra = dict(header_extra or {})
         self.final_state = final_state
+        self.min_free_bytes = int(min_free_bytes)
         if link_opener is None:
             from acquire.links import open_link
 
@@ -285,6 +287,7 @@ class Recorder:
             metadata=self.metadata,
             device=self.writer_device(),
             overwrite=self.overwrite,
+            min_free_bytes=self.min_free_bytes,
         )
         attrs = {"source_url": self.url}
         if self.capture is not None:
@@ -382,7 +385,8 @@ class Recorder:
         state = state or self.final_state
         from firmware_iface.errors import ProtocolError
 
-        if self.client is not None and not self.replay and self.stats.link_up:
+        writer_ok = self.writer is not None and not self.writer._closed
+        if self.client is not None and not self.replay and self.stats.link_up and writer_ok:
             try:
                 self.client.stop()
                 deadline = time.monotonic() + 0.3
@@ -392,12 +396,16 @@ class Recorder:
             except (ProtocolError, OSError):
                 pass
         try:
-            if self.writer is not None:
+            if writer_ok:
                 self._update_clock()
                 self.writer.close(state)
         finally:
             if self.capture is not None:
-                self.capture.close()
+                try:
+                    self.capture.close()
+                except AcquisitionError:
+                    if state == "complete":
+                        raise
                 if not self.keep_capture and state == "complete":
                     self.capture.path.unlink(missing_ok=True)
             if self.link is not None:

@@ -137,6 +137,7 @@ def _salvage(src: pathlib.Path, dst: pathlib.Path) -> None:
             device=_read_attrs(f["device"]),
             overwrite=True,
             min_free_bytes=0,
+            reserve_bytes=0,
         )
         try:
             for name in streams:

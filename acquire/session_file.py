@@ -24,6 +24,7 @@ import datetime as _dt
 import errno
 import json
 import math
+import os
 import pathlib
 import re
 import shutil
@@ -319,8 +320,10 @@ class SessionWriter:
         flush_interval_s: float = 0.5,
         chunk_s: float = 1.0,
         min_free_bytes: int = 8 << 20,
+        reserve_bytes: int = 2 << 20,
     ) -> None:
         self.path = pathlib.Path(path)
+        self._reserve_path: pathlib.Path | None = None
         self._meta = validate_metadata(metadata)
         self._channels = _validate_channels(channels)
         rates = {"emg": float(emg_rate_hz), "angle": _float_or_nan(angle_rate_hz)}
@@ -346,11 +349,30 @@ class SessionWriter:
         self._last_flush = time.monotonic()
         self._check_free_space()
         try:
+            self._make_reserve(int(reserve_bytes))
             self._create(device or {}, chunk_s)
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:
+            self._release_reserve()
             if _is_disk_full(exc):
                 raise DiskFullError(f"disk full: cannot create {self.path}") from exc
             raise
+
+    def _make_reserve(self, n_bytes: int) -> None:
+        """Ballast beside the file, freed on a disk-full error so HDF5 can close cleanly."""
+        if n_bytes <= 0:
+            return
+        self._reserve_path = self.path.with_name(f".{self.path.name}.reserve")
+        with open(self._reserve_path, "wb") as fh:
+            block = bytes(1 << 16)
+            for _ in range(0, n_bytes, len(block)):
+                fh.write(block)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def _release_reserve(self) -> None:
+        if self._reserve_path is not None:
+            self._reserve_path.unlink(missing_ok=True)
+            self._reserve_path = None
 
     # -- creation -----------------------------------------------------------------------
     def _create(self, device: Mapping, chunk_s: float) -> None:
@@ -635,7 +657,7 @@ class SessionWriter:
         try:
             self._write_pending()
             self._f.flush()
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:
             if _is_disk_full(exc):
                 self._abort_disk_full(exc)
             raise
@@ -647,6 +669,8 @@ class SessionWriter:
             return
         if state not in STATES:
             raise SessionFileError(f"state must be one of {STATES}")
+        if state == "stopped_disk_full":
+            self._release_reserve()  # room for HDF5 to write its last metadata
         try:
             self._write_pending()
             self._f.attrs["state"] = state
@@ -656,7 +680,7 @@ class SessionWriter:
                     self._n_gap_samples[stream]
                 )
             self._f.flush()
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:
             if _is_disk_full(exc):
                 self._abort_disk_full(exc)
             raise
@@ -666,6 +690,7 @@ class SessionWriter:
                 self._f.close()
             except Exception:  # pragma: no cover - close after a failed write
                 pass
+            self._release_reserve()
 
     def __enter__(self) -> SessionWriter:
         return self
@@ -702,15 +727,17 @@ class SessionWriter:
         """Close what can be closed and raise DiskFullError; flushed data stays readable."""
         n = {s: self._written.get(s, 0) for s in self._buffers}
         self._closed = True
-        try:
-            self._f.attrs["state"] = "stopped_disk_full"
-            self._f.flush()
-        except Exception:
-            pass
-        try:
-            self._f.close()
-        except Exception:
-            pass
+        self._release_reserve()  # now HDF5 has room to write its metadata consistently
+        for action in (
+            self._f.flush,
+            lambda: self._f.attrs.__setitem__("state", "stopped_disk_full"),
+            self._f.flush,
+            self._f.close,
+        ):
+            try:
+                action()
+            except Exception:
+                pass
         rate = self._rates["emg"]
         raise DiskFullError(
             f"disk full while writing {self.path}: recording stopped; "
@@ -818,6 +845,7 @@ def write_session(
         device=device,
         overwrite=overwrite,
         min_free_bytes=0,
+        reserve_bytes=0,
     ) as w:
         for stream, t0 in (("emg", emg_t0_s), ("angle", angle_t0_s)):
             if stream in w.streams:

@@ -106,3 +106,66 @@ def test_signal_finalises_cleanly_and_second_process_reads_live(tmp_path, sig):
         assert s.state == "complete" and s.emg.n_samples >= n2
         assert s.clock["method"] == "lower-envelope"
     assert (tmp_path / "t.capture").exists()
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """A real 12 MiB filesystem (tmpfs); skipped where mounting is not allowed."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mnt)],
+                         capture_output=True)  # fmt: skip
+    if res.returncode != 0:
+        pytest.skip("cannot mount a small filesystem here (needs root)")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+@pytest.mark.parametrize("min_free_mb", ["8", "0"])
+def test_disk_full_gives_a_clear_error_and_keeps_the_data(small_filesystem, tmp_path, min_free_mb):
+    """The disk fills up mid-recording: one clear line, exit 2, flushed data intact.
+
+    With the default reserve the recorder stops before the disk is full; with none, HDF5 meets
+    a real ENOSPC (the recorder's ballast file then gives it room to close cleanly)."""
+    out = small_filesystem / "full.h5"
+    cmd = [
+        sys.executable, "-m", "tonuslab", "record", "sim://simple?seed=1", "-o", str(out),
+        "--plain", "--emg-rate", "4000", "--n-emg", "16", "--min-free-mb", min_free_mb,
+    ]  # fmt: skip
+    proc = subprocess.run(
+        cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True, text=True, timeout=90,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "disk" in proc.stderr and "full" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    with open_session(out) as s:
+        assert s.state == "stopped_disk_full"
+        n = s.emg.n_samples
+        assert n > 4000
+        data = s.emg.read(0, n)
+        assert np.isfinite(data[: n - 8192]).all()  # all but the last chunk in flight
+    # with space again, the capture journal restores what the file could not take
+    moved = tmp_path / "full.h5"
+    (tmp_path / "full.capture").write_bytes((small_filesystem / "full.capture").read_bytes())
+    moved.write_bytes(out.read_bytes())
+    report = recover_session(moved, force=True)
+    with open_session(moved) as s:
+        assert s.emg.n_samples >= n - 8192 and report.source == "capture"
+
+
+def test_low_free_space_stops_before_the_disk_is_full(tmp_path):
+    from acquire.errors import DiskFullError
+    from acquire.session_file import SessionWriter
+
+    chans = [dict(name="e", kind="emg", unit="uV", scale=1.0, offset=0)]
+    w = SessionWriter(tmp_path / "r.h5", channels=chans, emg_rate_hz=1000.0)
+    w.append("emg", np.arange(5000, dtype=np.int32)[:, None])
+    w.flush()
+    w._min_free_bytes = 1 << 62  # the filesystem now reports less free space than the reserve
+    w.append("emg", np.ones((10, 1), np.int32))
+    with pytest.raises(DiskFullError, match="disk"):
+        w.flush()
+    with open_session(tmp_path / "r.h5") as s:
+        assert s.state == "stopped_disk_full"
+        np.testing.assert_array_equal(s.emg_counts[:5000, 0], np.arange(5000))

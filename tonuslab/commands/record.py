@@ -70,6 +70,12 @@ def add_arguments(parser) -> None:
     )
     acq.add_argument("--reconnect-timeout", type=float, default=120.0)
     acq.add_argument("--overwrite", action="store_true", help="replace existing files")
+    acq.add_argument(
+        "--min-free-mb",
+        type=float,
+        default=8.0,
+        help="stop cleanly when free disk space falls below this (default 8)",
+    )
     acq.add_argument("--lsl", action="store_true", help="publish EMG and angle on LSL")
     acq.add_argument("--plain", action="store_true", help="log lines instead of the live view")
     st = parser.add_argument_group("stretch protocol")
@@ -146,6 +152,7 @@ def run(args) -> int:
         duration_s=args.duration,
         stim_key=stim_key,
         overwrite=args.overwrite,
+        min_free_bytes=int(args.min_free_mb * (1 << 20)),
     )
     stop_stim = threading.Event()
     runner = None
