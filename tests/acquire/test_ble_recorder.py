@@ -76,7 +76,7 @@ def test_recorder_over_ble_survives_a_dropped_link_with_exact_gaps(world, tmp_pa
     heard = set(range(n_rows)) - gap_rows
     never_heard = {i for i in produced[0] if i < n_rows} - heard
     assert never_heard == gap_rows
-    assert 0.05 * 2000 < len(gap_rows) < 0.25 * 2000  # the 0.1 s fade, not the whole outage
+    assert 0.02 * 2000 < len(gap_rows) < 0.4 * 2000  # about the 0.1 s fade, not the outage
     # Heard rows are bit-identical to what the source generated; gap rows hold the fill value.
     reference = SimpleSource(seed=0).emg_block(n_rows)
     rows = np.array(sorted(heard))
