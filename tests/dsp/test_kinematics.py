@@ -1,0 +1,107 @@
+"""Goniometer kinematics against scipy's Savitzky-Golay and analytic motions."""
+
+import numpy as np
+import pytest
+import scipy.signal
+
+from dsp import SignalError
+from dsp import kinematics as K
+
+RATE = 500.0
+
+
+def reference_convolve(x, h):
+    """Slow reference of the interior FIR: explicit sums."""
+    half = len(h) // 2
+    out = np.full(len(x), np.nan)
+    for i in range(half, len(x) - half):
+        out[i] = sum(h[k] * x[i + half - k] for k in range(len(h)))
+    return out
+
+
+def motion(seed=0, n=3000):
+    t = np.arange(n) / RATE
+    angle = 30 + 40 * np.sin(2 * np.pi * 0.5 * t) ** 2
+    return t, angle + np.random.default_rng(seed).normal(scale=0.1, size=n)
+
+
+def test_two_point_calibration_round_trip():
+    cal = K.two_point_calibration(1200, 0.0, 3400, 90.0)
+    np.testing.assert_allclose(cal.to_degrees([1200, 3400, 2300]), [0.0, 90.0, 45.0])
+    np.testing.assert_allclose(cal.to_degrees([3400], sign=-1), [-90.0])
+    np.testing.assert_allclose(K.counts_to_degrees(np.array([10, 20]), 0.5, 10), [0.0, 5.0])
+    with pytest.raises(SignalError, match="differ"):
+        K.two_point_calibration(100, 0.0, 100, 90.0)
+    with pytest.raises(SignalError, match="sign"):
+        K.counts_to_degrees([1], 1.0, 0.0, sign=2)
+
+
+@pytest.mark.parametrize("deriv", [0, 1, 2])
+def test_savgol_matches_scipy(deriv):
+    _, a = motion()
+    k = K.angle_kinematics(a, RATE, window_s=0.05, polyorder=3)
+    got = [k.angle_deg, k.velocity_deg_s, k.acceleration_deg_s2][deriv]
+    ref = scipy.signal.savgol_filter(a, 25, 3, deriv=deriv, delta=1 / RATE)
+    assert np.abs(got - ref).max() <= 1e-9 * np.abs(ref).max()
+
+
+def test_convolution_kernel_matches_reference():
+    x = np.random.default_rng(1).normal(size=200)
+    h = np.random.default_rng(2).normal(size=9)
+    out = np.full(200, np.nan)
+    K._convolve_valid(x, h, out)
+    np.testing.assert_allclose(out, reference_convolve(x, h), rtol=1e-12)
+
+
+def test_derivatives_of_a_known_motion_and_no_phase_shift():
+    t = np.arange(5000) / RATE
+    a = 20 * np.sin(2 * np.pi * 1.0 * t)
+    k = K.angle_kinematics(a, RATE)
+    v_true = 20 * 2 * np.pi * np.cos(2 * np.pi * t)
+    acc_true = -20 * (2 * np.pi) ** 2 * np.sin(2 * np.pi * t)
+    np.testing.assert_allclose(k.velocity_deg_s, v_true, atol=0.05)
+    np.testing.assert_allclose(k.acceleration_deg_s2, acc_true, atol=0.005 * 20 * (2 * np.pi) ** 2)
+    # zero phase: velocity peaks where the true one does
+    assert abs(np.argmax(k.velocity_deg_s[:500]) - np.argmax(v_true[:500])) <= 1
+
+
+def test_nan_propagates_only_to_windows_touching_it():
+    _, a = motion()
+    a[1000:1010] = np.nan
+    k = K.angle_kinematics(a, RATE, window_s=0.05)
+    half = 12
+    assert np.isnan(k.velocity_deg_s[1000 - half : 1010 + half]).all()
+    assert np.isfinite(k.velocity_deg_s[: 1000 - half]).all()
+    assert np.isfinite(k.velocity_deg_s[1010 + half :]).all()
+
+
+def test_segment_stretches_of_a_known_motion():
+    # ramps: rest, stretch 10 -> 70 deg at 120 deg/s, hold, return at 60 deg/s, rest
+    pieces = [
+        np.full(500, 10.0),
+        np.linspace(10, 70, 250),
+        np.full(500, 70.0),
+        np.linspace(70, 10, 500),
+        np.full(500, 10.0),
+    ]
+    a = np.concatenate(pieces) + np.random.default_rng(3).normal(scale=0.05, size=2250)
+    st = K.segment_stretches(a, RATE)
+    assert [s.direction for s in st] == [1, -1]
+    s0, s1 = st
+    assert abs(s0.start - 500) < 15 and abs(s0.end - 750) < 15
+    assert s0.range_deg == pytest.approx(60, abs=1.5)
+    assert s0.peak_velocity_deg_s == pytest.approx(120, rel=0.1)  # SG overshoots at corners
+    assert s1.peak_velocity_deg_s == pytest.approx(-60, rel=0.1)
+    assert abs(s1.start - 1250) < 15 and abs(s1.end - 1750) < 15
+    assert [s.direction for s in K.segment_stretches(a, RATE, direction=1)] == [1]
+    assert K.segment_stretches(a, RATE, min_range_deg=80) == []
+    assert s0.to_dict()["start_s"] == pytest.approx(s0.start / RATE)
+
+
+def test_bad_input():
+    with pytest.raises(SignalError, match="smoothing window"):
+        K.angle_kinematics(np.zeros(5), RATE)
+    with pytest.raises(SignalError, match="polyorder"):
+        K.angle_kinematics(np.zeros(500), RATE, polyorder=0)
+    with pytest.raises(SignalError, match="direction"):
+        K.segment_stretches(np.zeros(500), RATE, direction=2)
