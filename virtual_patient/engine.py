@@ -254,12 +254,12 @@ class Engine:
 
     # ------------------------------------------------------------------ rendering
     def _episodes_in(self, ta: float, tb: float) -> list[StretchEpisode]:
+        """Stretches overlapping [ta, tb] (they are sorted and never overlap each other)."""
         j = bisect.bisect_right(self._ep_starts, tb)
-        out = []
-        for ep in self.episodes[max(j - 2, 0) : j]:
-            if ep.end_s >= ta:
-                out.append(ep)
-        return out
+        i = j
+        while i > 0 and self.episodes[i - 1].end_s >= ta:
+            i -= 1
+        return self.episodes[i:j]
 
     def emg_uv(self, i0: int, n: int) -> np.ndarray:
         """Physical EMG (uV, before the ADC) of samples ``i0 .. i0+n-1``, shape (n, n_emg).

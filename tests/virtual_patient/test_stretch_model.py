@@ -178,3 +178,15 @@ def test_bell_stretch_peak_velocity_is_the_planned_one():
     assert s["peak_velocity_deg_s"] == pytest.approx(200.0, rel=0.01)
     vel = _velocity(rec)
     assert vel.max() == pytest.approx(200.0, rel=0.03)
+
+
+def test_recording_shows_every_stretch_of_a_long_session():
+    # whole-session rendering: every stretch must appear in the goniometer and the EMG
+    p = vp.get_profile("moderate_elbow", noise_scale=0.0, tonic_emg_uv=0.0)
+    rec = vp.simulate_stretch_session(p, seed=3, stretches=vp.tsrt_protocol(p, rest_s=0.5))
+    fa, fe = rec.angle_rate_hz, rec.emg_rate_hz
+    for s in rec.truth["stretches"]:
+        seg = rec.angle_deg[round(s["start_s"] * fa) : round(s["end_s"] * fa)]
+        assert seg.max() == pytest.approx(s["max_angle_deg"], abs=0.05)
+        i = round(s["emg_onset_s"] * fe)
+        assert np.abs(rec.emg_uv[i : i + 100, 0]).max() > 10.0
