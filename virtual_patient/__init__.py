@@ -17,7 +17,7 @@ from .profiles import PROFILE_NAMES, Profile, get_profile, tardieu_grade
 from .recording import Recording
 from .session import simulate_hreflex_session, simulate_stretch_session
 from .source import PatientSource
-from .stretch import StretchSpec, tsrt_protocol
+from .stretch import StretchSpec, planned_duration_s, tsrt_protocol
 
 __all__ = [
     "PROFILE_NAMES",
@@ -34,6 +34,7 @@ __all__ = [
     "frequency_blocks",
     "get_profile",
     "paired_pulses",
+    "planned_duration_s",
     "recruitment",
     "recruitment_ladder",
     "simulate_hreflex_session",

@@ -20,7 +20,7 @@ from scipy.signal import lfilter
 from .errors import ProgramError
 from .profiles import Profile
 
-__all__ = ["GRID_RATE_HZ", "StretchSpec", "tsrt_protocol"]
+__all__ = ["GRID_RATE_HZ", "StretchSpec", "planned_duration_s", "tsrt_protocol"]
 
 GRID_RATE_HZ = 4000.0
 _PAD_S = 0.6  # rest appended to every stretch so delayed EMG and release tails fit
