@@ -343,6 +343,14 @@ class StretchEpisode:
                     }
         truth["catch"] = catch_truth
         truth["clonus"] = clonus_truth
+        # what this stretch shows on the Tardieu quality scale
+        if clonus_truth is not None:
+            grade = 4 if clonus_truth["duration_s"] >= 10.0 else 3
+        elif catch_truth is not None:
+            grade = 2
+        else:
+            grade = 1 if crossing is not None else 0
+        truth["tardieu_grade"] = grade
         truth["peak_velocity_deg_s"] = float(np.max(w[:i_return]))
         truth["max_angle_deg"] = float(np.max(angle))
 

@@ -50,6 +50,7 @@ def test_healthy_has_no_reflex_and_no_burst():
     rec = vp.simulate_stretch_session("healthy", seed=2)
     assert not any(s["reflex"] for s in rec.truth["stretches"])
     assert all(s["dsrt_deg"] is None and s["catch"] is None for s in rec.truth["stretches"])
+    assert all(s["tardieu_grade"] == 0 for s in rec.truth["stretches"])
     assert rec.truth["stretch_reflex"]["tardieu_grade"] == 0
     sos = butter(4, [20, 450], "bandpass", fs=rec.emg_rate_hz, output="sos")
     x = sosfiltfilt(sos, rec.emg_uv[:, 0])
@@ -100,8 +101,10 @@ def test_catch_decelerates_the_limb_then_releases():
     assert t_max_dec == pytest.approx(c["time_s"], abs=0.02)
     after = (t > c["release_s"]) & (t < c["release_s"] + 0.3)
     assert vel[after].max() > dip + 50.0  # release: the stretch goes on
+    assert s["tardieu_grade"] == 2
     # mild profile: EMG but no catch (Tardieu 1)
-    assert _one("mild_elbow", 250.0).truth["stretches"][0]["catch"] is None
+    mild = _one("mild_elbow", 250.0).truth["stretches"][0]
+    assert mild["catch"] is None and mild["tardieu_grade"] == 1
 
 
 def test_catch_is_absent_without_catch_depth():
@@ -125,6 +128,7 @@ def test_clonus_frequency_and_duration(profile, sustained):
     s = rec.truth["stretches"][0]
     cl = s["clonus"]
     assert cl is not None and cl["sustained"] is sustained
+    assert s["tardieu_grade"] == (4 if sustained else 3)
     if sustained:
         assert cl["duration_s"] >= 10.0
     else:
