@@ -296,10 +296,18 @@ class _Battery:
         interval_us = max(50_000, lim.min_interval_us)
         c.start()
         try:
-            before = _collect(c, 0.1, self.wall)
+            items = _collect(c, 0.1, self.wall)
             accepted = c.stimulate(min(1.0, lim.max_intensity_ua / 1000), lim.min_width_us,
                                    mode="pair", interval_ms=interval_us / 1000)  # fmt: skip
-            items = before + _collect(c, interval_us / 1e6 + 0.3, self.wall)
+            # read until the EMG samples past the second pulse have arrived
+            last_pulse = accepted.first_emg_index + round(interval_us * rate / 1e6)
+            deadline = time.monotonic() + self.wall
+            while time.monotonic() < deadline:
+                new = c.read(0.2)
+                items += new
+                ends = [b.end_index for b in new if isinstance(b, SampleBlock) and b.stream == 0]
+                if ends and max(ends) > last_pulse + rate // 10:
+                    break
         finally:
             c.stop()
         stims = [e for e in items if isinstance(e, DeviceEvent) and e.kind == "stim"]

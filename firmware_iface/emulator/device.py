@@ -438,13 +438,24 @@ class EmulatedDevice:
         return None
 
     # ------------------------------------------------------------------ events from outside
-    def press_button(self, marker_id: int = 1, value: int = 1) -> None:
-        """The device's marker button: a MARKER at the next EMG sample (only while streaming)."""
+    def press_button(
+        self, marker_id: int = 1, value: int = 1, at_emg_index: int | None = None
+    ) -> int | None:
+        """The device's marker button: a MARKER at the next EMG sample, or at ``at_emg_index``
+        if that sample is still to come. Only while streaming; returns the marker's index."""
         if self.state != DeviceState.STREAMING:
-            return
+            return None
         index = self._emg.next_index
+        if at_emg_index is not None:
+            index = max(index, int(at_emg_index))
         marker = Marker(index, self._sample_time_us(self._emg, index), marker_id, value)
         self._events.append((index, MsgType.MARKER, marker.pack()))
+        return index
+
+    @property
+    def run_first_emg_index(self) -> int:
+        """EMG sample number of the first sample of the current streaming run."""
+        return self._emg.run_first_index
 
     def open_pairing_window(self) -> None:
         """The pairing button: the next PAIR command is accepted."""

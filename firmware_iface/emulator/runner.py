@@ -138,9 +138,13 @@ def emulator_link(
     latency_s: float = 0.0,
     jitter_s: float = 0.0,
     seed: int | None = None,
-    capacity: int = 1 << 20,
+    capacity: int = 1 << 16,
 ) -> EmulatorLink:
-    """Start an emulator on an in-process link; returns the host end (close it to stop)."""
+    """Start an emulator on an in-process link; returns the host end (close it to stop).
+
+    ``capacity`` bounds the bytes in flight per direction, hence how far a ``speed="fast"``
+    device runs ahead of the host's reading.
+    """
     device = device or make_device()
     host_end, device_end = link_pair(
         capacity=capacity, latency_s=latency_s, jitter_s=jitter_s, seed=seed

@@ -34,13 +34,16 @@ def test_without_key_pulse_timing_is_skipped_not_failed():
         (Faults(stim_time_error_us=300), {"stimulation timing"}),
         (Faults(silent_on_malformed=True), {"malformed commands"}),
         (Faults(accept_unauthenticated=True), {"stimulation auth"}),
-        (Faults(drop_frame_every=5), {"sequence continuity"}),
+        # a dropped frame may also hold a pulse's sample, which then cannot be timed
+        (Faults(drop_frame_every=5), {"sequence continuity", "stimulation timing?"}),
     ],
 )
 def test_broken_devices_fail_the_relevant_check(faults, failing):
     report = _run(faults)
     failed = {c.name for c in report.checks if c.status == FAIL}
-    assert failed == failing, report.table()
+    required = {f for f in failing if not f.endswith("?")}
+    allowed = required | {f.rstrip("?") for f in failing}
+    assert required <= failed <= allowed, report.table()
     assert not report.passed
     assert "does NOT conform" in report.table()
 

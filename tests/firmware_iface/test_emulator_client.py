@@ -1,3 +1,5 @@
+import time
+
 import numpy as np
 import pytest
 
@@ -100,9 +102,10 @@ def test_stimulation_pair_events_at_sample_precision(client):
     client.start()
     collect(client, 0.2)
     accepted = client.stimulate(12.5, 500, mode="pair", interval_ms=50)
-    items = collect(client, 0.5)
+    stims, deadline = [], time.monotonic() + 10
+    while len(stims) < 2 and time.monotonic() < deadline:
+        stims += [e for e in client.read(0.2) if getattr(e, "kind", "") == "stim"]
     client.stop()
-    stims = [e for e in items if getattr(e, "kind", "") == "stim"]
     assert [e.message.pulse_index for e in stims] == [0, 1]
     assert stims[0].emg_sample_index == accepted.first_emg_index
     assert stims[1].emg_sample_index - stims[0].emg_sample_index == 250
@@ -192,12 +195,16 @@ def test_ping_set_time_status_prompt_calibrate(client, device):
 def test_marker_button_event(client, device):
     client.start()
     collect(client, 0.1)
-    link = client.link
-    with link.runner.lock:
-        device.press_button(marker_id=3)
-    items = collect(client, 0.1)
-    markers = [e for e in items if getattr(e, "kind", "") == "marker"]
-    assert len(markers) == 1 and markers[0].message.marker_id == 3
+    with client.link.runner.lock:
+        now = device.press_button(marker_id=3)
+        scheduled = device.press_button(marker_id=2, at_emg_index=now + 700)
+    assert scheduled == now + 700
+    markers, deadline = [], time.monotonic() + 10
+    while len(markers) < 2 and time.monotonic() < deadline:
+        markers += [e for e in client.read(0.2) if getattr(e, "kind", "") == "marker"]
+    by_id = {m.message.marker_id: m for m in markers}
+    assert by_id[3].emg_sample_index == now and by_id[2].emg_sample_index == now + 700
+    assert by_id[2].device_time_us - by_id[3].device_time_us == 700 * 500
 
 
 def test_device_overruns_show_as_gaps_and_status(key):
@@ -218,17 +225,19 @@ def test_device_overruns_show_as_gaps_and_status(key):
 
 
 def test_realtime_clock_drift_visible_through_pings():
-    link = emulator_link(make_device(drift_ppm=2000.0), speed="realtime")
+    link = emulator_link(make_device(drift_ppm=5000.0), speed="realtime")
     c = DeviceClient(link)
-    try:
-        import time
 
-        a = c.ping()
-        time.sleep(0.5)
-        b = c.ping()
+    def best_ping():  # the fastest of a few round trips: least disturbed by a busy machine
+        return min((c.ping() for _ in range(5)), key=lambda p: p.rtt_s)
+
+    try:
+        a = best_ping()
+        time.sleep(1.0)
+        b = best_ping()
         host_dt = 0.5 * (b.host_send_s + b.host_recv_s - a.host_send_s - a.host_recv_s) * 1e6
         dev_dt = 0.5 * (b.device_rx_us + b.device_tx_us - a.device_rx_us - a.device_tx_us)
-        assert (dev_dt / host_dt - 1) * 1e6 == pytest.approx(2000, abs=400)
+        assert (dev_dt / host_dt - 1) * 1e6 == pytest.approx(5000, abs=1500)
     finally:
         c.close()
 

@@ -120,7 +120,11 @@ def run_demo(
         blocks: dict[int, list] = {}
         events: list = []
         first_us = last_us = None
-        pressed = marker_at_s is None or not hasattr(link, "runner")
+        if marker_at_s is not None and hasattr(link, "runner"):
+            with link.runner.lock:  # the emulated device's button, at a device time
+                device = link.device
+                at = device.run_first_emg_index + round(marker_at_s * info.config.emg_rate_hz)
+                device.press_button(at_emg_index=at)
         deadline = started + wall_limit_s
         while time.monotonic() < deadline:
             for item in client.read(0.2):
@@ -131,16 +135,18 @@ def run_demo(
                         last_us = item.device_time_us
                 elif isinstance(item, DeviceEvent):
                     events.append(item)
-            if last_us is not None and not pressed and last_us - first_us >= marker_at_s * 1e6:
-                with link.runner.lock:
-                    link.device.press_button()
-                pressed = True
             if last_us is not None and last_us - first_us >= device_seconds * 1e6:
                 break
         client.stop()
         for item in client.read(0.2):
             if isinstance(item, DeviceEvent):
                 events.append(item)
+        if first_us is not None:  # keep exactly the requested span of device time
+            end_us = first_us + device_seconds * 1e6
+            blocks = {k: [b for b in v if b.device_time_us < end_us] for k, v in blocks.items()}
+            events = [e for e in events if e.device_time_us < end_us]
+            emg = blocks.get(0, [])
+            last_us = emg[-1].device_time_us + emg[-1].n_samples * 1e6 / info.config.emg_rate_hz
         streams = {}
         for stream, bs in sorted(blocks.items()):
             is_emg = stream == 0
