@@ -73,6 +73,26 @@ def test_gatt_layout_is_the_same_on_both_sides():
     )
 
 
+def test_gatt_layout_matches_protocol_md():
+    import pathlib
+    import re
+
+    import firmware_iface
+
+    text = (pathlib.Path(firmware_iface.__file__).parent / "PROTOCOL.md").read_text()
+    section = text[text.index("BLE transport") :]
+    rows = dict(
+        re.findall(
+            r"\| (tonuslab service|host-to-device|device-to-host)[^|]*\| `([0-9a-f-]{36})`", section
+        )
+    )
+    assert rows == {
+        "tonuslab service": SERVICE_UUID,
+        "host-to-device": WRITE_CHAR_UUID,
+        "device-to-host": NOTIFY_CHAR_UUID,
+    }
+
+
 def test_url_parsing_and_bad_urls():
     assert parse_ble_url("ble://AA:BB:CC:DD:EE:FF") == ("AA:BB:CC:DD:EE:FF", {})
     target, options = parse_ble_url("ble://tonus%20lab?scan_timeout_s=2.5&reconnect=0")
