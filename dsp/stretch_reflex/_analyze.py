@@ -8,7 +8,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from dsp.errors import SignalError
-from dsp.stretch_reflex._emg import burst_offset, clonus_episodes, condition
+from dsp.stretch_reflex._emg import (
+    burst_offset,
+    clonus_episodes,
+    condition,
+    lowpass_envelope,
+)
 from dsp.stretch_reflex._fit import fit_dsrt_line, ols
 from dsp.stretch_reflex._kinematics import find_stretches, smooth_kinematics
 from dsp.stretch_reflex._onsets import TKEO_DEFAULTS, OnsetSignals, detector_names
@@ -74,6 +79,24 @@ def _dip_depth(v: np.ndarray, limit: int | None = None) -> tuple[float, int]:
     depth = (np.minimum(left, right) - v)[:limit]
     k = int(np.argmax(depth))
     return float(depth[k]), k
+
+
+def _catch_dip(v: np.ndarray, limit: int, min_rise: float) -> tuple[float, float, int]:
+    """The catch: the deepest velocity drop (from the running maximum) before index ``limit``
+    that is followed by a re-acceleration of at least ``min_rise`` (the release).
+
+    Returns (drop, rise, index of the velocity minimum); (0, 0, -1) when there is none.
+    """
+    if len(v) < 3:
+        return 0.0, 0.0, -1
+    v = np.where(np.isfinite(v), v, -np.inf)
+    drop = (np.maximum.accumulate(v) - v)[:limit]
+    rise = (np.maximum.accumulate(v[::-1])[::-1] - v)[:limit]
+    ok = rise >= min_rise
+    if not np.any(ok):
+        return 0.0, 0.0, -1
+    k = int(np.argmax(np.where(ok, drop, -np.inf)))
+    return float(drop[k]), float(rise[k]), k
 
 
 def analyze_stretch_reflex(
@@ -171,11 +194,13 @@ def analyze_stretch_reflex(
         A stretch is irregular when, before the reflex onset, the velocity dips and recovers by
         more than this fraction of its peak (or it stopped and restarted).
     catch_drop_fraction, release_fraction, catch_window_s : float
-        Catch: within ``catch_window_s`` after the onset the velocity falls by at least
-        ``catch_drop_fraction`` of the onset velocity (and at least 5 deg/s), and rises again by
-        ``release_fraction`` of it before the end of the stretch (release).
+        Catch: within ``catch_window_s`` after the onset the velocity falls from its running
+        maximum by at least ``catch_drop_fraction`` of the onset velocity (and 5 deg/s), and
+        then rises again by ``release_fraction`` of it (and 2 deg/s) before the end of the
+        stretch (the release).
     clonus_min_beats : int
-        Fewest regular bursts (3-12 Hz) that make a clonus episode.
+        Fewest regular beats (3-12 Hz) that make a clonus episode (beats: peaks of the 20 Hz
+        envelope standing out from both the resting noise and the tonic reflex activity).
     gain_tail_s : float
         The stretch window for the RMS-EMG gain extends this far past the stretch end.
     min_fit_stretches : int
@@ -315,6 +340,7 @@ def analyze_stretch_reflex(
     rest = _rest_level(x, emg_rate)
     signals = OnsetSignals(raw, x, emg_rate, envelope_hz, det_params)
     env = signals.envelope
+    env20 = lowpass_envelope(x, emg_rate, 20.0)  # clonus beats: one peak per beat
     nb = round(baseline_s * emg_rate)
     t_ang = np.arange(len(ang)) / ang_rate
     n_emg = len(x)
@@ -389,13 +415,16 @@ def analyze_stretch_reflex(
             ref_idx = max(m.start, int(t_dsrt * ang_rate))
             if m.end - ia >= 2:
                 v_after = vel[ia : m.end + 1]
-                depth, kd = _dip_depth(v_after, max(1, round(catch_window_s * ang_rate)))
                 v_on = max(rec.onset_velocity_deg_s, 1e-9)
-                if depth >= max(catch_drop_fraction * v_on, 5.0) and kd > 0:
+                drop, _rise, kd = _catch_dip(
+                    v_after,
+                    max(1, round(catch_window_s * ang_rate)),
+                    max(release_fraction * v_on, 2.0),
+                )
+                if drop >= max(catch_drop_fraction * v_on, 5.0):
                     stop = ia + kd
-                    rel = np.nanmax(vel[stop : m.end + 1]) - vel[stop]
                     rec.catch_detected = True
-                    rec.release = bool(rel >= release_fraction * v_on)
+                    rec.release = True
                 else:
                     stop = m.end
                 kc = ia + int(np.nanargmin(acc[ia : stop + 1]))
@@ -408,9 +437,14 @@ def analyze_stretch_reflex(
             nan_after = np.flatnonzero(~np.isfinite(x[on:next_start]))
             if len(nan_after):
                 stop = on + int(nan_after[0])
-            clonus_level = float(np.mean(benv) + max(threshold_sd, 5.0) * np.std(benv))
+            benv20 = env20[base[0] : base[1]]
             rec.clonus = clonus_episodes(
-                env, emg_rate, on, stop, clonus_level, min_beats=clonus_min_beats
+                env20,
+                emg_rate,
+                on,
+                stop,
+                float(np.std(benv20)),
+                min_beats=clonus_min_beats,
             )
         # irregular velocity: a dip and recovery before the reflex (or in the whole stretch)
         v_pre = vel_slow[m.start : max(m.start + 1, min(ref_idx, m.end) + 1)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage, signal
 
 from dsp.envelopes import linear_envelope
 from dsp.filters import apply_zero_phase, design_bandpass, design_lowpass, design_notch, padlen_for
@@ -72,65 +73,81 @@ def clonus_episodes(
     rate_hz: float,
     start: int,
     stop: int,
-    level: float,
+    noise_sd: float,
     *,
     min_beats: int,
     min_hz: float = 3.0,
     max_hz: float = 12.0,
-    min_burst_s: float = 0.02,
-    merge_s: float = 0.025,
-    max_cv: float = 0.35,
+    noise_factor: float = 8.0,
+    relative_prominence: float = 1.0,
+    max_cv: float = 0.2,
 ) -> list[ClonusEpisode]:
-    """Runs of at least ``min_beats`` regularly spaced bursts of ``env`` above ``level``.
+    """Runs of at least ``min_beats`` regularly spaced EMG bursts (clonus beats).
 
-    Bursts: runs above ``level`` longer than ``min_burst_s`` (dips shorter than ``merge_s``
-    bridged). Consecutive burst onsets ``min_hz``-``max_hz`` apart are chained; a chain whose
-    intervals have a coefficient of variation below ``max_cv`` is an episode.
+    Parameters
+    ----------
+    env : ndarray, (n,)
+        EMG envelope in uV (about 20 Hz low-pass, so single beats stay separate).
+    rate_hz : float
+    start, stop : int
+        Search window (samples of ``env``), from the reflex onset to the next stretch or gap.
+    noise_sd : float
+        SD of ``env`` at rest (pre-stretch baseline), uV.
+    min_beats : int
+    min_hz, max_hz : float
+        Beat rates accepted (clonus is 4-10 Hz; a margin either side).
+    noise_factor, relative_prominence : float
+        A beat is an envelope peak whose prominence exceeds both ``noise_factor * noise_sd`` and
+        ``relative_prominence`` times the running median (0.5 s) of the envelope around it, so
+        that the random fluctuation of tonic reflex activity does not count as beats.
+    max_cv : float
+        Largest coefficient of variation of the beat intervals of an episode.
+
+    Notes
+    -----
+    Consecutive beats ``1 / max_hz`` to ``1 / min_hz`` apart are chained; one missed beat (an
+    interval of about two periods) is bridged. ``n_beats`` counts the bridged beats too;
+    ``start_s``/``end_s`` are the first and last beat peaks.
     """
     if stop - start < 3:
         return []
-    seg = env[start:stop]
-    mask = np.nan_to_num(seg, nan=0.0) > level
-    on, off = segments_above(mask)
-    if len(on) == 0:
-        return []
-    merge = round(merge_s * rate_hz)
-    bursts: list[list[int]] = []
-    for a, b in zip(on.tolist(), off.tolist(), strict=True):
-        if bursts and a - bursts[-1][1] < merge:
-            bursts[-1][1] = b
-        else:
-            bursts.append([a, b])
-    min_len = round(min_burst_s * rate_hz)
-    bursts = [bb for bb in bursts if bb[1] - bb[0] >= min_len]
+    # work at about 200 Hz: the 20 Hz envelope is smooth, and the running median stays cheap
+    q = max(1, int(rate_hz // 200))
+    seg = np.nan_to_num(env[start:stop:q], nan=0.0)
+    fs = rate_hz / q
+    local = ndimage.median_filter(seg, size=max(3, int(0.5 * fs)), mode="nearest")
+    peaks, props = signal.find_peaks(
+        seg, distance=max(1, int(fs / max_hz)), prominence=noise_factor * noise_sd
+    )
+    keep = props["prominences"] >= relative_prominence * local[peaks]
+    peaks = peaks[keep] * q
     episodes: list[ClonusEpisode] = []
-    chain: list[list[int]] = []
 
-    def close(chain):
+    def close(chain: list[int]) -> None:
         if len(chain) < 2:
             return
-        onsets = np.array([c[0] for c in chain], dtype=float) / rate_hz
-        iv = np.diff(onsets)
-        mult = np.maximum(1.0, np.round(iv / np.median(iv)))  # bridged intervals count twice
+        t = np.asarray(chain, dtype=float) / rate_hz
+        iv = np.diff(t)
+        mult = np.maximum(1.0, np.round(iv / np.median(iv)))
         iv = iv / mult
         n_beats = int(mult.sum()) + 1
         if n_beats >= min_beats and np.std(iv) / np.mean(iv) <= max_cv:
-            t0 = (start + chain[0][0]) / rate_hz
-            t1 = (start + chain[-1][1]) / rate_hz
+            t0 = (start + chain[0]) / rate_hz
+            t1 = (start + chain[-1]) / rate_hz
             episodes.append(ClonusEpisode(t0, t1, n_beats, float(1.0 / np.median(iv)), t1 - t0))
 
     lo, hi = rate_hz / max_hz, rate_hz / min_hz
-    for bb in bursts:
+    chain: list[int] = []
+    for pk in peaks.tolist():
         if chain:
-            gap = bb[0] - chain[-1][0]
+            gap = pk - chain[-1]
             ok = lo <= gap <= hi
             if not ok and len(chain) >= 3:
-                # one beat missed (below the level): bridge an interval of about two periods
-                period = np.median(np.diff([c[0] for c in chain]))
+                period = float(np.median(np.diff(chain)))
                 ok = 1.7 * period <= gap <= 2.3 * period
             if not ok:
                 close(chain)
                 chain = []
-        chain.append(bb)
+        chain.append(pk)
     close(chain)
     return episodes

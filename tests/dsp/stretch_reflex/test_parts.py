@@ -1,0 +1,132 @@
+"""The pieces of the stretch-reflex analysis: line fit and bootstrap, clonus beats, catch dip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dsp.stretch_reflex._analyze import _catch_dip, _dip_depth
+from dsp.stretch_reflex._emg import clonus_episodes
+from dsp.stretch_reflex._fit import bootstrap_lines, fit_dsrt_line, ols
+from dsp.stretch_reflex._kinematics import find_stretches, finite_runs, smooth_kinematics
+
+
+def test_ols_recovers_exact_line():
+    v = np.array([10.0, 50, 100, 200, 300])
+    a, b, r2 = ols(v, 80 - 0.2 * v)
+    assert a == pytest.approx(80) and b == pytest.approx(-0.2) and r2 == pytest.approx(1.0)
+    assert np.isnan(ols(np.array([5.0, 5.0]), np.array([1.0, 2.0]))[0])
+
+
+def test_bootstrap_matches_a_loop_and_is_seeded():
+    rng = np.random.default_rng(1)
+    v = rng.uniform(20, 300, 15)
+    d = 70 - 0.15 * v + rng.normal(0, 2, 15)
+    ia, sb = bootstrap_lines(v, d, 50, np.random.default_rng(7))
+    idx = np.random.default_rng(7).integers(0, 15, size=(50, 15))
+    for k in range(50):
+        a, b, _ = ols(v[idx[k]], d[idx[k]])
+        assert ia[k] == pytest.approx(a) and sb[k] == pytest.approx(b)
+
+
+def test_interval_coverage_on_a_linear_model():
+    # 300 sessions of 16 stretches, Gaussian DSRT scatter: the 95% intervals cover ~95%
+    rng = np.random.default_rng(2)
+    cover_l = cover_m = 0
+    n = 300
+    for _ in range(n):
+        v = np.repeat([40.0, 90, 160, 230], 4) * rng.uniform(0.85, 1.15, 16)
+        d = 60 - 0.2 * v + rng.normal(0, 3, 16)
+        f = fit_dsrt_line(v, d, n_boot=400, rng=rng)
+        cover_l += f.tsrt_ci_deg[0] <= 60 <= f.tsrt_ci_deg[1]
+        cover_m += f.mu_ci_s[0] <= 0.2 <= f.mu_ci_s[1]
+    assert 0.91 <= cover_l / n <= 0.99
+    assert 0.91 <= cover_m / n <= 0.99
+
+
+def test_fit_under_determined_gives_nan():
+    f = fit_dsrt_line(
+        np.array([50.0, 50.0, 50.0]), np.array([1.0, 2, 3]), n_boot=10, rng=np.random.default_rng(0)
+    )
+    assert np.isnan(f.tsrt_deg) and np.isnan(f.tsrt_ci_deg[0])
+
+
+def _beats(rate, t0, f, n, amp, dur, jitter=0.0, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(dur * rate)) / rate
+    env = np.full(t.shape, 3.0) + rng.normal(0, 0.3, t.shape)
+    for k in range(n):
+        tk = t0 + k / f + rng.normal(0, jitter)
+        env += amp * np.exp(-0.5 * ((t - tk) / 0.012) ** 2)
+    return env
+
+
+def test_clonus_episode_counts_beats_and_rate():
+    rate = 2000.0
+    env = _beats(rate, 1.0, 6.0, 30, 60.0, 8.0, jitter=0.004)
+    eps = clonus_episodes(env, rate, 0, len(env), 0.3, min_beats=4)
+    assert len(eps) == 1
+    ep = eps[0]
+    assert ep.n_beats == 30
+    assert ep.frequency_hz == pytest.approx(6.0, abs=0.15)
+    assert ep.start_s == pytest.approx(1.0, abs=0.01)
+    assert ep.duration_s == pytest.approx(29 / 6.0, abs=0.05)
+
+
+def test_clonus_needs_regular_beats_and_enough_of_them():
+    rate = 2000.0
+    few = _beats(rate, 1.0, 6.0, 3, 60.0, 4.0)
+    assert clonus_episodes(few, rate, 0, len(few), 0.3, min_beats=4) == []
+    rng = np.random.default_rng(3)
+    irregular = np.full(int(6 * rate), 3.0)
+    t = np.arange(len(irregular)) / rate
+    for tk in np.cumsum(rng.uniform(0.09, 0.5, 12)):
+        irregular += 60 * np.exp(-0.5 * ((t - tk) / 0.012) ** 2)
+    assert clonus_episodes(irregular, rate, 0, len(irregular), 0.3, min_beats=4) == []
+
+
+def test_catch_dip_needs_a_release():
+    v = np.concatenate(
+        [
+            np.linspace(0, 200, 50),
+            np.linspace(200, 80, 20),
+            np.linspace(80, 150, 20),
+            np.linspace(150, 0, 40),
+        ]
+    )
+    drop, rise, k = _catch_dip(v, 100, 10.0)
+    assert drop == pytest.approx(120) and rise == pytest.approx(70) and v[k] == pytest.approx(80)
+    smooth = np.concatenate([np.linspace(0, 200, 50), np.linspace(200, 0, 80)])
+    assert _catch_dip(smooth, 100, 10.0)[0] == pytest.approx(0.0)  # no drop: no catch
+    assert _dip_depth(smooth)[0] == pytest.approx(0.0)
+
+
+def test_kinematics_and_segmentation_with_a_gap():
+    rate = 500.0
+    t = np.arange(int(12 * rate)) / rate
+    angle = np.full(t.shape, 10.0)
+    for t0 in (1.0, 6.0):  # two 90-degree stretches of 1 s (raised cosine)
+        m = (t >= t0) & (t < t0 + 1.0)
+        angle[m] = 10 + 45 * (1 - np.cos(np.pi * (t[m] - t0)))
+        angle[t >= t0 + 1.0] = 100.0
+        back = (t >= t0 + 2.0) & (t < t0 + 4.0)
+        angle[back] = 100 - 45 * (1 - np.cos(np.pi * (t[back] - t0 - 2.0) / 2.0))
+        angle[t >= t0 + 4.0] = 10.0
+    angle[int(8.5 * rate) : int(8.6 * rate)] = np.nan
+    assert finite_runs(angle) == [(0, int(8.5 * rate)), (int(8.6 * rate), len(angle))]
+    a, v, _ = smooth_kinematics(angle, rate, 20.0)
+    assert np.all(np.isnan(v[int(8.5 * rate) : int(8.6 * rate)]))
+    assert np.nanmax(v) == pytest.approx(45 * np.pi, rel=0.02)  # peak of the raised cosine
+    moves = find_stretches(
+        a,
+        v,
+        rate,
+        on_velocity_deg_s=5.0,
+        rest_velocity_deg_s=1.0,
+        min_excursion_deg=15.0,
+        merge_gap_s=0.25,
+    )
+    assert len(moves) == 2
+    for m, t0 in zip(moves, (1.0, 6.0), strict=True):
+        assert m.start / rate == pytest.approx(t0, abs=0.04)
+        assert a[m.end] == pytest.approx(100.0, abs=0.5)
