@@ -66,32 +66,32 @@ def _decode_frames(buf, table, out, starts, lengths, errors):
         crc1 = crc  # the CRC state one and two bytes ago: the last two bytes are the CRC itself
         crc2 = crc
         while j < i:
-            code = buf[j]
+            code = int(buf[j])
             end = j + code
             if end > i:
                 ok = False
                 break
             for k in range(j + 1, end):
-                b = buf[k]
+                b = int(buf[k])
                 out[w] = b
                 w += 1
                 crc2 = crc1
                 crc1 = crc
-                crc = ((crc << 8) & 0xFFFF) ^ table[((crc >> 8) ^ b) & 0xFF]
+                crc = ((crc << 8) & 0xFFFF) ^ int(table[((crc >> 8) ^ b) & 0xFF])
             j = end
             if code < 255 and j < i:
                 out[w] = 0
                 w += 1
                 crc2 = crc1
                 crc1 = crc
-                crc = ((crc << 8) & 0xFFFF) ^ table[(crc >> 8) & 0xFF]
+                crc = ((crc << 8) & 0xFFFF) ^ int(table[(crc >> 8) & 0xFF])
         crc = crc2
         length = w - pos_out
         if not ok:
             errors[0] += 1
         elif length < MIN_FRAME or length > MAX_FRAME:
             errors[1] += 1
-        elif crc != (out[w - 2] | (out[w - 1] << 8)):
+        elif crc != (int(out[w - 2]) | (int(out[w - 1]) << 8)):
             errors[2] += 1
         else:
             starts[n_frames] = pos_out
