@@ -197,3 +197,16 @@ def test_high_rate_stream_has_no_loss(world):
     print(
         f"{link.notifications_received} notifications, {link.bytes_received} bytes, {elapsed:.2f} s"
     )
+
+
+def test_conformance_battery_passes_over_ble(world):
+    from firmware_iface import auth
+    from firmware_iface.conformance import run_conformance
+    from firmware_iface.emulator import make_device
+
+    key = auth.new_key()
+    world.add_emulator(make_device(stim_key=key))
+    with open_ble_link("ble://tonuslab-emu", **world.link_options()) as link:
+        report = run_conformance(link, stim_key=key, stream_seconds=1.0, timeout_s=2.0)
+    assert report.passed, report.table()
+    assert len(report.checks) == 8
