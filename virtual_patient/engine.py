@@ -316,9 +316,9 @@ class Engine:
     def tonic_level(self, t_s: np.ndarray) -> np.ndarray:
         """Background EMG RMS (uV, unit gain) of every muscle at times t_s: shape (n_emg, n).
 
-        ``tonic_emg_uv * exp(sigma * z(t) - sigma**2 / 2)`` with z linear between independent
-        standard-normal knots every ``tonic_fluctuation_s`` (each knot from its own generator,
-        so any block gives the same values).
+        Linear between knots every ``tonic_fluctuation_s`` whose levels are
+        ``tonic_emg_uv * exp(sigma * z_k - sigma**2 / 2)``, z_k independent standard normals
+        (each knot from its own generator, so any block gives the same values).
         """
         p = self.profile
         sig = p.tonic_fluctuation
@@ -327,13 +327,14 @@ class Engine:
         u = t_s / p.tonic_fluctuation_s
         k0 = int(np.floor(u[0]))
         k1 = int(np.floor(u[-1])) + 1
-        knots = np.stack([self._tonic_knot(k) for k in range(k0, k1 + 1)], axis=1)
+        z = np.stack([self._tonic_knot(k) for k in range(k0, k1 + 1)], axis=1)
+        levels = p.tonic_emg_uv * np.exp(sig * z - 0.5 * sig**2)
         pos = u - k0
         out = np.empty((self.n_emg, len(t_s)))
-        grid = np.arange(knots.shape[1])
+        grid = np.arange(levels.shape[1])
         for c in range(self.n_emg):
-            out[c] = np.interp(pos, grid, knots[c])
-        return p.tonic_emg_uv * np.exp(sig * out - 0.5 * sig**2)
+            out[c] = np.interp(pos, grid, levels[c])
+        return out
 
     def _tonic_knot(self, k: int) -> np.ndarray:
         cache = self._tonic_knots

@@ -25,11 +25,13 @@ def _render(
     n = round(duration_s * engine.fe)
     m = round(duration_s * engine.fa)
     counts = np.empty((n, engine.n_emg), dtype=np.int32)
+    emg_uv = np.empty((n, engine.n_emg), dtype=np.float64)
     for i in range(0, n, _BLOCK):
         k = min(_BLOCK, n - i)
-        counts[i : i + k] = engine.emg_counts(i, k)
+        c = engine.emg_counts(i, k)
+        counts[i : i + k] = c
+        np.multiply(c, engine.emg_scale_uv, out=emg_uv[i : i + k])
     acounts = engine.angle_counts(0, m)
-    emg_uv = counts * engine.emg_scale_uv
     theta = engine.joint_angle_deg(0, m) if clean else None
     return counts, emg_uv, acounts, theta
 
