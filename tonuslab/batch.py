@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import multiprocessing
 import os
 import pathlib
 import sys
@@ -177,7 +178,9 @@ def run_batch(
             for p in paths:
                 done(analyze_one(p, parameters, write))
         else:
-            with ProcessPoolExecutor(max_workers=n) as pool:
+            # spawn, not fork: the parent may already run Numba's OpenMP threads
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=n, mp_context=ctx) as pool:
                 futures = [pool.submit(analyze_one, p, parameters, write) for p in paths]
                 for fut in as_completed(futures):
                     done(fut.result())

@@ -76,7 +76,7 @@ def record_hreflex_session(
     profile: str = HREFLEX_PROFILE,
     seed: int = 2,
     step_ma: float = 2.0,
-    link_capacity_bytes: int = 8192,
+    link_capacity_bytes: int = 4096,
 ) -> pathlib.Path:
     """Record an H-reflex session: the host triggers each pulse through the device protocol.
 

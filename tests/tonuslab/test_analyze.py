@@ -55,7 +55,7 @@ def test_analyze_hreflex_session(hreflex_file, tmp_path, capsys):
     assert s["analyses"] == ["hreflex"]
     assert 0.2 < s["hmax_mmax"] < 0.7
     assert s["hmax_mmax_ci"][0] <= s["hmax_mmax"] <= s["hmax_mmax_ci"][1]
-    assert 2 < s["m_latency_ms"] < 12 and 22 < s["h_latency_ms"] < 36
+    assert 1 < s["m_latency_ms"] < 12 and 20 < s["h_latency_ms"] < 36
     assert len(s["stimuli"]) == 16 and s["tsrt_deg"] is None
     assert read_results(hreflex_file) == {}  # --no-write
 
