@@ -178,6 +178,7 @@ class EmulatedDevice:
         self._cal_points: dict[int, dict[int, tuple[int, float]]] = {}
         self._next_status_us = 0
         self.commands_seen: list[int] = []
+        self._pairing_until_us = 0
         self._apply_config(Config())
 
     # ------------------------------------------------------------------ configuration
@@ -337,6 +338,8 @@ class EmulatedDevice:
     def _cmd_pair(self, frame) -> None:
         if len(frame.payload) < auth.KEY_SIZE:
             raise MalformedMessage("PAIR needs a 32-byte key")
+        if self.pairing_open and self.clock.now_us() > self._pairing_until_us:
+            self.pairing_open = False
         if not self.pairing_open:
             self._error(frame.seq, frame.msg_type, ErrorCode.PAIRING_CLOSED,
                         "hold the pairing button on the device, then retry")  # fmt: skip
@@ -457,9 +460,10 @@ class EmulatedDevice:
         """EMG sample number of the first sample of the current streaming run."""
         return self._emg.run_first_index
 
-    def open_pairing_window(self) -> None:
-        """The pairing button: the next PAIR command is accepted."""
+    def open_pairing_window(self, seconds: float = 30.0) -> None:
+        """The pairing button: one PAIR command is accepted within ``seconds`` (device time)."""
         self.pairing_open = True
+        self._pairing_until_us = self.clock.now_us() + int(seconds * 1e6)
 
     # ------------------------------------------------------------------ streaming
     def _sample_time_us(self, st: _StreamState, index: int) -> int:

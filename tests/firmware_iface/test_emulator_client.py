@@ -248,3 +248,25 @@ def test_closed_link_raises_link_closed(client):
     client.link._link.close()
     with pytest.raises(LinkClosed):
         client.identify()
+
+
+def test_pairing_only_inside_the_window_then_stimulation_works(device):
+    link = emulator_link(make_device())
+    c = DeviceClient(link)
+    new_key = auth.new_key()
+    try:
+        with pytest.raises(CommandRejected) as err:
+            c.pair(new_key)
+        assert err.value.code == ErrorCode.PAIRING_CLOSED
+        with link.runner.lock:
+            link.device.open_pairing_window(seconds=30)
+        c.pair(new_key)
+        assert c.identify().key_provisioned
+        c.start()
+        assert c.stimulate(1.0, 100).counter == 1
+        with link.runner.lock:
+            link.device.open_pairing_window(seconds=0)
+        with pytest.raises(CommandRejected):
+            c.pair(auth.new_key())
+    finally:
+        c.close()

@@ -96,3 +96,23 @@ def test_fast_decode_survives_arbitrary_bytes(data):
     assert result.n_frames >= 0
     for s in result.streams.values():
         assert s.counts.shape[0] == s.index.shape[0]
+
+
+def test_kernels_give_the_same_result_with_the_jit_disabled(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    buf = _capture(Config(2000, 500, 3, 1, 24, 1), 0.2)
+    path = tmp_path / "capture.bin"
+    path.write_bytes(buf)
+    code = (
+        "import sys, numpy as np; from firmware_iface.fastdecode import decode_samples; "
+        f"r = decode_samples(open({str(path)!r}, 'rb').read()); "
+        "np.save(sys.argv[1], r.streams[0].counts)"
+    )
+    env = {**os.environ, "TONUSLAB_DISABLE_JIT": "1"}
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "py.npy")], env=env, check=True)
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "py.npy"), decode_samples(buf).streams[0].counts
+    )

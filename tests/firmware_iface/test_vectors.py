@@ -74,3 +74,10 @@ def test_crc_check_value_in_file():
 
 def test_file_is_what_the_generator_writes():
     assert _json(build_vectors()) == DATA
+
+
+def test_protocol_document_example_matches_the_vectors():
+    doc = (PATH.parents[2] / "firmware_iface" / "PROTOCOL.md").read_text()
+    for name in ("identify", "configure"):
+        vec = next(v for v in VECTORS if v["name"] == name)
+        assert vec["wire_hex"] in doc and vec["frame_hex"] in doc
