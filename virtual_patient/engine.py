@@ -28,11 +28,13 @@ from scipy.signal import butter, sosfilt
 from .errors import ProgramError, SourceStateError
 from .hreflex import (
     _TEMPLATES,
+    _h_peak,
     artifact_duration_s,
     depression_factor,
     recruitment,
     render_artifact,
     render_wave,
+    test_intensity_ma,
 )
 from .profiles import Profile, tardieu_grade
 from .stretch import StretchEpisode, StretchSpec
@@ -537,8 +539,6 @@ class Engine:
 
     def hreflex_truth(self) -> dict:
         p = self.profile
-        from .hreflex import _h_peak, test_intensity_ma
-
         g0 = float(self.gain[0])
         i_hmax, _ = _h_peak(p)
         freqs = [0.1, 0.2, 0.3, 1.0, 2.0]
