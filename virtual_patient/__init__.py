@@ -13,11 +13,11 @@ from .hreflex import (
     recruitment_ladder,
     test_intensity_ma,
 )
-from .profiles import PROFILE_NAMES, Profile, get_profile, tardieu_grade
+from .profiles import PROFILE_NAMES, Profile, get_profile
 from .recording import Recording
 from .session import simulate_hreflex_session, simulate_stretch_session
 from .source import PatientSource
-from .stretch import StretchSpec, planned_duration_s, tsrt_protocol
+from .stretch import StretchSpec, planned_duration_s, tardieu_grade, tsrt_protocol
 
 __all__ = [
     "PROFILE_NAMES",

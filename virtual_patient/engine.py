@@ -36,8 +36,8 @@ from .hreflex import (
     render_wave,
     test_intensity_ma,
 )
-from .profiles import Profile, tardieu_grade
-from .stretch import StretchEpisode, StretchSpec
+from .profiles import Profile
+from .stretch import StretchEpisode, StretchSpec, tardieu_grade
 
 _S_CONST, _S_EMG, _S_WARM, _S_ANGLE, _S_STIM, _S_STRETCH, _S_TONIC = range(7)
 _INT32_MAX = 2**31 - 1

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from .errors import ProfileError
 
-__all__ = ["PROFILE_NAMES", "Profile", "get_profile", "tardieu_grade"]
+__all__ = ["PROFILE_NAMES", "Profile", "get_profile"]
 
 
 @dataclass(frozen=True)
@@ -368,22 +368,3 @@ def get_profile(name: str | Profile, **overrides) -> Profile:
         if isinstance(value, list):
             overrides[key] = tuple(value)
     return dataclasses.replace(base, **overrides) if overrides else base
-
-
-def tardieu_grade(profile: Profile) -> int:
-    """Tardieu quality grade the profile shows at its fast velocity ``tardieu_v3_deg_s``.
-
-    0 no reflex in the range, 1 EMG without catch, 2 catch then release, 3 clonus < 10 s,
-    4 clonus >= 10 s (grade 5, immovable joint, is not modelled).
-    """
-    p = profile
-    w = p.tardieu_v3_deg_s
-    # the reflex variable angle + mu*w reaches at most range_max + mu*w during a stretch
-    if p.range_max_deg + p.mu_s * w < p.lambda_deg:
-        return 0
-    if p.clonus_frequency_hz > 0 and w >= p.clonus_min_velocity_deg_s:
-        sustained = p.clonus_sustained or p.clonus_duration_s >= 10.0
-        return 4 if sustained else 3
-    if p.catch_depth > 0 and w >= p.catch_min_velocity_deg_s:
-        return 2
-    return 1

@@ -20,7 +20,7 @@ from scipy.signal import lfilter
 from .errors import ProgramError
 from .profiles import Profile
 
-__all__ = ["GRID_RATE_HZ", "StretchSpec", "planned_duration_s", "tsrt_protocol"]
+__all__ = ["GRID_RATE_HZ", "StretchSpec", "planned_duration_s", "tardieu_grade", "tsrt_protocol"]
 
 GRID_RATE_HZ = 4000.0
 _PAD_S = 0.6  # rest appended to every stretch so delayed EMG and release tails fit
@@ -365,3 +365,16 @@ class StretchEpisode:
     def sample(self, grid: np.ndarray, t_s: np.ndarray) -> np.ndarray:
         """Linear interpolation of a grid array at absolute times (0 outside the stretch)."""
         return np.interp((t_s - self.t0_s) * GRID_RATE_HZ, np.arange(self.n), grid, 0.0, 0.0)
+
+
+def tardieu_grade(profile: Profile) -> int:
+    """Tardieu quality grade of the profile: what one bell stretch over the whole passive range
+    at ``tardieu_v3_deg_s`` ("as fast as possible"), held 12 s, shows in this model.
+
+    0 no reflex, 1 EMG without catch, 2 catch then release, 3 clonus < 10 s, 4 clonus >= 10 s
+    (grade 5, an immovable joint, is not modelled).
+    """
+    hold = max(12.0, profile.clonus_duration_s + 2.0)
+    spec = StretchSpec(0.0, profile.tardieu_v3_deg_s, hold_s=hold)
+    episode = StretchEpisode(spec, 0.0, profile, np.random.default_rng(0), 0)
+    return int(episode.truth["tardieu_grade"])
