@@ -270,3 +270,58 @@ def test_pairing_only_inside_the_window_then_stimulation_works(device):
             c.pair(auth.new_key())
     finally:
         c.close()
+
+
+def test_realtime_pacing_follows_the_wall_clock():
+    link = emulator_link(make_device(), speed="realtime")
+    c = DeviceClient(link)
+    try:
+        c.start()
+        t0 = time.monotonic()
+        n = 0
+        while time.monotonic() - t0 < 1.0:
+            n += sum(b.n_samples for b in c.read(0.1) if getattr(b, "stream", None) == 0)
+        c.stop()
+        assert 1400 <= n <= 2200  # 2000 Hz for ~1 s; never as fast as possible
+    finally:
+        c.close()
+
+
+def test_link_latency_and_jitter_show_in_round_trips():
+    link = emulator_link(make_device(), latency_s=0.02, jitter_s=0.005, seed=3)
+    c = DeviceClient(link)
+    try:
+        rtts = [c.ping().rtt_s for _ in range(10)]
+        assert min(rtts) >= 0.04  # 20 ms each way at least
+        assert max(rtts) - min(rtts) > 0.001  # jitter
+    finally:
+        c.close()
+
+
+class _DropFirstWrite:
+    """A transport that loses the first command it carries (a fault at the outer edge)."""
+
+    def __init__(self, link):
+        self._link, self.dropped = link, 0
+
+    def write(self, data):
+        if not self.dropped:
+            self.dropped += 1
+            return
+        self._link.write(data)
+
+    def read(self, max_bytes, timeout_s):
+        return self._link.read(max_bytes, timeout_s)
+
+    def close(self):
+        self._link.close()
+
+
+def test_idempotent_commands_are_resent_after_a_lost_frame():
+    link = _DropFirstWrite(emulator_link(make_device()))
+    c = DeviceClient(link, command_timeout_s=0.3, retries=1)
+    try:
+        assert c.identify().serial == "EMU-0001"
+        assert link.dropped == 1
+    finally:
+        c.close()

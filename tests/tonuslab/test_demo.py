@@ -43,3 +43,10 @@ def test_demo_console_command_runs():
 def test_demo_bad_url_is_exit_2(capsys):
     assert main(["demo", "--url", "sim://simple?speed=warp"]) == 2
     assert "speed" in capsys.readouterr().err
+
+
+def test_demo_in_real_time_takes_wall_time(capsys):
+    assert main(["demo", "--url", "sim://simple?speed=realtime", "--seconds", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["wall_seconds"] >= 0.9
+    assert out["streams"]["emg"]["missing_samples"] == 0
