@@ -95,6 +95,12 @@ def recover_session(path, *, capture=None, force: bool = False) -> RecoveryRepor
                 source = "file"
         else:
             source = "file"
+        if source == "capture" and before is not None:
+            with open_session(tmp) as s:
+                rebuilt = s.emg.n_samples
+            if rebuilt < before:  # the capture was cut shorter than the file (e.g. disk full)
+                tmp.unlink()
+                source = "file"
         if source == "file":
             if before is None:
                 raise TruncatedSessionError(

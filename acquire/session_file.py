@@ -376,6 +376,7 @@ class SessionWriter:
 
     # -- creation -----------------------------------------------------------------------
     def _create(self, device: Mapping, chunk_s: float) -> None:
+        self._ds: dict[str, h5py.Dataset] = {}
         f = self._f = h5py.File(self.path, "w", libver="earliest")
         f.attrs["tonuslab_format"] = FORMAT_NAME
         f.attrs["format_version"] = FORMAT_VERSION
@@ -429,20 +430,21 @@ class SessionWriter:
             ds.attrs["unit"] = np.array([c["unit"] for c in chans], dtype=_STR)
             ds.attrs["channel_names"] = np.array([c["name"] for c in chans], dtype=_STR)
             ds.attrs["fill_value"] = np.int32(FILL_VALUE)
+            self._ds[stream] = ds  # kept open: no handle is released mid-error (ENOSPC)
             self._buffers[stream] = []
             self._buffered[stream] = 0
             self._written[stream] = 0
             self._n_gap_samples[stream] = 0
         f.create_dataset("channels", data=np.array(rows, dtype=CHANNEL_DTYPE))
         for name, dtype in (("events", EVENT_DTYPE), ("gaps", GAP_DTYPE)):
-            f.create_dataset(
+            self._ds[name] = f.create_dataset(
                 name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(256,), compression="gzip"
             )
-        clock = f.create_group("clock")
+        clock = self._clock = f.create_group("clock")
         clock.attrs["model"] = "host_time_s = offset_s + (1 + drift_ppm * 1e-6) * session_time_s"
         clock.attrs["method"] = "none"
         for name, dtype in (("anchors", ANCHOR_DTYPE), ("pings", PING_DTYPE)):
-            clock.create_dataset(
+            self._ds[f"clock/{name}"] = clock.create_dataset(
                 name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(256,), compression="gzip"
             )
         res = f.create_group("results")
@@ -513,7 +515,7 @@ class SessionWriter:
         block = np.asarray(counts)
         if block.ndim == 1:
             block = block[:, None]
-        n_ch = self._f["streams"][stream]["counts"].shape[1]
+        n_ch = self._ds[stream].shape[1]
         if block.ndim != 2 or block.shape[1] != n_ch:
             raise SessionFileError(f"{stream} block has shape {block.shape}; expected (n, {n_ch})")
         if block.dtype.kind not in "iu":
@@ -551,7 +553,7 @@ class SessionWriter:
         end = self.n_samples(stream)
         if start_index == end:
             fill = np.full(
-                (int(n_samples), self._f["streams"][stream]["counts"].shape[1]),
+                (int(n_samples), self._ds[stream].shape[1]),
                 FILL_VALUE,
                 dtype=np.int32,
             )
@@ -625,18 +627,25 @@ class SessionWriter:
             Round trips (device time in the reply, host send and receive times).
         """
         self._check_open()
-        clock = self._f["clock"]
-        _write_attrs(clock, dict(mapping))
-        for name, data, dtype in (("anchors", anchors, ANCHOR_DTYPE), ("pings", pings, PING_DTYPE)):
-            if data is None:
-                continue
-            arr = np.asarray(data)
-            if arr.dtype != dtype:
-                arr = np.array([tuple(r) for r in arr], dtype=dtype)
-            ds = clock[name]
-            ds.resize((arr.shape[0],))
-            if arr.shape[0]:
-                ds[:] = arr
+        try:
+            _write_attrs(self._clock, dict(mapping))
+            for name, data, dtype in (
+                ("anchors", anchors, ANCHOR_DTYPE),
+                ("pings", pings, PING_DTYPE),
+            ):
+                if data is None:
+                    continue
+                arr = np.asarray(data)
+                if arr.dtype != dtype:
+                    arr = np.array([tuple(r) for r in arr], dtype=dtype)
+                ds = self._ds[f"clock/{name}"]
+                ds.resize((arr.shape[0],))
+                if arr.shape[0]:
+                    ds[:] = arr
+        except (OSError, RuntimeError) as exc:
+            if _is_disk_full(exc):
+                self._abort_disk_full(exc)
+            raise
 
     def set_attrs(self, **attrs) -> None:
         """Set extra root attributes (e.g. ``capture_file``, ``source_url``)."""
@@ -746,12 +755,11 @@ class SessionWriter:
         ) from exc
 
     def _write_pending(self) -> None:
-        f = self._f
         for stream, blocks in self._buffers.items():
             if not blocks:
                 continue
             data = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=0)
-            ds = f["streams"][stream]["counts"]
+            ds = self._ds[stream]
             start = self._written[stream]
             ds.resize((start + data.shape[0], ds.shape[1]))
             ds[start:] = data
@@ -764,7 +772,7 @@ class SessionWriter:
         ):
             if not rows:
                 continue
-            ds = f[name]
+            ds = self._ds[name]
             start = ds.shape[0]
             ds.resize((start + len(rows),))
             ds[start:] = np.array(rows, dtype=dtype)
