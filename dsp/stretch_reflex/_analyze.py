@@ -81,6 +81,17 @@ def _dip_depth(v: np.ndarray, limit: int | None = None) -> tuple[float, int]:
     return float(depth[k]), k
 
 
+def _widen(ci: tuple[float, float], centre: float, sd: float) -> tuple[float, float]:
+    """Add ``1.96 * sd`` in quadrature to each half of an interval around ``centre``."""
+    if not (math.isfinite(sd) and math.isfinite(ci[0]) and math.isfinite(ci[1])):
+        return ci
+    z = 1.959963984540054 * sd
+    return (
+        float(centre - math.hypot(centre - ci[0], z)),
+        float(centre + math.hypot(ci[1] - centre, z)),
+    )
+
+
 def _catch_dip(v: np.ndarray, limit: int, min_rise: float) -> tuple[float, float, int]:
     """The catch: the deepest velocity drop (from the running maximum) before index ``limit``
     that is followed by a re-acceleration of at least ``min_rise`` (the release).
@@ -507,6 +518,7 @@ def analyze_stretch_reflex(
 
     # ---- detector sensitivity ------------------------------------------------------------
     detector_tsrt: dict[str, float] = {}
+    detector_mu: dict[str, float] = {}
     if detector_sensitivity:
         for name in detectors:
             vv, dd = [], []
@@ -517,11 +529,20 @@ def analyze_stretch_reflex(
                 vv.append(at(vel, t))
                 dd.append(at(ang, t))
             if len(vv) >= min_fit_stretches:
-                detector_tsrt[name] = ols(np.array(vv), np.array(dd))[0]
+                a, b, _ = ols(np.array(vv), np.array(dd))
+                detector_tsrt[name], detector_mu[name] = a, -b
             else:
-                detector_tsrt[name] = math.nan
+                detector_tsrt[name] = detector_mu[name] = math.nan
     finite = [v for v in detector_tsrt.values() if math.isfinite(v)]
     tsrt_spread = float(max(finite) - min(finite)) if len(finite) >= 2 else math.nan
+    tsrt_ci = fit.tsrt_ci_deg if fit else (math.nan, math.nan)
+    mu_ci = fit.mu_ci_s if fit else (math.nan, math.nan)
+    if fit is not None and len(finite) >= 2:
+        # onset-definition uncertainty (Silva 2017): widen by the between-detector SD
+        sd_l = float(np.std(finite, ddof=1))
+        sd_m = float(np.std([v for v in detector_mu.values() if math.isfinite(v)], ddof=1))
+        tsrt_ci = _widen(tsrt_ci, tsrt, sd_l)
+        mu_ci = _widen(mu_ci, mu, sd_m)
 
     # ---- Tardieu, range, grade -----------------------------------------------------------
     ok = [r for r in records if REASON_GAP not in r.exclusion_reasons]
@@ -564,9 +585,11 @@ def analyze_stretch_reflex(
 
     return StretchReflexResult(
         tsrt_deg=tsrt,
-        tsrt_ci_deg=fit.tsrt_ci_deg if fit else (math.nan, math.nan),
+        tsrt_ci_deg=tsrt_ci,
+        tsrt_ci_sampling_deg=fit.tsrt_ci_deg if fit else (math.nan, math.nan),
         mu_s=mu,
-        mu_ci_s=fit.mu_ci_s if fit else (math.nan, math.nan),
+        mu_ci_s=mu_ci,
+        mu_ci_sampling_s=fit.mu_ci_s if fit else (math.nan, math.nan),
         r2=fit.r2 if fit else math.nan,
         n_stretches=len(records),
         n_valid=len(fit_idx),
@@ -577,6 +600,7 @@ def analyze_stretch_reflex(
         tsrt_inside_range=inside,
         detector=detector,
         detector_tsrt_deg=detector_tsrt,
+        detector_mu_s=detector_mu,
         tsrt_spread_deg=tsrt_spread,
         tardieu_r1_deg=r1_angle,
         tardieu_r2_deg=r2_angle,

@@ -176,11 +176,18 @@ class StretchReflexResult:
         regression DSRT = lambda - mu * velocity (NaN when fewer than ``min_fit_stretches``
         stretches have a DSRT).
     tsrt_ci_deg : tuple of float
-        Bootstrap 95% interval of lambda (NaN, NaN when not fitted).
+        95% interval of lambda (NaN, NaN when not fitted): the bootstrap interval
+        (``tsrt_ci_sampling_deg``) widened, when ``detector_sensitivity`` is on, by 1.96 times the
+        SD of lambda across the onset detectors, added in quadrature (onset-definition
+        uncertainty).
+    tsrt_ci_sampling_deg : tuple of float
+        Case-bootstrap 95% interval of lambda alone (sampling uncertainty).
     mu_s : float
         Slope magnitude mu in seconds (DSRT falls by mu * velocity).
     mu_ci_s : tuple of float
-        Bootstrap 95% interval of mu.
+        95% interval of mu, built as ``tsrt_ci_deg``.
+    mu_ci_sampling_s : tuple of float
+        Case-bootstrap 95% interval of mu alone.
     r2 : float
         Coefficient of determination of the regression.
     n_stretches : int
@@ -202,7 +209,10 @@ class StretchReflexResult:
     detector : str
         Onset detector of the reported DSRTs.
     detector_tsrt_deg : dict of str to float
-        lambda recomputed with each available onset detector.
+        lambda recomputed with each available onset detector (empty when
+        ``detector_sensitivity`` is off).
+    detector_mu_s : dict of str to float
+        mu recomputed with each onset detector.
     tsrt_spread_deg : float
         max - min of ``detector_tsrt_deg`` (finite values).
     tardieu_r1_deg : float
@@ -230,8 +240,10 @@ class StretchReflexResult:
 
     tsrt_deg: float
     tsrt_ci_deg: tuple[float, float]
+    tsrt_ci_sampling_deg: tuple[float, float]
     mu_s: float
     mu_ci_s: tuple[float, float]
+    mu_ci_sampling_s: tuple[float, float]
     r2: float
     n_stretches: int
     n_valid: int
@@ -242,6 +254,7 @@ class StretchReflexResult:
     tsrt_inside_range: bool
     detector: str
     detector_tsrt_deg: dict[str, float]
+    detector_mu_s: dict[str, float]
     tsrt_spread_deg: float
     tardieu_r1_deg: float
     tardieu_r2_deg: float

@@ -164,7 +164,7 @@ def evaluate_seed(profile_name: str, seed: int, quick: bool = False) -> dict:
                 detector=det,
                 reflex_delay_s=d,
                 seed=seed,
-                detector_sensitivity=(det == "threshold" and conv == "emg_onset"),
+                detector_sensitivity=True,
             )
             t_total += time.perf_counter() - t0
             pairs = _match(res, truth["stretches"])
