@@ -423,6 +423,30 @@ class DeviceClient:
                     if not self._queue:
                         self._cond.wait(min(0.01, remaining))
 
+    def iter_items(self, *, device_seconds: float | None = None, idle_timeout_s: float = 2.0):
+        """Yield streamed items one by one (a generator over :meth:`read`).
+
+        Stops after ``device_seconds`` of EMG device time (from the first EMG block seen), or
+        when nothing arrives for ``idle_timeout_s``; ``None`` means only the idle rule applies.
+        """
+        first_us = None
+        idle_since = time.monotonic()
+        while True:
+            items = self.read(0.1)
+            if items:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since > idle_timeout_s:
+                return
+            for item in items:
+                yield item
+                if isinstance(item, SampleBlock) and item.stream == Stream.EMG:
+                    first_us = item.device_time_us if first_us is None else first_us
+                    if (
+                        device_seconds is not None
+                        and item.device_time_us - first_us >= device_seconds * 1e6
+                    ):
+                        return
+
     def reset_stream_tracking(self) -> None:
         """Forget per-stream continuity (call after CONFIGURE, which restarts sample numbers)."""
         self._next_index.clear()

@@ -325,3 +325,15 @@ def test_idempotent_commands_are_resent_after_a_lost_frame():
         assert link.dropped == 1
     finally:
         c.close()
+
+
+def test_iter_items_stops_after_the_requested_device_time(client):
+    client.start()
+    blocks = [b for b in client.iter_items(device_seconds=1.0) if isinstance(b, SampleBlock)]
+    emg = [b for b in blocks if b.stream == 0]
+    assert emg[-1].device_time_us - emg[0].device_time_us >= 1e6
+    assert emg[-1].device_time_us - emg[0].device_time_us < 1.1e6
+    client.stop()
+    # what was in flight before STOP drains, then the idle rule ends the iteration
+    list(client.iter_items(idle_timeout_s=0.3))
+    assert client.read(0.3) == []
