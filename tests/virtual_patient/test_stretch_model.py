@@ -194,3 +194,12 @@ def test_recording_shows_every_stretch_of_a_long_session():
         assert seg.max() == pytest.approx(s["max_angle_deg"], abs=0.05)
         i = round(s["emg_onset_s"] * fe)
         assert np.abs(rec.emg_uv[i : i + 100, 0]).max() > 10.0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_planned_duration_bounds_every_manual_stretch(seed):
+    p = vp.get_profile("severe_elbow")
+    specs = vp.tsrt_protocol(p, rest_s=0.0, hold_s=0.2)
+    rec = vp.simulate_stretch_session(p, seed=seed, stretches=specs, n_emg=1, emg_rate_hz=500.0)
+    for spec, s in zip(specs, rec.truth["stretches"], strict=True):
+        assert s["end_s"] <= spec.start_s + vp.planned_duration_s(spec, p)
