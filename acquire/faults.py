@@ -100,6 +100,13 @@ class FaultStats:
     reorders: int = 0
     outages: int = 0
     outage_bytes: int = 0
+    frames_sent: int = 0
+    frames_touched: int = 0
+
+    @property
+    def frames_intact(self) -> int:
+        """Complete frames of the clean stream that no fault touched (see ``count_frames``)."""
+        return self.frames_sent - self.frames_touched
 
     @property
     def total(self) -> int:
@@ -124,6 +131,13 @@ class FaultyLink:
         Keep every clean byte in ``clean_bytes`` (tests; memory grows with the run).
     track_positions : bool
         Keep the clean position of every delivered byte (tests; memory grows with the run).
+    keep_touched : bool
+        Keep the list of touched clean positions in ``touched`` (grows with the faults).
+    count_frames : bool
+        Count, as the run goes and in constant memory, the clean stream's frames
+        (``stats.frames_sent``) and those a fault touched (``stats.frames_touched``); a frame is
+        touched when a fault hit its bytes, its delimiter or the delimiter before it. For long
+        runs (soak) where the exact books would not fit in memory.
 
     Notes
     -----
@@ -131,11 +145,21 @@ class FaultyLink:
     protocol, and the tests here are about the sample stream.
     """
 
-    def __init__(self, inner, plan: FaultPlan, *, keep_clean=False, track_positions=False):
+    def __init__(
+        self, inner, plan: FaultPlan, *, keep_clean=False, track_positions=False,
+        keep_touched=True, count_frames=False,
+    ):  # fmt: skip
         self.inner = inner
         self.plan = plan
         self.stats = FaultStats()
         self.touched: list[int] = []
+        self._keep_touched = keep_touched
+        self._count_frames = count_frames
+        self._chunk_touched: list[int] = []
+        self._carry_touched: list[int] = []
+        self._open_len = 0
+        self._open_touched = False
+        self._prev_delimiter_touched = False
         self.clean_bytes = bytearray() if keep_clean else None
         self._positions: list[np.ndarray] | None = [] if track_positions else None
         self._rng = np.random.default_rng(plan.seed)
@@ -212,10 +236,12 @@ class FaultyLink:
                 self._outage_left = plan.outage_chunks
             self._outage_left -= 1
             self.stats.outage_bytes += len(chunk)
-            self.touched.extend(range(start, start + len(chunk)))
+            self._touch(range(start, start + len(chunk)))
+            self._books(chunk, start)
             return
 
         data, positions = self._byte_faults(np.frombuffer(chunk, np.uint8), positions)
+        self._books(chunk, start)
         pieces = [(data, positions)]
         if len(data) > 1 and plan.split_rate and rng.random() < plan.split_rate:
             self.stats.splits += 1
@@ -241,7 +267,42 @@ class FaultyLink:
         for positions in (first, second):
             real = positions[positions >= 0]
             if real.size:
-                self.touched.extend((int(real[0]), int(real[-1])))
+                self._touch((int(real[0]), int(real[-1])))
+
+    def _touch(self, positions) -> None:
+        positions = list(positions)
+        if self._keep_touched:
+            self.touched.extend(positions)
+        if self._count_frames:
+            self._chunk_touched.extend(positions)
+
+    def _books(self, chunk: bytes, start: int) -> None:
+        """Streaming frame books for one clean chunk (``count_frames``)."""
+        if not self._count_frames:
+            return
+        n = len(chunk)
+        hits = np.asarray(self._chunk_touched + self._carry_touched, np.int64) - start
+        self._chunk_touched, self._carry_touched = [], []
+        self._carry_touched = (hits[hits >= n] + start).tolist()  # e.g. insert after last byte
+        mask = np.zeros(n, bool)
+        mask[hits[(hits >= 0) & (hits < n)]] = True
+        hit_before = np.r_[0, np.cumsum(mask)]  # touched bytes in chunk[:i]
+        previous = -1
+        stats = self.stats
+        for k in np.flatnonzero(np.frombuffer(chunk, np.uint8) == 0).tolist():
+            length = k - previous - 1 + self._open_len
+            touched = (
+                self._open_touched or self._prev_delimiter_touched
+                or hit_before[k + 1] > hit_before[previous + 1]
+            )  # fmt: skip
+            if length > 0:
+                stats.frames_sent += 1
+                stats.frames_touched += bool(touched)
+            self._prev_delimiter_touched = bool(mask[k])  # any delimiter resets the decoder
+            self._open_len, self._open_touched = 0, False
+            previous = k
+        self._open_len += n - previous - 1
+        self._open_touched = self._open_touched or bool(hit_before[n] > hit_before[previous + 1])
 
     def _byte_faults(self, data: np.ndarray, positions: np.ndarray):
         plan, rng = self.plan, self._rng
@@ -267,10 +328,9 @@ class FaultyLink:
         self.stats.inserted += int(ins.sum())
         changed = flip | ~keep | dup | ins
         if changed.any():
-            clean_positions = original_positions[changed]
-            self.touched.extend(clean_positions.tolist())
+            self._touch(original_positions[changed].tolist())
             # the byte after a duplicate or an insert is hit too
-            self.touched.extend((original_positions[dup | ins] + 1).tolist())
+            self._touch((original_positions[dup | ins] + 1).tolist())
         out_data = np.repeat(data, copies)
         out_pos = np.repeat(positions, copies)
         if ins.any():

@@ -181,3 +181,23 @@ def test_bumble_ble_link_under_notification_faults():
     assert faulty.stats.splits and faulty.stats.reorders
     n_intact, n_sent = _check_books(faulty, client, blocks)
     assert 0 < n_intact < n_sent
+
+
+@pytest.mark.parametrize("plan_name", ["bytes", "outages"])
+def test_streaming_frame_books_agree_with_the_exact_books(plan_name):
+    """The constant-memory books used by the soak never overstate what arrived intact."""
+    inner = emulator_link(make_device(), speed="fast")
+    faulty = FaultyLink(
+        inner, FaultPlan(), keep_clean=True, track_positions=True, count_frames=True
+    )
+    try:
+        client, _ = _stream_through(faulty, PLANS[plan_name], n_emg_samples=20_000)
+    finally:
+        faulty.close()
+    clean = bytes(faulty.clean_bytes)
+    exact_intact = len(intact_frame_spans(clean, faulty.delivered_positions()))
+    complete = len(frame_spans(clean))
+    assert faulty.stats.frames_sent == complete
+    assert faulty.stats.frames_intact <= exact_intact
+    assert faulty.stats.frames_intact >= exact_intact - max(3, exact_intact // 200)
+    assert client.decoder.stats.frames >= faulty.stats.frames_intact
