@@ -337,3 +337,28 @@ def test_iter_items_stops_after_the_requested_device_time(client):
     # what was in flight before STOP drains, then the idle rule ends the iteration
     list(client.iter_items(idle_timeout_s=0.3))
     assert client.read(0.3) == []
+
+
+def test_host_ignores_newer_minor_messages_and_refuses_other_majors():
+    from firmware_iface.errors import VersionMismatch
+    from firmware_iface.messages import Ack, Samples
+
+    host, dev = link_pair()
+    c = DeviceClient(host, command_timeout_s=0.5, retries=0)
+    samples = Samples(0, 0, np.zeros((4, 1), np.int32), 2).pack()
+    dev.write(
+        encode_frame(0xA7, 0, 0, b"future message", version=0x13)  # newer minor, unknown type
+        + encode_frame(MsgType.SAMPLES, 1, 0, samples + b"extra", version=0x13)  # appended field
+        + encode_frame(MsgType.SAMPLES, 2, 0, samples, version=0x20)  # another major: ignored
+    )
+    items = c.read(0.5)
+    assert len(items) == 1 and items[0].counts.shape == (4, 1)
+    assert c.stats.unknown_frames == 1 and c.stats.version_errors == 1
+    # a device whose IDENTIFY reply says major 2 is refused with one line
+    info = make_device().info()
+    body = info.pack()
+    body = bytes([2]) + body[1:]
+    dev.write(encode_frame(MsgType.ACK, 3, 0, Ack(1, MsgType.IDENTIFY, body).pack()))
+    with pytest.raises(VersionMismatch, match="upgrade"):
+        c.identify()
+    c.close()
