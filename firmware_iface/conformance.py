@@ -339,6 +339,32 @@ class _Battery:
             return FAIL, "; ".join(problems)
         return PASS, f"pair {interval_us / 1000:g} ms apart at sample precision"
 
+    def best_ping(self, n: int = 5):
+        """The fastest of ``n`` round trips (least disturbed by queueing)."""
+        return min((self.client.ping() for _ in range(n)), key=lambda p: p.rtt_s)
+
+    def clock_rate(self, first):
+        """Device clock against the host clock between two ping bursts."""
+        if first is None:
+            return FAIL, "no PING reply at the start"
+        last = self.best_ping()
+        host_span = 0.5 * (last.host_send_s + last.host_recv_s - first.host_send_s
+                           - first.host_recv_s)  # fmt: skip
+        dev_span = 0.5 * (last.device_rx_us + last.device_tx_us - first.device_rx_us
+                          - first.device_tx_us) * 1e-6  # fmt: skip
+        if host_span <= 0:
+            return FAIL, "host clock did not advance"
+        ratio = dev_span / host_span
+        if not 0.9 < ratio < 1.1:
+            return SKIP, f"device clock runs {ratio:.1f}x real time (emulator as fast as possible)"
+        ppm = (ratio - 1.0) * 1e6
+        uncertainty_ppm = 0.5 * (first.rtt_s + last.rtt_s) / host_span * 1e6
+        detail = (f"{ppm:+.0f} +/- {uncertainty_ppm:.0f} ppm over {host_span:.1f} s "
+                  f"(limit {RATE_TOLERANCE_PPM:g})")  # fmt: skip
+        if abs(ppm) - uncertainty_ppm > RATE_TOLERANCE_PPM:
+            return FAIL, "sample clock " + detail
+        return PASS, detail
+
     def restore(self, original: Config | None):
         if original is not None:
             try:
@@ -374,9 +400,13 @@ def run_conformance(
     if b.info is None:
         for name in ("configuration round trip", "start/stop", "sequence continuity",
                      "timestamps vs rate", "malformed commands", "stimulation auth",
-                     "stimulation timing"):  # fmt: skip
+                     "stimulation timing", "clock vs host"):  # fmt: skip
             b.add(name, FAIL, "device did not identify")
         return b.report
+    try:
+        first_ping = b.best_ping()
+    except ProtocolError:
+        first_ping = None
     b.run("configuration round trip", b.configuration)
     b.run("start/stop", b.start_stop)
     b.run("sequence continuity", b.continuity)
@@ -384,5 +414,6 @@ def run_conformance(
     b.run("malformed commands", b.malformed)
     b.run("stimulation auth", b.unauthenticated)
     b.run("stimulation timing", b.stim_timing)
+    b.run("clock vs host", lambda: b.clock_rate(first_ping))
     b.restore(original)
     return b.report
