@@ -328,3 +328,52 @@ def open_session(path) -> Session:
     # acquire's own errors (NotASessionFileError, TruncatedSessionError...) pass through:
     # they are user errors with a one-line message already.
     return Session(reader=reader, path=path)
+
+
+def save_recording(recording, path, *, metadata: dict | None = None, overwrite: bool = False):
+    """Write a simulator recording (:class:`virtual_patient.Recording`) as a session file.
+
+    Raw counts, scales and offsets are kept exactly; the recording's stimulus events become
+    stimulus events; ``stretch_direction_sign`` comes from the recording unless ``metadata``
+    sets it. Returns the path.
+    """
+    from acquire.session_file import write_session
+
+    names = list(getattr(recording, "channel_names", None) or [])
+    n_emg = recording.emg_counts.shape[1]
+    names = (names + [f"emg{i}" for i in range(len(names), n_emg)])[:n_emg]
+    channels = [
+        {"name": n, "kind": "emg", "unit": "uV", "scale": float(recording.emg_scale_uv)}
+        for n in names
+    ]
+    angle_counts = getattr(recording, "angle_counts", None)
+    if angle_counts is not None and np.asarray(angle_counts).size:
+        channels.append(
+            {
+                "name": "goniometer",
+                "kind": "angle",
+                "unit": "deg",
+                "scale": float(recording.angle_scale_deg),
+                "offset": float(recording.angle_offset_counts),
+            }
+        )
+    else:
+        angle_counts = None
+    meta = {"stretch_direction_sign": int(getattr(recording, "stretch_direction_sign", 1))}
+    meta.update(metadata or {})
+    events = [
+        {k: v for k, v in dict(e).items() if k != "time_s" or v is not None}
+        for e in getattr(recording, "events", []) or []
+    ]
+    return write_session(
+        path,
+        emg_counts=recording.emg_counts,
+        emg_rate_hz=float(recording.emg_rate_hz),
+        channels=channels,
+        angle_counts=angle_counts,
+        angle_rate_hz=None if angle_counts is None else float(recording.angle_rate_hz),
+        metadata=meta,
+        device={"model": "virtual_patient", "source": "simulator"},
+        events=events,
+        overwrite=overwrite,
+    )
