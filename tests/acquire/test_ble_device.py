@@ -209,4 +209,8 @@ def test_conformance_battery_passes_over_ble(world):
     with open_ble_link("ble://tonuslab-emu", **world.link_options()) as link:
         report = run_conformance(link, stim_key=key, stream_seconds=1.0, timeout_s=2.0)
     assert report.passed, report.table()
-    assert len(report.checks) == 8
+    assert {c.name for c in report.checks} >= {
+        "identify",
+        "sequence continuity",
+        "stimulation auth",
+    }
