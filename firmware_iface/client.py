@@ -222,6 +222,7 @@ class DeviceClient:
         self._next_index: dict[int, int] = {}
         self._last_emg_index = 0
         self._stim_counter = 0
+        self._stim_lock = threading.Lock()
         self._closed_error: LinkClosed | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -581,11 +582,33 @@ class DeviceClient:
         )
         if problem:
             raise StimulationRefused(f"stimulation refused by the host: {problem}")
-        self._stim_counter += 1
-        cmd = Stimulate(cmd.mode, cmd.pulse_count, cmd.intensity_ua, cmd.width_us,
-                        cmd.interval_us, self._stim_counter)  # fmt: skip
-        cmd = auth.sign(cmd, self.stim_key, self.info.serial)
-        body = self.command(MsgType.STIMULATE, cmd.pack(), retries=0)
+        if not self.info.has_stimulator:
+            raise StimulationRefused("this device reports no stimulator")
+        for attempt in range(2):
+            with self._stim_lock:
+                self._stim_counter += 1
+                counter = self._stim_counter
+            signed = auth.sign(
+                Stimulate(
+                    cmd.mode,
+                    cmd.pulse_count,
+                    cmd.intensity_ua,
+                    cmd.width_us,
+                    cmd.interval_us,
+                    counter,
+                ),
+                self.stim_key,
+                self.info.serial,
+            )
+            try:
+                body = self.command(MsgType.STIMULATE, signed.pack(), retries=0)
+                break
+            except CommandRejected as exc:
+                # REPLAY means nothing was delivered (another host used higher counters since
+                # our IDENTIFY): learn the device's counter and try once more
+                if exc.code != ErrorCode.REPLAY or attempt:
+                    raise
+                self.identify()
         counter, first = struct.unpack_from("<II", body)
         return StimAccepted(counter, _near(first, self._last_emg_index))
 

@@ -362,3 +362,20 @@ def test_host_ignores_newer_minor_messages_and_refuses_other_majors():
     with pytest.raises(VersionMismatch, match="upgrade"):
         c.identify()
     c.close()
+
+
+def test_second_host_with_stale_counter_recovers_from_replay(device, key):
+    first = DeviceClient(emulator_link(device), stim_key=key)
+    try:
+        first.identify()
+        first.start()
+        for _ in range(3):
+            first.stimulate(1.0, 100)
+            time.sleep(0.02)
+        # a second client that identified before those pulses has a stale counter
+        first._stim_counter = 0
+        first.info = type(first.info)(**{**first.info.__dict__, "last_stim_counter": 0})
+        time.sleep(0.05)
+        assert first.stimulate(1.0, 100).counter == 4
+    finally:
+        first.close()
