@@ -10,7 +10,8 @@ EMG channel c (uV, before the ADC)::
 
     emg_c = gain_c * sum_m X[c, m] * (env_m * carrier_m + waves_m)
             + gain_c * artifact_decay**c * stimulus_artifact
-            + noise_scale * (motion_c + powerline_c + pops_c + baseline_noise_uv * white_c)
+            + noise_scale * (motion_c + powerline_c + pops_c + baseline_noise_uv * white_c
+                             + dc_c + wander_c + ecg_c)
 
 with m the muscle under electrode m (muscle 0 is the tested muscle: stretch reflex, M and H
 waves), X the cross-talk matrix (1 on the diagonal, ``crosstalk ** |c - m|`` elsewhere),
@@ -39,7 +40,9 @@ from .hreflex import (
 from .profiles import Profile
 from .stretch import StretchEpisode, StretchSpec, tardieu_grade
 
-_S_CONST, _S_EMG, _S_WARM, _S_ANGLE, _S_STIM, _S_STRETCH, _S_TONIC = range(7)
+_S_CONST, _S_EMG, _S_WARM, _S_ANGLE, _S_STIM, _S_STRETCH, _S_TONIC, _S_WANDER, _S_ECG = range(9)
+_WANDER_KNOT_S = 2.0
+_ECG_JITTER = 0.03
 _INT32_MAX = 2**31 - 1
 
 
@@ -89,6 +92,9 @@ class Engine:
         # a*sin(x + ph) = a*cos(ph) sin x + a*sin(ph) cos x
         self._pl_coef = np.concatenate([amp * np.cos(ph), amp * np.sin(ph)], axis=0)
         self.motion_coef = const.uniform(0.5, 1.5, ch) * const.choice([-1.0, 1.0], ch)
+        # drawn last so that adding them left every earlier per-channel constant unchanged
+        self.dc_offset = p.dc_offset_uv * const.standard_normal(ch)
+        self.ecg_coef = const.uniform(0.3, 1.0, ch) * const.choice([-1.0, 1.0], ch)
         self._pl_table: np.ndarray | bool | None = None
         self._tonic_knots: dict[int, np.ndarray] = {}
 
@@ -310,6 +316,12 @@ class Engine:
             if any(p.powerline_uv):
                 out += self._powerline(i0, n, idx, ns)
             self._add_pops(out, i0, n, ns)
+            if p.dc_offset_uv:
+                out += (ns * self.dc_offset)[:, None]
+            if p.baseline_wander_uv:
+                out += ns * self._wander(t)
+            if p.ecg_uv:
+                out += (ns * p.ecg_uv * self.ecg_coef)[:, None] * self.ecg_wave(t)
             if p.baseline_noise_uv:
                 white = white * (ns * p.baseline_noise_uv)
                 out += white
@@ -336,6 +348,45 @@ class Engine:
         grid = np.arange(levels.shape[1])
         for c in range(self.n_emg):
             out[c] = np.interp(pos, grid, levels[c])
+        return out
+
+    def _wander(self, t_s: np.ndarray) -> np.ndarray:
+        """Slow baseline drift (uV), (n_emg, n): linear between N(0, wander) knots every 2 s."""
+        u = t_s / _WANDER_KNOT_S
+        k0, k1 = int(np.floor(u[0])), int(np.floor(u[-1])) + 1
+        knots = np.stack(
+            [np.random.default_rng([self.seed, _S_WANDER, k]).standard_normal(self.n_emg)
+             for k in range(k0, k1 + 1)], axis=1,
+        ) * self.profile.baseline_wander_uv  # fmt: skip
+        grid = np.arange(knots.shape[1])
+        return np.stack([np.interp(u - k0, grid, knots[c]) for c in range(self.n_emg)])
+
+    def beat_times_s(self, ta: float, tb: float) -> np.ndarray:
+        """R-wave times (s) of the ECG contamination within [ta, tb]: beat k at
+        ``(k + 0.5 + 0.03 z_k) * RR``, z_k from its own generator."""
+        rr = 60.0 / self.profile.heart_rate_bpm
+        k0 = max(int(np.floor(ta / rr)) - 1, 0)
+        k1 = int(np.ceil(tb / rr)) + 1
+        ks = np.arange(k0, k1 + 1)
+        z = np.array(
+            [np.random.default_rng([self.seed, _S_ECG, int(k)]).standard_normal() for k in ks]
+        )
+        t = (ks + 0.5 + _ECG_JITTER * z) * rr
+        return t[(t >= ta) & (t <= tb)]
+
+    def ecg_wave(self, t_s: np.ndarray) -> np.ndarray:
+        """Unit-amplitude ECG contamination at times t_s: QRS (80 ms, triphasic) and T wave."""
+        out = np.zeros(len(t_s))
+        if len(t_s) == 0:
+            return out
+        for tr in self.beat_times_s(t_s[0] - 0.5, t_s[-1] + 0.1):
+            a = np.searchsorted(t_s, tr - 0.05)
+            b = np.searchsorted(t_s, tr + 0.45)
+            if b <= a:
+                continue
+            x = t_s[a:b] - tr
+            out[a:b] -= render_wave(x, -0.04, 0.08, 3, 1.0) / 0.7341  # R peak 1 at x = 0
+            out[a:b] += 0.25 * np.exp(-0.5 * ((x - 0.25) / 0.05) ** 2)
         return out
 
     def _tonic_knot(self, k: int) -> np.ndarray:

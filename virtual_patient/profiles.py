@@ -108,6 +108,10 @@ class Profile:
     pop_uv: tuple[float, float] = (300.0, 1500.0)
     pop_decay_s: tuple[float, float] = (0.05, 0.3)
     crosstalk: float = 0.15  # fraction of each muscle seen by the neighbouring channels
+    dc_offset_uv: float = 0.0  # SD of a constant per-channel electrode offset
+    baseline_wander_uv: float = 0.0  # SD of a slow per-channel drift (knots every 2 s)
+    ecg_uv: float = 0.0  # R-wave amplitude of ECG contamination (0: none)
+    heart_rate_bpm: float = 70.0
     channel_gain_sd: float = 0.05
     emg_full_scale_uv: float = 10000.0  # ADC input range +/-; saturates beyond
 
@@ -170,6 +174,10 @@ def _validate(p: Profile) -> None:
     for name in ("baseline_noise_uv", "noise_scale", "tonic_emg_uv", "pops_per_min", "mmax_uv"):
         if getattr(p, name) < 0:
             bad(f"{name} must be >= 0")
+    if p.dc_offset_uv < 0 or p.baseline_wander_uv < 0 or p.ecg_uv < 0:
+        bad("dc_offset_uv, baseline_wander_uv and ecg_uv must be >= 0")
+    if not 20.0 <= p.heart_rate_bpm <= 240.0:
+        bad("heart_rate_bpm must lie within 20-240")
     if p.tonic_fluctuation < 0 or p.tonic_fluctuation_s <= 0:
         bad("tonic_fluctuation must be >= 0 and tonic_fluctuation_s > 0")
     if not 0 < p.emg_band_hz[0] < p.emg_band_hz[1]:

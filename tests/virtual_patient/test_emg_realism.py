@@ -146,3 +146,21 @@ def test_background_emg_fluctuates_slowly_and_truth_reports_it():
     fx = flat.emg_uv[: len(x) // 1000 * 1000, 0].reshape(-1, 1000)
     frms = np.sqrt(np.mean(fx**2, axis=1))
     assert frms.std() / frms.mean() < 0.06
+
+
+def test_optional_dc_offset_wander_and_ecg():
+    quiet = dict(tonic_emg_uv=0.0, baseline_noise_uv=0.0, powerline_uv=(0.0,), pops_per_min=0.0)
+    base = _rest(seconds=20.0, seed=5, **quiet)
+    assert np.all(base.emg_counts == 0)  # all three are off by default
+    rec = _rest(seconds=20.0, seed=5, dc_offset_uv=100.0, baseline_wander_uv=30.0, **quiet)
+    x = rec.emg_uv
+    assert np.abs(x.mean(axis=0)).max() > 20.0
+    lp_power = np.abs(np.diff(x[::200], axis=0)).max()  # slow: small change per 0.1 s
+    assert lp_power < 10.0
+    ecg = _rest(seconds=20.0, seed=5, ecg_uv=50.0, heart_rate_bpm=75.0, **quiet).emg_uv[:, 0]
+    assert 0.3 * 50.0 * 0.8 < np.abs(ecg).max() < 50.0 * 1.2
+    # beat rate from the autocorrelation of |ecg|
+    a = np.abs(ecg) - np.abs(ecg).mean()
+    ac = np.correlate(a[:20000], a[:20000], "full")[19999:]
+    lag = np.argmax(ac[1000:2000]) + 1000  # 0.5-1 s
+    assert lag / 2000.0 == pytest.approx(60.0 / 75.0, abs=0.05)

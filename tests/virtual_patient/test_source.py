@@ -41,6 +41,8 @@ def _stream(src, sizes, emg=True):
 def test_concatenated_blocks_equal_one_long_block(profile):
     program = [StretchSpec(0.5, 250.0, shape="manual", hold_s=2.0)]
     total = 2000 * 6
+    # every optional nuisance on, so all of them are checked for block independence
+    profile = vp.get_profile(profile, ecg_uv=20.0, baseline_wander_uv=10.0, dc_offset_uv=5.0)
     a = PatientSource(profile, seed=7, program=program)
     b = PatientSource(profile, seed=7, program=program)
     _configure(a)
