@@ -17,6 +17,7 @@ from dsp.hreflex.recruitment import (
 from dsp.hreflex.result import HReflexResult, StimulusMeasure, TestIntensity
 from dsp.hreflex.waves import (
     WaveWindow,
+    aligned_average,
     extent_of_wave,
     mains_amplitude_uv,
     measure_window,
@@ -24,6 +25,9 @@ from dsp.hreflex.waves import (
     onset_of_wave,
     remove_mains,
 )
+
+#: Largest power of the onset model t**p (see :func:`dsp.hreflex.waves.onset_of_wave`).
+ONSET_P_MAX = 3.0
 
 #: Usual block rates (Hz); a measured rate within 10% of one of these is snapped to it.
 STANDARD_RATES_HZ = (0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0)
@@ -80,7 +84,7 @@ def analyze_hreflex(
     highpass_hz: float | None = None,
     mains_hz: float | str | None = "auto",
     artifact_tail: str = "template",
-    recruitment_min_interval_s: float = 8.0,
+    recruitment_interval_s: tuple[float, float] = (8.0, 15.0),
     test_m_fraction: float = 0.2,
     qc_band: tuple[float, float] = (0.15, 0.35),
     rdd_discard: int = 0,
@@ -132,8 +136,12 @@ def analyze_hreflex(
         ``"template"``: fit the artifact's decaying tail (two exponentials per mA) on the
         lowest-intensity sweeps and subtract it, scaled by intensity, from every sweep after its
         blank (see :func:`dsp.hreflex.artifact.fit_tail_template`). ``"none"``: blank only.
-    recruitment_min_interval_s : float
-        Single pulses preceded by at least this interval (or first) enter the recruitment fits.
+    recruitment_interval_s : (float, float)
+        Pulses preceded by an interval in this range (s) enter the recruitment fits, so that all
+        points share one conditioning state: H depends on the time since the previous pulse
+        (rate-dependent depression), and the first pulse of a session or a pulse after a long
+        rest gives a larger H than a 10 s ladder. Falls back to every pulse >= the lower bound
+        (then to all pulses) when fewer than 6 qualify; see ``parameters``.
     test_m_fraction : float
         M / Mmax at the reported test intensity.
     qc_band : (float, float)
@@ -304,7 +312,7 @@ def analyze_hreflex(
             bridge(out[:, i], -e0 - 1, blank_rows[i] - e0)
         return out
 
-    def tail_fit(exclude_ms=None):
+    def tail_fit(exclude_ms=None, until_ms=None, all_sweeps=False):
         if artifact_tail != "template" or usable.sum() < 3:
             return None
         cols = np.nonzero(usable & (intensity > 0))[0]
@@ -312,12 +320,13 @@ def analyze_hreflex(
             return None
         lowest = cols[np.argsort(intensity[cols], kind="stable")[:3]]
         fit_from = float(np.max(blank_rows[lowest])) / per_ms + 0.2
-        fit_to = min(preset.h_search_ms[0], preset.m_search_ms[1])
+        fit_to = min(preset.h_search_ms[0], preset.m_search_ms[1]) if until_ms is None else until_ms
         if fit_to - fit_from <= 3.0:
             return None
         return fit_tail_template(
             raw_epochs, t_rows_ms, intensity, cols, (fit_from, fit_to),
             float(np.median(noise[usable])), exclude_ms=exclude_ms,
+            blank_end_ms=blank_rows / per_ms + 0.2 if all_sweeps else None,
         )  # fmt: skip
 
     tail = tail_fit()
@@ -397,7 +406,12 @@ def analyze_hreflex(
     m_win, m_lo, m_hi = locate(preset.m_search_ms, m_window_ms, blank_end_row, "M")
     if tail is not None and tail.used:
         # refit the tail without the M-wave of the template sweeps, then locate again
-        tail2 = tail_fit(exclude_ms=(m_win.start_ms - 0.5, m_win.end_ms + 0.5))
+        # ... and without the H search range, but with the quiet stretch after it
+        tail2 = tail_fit(
+            exclude_ms=[(m_win.start_ms - 0.5, m_win.end_ms + 0.5), preset.h_search_ms],
+            until_ms=preset.epoch_ms[1],
+            all_sweeps=True,
+        )
         if tail2 is not None and tail2.used:
             tail = tail2
             epochs = clean(tail)
@@ -438,9 +452,12 @@ def analyze_hreflex(
             return float("nan"), float("nan")
         ref = float(np.percentile(amp[c], 95))
         c = c[amp[c] >= 0.5 * ref]
-        avg = epochs[:, c].mean(axis=1)
+        avg, _ = aligned_average(epochs[:, c], lo, hi, per_ms)
         nsd = float(np.median(noise[c])) / np.sqrt(c.size)
-        r = onset_of_wave(avg, search_lo, hi, noise_sd=nsd)
+        r = onset_of_wave(
+            avg, search_lo, hi, noise_sd=nsd, p_max=ONSET_P_MAX,
+            baseline_end=max(lo - round(per_ms), search_lo),
+        )  # fmt: skip
         onset = float("nan") if r is None else float(r) / per_ms + ep_start_ms
         pk = lo + int(np.argmax(np.abs(avg[lo:hi])))
         return onset, pk / per_ms + ep_start_ms
@@ -449,14 +466,17 @@ def analyze_hreflex(
     h_lat, h_pk = avg_latency(h_amp, h_lo, h_hi, np.ones(n_st, bool), h_search_lo)
 
     # --- recruitment ---------------------------------------------------------------------
-    rec = usable & (pair_role != 2) & ~(interval < recruitment_min_interval_s)
+    lo_iv, hi_iv = recruitment_interval_s
+    rec = usable & (pair_role != 2) & (interval >= lo_iv) & (interval <= hi_iv)
+    rec_rule = f"preceding interval in [{lo_iv:g}, {hi_iv:g}] s"
     if rec.sum() < 6:
-        warnings.append(
-            f"only {int(rec.sum())} stimuli qualify for the recruitment fits "
-            f"(pulses >= {recruitment_min_interval_s} s after the previous); using all but the "
-            "second pulses of pairs"
-        )
+        rec = usable & (pair_role != 2) & ~(interval < lo_iv)
+        rec_rule = f"preceding interval >= {lo_iv:g} s (or first)"
+        warnings.append(f"few pulses at the ladder interval; recruitment uses {rec_rule}")
+    if rec.sum() < 6:
         rec = usable & (pair_role != 2)
+        rec_rule = "all pulses but the second of pairs"
+        warnings.append(f"few pulses >= {lo_iv:g} s apart; recruitment uses {rec_rule}")
     m_fit = fit_m(intensity[rec], m_amp[rec])
     h_fit = fit_h(intensity[rec], h_amp[rec])
     ratio_ci = bootstrap_fits(
@@ -562,7 +582,8 @@ def analyze_hreflex(
             "artifact_search_ms": list(artifact_search_ms),
             "highpass_hz": highpass_hz,
             "mains_hz": mains_used,
-            "recruitment_min_interval_s": recruitment_min_interval_s,
+            "recruitment_interval_s": list(recruitment_interval_s),
+            "recruitment_rule": rec_rule,
             "n_recruitment_stimuli": int(rec.sum()),
             "test_m_fraction": test_m_fraction,
             "qc_band": list(qc_band),
@@ -614,7 +635,7 @@ def _runs(sel_idx, nominal, intensity):
             same = (
                 np.isfinite(nominal[i])
                 and nominal[i] == nominal[j]
-                and abs(intensity[i] - intensity[j]) <= 0.02 * max(abs(intensity[j]), 1e-9)
+                and abs(intensity[i] - intensity[j]) <= 1e-3 + 1e-4 * abs(intensity[j])
             )
             if not same:
                 runs.append(cur)
@@ -639,7 +660,7 @@ def _rate_depression(
     baseline_rate,
 ):
     sel = np.nonzero((pair_role == 0) & usable & np.isfinite(h_amp))[0]
-    runs = [r for r in _runs(sel, nominal, intensity) if len(r) >= 2 and np.isfinite(nominal[r[0]])]
+    runs = [r for r in _runs(sel, nominal, intensity) if len(r) >= 3 and np.isfinite(nominal[r[0]])]
     groups: dict[tuple[float, float], list[int]] = {}
     for r in runs:
         kept = r[discard:]
@@ -713,7 +734,7 @@ def _paired_depression(idx, rate, usable, pair_role, h_amp):
         if pair_role[i] == 2 and pair_role[i - 1] == 1 and usable[i] and usable[i - 1]:
             dt = (idx[i] - idx[i - 1]) / rate
             key = f"{round(dt, 2):g}"
-            pairs.setdefault(key, []).append((float(h_amp[i - 1]), float(h_amp[i])))
+            pairs.setdefault(key, []).append((float(h_amp[i - 1]), float(h_amp[i]), i - 1, i))
     out, detail = {}, []
     for key in sorted(pairs, key=float):
         a = np.array(pairs[key])
@@ -728,6 +749,7 @@ def _paired_depression(idx, rate, usable, pair_role, h_amp):
                 "h2_mean_uv": h2,
                 "ratio_of_means": r,
                 "mean_of_ratios": float(np.mean(a[:, 1] / np.maximum(a[:, 0], 1e-12))),
+                "pairs": [[int(r[2]), int(r[3])] for r in a],
             }
         )
     return out, detail

@@ -264,7 +264,8 @@ def fit_tail_template(
     fit_range_ms: tuple[float, float],
     noise_uv: float,
     *,
-    exclude_ms: tuple[float, float] | None = None,
+    exclude_ms=None,
+    blank_end_ms: np.ndarray | None = None,
 ) -> TailModel | None:
     """Fit the artifact tail (two exponentials, per mA) on the lowest-intensity sweeps.
 
@@ -287,8 +288,12 @@ def fit_tail_template(
         Time range of the fit (after the longest blank of the template sweeps).
     noise_uv : float
         Typical baseline noise SD of a sweep, uV.
-    exclude_ms : (float, float), optional
-        Rows left out of the fit (the M-wave window, once located).
+    exclude_ms : (float, float) or list of them, optional
+        Time spans left out of the fit (the M-wave window once located, the H search range).
+    blank_end_ms : ndarray, shape (n_sweeps,), optional
+        Per-sweep blank ends (ms). When given, every sweep in ``sweeps`` enters the fit from its
+        own blank on (intensity-normalised), not only the lowest intensities: used once the wave
+        windows are known and excluded, so the fit sees the tail where it matters most.
 
     Returns
     -------
@@ -308,13 +313,29 @@ def fit_tail_template(
         low = order[:3]
     rows = (t_ms >= fit_range_ms[0]) & (t_ms < fit_range_ms[1])
     if exclude_ms is not None:
-        rows &= ~((t_ms >= exclude_ms[0]) & (t_ms < exclude_ms[1]))
+        spans = [exclude_ms] if np.isscalar(exclude_ms[0]) else exclude_ms
+        for a, b in spans:
+            rows &= ~((t_ms >= a) & (t_ms < b))
     if rows.sum() < 8:
         return None
-    t = t_ms[rows]
-    tmpl = np.mean(epochs[rows][:, low] / intensity_ma[low][None, :], axis=1)
-    t0 = t[0]
-    a0 = float(tmpl[0]) or 1.0
+    if blank_end_ms is None:
+        t = t_ms[rows]
+        tmpl = np.mean(epochs[rows][:, low] / intensity_ma[low][None, :], axis=1)
+        n_used = int(low.size)
+    else:
+        # every sweep, from its own blank on, normalised by its intensity
+        ts, ys = [], []
+        for k in pos:
+            r = rows & (t_ms >= blank_end_ms[k])
+            ts.append(t_ms[r])
+            ys.append(epochs[r, k] / intensity_ma[k])
+        t = np.concatenate(ts)
+        tmpl = np.concatenate(ys)
+        order_t = np.argsort(t, kind="stable")
+        t, tmpl = t[order_t], tmpl[order_t]
+        n_used = int(pos.size)
+    t0 = float(t[0])
+    a0 = float(np.median(tmpl[t <= t0 + 0.3])) or 1.0
 
     def resid(p):
         c1, tau1, c2, tau2 = p
@@ -324,7 +345,7 @@ def fit_tail_template(
     for tau1, tau2 in ((0.5, 8.0), (2.0, 15.0), (1.0, 30.0)):
         p0 = [0.9 * a0, tau1, 0.1 * a0, tau2]
         r = least_squares(
-            resid, p0, bounds=([-np.inf, 0.05, -np.inf, 0.05], [np.inf, 50.0, np.inf, 500.0])
+            resid, p0, bounds=([-np.inf, 0.05, -np.inf, 0.05], [np.inf, 20.0, np.inf, 60.0])
         )
         if best is None or r.cost < best.cost:
             best = r
@@ -339,7 +360,7 @@ def fit_tail_template(
         float(c2),
         float(tau2),
         (float(fit_range_ms[0]), float(fit_range_ms[1])),
-        int(low.size),
+        n_used,
         rms,
         False,
     )

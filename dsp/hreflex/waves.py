@@ -110,7 +110,9 @@ def _crossing(sig: np.ndarray, level: float, before: int) -> float | None:
     return (i - 1) + (level - a) / (b - a) if b != a else float(i)
 
 
-def _phase_start(sig: np.ndarray, first: int, noise_sd: float, fraction: float, ratio: float):
+def _phase_start(
+    sig: np.ndarray, first: int, noise_sd: float, fraction: float, ratio: float, p_max: float = 5.0
+):
     """Start (fractional row) of the phase of ``sig`` (positive-going) that reaches ``first``."""
     j = first
     while j + 1 < sig.size and sig[j + 1] >= sig[j]:
@@ -126,7 +128,7 @@ def _phase_start(sig: np.ndarray, first: int, noise_sd: float, fraction: float, 
     d1, d2 = t[1] - t[0], t[2] - t[1]
     if d1 <= 0:
         return t[0]
-    r = min(max(d2 / d1, ratio ** (1 / 5)), ratio)
+    r = min(max(d2 / d1, ratio ** (1 / p_max)), ratio)
     return max(t[0] - d1 / (r - 1.0), 0.0)
 
 
@@ -139,6 +141,8 @@ def onset_of_wave(
     fraction: float = 0.01,
     ratio: float = 3.0,
     min_phase: float = 0.08,
+    p_max: float = 5.0,
+    baseline_end: int | None = None,
 ) -> float | None:
     """Fractional row where the wave in ``avg[lo:hi]`` leaves the baseline.
 
@@ -150,6 +154,8 @@ def onset_of_wave(
     ``r = (t3 - t2) / (t2 - t1) = ratio**(1/p)`` (``p`` clipped to 1-5; a linear start gives
     ``p = 1``). When an earlier phase of opposite sign larger than ``min_phase`` of the peak
     (and 6 noise SDs) precedes it, the onset of that phase is taken instead, repeatedly.
+    ``baseline_end`` (a row > ``lo``): the median of ``avg[lo:baseline_end]`` is the local
+    baseline (a residual artifact tail or offset before the wave is removed first).
 
     Returns
     -------
@@ -159,12 +165,14 @@ def onset_of_wave(
     seg = np.asarray(avg[lo:hi], dtype=float)
     if seg.size < 4:
         return None
+    if baseline_end is not None and baseline_end - lo >= 2:
+        seg = seg - float(np.median(seg[: baseline_end - lo]))
     peak_abs = float(np.max(np.abs(seg)))
     if peak_abs < 6.0 * noise_sd:
         return None
     first = int(np.argmax(np.abs(seg) >= 0.5 * peak_abs))
     sgn = 1.0 if seg[first] > 0 else -1.0
-    onset = _phase_start(sgn * seg, first, noise_sd, fraction, ratio)
+    onset = _phase_start(sgn * seg, first, noise_sd, fraction, ratio, p_max)
     thr = max(min_phase * peak_abs, 6.0 * noise_sd)
     for _ in range(4):
         if onset is None:
@@ -178,7 +186,7 @@ def onset_of_wave(
         k = int(idx[-1])
         while k > 0 and before[k - 1] >= thr:
             k -= 1
-        earlier = _phase_start(sgn * seg, k, noise_sd, fraction, ratio)
+        earlier = _phase_start(sgn * seg, k, noise_sd, fraction, ratio, p_max)
         if earlier is None:
             break
         onset = earlier
@@ -194,6 +202,7 @@ def measure_window(
     noise_sd: np.ndarray,
     *,
     onset_from: int | None = None,
+    p_max: float = 3.0,
 ) -> dict[str, np.ndarray]:
     """Peak-to-peak, area, onset and peak latency of the wave in rows [lo, hi) of every sweep.
 
@@ -230,9 +239,11 @@ def measure_window(
     for j in range(n_sw):
         if p2p[j] < 10.0 * noise_sd[j]:
             continue
+        start = lo if onset_from is None else onset_from
         r = onset_of_wave(
-            epochs[:, j], lo if onset_from is None else onset_from, hi, noise_sd=float(noise_sd[j])
-        )
+            epochs[:, j], start, hi, noise_sd=float(noise_sd[j]), p_max=p_max,
+            baseline_end=max(lo - round(per_ms), start),
+        )  # fmt: skip
         if r is not None:
             onset[j] = r / per_ms + epoch_start_ms
     below = p2p < 10.0 * noise_sd
@@ -293,3 +304,58 @@ def mains_amplitude_uv(segment: np.ndarray, t_ms: np.ndarray, mains_hz: float) -
     a = np.column_stack([np.ones(t_ms.size), d])
     coef, *_ = np.linalg.lstsq(a, segment, rcond=None)
     return float(np.median(np.hypot(coef[1], coef[2])))
+
+
+def aligned_average(
+    epochs: np.ndarray, lo: int, hi: int, per_ms: float, max_lag_ms: float = 1.5
+) -> tuple[np.ndarray, np.ndarray]:
+    """Average of sweeps re-aligned on the wave in rows [lo, hi) (Woody's adaptive filter).
+
+    A plain average of sweeps whose latency jitters is smeared: its onset is pulled towards the
+    earliest sweeps. Each sweep's lag against the plain average is found by cross-correlation
+    over the window (parabolic interpolation of the peak, within ``max_lag_ms``); the lags are
+    centred on zero and the sweeps shifted back (linear interpolation) before averaging again,
+    so the aligned average starts at the *mean* latency.
+
+    Parameters
+    ----------
+    epochs : ndarray, shape (n_rows, n_sweeps)
+        Sweeps to average, uV.
+    lo, hi : int
+        Window rows holding the wave.
+    per_ms : float
+        Samples per ms.
+    max_lag_ms : float
+        Largest lag searched, ms.
+
+    Returns
+    -------
+    average : ndarray, shape (n_rows,)
+        The aligned average.
+    lags_ms : ndarray, shape (n_sweeps,)
+        Each sweep's lag (ms, centred on zero).
+    """
+    n_rows, n_sw = epochs.shape
+    ref = epochs.mean(axis=1)
+    if n_sw < 3:
+        return ref, np.zeros(n_sw)
+    max_lag = max(round(max_lag_ms * per_ms), 1)
+    a, b = max(lo - max_lag, 0), min(hi + max_lag, n_rows)
+    w = ref[lo:hi] - ref[lo:hi].mean()
+    lags = np.zeros(n_sw)
+    for j in range(n_sw):
+        x = epochs[a:b, j]
+        cc = np.array([np.dot(w, x[lo - a + k : hi - a + k]) for k in range(-max_lag, max_lag + 1)])
+        k = int(np.argmax(cc))
+        shift = float(k - max_lag)
+        if 0 < k < cc.size - 1:
+            den = cc[k - 1] - 2 * cc[k] + cc[k + 1]
+            if den < 0:
+                shift += 0.5 * (cc[k - 1] - cc[k + 1]) / den
+        lags[j] = shift
+    lags -= lags.mean()
+    rows = np.arange(n_rows, dtype=float)
+    out = np.zeros(n_rows)
+    for j in range(n_sw):
+        out += np.interp(rows + lags[j], rows, epochs[:, j])
+    return out / n_sw, lags / per_ms
