@@ -62,3 +62,22 @@ def test_bad_key_file_is_one_line_exit_2(tmp_path, capsys):
     bad.chmod(0o600)
     assert main(["conformance", "sim://simple", "--key-file", str(bad)]) == 2
     assert "hex" in capsys.readouterr().err
+
+
+def test_emulator_served_from_its_own_process_over_tcp(key_file, capsys):
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "firmware_iface.emulator", "--tcp", "0", "--speed", "fast",
+         "--key-file", key_file, "--serve-seconds", "60"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        url = proc.stdout.readline().strip()
+        assert url.startswith("tcp://127.0.0.1:")
+        code = main(["conformance", url, "--key-file", key_file, "--seconds", "1"])
+        assert code == 0, capsys.readouterr().out
+    finally:
+        proc.terminate()
+        proc.wait(10)
