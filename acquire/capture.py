@@ -63,9 +63,11 @@ class CaptureWriter:
     ----------
     path : path-like
         File to create (refused if it exists, unless ``overwrite``).
+    flush_interval_s : float
+        Longest time records stay in this process before they are handed to the OS (which
+        keeps them through ``kill -9``).
     sync_interval_s : float
-        Longest time between two ``fsync`` calls (records are handed to the OS at every
-        :meth:`flush`, at least every ``flush_interval_s``).
+        Period of the background ``fsync`` (durability through a power cut), at most a second.
     """
 
     def __init__(
@@ -88,8 +90,31 @@ class CaptureWriter:
         self._sync_interval_s = sync_interval_s
         self._last_flush = self._last_sync = time.monotonic()
         self._closed = False
+        self._error: DiskFullError | None = None
         self.bytes_written = 0
+        self._synced_bytes = 0
         self.flush(sync=True)
+        # fsync (power-loss durability) in its own thread: a slow disk never stalls the reader
+        self._sync_stop = threading.Event()
+        self._sync_thread = threading.Thread(
+            target=self._sync_loop, name="tonuslab-capture-sync", daemon=True
+        )
+        self._sync_thread.start()
+
+    def _sync_loop(self) -> None:
+        while not self._sync_stop.wait(self._sync_interval_s):
+            try:
+                self.maybe_flush()
+            except Exception:
+                return  # kept in self._error; the recording thread raises it
+            if self.bytes_written != self._synced_bytes:
+                target = self.bytes_written
+                try:
+                    os.fsync(self._fd)
+                except OSError:
+                    return  # closed, or the disk failed: the writer reports it
+                self._synced_bytes = target
+                self._last_sync = time.monotonic()
 
     def write(self, kind: int, payload: bytes, host_time_s: float | None = None) -> None:
         """Append one record (``host_time_s`` defaults to ``time.monotonic()``)."""
@@ -97,6 +122,8 @@ class CaptureWriter:
         head = HEADER.pack(kind, len(payload), t)
         crc = zlib.crc32(payload, zlib.crc32(head))
         with self._lock:
+            if self._error is not None:
+                raise self._error
             if self._closed:
                 return
             self._buf += head
@@ -108,9 +135,9 @@ class CaptureWriter:
         self.write(kind, json.dumps(obj, sort_keys=True, default=str).encode(), host_time_s)
 
     def maybe_flush(self) -> None:
-        now = time.monotonic()
-        if now - self._last_flush >= self._flush_interval_s:
-            self.flush(sync=now - self._last_sync >= self._sync_interval_s)
+        """Hand records to the OS if the flush interval elapsed (the sync thread fsyncs)."""
+        if time.monotonic() - self._last_flush >= self._flush_interval_s:
+            self.flush()
 
     def flush(self, sync: bool = False) -> None:
         """Hand buffered records to the OS (and ``fsync`` if ``sync``)."""
@@ -131,9 +158,10 @@ class CaptureWriter:
                 if _is_disk_full(exc):
                     self._closed = True  # nothing more can be written; keep what is on disk
                     os.close(self._fd)
-                    raise DiskFullError(
+                    self._error = DiskFullError(
                         f"disk full while writing the capture {self.path}: recording stopped"
-                    ) from exc
+                    )
+                    raise self._error from exc
                 raise
             now = time.monotonic()
             self._last_flush = now
@@ -143,6 +171,7 @@ class CaptureWriter:
     def close(self) -> None:
         if self._closed:
             return
+        self._sync_stop.set()
         try:
             self.flush(sync=True)
         finally:
