@@ -161,6 +161,7 @@ def test_optional_dc_offset_wander_and_ecg():
     assert 0.3 * 50.0 * 0.8 < np.abs(ecg).max() < 50.0 * 1.2
     # beat rate from the autocorrelation of |ecg|
     a = np.abs(ecg) - np.abs(ecg).mean()
-    ac = np.correlate(a[:20000], a[:20000], "full")[19999:]
-    lag = np.argmax(ac[1000:2000]) + 1000  # 0.5-1 s
+    lags = np.arange(1000, 2000)  # 0.5-1 s
+    ac = [np.dot(a[: len(a) - k], a[k:]) for k in lags]
+    lag = lags[int(np.argmax(ac))]
     assert lag / 2000.0 == pytest.approx(60.0 / 75.0, abs=0.05)
