@@ -18,8 +18,8 @@ the block sizes.
 from __future__ import annotations
 
 import numpy as np
-import scipy.signal
 
+from dsp import _design as D
 from dsp import _filter_kernels as K
 from dsp import _validate as V
 from dsp._jit import njit, prange
@@ -120,12 +120,10 @@ def condition_emg(
         x2,
         y,
         bp,
-        np.ascontiguousarray(scipy.signal.sosfilt_zi(bp)),
+        np.ascontiguousarray(D.sosfilt_zi(bp)),
         bp_pad,
         nt_arr,
-        np.ascontiguousarray(scipy.signal.sosfilt_zi(nt_arr))
-        if nt is not None
-        else np.zeros((1, 2)),
+        np.ascontiguousarray(D.sosfilt_zi(nt_arr)) if nt is not None else np.zeros((1, 2)),
         nt_pad,
         nt is not None,
         size,

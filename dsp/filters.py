@@ -1,7 +1,9 @@
 """Butterworth and powerline-notch filters, zero-phase (offline) and causal (streaming).
 
-Filters are designed by :mod:`scipy.signal` as second-order sections (SOS, ``(n_sections, 6)``)
-and applied by tonuslab's Numba kernels.
+Filters are designed as second-order sections (SOS, ``(n_sections, 6)``) by scipy's algorithms
+(``butter``, ``iirnotch``, ``sosfilt_zi``) re-implemented in NumPy in :mod:`dsp._design` (equal
+to scipy's coefficients to rounding, checked in the tests; importing ``scipy.signal`` alone would
+cost more than the whole warm start of the chain) and applied by tonuslab's Numba kernels.
 
 Edges of zero-phase filtering
 -----------------------------
@@ -17,8 +19,8 @@ Signals not longer than ``padlen`` are rejected.
 from __future__ import annotations
 
 import numpy as np
-import scipy.signal
 
+from dsp import _design as D
 from dsp import _filter_kernels as K
 from dsp import _validate as V
 from dsp.errors import SignalError
@@ -71,21 +73,21 @@ def design_bandpass(low_hz: float, high_hz: float, rate_hz: float, order: int = 
     hi = V.cutoff(high_hz, rate_hz, "high_hz")
     if lo >= hi:
         raise SignalError(f"low_hz ({lo:g}) must be below high_hz ({hi:g})")
-    return scipy.signal.butter(_order(order), [lo, hi], btype="bandpass", fs=rate_hz, output="sos")
+    return D.butter_sos(_order(order), [lo, hi], "bandpass", rate_hz)
 
 
 def design_highpass(cutoff_hz: float, rate_hz: float, order: int = 4) -> np.ndarray:
     """Butterworth high-pass as second-order sections, ``(ceil(order / 2), 6)``."""
     rate_hz = V.rate(rate_hz)
     f = V.cutoff(cutoff_hz, rate_hz)
-    return scipy.signal.butter(_order(order), f, btype="highpass", fs=rate_hz, output="sos")
+    return D.butter_sos(_order(order), f, "highpass", rate_hz)
 
 
 def design_lowpass(cutoff_hz: float, rate_hz: float, order: int = 4) -> np.ndarray:
     """Butterworth low-pass as second-order sections, ``(ceil(order / 2), 6)``."""
     rate_hz = V.rate(rate_hz)
     f = V.cutoff(cutoff_hz, rate_hz)
-    return scipy.signal.butter(_order(order), f, btype="lowpass", fs=rate_hz, output="sos")
+    return D.butter_sos(_order(order), f, "lowpass", rate_hz)
 
 
 def design_notch(
@@ -120,8 +122,7 @@ def design_notch(
         f = k * f0
         if f >= rate_hz / 2.0:
             break
-        b, a = scipy.signal.iirnotch(f, q, fs=rate_hz)
-        rows.append(np.concatenate([b, a]))
+        rows.append(D.iirnotch(f, q, rate_hz))
     return np.array(rows, dtype=np.float64)
 
 
@@ -204,7 +205,7 @@ def apply_zero_phase(x, sos, *, out: np.ndarray | None = None) -> np.ndarray:
             f"more than {padlen}"
         )
     y = _out_array(out, x2)
-    zi_ss = np.ascontiguousarray(scipy.signal.sosfilt_zi(sos))
+    zi_ss = np.ascontiguousarray(D.sosfilt_zi(sos))
     K.sosfiltfilt_inplace(sos, zi_ss, padlen, x2, y)
     return _shape_back(y, was_1d)
 
