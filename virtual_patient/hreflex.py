@@ -70,10 +70,21 @@ def _h_peak(p: Profile) -> tuple[float, float]:
 
 
 def recruitment(p: Profile, intensity_ma: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
-    """Expected (M, H) peak-to-peak amplitudes (uV, unit gain, no depression) at an intensity.
+    """Expected (M, H) peak-to-peak amplitudes at an intensity (unit gain, no depression).
 
     M = Mmax * sigmoid((I - m_i50) / m_slope); H = Hmax * up(I) * (1 - down(I)) / peak, so the
     maximum of H over intensity is exactly ``hmax_mmax * mmax_uv``.
+
+    Parameters
+    ----------
+    p : Profile
+    intensity_ma : float or ndarray, shape (k,)
+        Stimulus intensity (mA).
+
+    Returns
+    -------
+    m_uv, h_uv : ndarray
+        Same shape as ``intensity_ma``, microvolts peak-to-peak.
     """
     i = np.asarray(intensity_ma, dtype=float)
     m = p.mmax_uv * _sigmoid((i - p.m_i50_ma) / p.m_slope_ma)
@@ -83,9 +94,13 @@ def recruitment(p: Profile, intensity_ma: np.ndarray | float) -> tuple[np.ndarra
 
 
 def test_intensity_ma(p: Profile, m_fraction: float | None = None) -> float:
-    """Intensity on the rising H limb where M is ``m_fraction`` of Mmax (default: profile's).
+    """Intensity (mA) where the expected M is ``m_fraction`` of Mmax (default: the profile's
+    ``h_test_m_fraction``, 0.2), on the rising H limb for the named profiles.
 
-    Falls back to the H maximum when that point lies past it.
+    Raises
+    ------
+    ProgramError
+        ``m_fraction`` outside (0, 1).
     """
     frac = p.h_test_m_fraction if m_fraction is None else m_fraction
     if not 0 < frac < 1:
@@ -169,8 +184,28 @@ def recruitment_ladder(
     start_s: float = 1.0,
     width_us: int = 1000,
 ) -> list[Stimulus]:
-    """Stimuli at increasing (or shuffled) intensities, ``interval_s`` apart (>= 10 s keeps
-    depression out of the curve)."""
+    """Stimuli at increasing (or shuffled) intensities, ``interval_s`` apart.
+
+    Parameters
+    ----------
+    p : Profile
+    start_ma, stop_ma : float, optional
+        Range (mA, inclusive); default the profile's ``stim_range_ma``.
+    step_ma : float
+        Step (mA).
+    interval_s : float
+        Onset-to-onset interval (s); 10 s keeps rate-dependent depression out (factor 0.93 in
+        the named profiles).
+    order : {"ascending", "random"}
+        Random order needs ``rng`` (numpy.random.Generator).
+    start_s : float
+        Time of the first stimulus (s).
+    width_us : int
+
+    Returns
+    -------
+    list of Stimulus
+    """
     lo = p.stim_range_ma[0] if start_ma is None else start_ma
     hi = p.stim_range_ma[1] if stop_ma is None else stop_ma
     if step_ma <= 0 or hi < lo or interval_s <= 0:
@@ -194,8 +229,25 @@ def frequency_blocks(
     start_s: float = 1.0,
     width_us: int = 1000,
 ) -> list[Stimulus]:
-    """Blocks of ``n_per_block`` stimuli at each frequency, separated by ``rest_s``; the
-    ``pulse_index`` counts pulses within a block."""
+    """Blocks of ``n_per_block`` stimuli at each frequency, separated by ``rest_s``.
+
+    Parameters
+    ----------
+    intensity_ma : float
+        Test intensity (mA), e.g. :func:`test_intensity_ma`.
+    frequencies_hz : tuple of float
+        Block rates in the order given (Hz).
+    n_per_block : int
+    rest_s : float
+        Pause between the last pulse of a block and the first of the next (s).
+    start_s : float
+    width_us : int
+
+    Returns
+    -------
+    list of Stimulus
+        ``pulse_index`` counts pulses within a block (0 for the first).
+    """
     out = []
     t = start_s
     for f in frequencies_hz:
@@ -216,7 +268,24 @@ def paired_pulses(
     start_s: float = 1.0,
     width_us: int = 1000,
 ) -> list[Stimulus]:
-    """Pairs of pulses (pulse_index 0 and 1) at each conditioning-test interval."""
+    """``n_pairs`` pairs of pulses at each conditioning-test interval.
+
+    Parameters
+    ----------
+    intensity_ma : float
+    intervals_s : tuple of float
+        Onset-to-onset interval within a pair (s).
+    n_pairs : int
+    rest_s : float
+        Pause after each pair (s).
+    start_s : float
+    width_us : int
+
+    Returns
+    -------
+    list of Stimulus
+        Conditioning pulses have ``pulse_index`` 0, test pulses 1.
+    """
     out = []
     t = start_s
     for isi in intervals_s:
