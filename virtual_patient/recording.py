@@ -65,5 +65,10 @@ class Recording:
         return np.arange(self.angle_deg.shape[0]) / self.angle_rate_hz
 
     @property
+    def analysed_angle_deg(self) -> np.ndarray:
+        """``stretch_direction_sign * angle_deg`` (deg): increases as the muscle lengthens."""
+        return self.stretch_direction_sign * self.angle_deg
+
+    @property
     def duration_s(self) -> float:
         return self.emg_uv.shape[0] / self.emg_rate_hz

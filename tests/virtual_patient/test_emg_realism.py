@@ -122,6 +122,7 @@ def test_goniometer_gain_offset_noise_and_quantisation():
     assert (flipped.stretch_direction_sign * flipped.angle_deg).mean() == pytest.approx(
         rest, abs=0.05
     )
+    np.testing.assert_array_equal(flipped.analysed_angle_deg, -flipped.angle_deg)
 
 
 def test_background_emg_fluctuates_slowly_and_truth_reports_it():
