@@ -216,6 +216,9 @@ class Recorder:
                 "host_unix_minus_host_s", self._host_unix_minus_host_s
             )
             self.capture_enabled = False
+            if not self.config and header.get("config"):
+                # answer the recorded conversation: configure the way the live recording did
+                self.config = {k: int(v) for k, v in header["config"].items()}
         try:
             if self.capture_enabled:
                 self.capture = CaptureWriter(capture_path_for(self.path), overwrite=self.overwrite)

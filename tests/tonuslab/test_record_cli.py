@@ -1,0 +1,113 @@
+"""``tonuslab record``: guided stretch protocol, live terminal view with keys, user errors."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import pty
+import select
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from acquire.session_file import open_session
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def tonuslab(*args, timeout=120):
+    return subprocess.run(
+        [sys.executable, "-m", "tonuslab", *map(str, args)],
+        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def test_guided_stretch_protocol_prompts_the_virtual_patient(tmp_path):
+    out = tmp_path / "st.h5"
+    proc = tonuslab(
+        "record", "sim://mild_elbow?seed=3&speed=realtime", "-o", out, "--protocol", "stretch",
+        "--range-stretches", "1", "--range-velocity", "90", "--velocities", "180,270",
+        "--repeats", "1", "--rest", "0.3", "--plain", "--subject", "S5",
+        "--muscle", "biceps_brachii", "--joint", "elbow", "--side", "left",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("achieved") == 3 and "stretch protocol complete" in proc.stdout
+    with open_session(out) as s:
+        assert s.metadata["protocol"] == "stretch" and s.metadata["joint"] == "elbow"
+        prompts = [e["params"]["velocity_deg_s"] for e in s.events if e["kind"] == "prompt"]
+        assert prompts == [90.0, 180.0, 270.0]
+        results = [e["params"] for e in s.events if e["label"] == "stretch_result"]
+        assert all(r["detected"] for r in results)
+        achieved = [r["peak_velocity_deg_s"] for r in results]
+        # the virtual patient performed the prompted velocities (within 25%)
+        np.testing.assert_allclose(achieved, prompts, rtol=0.25)
+    assert (tmp_path / "st.capture").exists()
+
+
+def test_live_view_keys_marker_and_quit(tmp_path):
+    out = tmp_path / "live.h5"
+    pid, fd = pty.fork()
+    if pid == 0:  # child: the recorder on a terminal
+        os.chdir(ROOT)
+        os.execve(
+            sys.executable,
+            [sys.executable, "-m", "tonuslab", "record", "sim://simple?seed=1&speed=realtime",
+             "-o", str(out), "--n-emg", "3"],
+            ENV,
+        )  # fmt: skip
+    screen = b""
+
+    def read_for(seconds):
+        nonlocal screen
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            r, _, _ = select.select([fd], [], [], 0.1)
+            if r:
+                try:
+                    screen += os.read(fd, 65536)
+                except OSError:
+                    return
+
+    read_for(3.0)
+    os.write(fd, b"m")
+    read_for(1.0)
+    os.write(fd, b"q")
+    read_for(3.0)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, screen.decode(errors="replace")[-2000:]
+    text = screen.decode(errors="replace")
+    assert "EMG1" in text and "EMG3" in text and "#" in text  # level bars
+    assert "velocity" in text and "packets lost" in text and "battery" in text
+    with open_session(out) as s:
+        assert s.state == "complete"
+        assert [e["label"] for e in s.events if e["kind"] == "marker"] == ["key"]
+
+
+def test_user_errors_are_one_line(tmp_path):
+    cases = [
+        (["sim://simple", "-o", tmp_path / "a.h5", "--subject", "Jane Doe"], "pseudonymous"),
+        (["foo://bar", "-o", tmp_path / "b.h5"], "scheme"),
+        (["sim://simple", "-o", tmp_path / "c.h5", "--protocol", "hreflex"], "key"),
+        (["sim://simple", "-o", tmp_path / "d.txt"], ".h5"),
+    ]
+    for args, words in cases:
+        proc = tonuslab("record", *args)
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and words in lines[0], proc.stderr
+
+
+def test_record_from_a_replay_url_reproduces_the_capture(tmp_path):
+    capture = ROOT / "data" / "captures" / "hreflex_soleus_spastic.capture"
+    out = tmp_path / "again.h5"
+    proc = tonuslab("record", f"replay://{capture}", "-o", out, "--plain")
+    assert proc.returncode == 0, proc.stderr
+    with (
+        open_session(out) as s,
+        open_session(ROOT / "data" / "sessions" / "hreflex_soleus_spastic.h5") as ref,
+    ):
+        np.testing.assert_array_equal(s.emg_counts, ref.emg_counts)
+        assert len(s.stimuli()["stim_sample_index"]) == 10
