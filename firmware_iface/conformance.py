@@ -100,6 +100,7 @@ class _Battery:
         self.report = Report()
         self.info = None
         self.stream_items: list = []
+        self.quiet_s = 0.3
 
     def add(self, name, status, detail=""):
         self.report.checks.append(Check(name, status, detail))
@@ -114,6 +115,12 @@ class _Battery:
         self.add(name, status, detail)
 
     # ------------------------------------------------------------------ checks
+    def silent_first(self):
+        data = self.client.link.read(4096, self.quiet_s)
+        if data:
+            return FAIL, f"{len(data)} bytes arrived before the host spoke (a tty would lose them)"
+        return PASS, f"no bytes in the first {self.quiet_s:g} s"
+
     def identify(self):
         info = self.client.identify()
         self.info = info
@@ -395,6 +402,7 @@ def run_conformance(
         Wall-clock allowance per device second when waiting for data.
     """
     b = _Battery(link, stim_key, stream_seconds, timeout_s, realtime_factor)
+    b.run("silent until spoken to", b.silent_first)
     b.run("identify", b.identify)
     original = b.info.config if b.info else None
     if b.info is None:

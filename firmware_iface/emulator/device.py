@@ -67,6 +67,8 @@ class Faults:
         Added to the device time reported in STIM_EVENT frames.
     silent_on_malformed : bool
         Do not answer unknown or malformed commands.
+    greeting : bool
+        Send a STATUS frame as soon as the link is up, before the host speaks.
     """
 
     skip_acks: bool = False
@@ -76,6 +78,7 @@ class Faults:
     accept_unauthenticated: bool = False
     stim_time_error_us: int = 0
     silent_on_malformed: bool = False
+    greeting: bool = False
 
 
 class DeviceClock:

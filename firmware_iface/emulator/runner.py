@@ -52,6 +52,10 @@ class DeviceRunner:
     def _run(self) -> None:
         dev, link = self.device, self.link
         try:
+            if dev.faults.greeting:  # a non-conforming device that talks first
+                with self.lock:
+                    dev._send(0x93, dev._status().pack())
+                    link.write(dev.take_output())
             while not self._stop.is_set():
                 with self.lock:
                     due = dev.next_due_us()

@@ -18,7 +18,7 @@ def test_emulator_passes_every_check():
     report = _run()
     statuses = {c.name: c.status for c in report.checks}
     assert statuses.pop("clock vs host") == SKIP  # as fast as possible: no real-time clock
-    assert set(statuses.values()) == {PASS} and len(statuses) == 8, report.table()
+    assert set(statuses.values()) == {PASS} and len(statuses) == 9, report.table()
     assert report.passed
 
 
@@ -32,7 +32,7 @@ def _run_realtime(drift_ppm):
 
 def test_realtime_emulator_passes_the_clock_check_and_a_drifting_one_fails():
     good = _run_realtime(0.0)
-    assert [c.status for c in good.checks] == [PASS] * 9, good.table()
+    assert [c.status for c in good.checks] == [PASS] * 10, good.table()
     bad = _run_realtime(600.0)
     assert {c.name for c in bad.checks if c.status == FAIL} == {"clock vs host"}, bad.table()
 
@@ -52,6 +52,7 @@ def test_without_key_pulse_timing_is_skipped_not_failed():
         (Faults(silent_on_malformed=True), {"malformed commands"}),
         (Faults(accept_unauthenticated=True), {"stimulation auth"}),
         # a dropped frame may also hold a pulse's sample, which then cannot be timed
+        (Faults(greeting=True), {"silent until spoken to"}),
         (Faults(drop_frame_every=5), {"sequence continuity", "stimulation timing?"}),
     ],
 )
@@ -70,4 +71,4 @@ def test_device_that_skips_acks_fails_and_battery_still_finishes():
     assert report.status("identify") == PASS
     assert report.status("configuration round trip") == FAIL
     assert report.status("start/stop") == FAIL
-    assert len(report.checks) == 9
+    assert len(report.checks) == 10

@@ -21,7 +21,7 @@ def test_emulator_passes_over_a_pty(key_file, capsys):
         code = main(["conformance", pty.path, "--key-file", key_file, "--seconds", "1"])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert out.count("PASS") == 8 and "device conforms" in out
+    assert out.count("PASS") == 9 and "device conforms" in out
 
 
 def test_emulator_passes_over_tcp_as_json(key_file, capsys):
