@@ -449,38 +449,81 @@ class PulseRecord:
     gate_wait_s: float = 0.0
     message: str = ""
     time_compressed: bool = False
+    m_p2p_uv: float | None = None
+    h_p2p_uv: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def _stimulate(client, pulse: PlannedPulse, time_scale: float):
-    """Send one command through the protocol engineer's ``DeviceClient.stimulate``."""
-    interval_s = pulse.pair_interval_s * time_scale if pulse.mode == "pair" else 0.0
-    return client.stimulate(
-        mode=pulse.mode,
-        intensity_ma=float(pulse.intensity_ma),
-        width_us=int(pulse.width_us),
-        pulse_count=2 if pulse.mode == "pair" else 1,
-        interval_us=round(interval_s * 1e6),
-    )
+    """Send one command through ``firmware_iface.client.DeviceClient.stimulate`` (signed there)."""
+    if pulse.mode == "pair":
+        return client.stimulate(
+            float(pulse.intensity_ma), int(pulse.width_us), mode="pair",
+            interval_ms=pulse.pair_interval_s * time_scale * 1000.0,
+        )  # fmt: skip
+    return client.stimulate(float(pulse.intensity_ma), int(pulse.width_us), mode="single")
 
 
 def device_is_emulated(client) -> bool:
-    """True only when the client says it is connected to the emulated device."""
-    for attr in ("is_emulated", "emulated"):
-        v = getattr(client, attr, None)
-        if isinstance(v, bool):
-            return v
-    info = getattr(client, "info", None) or getattr(client, "device_info", None)
-    if info is not None:
-        for attr in ("is_emulated", "emulated"):
-            v = getattr(info, attr, None)
-            if isinstance(v, bool):
-                return v
-        serial = getattr(info, "serial", "") or ""
-        return str(serial).startswith("EMU-")
-    return False
+    """True only for the emulated device.
+
+    Either the client's link carries the in-process ``firmware_iface.emulator.EmulatedDevice``
+    (``sim://``), or the device identifies itself with the emulator's serial prefix ``EMU-``
+    (the emulator's pty/TCP servers). A real device has neither.
+    """
+    link = getattr(client, "link", None)
+    device = getattr(link, "device", None)
+    if device is not None:
+        from firmware_iface.emulator.device import EmulatedDevice
+
+        if isinstance(device, EmulatedDevice):
+            return True
+    info = getattr(client, "info", None)
+    if info is None and hasattr(client, "identify"):
+        info = client.identify()
+    serial = str(getattr(info, "serial", "") or "")
+    return serial.startswith("EMU-")
+
+
+#: Response windows (ms after the pulse) the runner uses for its own quick measures.
+RESPONSE_WINDOWS_MS = {
+    "soleus": {"m": (4.0, 20.0), "h": (22.0, 50.0)},
+    "fcr": {"m": (2.5, 11.0), "h": (12.0, 30.0)},
+}
+
+
+def choose_test_intensity(records: list[PulseRecord], m_fraction: float = 0.2) -> float | None:
+    """A test intensity from the recruitment records: M at ``m_fraction`` of the largest M seen.
+
+    Linear interpolation of the runner's quick M peak-to-peak against intensity (median per
+    intensity), capped at the intensity of the largest H so that it stays on the rising H limb.
+    A starting point for the rate blocks and pairs; ``dsp.hreflex`` gives the fitted value
+    afterwards. Returns None when the recruitment gave no usable M.
+    """
+    rows = [
+        (r.intensity_ma, r.m_p2p_uv, r.h_p2p_uv)
+        for r in records
+        if r.block == BLOCK_RECRUITMENT and r.status == "delivered" and r.m_p2p_uv is not None
+    ]
+    if len(rows) < 3:
+        return None
+    levels = sorted({round(i, 6) for i, _, _ in rows})
+    m = np.array([np.median([v for i, v, _ in rows if round(i, 6) == lv]) for lv in levels])
+    h = np.array([np.median([v for i, _, v in rows if round(i, 6) == lv]) for lv in levels])
+    x = np.array(levels)
+    target = m_fraction * float(m.max())
+    above = np.nonzero(m >= target)[0]
+    if above.size == 0 or m.max() <= 0:
+        return None
+    k = int(above[0])
+    if k == 0:
+        value = float(x[0])
+    else:
+        value = float(np.interp(target, [m[k - 1], m[k]], [x[k - 1], x[k]]))
+    i_hmax = float(x[int(np.argmax(h))])
+    return round(min(value, i_hmax), 2)
 
 
 class HReflexRunner:
@@ -495,9 +538,11 @@ class HReflexRunner:
     plan : HReflexPlan
         A checked plan (:func:`make_plan`).
     choose_test_intensity : callable, optional
-        ``f(records) -> float`` called after the recruitment when the plan has no test intensity
-        (the recorder can fit the recruitment curve there); its answer is checked against the
-        limits.
+        ``f(records) -> float`` called after the recruitment when the plan has no test intensity;
+        its answer is checked against the limits. Default :func:`choose_test_intensity` (M at
+        20% of the largest M seen, on the rising H limb).
+    muscle : {"soleus", "fcr"}
+        Response windows of the runner's quick M/H measures (:data:`RESPONSE_WINDOWS_MS`).
     on_record : callable, optional
         Called with each :class:`PulseRecord` as soon as it is final (the recorder stores it).
     poll_s : float
@@ -513,7 +558,10 @@ class HReflexRunner:
         choose_test_intensity: Callable[[list[PulseRecord]], float] | None = None,
         on_record: Callable[[PulseRecord], None] | None = None,
         poll_s: float = 0.002,
+        muscle: str = "soleus",
     ):
+        if muscle not in RESPONSE_WINDOWS_MS:
+            raise PlanError(f"muscle={muscle!r}; choose one of {sorted(RESPONSE_WINDOWS_MS)}")
         if plan.time_scale != 1.0 and not device_is_emulated(client):
             raise PlanError(
                 "time-compressed plans (time_scale < 1) run only on the emulated device; "
@@ -522,8 +570,9 @@ class HReflexRunner:
         self.client = client
         self.monitor = monitor
         self.plan = plan
-        self.choose_test_intensity = choose_test_intensity
+        self.choose_test_intensity = choose_test_intensity or choose_test_intensity_default
         self.on_record = on_record
+        self.windows = RESPONSE_WINDOWS_MS[muscle]
         self.poll_s = poll_s
         self.records: list[PulseRecord] = []
         self._stop = threading.Event()
@@ -574,6 +623,10 @@ class HReflexRunner:
             start += gate.samples_needed(rate)
         pulses = list(plan.pulses)
         shift = 0  # samples added by gating waits, to keep every later interval intact
+        anchor = (start, 0.0)  # (device index, plan time) of the last pulse placed
+        earliest = start
+        min_gap = round(plan.limits.min_interval_s * scale * rate)
+        lead = 0  # how far ahead of the host's view the device places a pulse (samples)
         for k, p in enumerate(pulses):
             if p.intensity_ma is None:
                 v = (
@@ -590,8 +643,15 @@ class HReflexRunner:
                 self.plan = plan
                 pulses[k:] = plan.pulses[k:]
                 p = pulses[k]
-            target = start + shift + round(p.t_s * scale * rate)
-            self._wait_for_index(target)
+            # Device time of this pulse: planned offset from the last pulse the device actually
+            # placed (re-anchoring keeps intervals exact even when the host's view of the device
+            # clock lags), sent ``lead`` samples early because the device places a pulse at its
+            # own clock, ahead of the host's view by the link's backlog.
+            anchor_index, anchor_t = anchor
+            target = anchor_index + shift + round((p.t_s - anchor_t) * scale * rate)
+            # safety: the device places a pulse at or after the host's view of its clock, so
+            # never sending before ``earliest`` keeps every interval >= the minimum
+            self._wait_for_index(max(target - lead, earliest))
             rec = PulseRecord(
                 number=p.number,
                 block=p.block,
@@ -631,8 +691,9 @@ class HReflexRunner:
                     continue
             if self._stop.is_set():
                 raise StimulationStopped("stimulation stopped by the operator")
+            view = self.monitor.latest_emg_index()
             try:
-                reply = _stimulate(self.client, p, scale)
+                reply = self._send(p, scale, rate)
             except AcquisitionError:
                 raise
             except Exception as exc:  # the device refused (limit, auth): record and stop
@@ -642,13 +703,61 @@ class HReflexRunner:
                 raise
             rec.status = "delivered"
             rec.first_emg_index = _first_index(reply)
+            if rec.first_emg_index is not None:
+                lead = max(rec.first_emg_index - view, 0)
+                anchor = (rec.first_emg_index, p.t_s)
+                shift = 0
+                last = rec.first_emg_index + round(rec.pair_interval_s * rate)
+                earliest = last + min_gap
+            if rec.first_emg_index is not None and p.block == BLOCK_RECRUITMENT:
+                self._measure(rec, rate)  # rate blocks and pairs keep their timing
             self._finish(rec)
         return self.records
+
+    def _send(self, p: PlannedPulse, scale: float, rate: float):
+        """Stimulate; while the device reports BUSY (a pair still running), wait and resend."""
+        from firmware_iface.errors import CommandRejected
+        from firmware_iface.messages import ErrorCode
+
+        for _ in range(200):
+            try:
+                return _stimulate(self.client, p, scale)
+            except CommandRejected as exc:
+                if exc.code != ErrorCode.BUSY:
+                    raise
+            self._wait_for_index(self.monitor.latest_emg_index() + max(round(0.01 * rate), 1))
+        raise StimulationStopped("the device stayed busy; stimulation stopped")
+
+    def _measure(self, rec: PulseRecord, rate: float) -> None:
+        """Quick M and H peak-to-peak of the first pulse (uV), from the recorder's recent EMG."""
+        end_ms = self.windows["h"][1] + 2.0
+        last = rec.first_emg_index + round(end_ms * rate / 1000.0)
+        self._wait_for_index(last)
+        for _ in range(20):  # the recorder appends from another thread: read a stable view
+            latest = self.monitor.latest_emg_index()
+            n = latest - rec.first_emg_index + 1
+            x = np.asarray(self.monitor.recent_emg_uv(n), dtype=float)
+            if self.monitor.latest_emg_index() == latest:
+                break
+        else:
+            return
+        if x.ndim == 2:
+            x = x[:, 0]
+        if x.shape[0] < n:
+            return  # the recorder's buffer no longer holds the pulse
+        for name in ("m", "h"):
+            a, b = (round(v * rate / 1000.0) for v in self.windows[name])
+            seg = x[a:b]
+            if seg.size and np.all(np.isfinite(seg)):
+                setattr(rec, f"{name}_p2p_uv", float(seg.max() - seg.min()))
 
     def _finish(self, rec: PulseRecord) -> None:
         self.records.append(rec)
         if self.on_record is not None:
             self.on_record(rec)
+
+
+choose_test_intensity_default = choose_test_intensity
 
 
 def _first_index(reply) -> int | None:

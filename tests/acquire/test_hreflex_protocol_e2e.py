@@ -1,0 +1,142 @@
+"""The hreflex runner end to end: recorder + emulated device (in-process link) + virtual patient."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from acquire.protocols.hreflex import (
+    HReflexProtocolConfig,
+    HReflexRunner,
+    PlanError,
+    StimulationStopped,
+    choose_test_intensity,
+    device_is_emulated,
+    make_plan,
+)
+from acquire.recorder import Recorder
+from acquire.session_file import open_session
+from firmware_iface.auth import new_key, write_key_file
+
+CONFIG = dict(emg_rate_hz=5000, n_emg=1, angle_rate_hz=500, n_angle=1, emg_bits=16)
+
+
+def _record(tmp_path, plan, *, stop_after=None, seed=3):
+    key = new_key()
+    key_file = write_key_file(tmp_path / "stim.key", key)
+    rec = Recorder(
+        f"sim://soleus_healthy?seed={seed}&speed=fast&key_file={key_file}",
+        tmp_path / "h.h5",
+        metadata={"muscle": "soleus"},
+        config=CONFIG,
+        stim_key=key,
+    )
+    rec.open()
+    seen = []
+
+    def on_record(r):
+        seen.append(r)
+        if stop_after is not None and len(seen) == stop_after:
+            runner.stop()
+
+    runner = HReflexRunner(rec.client, rec, plan, on_record=on_record)
+    box = {}
+
+    def target():
+        try:
+            box["records"] = runner.run()
+        except Exception as exc:  # the test inspects it
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    while thread.is_alive():
+        rec.step(0.02)
+    end = rec.latest_emg_index() + CONFIG["emg_rate_hz"] // 5  # 200 ms more of data
+    while rec.latest_emg_index() < end:
+        rec.step(0.02)
+    truth = rec.link.device.source.ground_truth()
+    rec.close()
+    return box, seen, truth, runner
+
+
+def test_runner_drives_the_emulated_device_and_the_session_analyses(tmp_path):
+    cfg = HReflexProtocolConfig(
+        ladder_ma=tuple(np.arange(6.0, 36.1, 2.0)), ladder_repeats=1, order="ascending",
+        rate_blocks_hz=(1.0,), pulses_per_block=4, paired_intervals_s=(2.5,),
+        pairs_per_interval=2, gate_band_uv=(0.0, 60.0), test_intensity_ma=None,
+    )  # fmt: skip
+    plan = make_plan(cfg, time_scale=0.1)
+    box, seen, truth, _ = _record(tmp_path, plan)
+    assert "error" not in box, box.get("error")
+    records = box["records"]
+    assert len(records) == len(plan.pulses) == len(seen)
+    assert all(r.time_compressed for r in records)
+    delivered = [r for r in records if r.status == "delivered"]
+    assert len(delivered) >= len(records) - 2  # the gate may skip a pulse or two
+    # the automatic test intensity: M at ~20% of the largest M, on the rising H limb
+    test = {r.intensity_ma for r in records if r.block != "recruitment"}
+    assert len(test) == 1
+    (test_ma,) = test
+    assert 11.0 <= test_ma <= 18.0
+    assert test_ma == choose_test_intensity([r for r in records if r.block == "recruitment"])
+    with open_session(tmp_path / "h.h5") as s:
+        stim = [e for e in s.events if e["kind"] == "stimulus"]
+        n_expected = sum(2 if r.mode == "pair" else 1 for r in delivered)
+        assert len(stim) == n_expected
+        assert [round(e["intensity_ma"], 3) for e in stim if e["pulse_index"] == 0] == [
+            round(r.intensity_ma, 3) for r in delivered
+        ]
+        emg = np.asarray(s.emg_uv[:, 0], dtype=float)
+        idx = np.array([e["emg_sample_index"] for e in stim])
+        # safety in device time: no two pulses closer than the (compressed) minimum interval
+        assert np.diff(idx).min() >= plan.limits.min_interval_s * plan.time_scale * 5000 - 1
+        inten = np.array([e["intensity_ma"] for e in stim])
+        pidx = np.array([e["pulse_index"] for e in stim])
+        rate = float(s.emg_rate_hz)
+    from dsp.hreflex import analyze_hreflex
+
+    # compressed intervals: the recruitment is 0.5 s apart here, so use every pulse
+    res = analyze_hreflex(emg, rate, idx, inten, pulse_index=pidx, n_boot=0,
+                          recruitment_interval_s=(0.0, 60.0))  # fmt: skip
+    mmax = truth["hreflex"]["mmax_p2p_uv"]
+    assert abs(res.mmax_uv / mmax - 1) < 0.05
+    assert abs(res.m_latency_ms - truth["hreflex"]["latency_ms"]["m"]) < 0.5
+    assert res.artifact["offset_ms_max_abs"] < 0.5  # device events line up with the artifacts
+
+
+def test_stop_halts_stimulation_at_once(tmp_path):
+    cfg = HReflexProtocolConfig(
+        ladder_ma=(8.0, 10.0, 12.0, 14.0, 16.0), ladder_repeats=2, rate_blocks_hz=(),
+        paired_intervals_s=(), gate_band_uv=None,
+    )  # fmt: skip
+    plan = make_plan(cfg, time_scale=0.05)
+    box, seen, _, runner = _record(tmp_path, plan, stop_after=3)
+    assert isinstance(box.get("error"), StimulationStopped)
+    assert runner.stopped and len(seen) == 3
+    with open_session(tmp_path / "h.h5") as s:
+        assert len([e for e in s.events if e["kind"] == "stimulus"]) == 3
+
+
+def test_compressed_plan_refused_on_a_device_that_is_not_the_emulator():
+    from firmware_iface.client import DeviceClient
+    from firmware_iface.emulator import TcpEmulator, make_device
+    from firmware_iface.emulator.source import SimpleSource
+
+    key = new_key()
+    server = TcpEmulator(make_device(SimpleSource(seed=1), serial="TL-0042", stim_key=key))
+    try:
+        from acquire.links import open_link
+
+        client = DeviceClient(open_link(server.url), stim_key=key)
+        client.identify()
+        assert not device_is_emulated(client)
+        plan = make_plan(HReflexProtocolConfig(test_intensity_ma=10.0), time_scale=0.1)
+        with pytest.raises(PlanError, match="emulated device"):
+            HReflexRunner(client, None, plan)
+        HReflexRunner(client, None, make_plan(HReflexProtocolConfig(test_intensity_ma=10.0)))
+        client.close()
+    finally:
+        server.close()
