@@ -463,6 +463,11 @@ class EmulatedDevice:
         """EMG sample number of the first sample of the current streaming run."""
         return self._emg.run_first_index
 
+    def host_lost(self) -> None:
+        """The link to the host went away: back to IDLE, pending pulses cancelled (section 5)."""
+        self.state = DeviceState.IDLE
+        self._pulses.clear()
+
     def open_pairing_window(self, seconds: float = 30.0) -> None:
         """The pairing button: one PAIR command is accepted within ``seconds`` (device time)."""
         self.pairing_open = True

@@ -230,7 +230,7 @@ class TcpEmulator:
             while runner.alive and not self._stop.is_set():
                 runner._thread.join(0.1)
             with runner.lock:
-                self.device.state = 0  # host gone: stop streaming
+                self.device.host_lost()
             runner.stop()
 
     def close(self) -> None:

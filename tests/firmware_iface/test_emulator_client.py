@@ -379,3 +379,22 @@ def test_second_host_with_stale_counter_recovers_from_replay(device, key):
         assert first.stimulate(1.0, 100).counter == 4
     finally:
         first.close()
+
+
+def test_tcp_device_returns_to_idle_when_the_host_disappears():
+    import socket
+
+    from firmware_iface.emulator import TcpEmulator
+    from firmware_iface.link import SocketLink
+
+    with TcpEmulator(make_device()) as server:
+        first = DeviceClient(SocketLink(socket.create_connection((server.host, server.port))))
+        first.start()
+        assert first.read(1.0)
+        first.close()  # no STOP: the cable is pulled
+        second = DeviceClient(SocketLink(socket.create_connection((server.host, server.port))))
+        try:
+            assert second.identify().state == 0
+            assert second.read(0.3) == []  # silent: not streaming for the new host
+        finally:
+            second.close()
