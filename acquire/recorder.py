@@ -200,8 +200,9 @@ class Recorder:
         self._max_rows: dict[str, int] | None = None
         #: ``f(kind, data)`` for events (marker, prompt, gap, link, stimulus, note, ...).
         self.listeners: list[Callable[[str, dict], None]] = []
-        #: ``f(stream, row, physical)`` for every block written (angle sign-corrected, (n, 1)).
-        self.block_listeners: list[Callable[[str, int, np.ndarray], None]] = []
+        #: ``f(stream, row, physical, counts)`` for every block written: ``physical`` is float
+        #: (EMG uV (n, n_emg); angle: the first channel sign-corrected, (n, 1)), ``counts`` raw.
+        self.block_listeners: list[Callable[[str, int, np.ndarray, np.ndarray], None]] = []
 
     # ------------------------------------------------------------------ lifecycle
     def open(self) -> Recorder:
@@ -553,7 +554,7 @@ class Recorder:
                 phys = sign * phys[:, :1]
                 self._angle_ring.push(phys)
         for fn in self.block_listeners:
-            fn(stream, row, phys)
+            fn(stream, row, phys, counts)
 
     def _set_origin(self, stream: str, first_index: int, device_time_us: int) -> None:
         self._origin[stream] = int(first_index)

@@ -191,7 +191,7 @@ class StretchProtocol:
             self._finish(StretchResult(self._step, phase, v, detected=False))
 
     # -- data side -----------------------------------------------------------------------
-    def _on_block(self, stream: str, row: int, phys: np.ndarray) -> None:
+    def _on_block(self, stream: str, row: int, phys: np.ndarray, counts=None) -> None:
         if stream == "emg":
             self._on_emg(row, phys)
             return

@@ -303,12 +303,12 @@ def _start_lsl(rec, view):
         device_to_host=device_to_host,
     )
 
-    def push(stream, row, phys):
-        t = row / rec._rates[stream]
+    def push(stream, row, phys, counts):
+        t = row / rec._rates[stream]  # session time = device time since EMG row 0
         if stream == "emg":
-            pub.push_emg(phys, t)
+            pub.push_emg(counts, t)
         else:
-            pub.push_angle(phys, t)
+            pub.push_angle(counts, t)  # as measured (no sign correction), like the file
 
     rec.block_listeners.append(push)
     view.message(f"LSL outlets {pub.name}-EMG and {pub.name}-Angle are live")
