@@ -121,6 +121,54 @@ class StretchResult:
                 for k, v in asdict(self).items()}  # fmt: skip
 
 
+def assess_stretch(
+    velocity_deg_s: np.ndarray,
+    pre_stretch_rms_uv: float,
+    resting_rms_uv: float,
+    config: StretchProtocolConfig,
+) -> dict:
+    """Velocity achieved and warnings for one stretch.
+
+    Parameters
+    ----------
+    velocity_deg_s : numpy.ndarray, shape (n,)
+        Angular velocity from onset to end of the movement (deg/s, lengthening positive).
+    pre_stretch_rms_uv : float
+        EMG RMS over the 300 ms before onset (highest channel), uV.
+    resting_rms_uv : float
+        Resting EMG RMS of this session (20th percentile of 50 ms bins), uV.
+    config : StretchProtocolConfig
+
+    Returns
+    -------
+    dict
+        ``peak_velocity_deg_s``, ``mean_velocity_deg_s`` (mean over the middle 60% of the
+        movement), ``velocity_cv`` (its coefficient of variation), ``irregular`` (CV above
+        ``config.irregular_cv``) and ``muscle_active`` (pre-stretch RMS above
+        ``config.active_rms_uv`` and ``config.active_factor`` times the resting level).
+    """
+    v = np.asarray(velocity_deg_s, dtype=float)
+    n = v.size
+    mid = v[int(0.2 * n) : max(int(0.2 * n) + 1, int(0.8 * n))]
+    mean_v = float(np.mean(mid)) if mid.size else float("nan")
+    cv = float(np.std(mid) / mean_v) if mid.size > 2 and mean_v > 0 else float("nan")
+    active = bool(
+        np.isfinite(pre_stretch_rms_uv)
+        and pre_stretch_rms_uv > config.active_rms_uv
+        and (
+            not np.isfinite(resting_rms_uv)
+            or pre_stretch_rms_uv > config.active_factor * resting_rms_uv
+        )
+    )
+    return {
+        "peak_velocity_deg_s": float(np.max(v)) if n else float("nan"),
+        "mean_velocity_deg_s": mean_v,
+        "velocity_cv": cv,
+        "irregular": bool(np.isfinite(cv) and cv > config.irregular_cv),
+        "muscle_active": active,
+    }
+
+
 class StretchProtocol:
     """Drive a :class:`~acquire.recorder.Recorder` through the velocity ladder.
 
@@ -264,36 +312,23 @@ class StretchProtocol:
 
     def _evaluate(self, t_end: float, angle_end: float) -> None:
         phase, target = self.steps[self._step]
-        v = np.asarray(self._move_v)
-        n = v.size
-        mid = v[int(0.2 * n) : max(int(0.2 * n) + 1, int(0.8 * n))]
-        mean_v = float(np.mean(mid)) if mid.size else float("nan")
-        cv = float(np.std(mid) / mean_v) if mid.size > 2 and mean_v > 0 else float("nan")
         onset_t, onset_angle = self._move_start
         pre = [rms for (tb, rms) in self._bins if onset_t - 0.3 <= tb <= onset_t]
         pre_rms = float(np.mean(pre)) if pre else float("nan")
         rest_levels = [rms for (_tb, rms) in self._bins]
         baseline = float(np.percentile(rest_levels, 20)) if rest_levels else float("nan")
-        active = bool(
-            np.isfinite(pre_rms)
-            and pre_rms > self.config.active_rms_uv
-            and (not np.isfinite(baseline) or pre_rms > self.config.active_factor * baseline)
-        )
+        a = assess_stretch(np.asarray(self._move_v), pre_rms, baseline, self.config)
         result = StretchResult(
             self._step,
             phase,
             target,
             detected=True,
-            peak_velocity_deg_s=float(np.max(v)),
-            mean_velocity_deg_s=mean_v,
-            velocity_cv=cv,
             onset_time_s=onset_t,
             end_time_s=t_end,
             start_angle_deg=onset_angle,
             end_angle_deg=angle_end,
             pre_stretch_rms_uv=pre_rms,
-            irregular=bool(np.isfinite(cv) and cv > self.config.irregular_cv),
-            muscle_active=active,
+            **a,
         )
         self._finish(result)
 
