@@ -14,9 +14,11 @@ summary in the session file under ``/results/<run>`` without touching raw data:
 ``/results/<run>/stretches/<col>`` per-stretch table, one 1-D dataset per column
 ``/results/<run>/stimuli/<col>``  per-stimulus table, one 1-D dataset per column
 
-A run is first written to ``/results/_incomplete_<run>_<id>``, flushed, then renamed over the
-old run, so an interrupted analysis leaves the previous run (or none) and a valid file; readers
-ignore ``_incomplete_*`` groups and the next write removes them.
+HDF5 updates in place are not crash-safe (a process killed mid-write can leave damaged
+metadata), so a run is written into a copy of the file that is then flushed and atomically
+renamed over the original: an interrupted analysis leaves the previous file, valid and unchanged
+(a hidden ``.NAME.analysis-*.tmp`` copy may remain; the next write removes it). Readers ignore
+groups whose names start with ``_``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import datetime as _dt
 import hashlib
 import json
 import math
+import os
 import pathlib
 import uuid
 
@@ -353,48 +356,63 @@ def _check_run_name(run: str) -> str:
     return run
 
 
+def _temp_copy_name(path: pathlib.Path) -> pathlib.Path:
+    return path.with_name(f".{path.name}.analysis-{uuid.uuid4().hex[:8]}.tmp")
+
+
 def write_results(path, summary: dict, *, run: str = DEFAULT_RUN, input_hash: str | None = None):
     """Store ``summary`` in the session file as ``/results/<run>`` (replacing an older run).
 
-    Only the ``/results`` group is written. The run is built under a temporary name and renamed
-    once complete (see the module docstring).
+    Only the ``/results`` group changes. HDF5 updates in place are not crash-safe, so the run is
+    written into a copy of the file (``.NAME.analysis-XXXX.tmp`` beside it), flushed to disk and
+    renamed over the original (an atomic replace): a crash at any moment leaves either the old
+    file or the new one, never a half-written one. Costs one copy of the file per run.
     """
+    import shutil
+
     import h5py
 
+    path = pathlib.Path(path)
     run = _check_run_name(run)
     input_hash = input_hash or input_sha256(path)
     created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    for stale in path.parent.glob(f".{path.name}.analysis-*.tmp"):
+        stale.unlink(missing_ok=True)  # left by an analysis that was killed
+    tmp = _temp_copy_name(path)
     try:
-        f = h5py.File(path, "r+")
+        shutil.copy2(path, tmp)
+        f = h5py.File(tmp, "r+")
     except OSError as exc:
+        tmp.unlink(missing_ok=True)
         raise SessionFileError(
-            f"cannot write results into {path}: it is read-only or open in another program "
-            f"({str(exc).splitlines()[0]}); close it or use --no-write"
+            f"cannot write results into {path}: the file or its folder is read-only, or the "
+            f"disk is full ({str(exc).splitlines()[0]}); use --no-write"
         ) from exc
-    with f:
-        root = f.require_group(RESULTS_GROUP)
-        root.attrs.setdefault("schema", "tonuslab.results")
-        root.attrs.setdefault("schema_version", 1)
-        for stale in [k for k in root if k.startswith("_incomplete_")]:
-            del root[stale]
-        tmp = f"_incomplete_{run}_{uuid.uuid4().hex[:8]}"
-        g = root.create_group(tmp)
-        g.attrs["schema"] = SCHEMA
-        g.attrs["schema_version"] = SCHEMA_VERSION
-        g.attrs["software_version"] = __version__
-        g.attrs["input_sha256"] = input_hash
-        g.attrs["parameters"] = json.dumps(summary.get("parameters", {}), default=_json_default)
-        g.attrs["analyses"] = json.dumps(summary.get("analyses", []))
-        g.attrs["created_utc"] = created
-        stored = dict(summary, input_sha256=input_hash, run=run, created_utc=created)
-        g.create_dataset("summary_json", data=json.dumps(stored, default=_json_default))
-        for table in ("stretches", "stimuli"):
-            _write_table(g.create_group(table), summary.get(table) or [])
-        f.flush()
-        if run in root:
-            del root[run]
-        root.move(tmp, run)
-        f.flush()
+    try:
+        with f:
+            root = f.require_group(RESULTS_GROUP)
+            root.attrs.setdefault("schema", "tonuslab.results")
+            root.attrs.setdefault("schema_version", 1)
+            if run in root:
+                del root[run]
+            g = root.create_group(run)
+            g.attrs["schema"] = SCHEMA
+            g.attrs["schema_version"] = SCHEMA_VERSION
+            g.attrs["software_version"] = __version__
+            g.attrs["input_sha256"] = input_hash
+            g.attrs["parameters"] = json.dumps(summary.get("parameters", {}), default=_json_default)
+            g.attrs["analyses"] = json.dumps(summary.get("analyses", []))
+            g.attrs["created_utc"] = created
+            stored = dict(summary, input_sha256=input_hash, run=run, created_utc=created)
+            g.create_dataset("summary_json", data=json.dumps(stored, default=_json_default))
+            for table in ("stretches", "stimuli"):
+                _write_table(g.create_group(table), summary.get(table) or [])
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return stored
 
 
@@ -432,7 +450,7 @@ def read_results(path_or_file) -> dict:
         if root is None:
             return out
         for name, g in root.items():
-            if name.startswith("_incomplete_") or not isinstance(g, h5py.Group):
+            if name.startswith("_") or not isinstance(g, h5py.Group):
                 continue
             if g.attrs.get("schema") != SCHEMA or "summary_json" not in g:
                 continue

@@ -133,16 +133,56 @@ def test_results_written_atomically_and_never_touch_raw_data(tmp_path):
     assert input_sha256(path) == before
 
 
-def test_interrupted_run_leaves_file_valid_and_is_ignored(tmp_path):
+def test_groups_starting_with_underscore_are_ignored(tmp_path):
     path = tmp_path / "s.h5"
     _raw_file(path)
     write_results(path, summarize(_stretch_dict(), None), run="default")
-    with h5py.File(path, "r+") as f:  # what a crash mid-write leaves behind
-        f["results"].create_group("_incomplete_default_dead")
+    with h5py.File(path, "r+") as f:
+        f["results"].create_group("_scratch")
     assert set(read_results(path)) == {"default"}
-    write_results(path, summarize(_stretch_dict(tsrt=1.0), None), run="default")
-    with h5py.File(path, "r") as f:
-        assert [k for k in f["results"] if k.startswith("_incomplete")] == []
+
+
+_KILL_LOOP = """
+import sys
+from tonuslab.analysis import summarize, write_results
+big = {"stretches": [{"index": i, "dsrt_deg": float(i), "note": "x" * 50} for i in range(3000)]}
+i = 0
+while True:
+    s = summarize(big, None)
+    s["parameters"] = {"i": i}
+    write_results(sys.argv[1], s, run="default", input_hash="h")
+    i += 1
+    if i == 1:
+        print("written", flush=True)
+"""
+
+
+def test_killed_analysis_leaves_a_valid_unchanged_file(tmp_path):
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "s.h5"
+    _raw_file(path)
+    digest = input_sha256(path)
+    script = tmp_path / "loop.py"
+    script.write_text(_KILL_LOOP)
+    rng = random.Random(0)
+    for _ in range(4):
+        proc = subprocess.Popen([sys.executable, str(script), str(path)], stdout=subprocess.PIPE)
+        assert proc.stdout.readline().strip() == b"written"
+        time.sleep(rng.uniform(0.0, 1.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        # the file opens, every object is readable, raw data and the last complete run intact
+        with h5py.File(path, "r") as f:
+            f.visititems(lambda name, obj: obj[()] if isinstance(obj, h5py.Dataset) else None)
+        assert input_sha256(path) == digest
+        assert read_results(path)["default"]["stretches"][2999]["dsrt_deg"] == 2999.0
+    write_results(path, summarize(_stretch_dict(), None), run="default")
+    assert not list(tmp_path.glob(".s.h5.analysis-*.tmp"))  # leftovers cleaned
 
 
 def test_bad_run_name(tmp_path):
