@@ -105,3 +105,35 @@ def test_bad_input():
         K.angle_kinematics(np.zeros(500), RATE, polyorder=0)
     with pytest.raises(SignalError, match="direction"):
         K.segment_stretches(np.zeros(500), RATE, direction=2)
+
+
+def reference_velocity_runs(v, high, low):
+    """Slow reference of the hysteresis run finder."""
+    runs = []
+    i, n = 0, len(v)
+    while i < n:
+        if np.isfinite(v[i]) and abs(v[i]) > high:
+            sgn = 1 if v[i] > 0 else -1
+            a = i
+            while a > 0 and np.isfinite(v[a - 1]) and sgn * v[a - 1] > low:
+                a -= 1
+            b = i
+            while b < n and np.isfinite(v[b]) and sgn * v[b] > low:
+                b += 1
+            if runs and runs[-1][2] == sgn and a <= runs[-1][1]:
+                runs[-1][1] = max(runs[-1][1], b)
+            else:
+                runs.append([a, b, sgn])
+            i = max(b, i + 1)
+        else:
+            i += 1
+    return runs
+
+
+def test_velocity_runs_kernel_matches_reference():
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        v = np.convolve(rng.normal(scale=30, size=600), np.ones(15) / 15, mode="same")
+        v[rng.integers(0, 600, 3)] = np.nan
+        s, e, g = K._velocity_runs(v, 8.0, 2.0)
+        assert [list(t) for t in zip(s, e, g, strict=True)] == reference_velocity_runs(v, 8.0, 2.0)

@@ -152,3 +152,35 @@ def test_multichannel_input_is_rejected_and_unknown_method():
         O.detect_onsets_tkeo(np.zeros((100, 2)), RATE)
     with pytest.raises(SignalError, match="unknown onset detector"):
         O.detect_onsets(np.zeros(100), RATE, "magic")
+
+
+def reference_binary_segmentation(x, min_seg, penalty, max_changes):
+    """Slow reference: greedy binary segmentation with brute-force splits."""
+    segments = [(0, len(x))]
+    cps = []
+    while len(cps) < max_changes:
+        best = (penalty, None, None)
+        for lo, hi in segments:
+            if hi - lo < 2 * min_seg:
+                continue
+            g, t = reference_best_split(x, lo, hi, min_seg)
+            if t >= 0 and g > best[0]:
+                best = (g, t, (lo, hi))
+        if best[1] is None:
+            break
+        _, t, (lo, hi) = best
+        cps.append(t)
+        segments.remove((lo, hi))
+        segments += [(lo, t), (t, hi)]
+    return sorted(cps)
+
+
+def test_binary_segmentation_matches_reference():
+    rng = np.random.default_rng(4)
+    x = rng.exponential(size=400)
+    x[100:180] *= 12
+    x[250:300] *= 5
+    cs = np.concatenate([[0.0], np.cumsum(x)])
+    for penalty, max_changes in [(20.0, 10), (5.0, 3), (1e6, 5)]:
+        got = O._binary_segmentation(cs, len(x), 8, penalty, max_changes)
+        assert list(got) == reference_binary_segmentation(x, 8, penalty, max_changes)
