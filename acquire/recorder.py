@@ -630,6 +630,9 @@ class Recorder:
         self.stats.link_losses += 1
         lost_at = time.monotonic()
         self._log_link({"event": "lost", "reason": reason}, lost_at)
+        self.writer.flush()  # everything received so far is on disk before we wait
+        if self.capture is not None:
+            self.capture.flush()
         log.warning("link lost: %s", reason)
         if not self.reconnect:
             raise LinkLostError(
