@@ -59,13 +59,13 @@ def segments_above(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def burst_offset(env: np.ndarray, onset: int, stop: int, level: float, quiet: int) -> int:
     """First index after ``onset`` where ``env`` stays below ``level`` for ``quiet`` samples."""
-    below = env[onset:stop] < level
-    run = 0
-    for k in range(len(below)):
-        run = run + 1 if below[k] else 0
-        if run >= quiet:
-            return onset + k - quiet + 1
-    return stop
+    below = (env[onset:stop] < level).astype(np.int32)
+    if quiet <= 1:
+        idx = np.flatnonzero(below)
+        return onset + int(idx[0]) if len(idx) else stop
+    c = np.concatenate(([0], np.cumsum(below)))
+    full = np.flatnonzero(c[quiet:] - c[:-quiet] == quiet)  # windows entirely below
+    return onset + int(full[0]) if len(full) else stop
 
 
 def clonus_episodes(

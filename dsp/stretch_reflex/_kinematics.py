@@ -16,7 +16,10 @@ from dsp.filters import apply_zero_phase, design_lowpass, padlen_for
 
 def finite_runs(x: np.ndarray) -> list[tuple[int, int]]:
     """Half-open index ranges ``[a, b)`` of consecutive finite samples of ``x``."""
-    ok = np.isfinite(x).astype(np.int8)
+    finite = np.isfinite(x)
+    if finite.all():
+        return [(0, len(x))] if len(x) else []
+    ok = finite.astype(np.int8)
     edges = np.diff(np.concatenate(([0], ok, [0])))
     starts = np.flatnonzero(edges == 1)
     stops = np.flatnonzero(edges == -1)

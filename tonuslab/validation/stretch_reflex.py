@@ -66,11 +66,20 @@ def _program(profile, quick: bool):
     return tsrt_protocol(profile, n_per_level=2 if quick else 4, hold_s=hold)
 
 
-def simulate(profile_name: str, seed: int, quick: bool = False):
+def simulate(
+    profile_name: str,
+    seed: int,
+    quick: bool = False,
+    *,
+    program=None,
+    n_emg: int = 2,
+    duration_s: float | None = None,
+):
     """Simulate one session; returns (emg_uv (n, ch), emg_rate, analysed angle (m,), angle_rate,
     truth, note).
 
-    Uses :func:`virtual_patient.simulate_stretch_session`. When the batch recording misses
+    Uses :func:`virtual_patient.simulate_stretch_session` (``program``: a list of
+    ``StretchSpec``, default the validation protocol). When the batch recording misses
     stretches that its own truth lists (an angle that never reaches the truth's maximum), the
     same program is re-rendered through :class:`virtual_patient.PatientSource` in 1-s blocks
     (the contract says both give identical samples) and ``note`` says so.
@@ -78,8 +87,10 @@ def simulate(profile_name: str, seed: int, quick: bool = False):
     from virtual_patient import PatientSource, get_profile, simulate_stretch_session
 
     p = get_profile(profile_name)
-    program = _program(p, quick)
-    rec = simulate_stretch_session(p, seed=seed, stretches=program)
+    program = _program(p, quick) if program is None else list(program)
+    rec = simulate_stretch_session(
+        p, seed=seed, stretches=program, n_emg=n_emg, duration_s=duration_s
+    )
     angle = rec.stretch_direction_sign * rec.angle_deg
     truth = rec.truth
     missing = 0

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dsp.stretch_reflex._analyze import _catch_dip, _dip_depth
-from dsp.stretch_reflex._emg import clonus_episodes
+from dsp.stretch_reflex._emg import burst_offset, clonus_episodes
 from dsp.stretch_reflex._fit import bootstrap_lines, fit_dsrt_line, ols
 from dsp.stretch_reflex._kinematics import find_stretches, finite_runs, smooth_kinematics
 
@@ -130,3 +130,23 @@ def test_kinematics_and_segmentation_with_a_gap():
     for m, t0 in zip(moves, (1.0, 6.0), strict=True):
         assert m.start / rate == pytest.approx(t0, abs=0.04)
         assert a[m.end] == pytest.approx(100.0, abs=0.5)
+
+
+def _burst_offset_reference(env, onset, stop, level, quiet):
+    run = 0
+    for k, below in enumerate(env[onset:stop] < level):
+        run = run + 1 if below else 0
+        if run >= quiet:
+            return onset + k - quiet + 1
+    return stop
+
+
+def test_burst_offset_matches_a_loop():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        env = rng.random(400)
+        onset = int(rng.integers(0, 100))
+        stop = int(rng.integers(onset, 400))
+        quiet = int(rng.integers(1, 6))
+        got = burst_offset(env, onset, stop, 0.7, quiet)
+        assert got == _burst_offset_reference(env, onset, stop, 0.7, quiet)
