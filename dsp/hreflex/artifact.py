@@ -118,7 +118,10 @@ def find_artifacts(
     n = x.shape[0]
     per_ms = emg_rate_hz / 1000.0
     if rail_uv is None:
-        rail_uv = rail_level_uv(x)
+        # the rail is reached (if at all) by the artifacts: look only around the events
+        span = np.arange(-round(1.0 * per_ms), round(max_blank_ms * per_ms) + 1)
+        near = np.clip(np.asarray(event_index, dtype=np.int64)[:, None] + span, 0, n - 1)
+        rail_uv = rail_level_uv(x[near.ravel()])
     s0 = round(search_ms[0] * per_ms)
     s1 = max(round(search_ms[1] * per_ms), 1)
     base_len = max(round(20.0 * per_ms), 8)
@@ -323,23 +326,29 @@ def fit_tail_template(
         tmpl = np.mean(epochs[rows][:, low] / intensity_ma[low][None, :], axis=1)
         n_used = int(low.size)
     else:
-        # every sweep, from its own blank on, normalised by its intensity
-        ts, ys = [], []
-        for k in pos:
-            r = rows & (t_ms >= blank_end_ms[k])
-            ts.append(t_ms[r])
-            ys.append(epochs[r, k] / intensity_ma[k])
-        t = np.concatenate(ts)
-        tmpl = np.concatenate(ys)
-        order_t = np.argsort(t, kind="stable")
-        t, tmpl = t[order_t], tmpl[order_t]
+        # every sweep from its own blank on, normalised by its intensity: the pooled weighted
+        # least-squares problem reduces exactly to a per-row weighted mean (weights I**2, as
+        # the noise of y / I scales with 1 / I), fitted with weights sqrt(sum of weights)
+        valid = rows[:, None] & (t_ms[:, None] >= blank_end_ms[pos][None, :])
+        w = valid * (intensity_ma[pos] ** 2)[None, :]
+        wsum = w.sum(axis=1)
+        keep = wsum > 0
+        if keep.sum() < 8:
+            return None
+        y = epochs[:, pos] / intensity_ma[pos][None, :]
+        t = t_ms[keep]
+        tmpl = (w * y).sum(axis=1)[keep] / wsum[keep]
+        weight = np.sqrt(wsum[keep] / wsum[keep].max())
         n_used = int(pos.size)
     t0 = float(t[0])
     a0 = float(np.median(tmpl[t <= t0 + 0.3])) or 1.0
 
+    if blank_end_ms is None:
+        weight = np.ones_like(t)
+
     def resid(p):
         c1, tau1, c2, tau2 = p
-        return c1 * np.exp(-(t - t0) / tau1) + c2 * np.exp(-(t - t0) / tau2) - tmpl
+        return weight * (c1 * np.exp(-(t - t0) / tau1) + c2 * np.exp(-(t - t0) / tau2) - tmpl)
 
     best = None
     for tau1, tau2 in ((0.5, 8.0), (2.0, 15.0), (1.0, 30.0)):
