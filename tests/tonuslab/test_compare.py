@@ -80,3 +80,36 @@ def test_user_errors():
         compare(mixed, times_h=[0, 1])
     with pytest.raises(UsageError):
         ResponderCriterion(metric="nope")
+
+
+def test_compare_cli_json_and_table(tmp_path, synth, capsys):
+    import json
+
+    from tonuslab.cli import main
+
+    files = []
+    for i, shift in enumerate((0.0, 25.0, 25.0)):
+        old = synth.TRUE_TSRT_DEG
+        synth.TRUE_TSRT_DEG = old + shift
+        try:
+            data = synth.synthetic_stretch(seed=i, velocities=(40, 90, 140, 200, 260, 330))
+        finally:
+            synth.TRUE_TSRT_DEG = old
+        path = tmp_path / f"s{i}.h5"
+        synth.write_test_session(path, data, metadata={"passive_range_deg": [0.0, 100.0]})
+        files.append(str(path))
+    assert main(["compare", *files, "--times", "0,2,6", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    tsrt = result["metrics"]["tsrt_deg"]
+    assert tsrt["beyond_srd"] == [False, True, True]  # +25 deg > ankle SRD 13.9 deg
+    assert result["responder"]["responder"] is True
+    assert result["responder"]["effect_duration_h"] == 4.0
+    assert main(["compare", *files, "--times", "0,2,6", "--min-duration", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "not a responder" in out and "TSRT" in out
+    # user errors: wrong number of times, a single file
+    assert main(["compare", *files, "--times", "0,2"]) == 2
+    assert main(["compare", files[0]]) == 2
+    assert main(["compare", *files, "--times", "0,x,2"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 3

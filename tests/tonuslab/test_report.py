@@ -104,3 +104,16 @@ def test_report_user_errors(stretch_file, tmp_path, capsys):
     assert main(["report", str(tmp_path / "nope.h5"), "-o", str(tmp_path / "x.html")]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "no such file" in err
+
+
+def test_unrelated_sessions_are_reported_side_by_side(stretch_file, tmp_path, synth, capsys):
+    other = synth.write_test_session(
+        tmp_path / "biceps.h5", synth.synthetic_stretch(seed=3), muscle="biceps_brachii"
+    )
+    out = tmp_path / "both.html"
+    assert main(["report", str(stretch_file), str(other), "-o", str(out)]) == 0
+    assert "side by side" in capsys.readouterr().err
+    html = out.read_text()
+    assert html.count('data-figure="dsrt"') == 2 and "Comparison over time" not in html
+    # asking for a comparison explicitly keeps the error
+    assert main(["report", str(stretch_file), str(other), "-o", str(out), "--times", "0,1"]) == 2

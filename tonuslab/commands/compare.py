@@ -47,8 +47,8 @@ def parse_times(text: str | None) -> list[float] | None:
         raise UsageError(f"--times must be numbers separated by commas, got '{text}'") from exc
 
 
-def load_summaries(files) -> list[dict]:
-    """Summary of each file: the stored ``default`` run when present, else a fresh analysis."""
+def load_summaries(files, run: str = "default") -> list[dict]:
+    """Summary of each file: its stored results ``run`` when present, else a fresh analysis."""
     from tonuslab.analysis import analyze_file, read_results
     from tonuslab.session import open_session
 
@@ -56,7 +56,7 @@ def load_summaries(files) -> list[dict]:
     for path in files:
         open_session(path).close()  # one-line errors for missing files and non-sessions
         runs = read_results(path)
-        summary = runs.get("default") or analyze_file(path, write=False)
+        summary = runs.get(run) or analyze_file(path, write=False)
         summary["file"] = str(path)
         out.append(summary)
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import sys
 
 from tonuslab.errors import UsageError
 
@@ -34,10 +35,23 @@ def run(args) -> int:
     if len(args.files) > 1:
         from tonuslab.compare import compare
 
-        summaries = load_summaries(args.files)
-        comparison = compare(summaries, times_h=parse_times(args.times))
+        summaries = load_summaries(args.files, run=args.run)
+        try:
+            comparison = compare(summaries, times_h=parse_times(args.times))
+        except UsageError as exc:
+            if args.times is not None:
+                raise
+            print(
+                f"tonuslab: note: sessions reported side by side, not compared ({exc})",
+                file=sys.stderr,
+            )
     out = write_report(
-        args.files, args.out, comparison=comparison, summaries=summaries, run=args.run
+        args.files,
+        args.out,
+        comparison=comparison,
+        summaries=summaries,
+        run=args.run,
+        compare_sessions=False,
     )
     print(f"report written to {out}")
     return 0
