@@ -112,3 +112,23 @@ def test_gate_accepts_quiet_and_rejects_active_background():
     assert not ok and bins[-1] > 20.0
     ok, _ = gate.check(quiet[:300], 5000.0)  # not enough samples yet
     assert not ok
+
+
+def test_choose_test_intensity_interpolates_m_and_stays_below_the_h_peak():
+    from acquire.protocols.hreflex import PulseRecord, choose_test_intensity
+
+    def rec(i, m, h, block="recruitment"):
+        return PulseRecord(0, block, "single", i, 1000, 0.0, 0.1, 0, "delivered",
+                           m_p2p_uv=m, h_p2p_uv=h)  # fmt: skip
+
+    ladder = [rec(4, 10, 50), rec(8, 100, 900), rec(12, 1000, 1500), rec(16, 3000, 1000),
+              rec(20, 5000, 300), rec(24, 5000, 100)]  # fmt: skip
+    # 20% of 5000 = 1000 uV is reached exactly at 12 mA, the H peak
+    assert choose_test_intensity(ladder) == 12.0
+    # 10%: between 8 mA (100) and 12 mA (1000): 8 + 4 * 400 / 900
+    assert choose_test_intensity(ladder, m_fraction=0.1) == pytest.approx(
+        8 + 4 * 400 / 900, abs=0.01
+    )
+    # 40% (2000 uV at 14 mA) would pass the H peak at 12 mA: capped there
+    assert choose_test_intensity(ladder, m_fraction=0.4) == 12.0
+    assert choose_test_intensity([*ladder[:2], rec(9, 5, 5, block="rate_1hz")]) is None
