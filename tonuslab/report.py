@@ -137,7 +137,7 @@ def fig_profile(summary: dict):
 
 
 def fig_angle_velocity(session, summary: dict):
-    from dsp.filters import lowpass
+    from dsp.kinematics import angle_kinematics
 
     plt = _plt()
     angle = session.angle_deg
@@ -145,9 +145,7 @@ def fig_angle_velocity(session, summary: dict):
     fig, (a1, a2) = plt.subplots(2, 1, figsize=(10, 4), sharex=True)
     a1.plot(t, angle, lw=0.8, color="#224")
     a1.set_ylabel("angle (deg)")
-    clean = np.nan_to_num(angle, nan=float(np.nanmedian(angle)))
-    smooth = lowpass(clean, session.angle_rate_hz, min(20.0, 0.4 * session.angle_rate_hz))
-    vel = np.gradient(smooth) * session.angle_rate_hz
+    vel = angle_kinematics(angle, session.angle_rate_hz).velocity_deg_s  # NaN across gaps
     a2.plot(t, vel, lw=0.8, color="#262")
     a2.set_ylabel("velocity (deg/s)")
     a2.set_xlabel("time (s)")
@@ -160,9 +158,10 @@ def fig_angle_velocity(session, summary: dict):
     return fig
 
 
-def fig_stretch_emg(session, summary: dict, channel: int, max_panels: int = 12):
+def fig_stretch_emg(session, summary: dict, channel: int, max_panels: int = 30):
     """Raw and conditioned EMG around each stretch, with the detected onset."""
-    from dsp.filters import bandpass, lowpass
+    from dsp.envelopes import linear_envelope
+    from dsp.filters import bandpass
 
     plt = _plt()
     stretches = (summary.get("stretches") or [])[:max_panels]
@@ -180,7 +179,7 @@ def fig_stretch_emg(session, summary: dict, channel: int, max_panels: int = 12):
         raw = raw_all[a:b]
         clean = np.nan_to_num(raw)
         cond = bandpass(clean, fs, 20.0, min(450.0, 0.45 * fs))
-        env = lowpass(np.abs(cond), fs, 50.0, order=2)
+        env = linear_envelope(cond, fs, 50.0)
         tt = np.arange(a, b) / fs
         ax.plot(tt, raw, color="#bbb", lw=0.5, label="raw")
         ax.plot(tt, env, color="#048", lw=1.0, label="envelope (20-450 Hz, rect., 50 Hz)")
