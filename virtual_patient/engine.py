@@ -1,7 +1,7 @@
 """The signal engine shared by the batch simulators and :class:`PatientSource`.
 
 Everything is a function of the absolute sample index, so blocks of any size give the same
-samples: the stochastic parts come from fixed one-second chunks, each drawn from its own
+samples: the stochastic parts come from fixed 16384-sample chunks, each drawn from its own
 ``numpy.random.default_rng([seed, stream, chunk])`` (the EMG carrier's band-pass filter state is
 carried from chunk to chunk), and the deterministic parts (stretches, evoked waves, artifacts,
 powerline, pops) are evaluated pointwise.
@@ -42,6 +42,7 @@ from .stretch import StretchEpisode, StretchSpec, tardieu_grade
 
 _S_CONST, _S_EMG, _S_WARM, _S_ANGLE, _S_STIM, _S_STRETCH, _S_TONIC, _S_WANDER, _S_ECG = range(9)
 _WANDER_KNOT_S = 2.0
+_EMG_CHUNK = 16384
 _ECG_JITTER = 0.03
 _INT32_MAX = 2**31 - 1
 
@@ -113,7 +114,7 @@ class Engine:
         zi = np.zeros((self.sos.shape[0], ch, 2))
         _, self._zi = sosfilt(self.sos, warm, axis=-1, zi=zi)
 
-        self.chunk = max(round(self.fe), 64)
+        self.chunk = _EMG_CHUNK  # fixed in samples: the random streams never depend on blocks
         self.achunk = max(round(self.fa), 16)
         self._chunks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._next_chunk = 0

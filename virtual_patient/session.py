@@ -16,8 +16,6 @@ from .stretch import StretchSpec, tsrt_protocol
 
 __all__ = ["simulate_hreflex_session", "simulate_stretch_session"]
 
-_BLOCK = 1 << 16
-
 
 def _render(
     engine: Engine, duration_s: float, clean: bool
@@ -26,8 +24,9 @@ def _render(
     m = round(duration_s * engine.fa)
     counts = np.empty((n, engine.n_emg), dtype=np.int32)
     emg_uv = np.empty((n, engine.n_emg), dtype=np.float64)
-    for i in range(0, n, _BLOCK):
-        k = min(_BLOCK, n - i)
+    block = engine.chunk  # whole chunks: the engine hands out views, no copies
+    for i in range(0, n, block):
+        k = min(block, n - i)
         c = engine.emg_counts(i, k)
         counts[i : i + k] = c
         np.multiply(c, engine.emg_scale_uv, out=emg_uv[i : i + k])
