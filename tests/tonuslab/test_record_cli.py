@@ -140,3 +140,25 @@ def test_lsl_outlet_carries_device_timed_samples(tmp_path):
     finally:
         proc.communicate(timeout=30)
     assert proc.returncode == 0
+
+
+def test_hreflex_protocol_from_the_cli(tmp_path):
+    from firmware_iface.auth import new_key, write_key_file
+
+    key = write_key_file(tmp_path / "stim.key", new_key())
+    out = tmp_path / "h.h5"
+    proc = tonuslab(
+        "record", "sim://soleus_healthy?seed=1&speed=realtime", "-o", out, "--protocol",
+        "hreflex", "--key-file", key, "--time-scale", "0.05", "--duration", "6",
+        "--emg-rate", "5000", "--n-emg", "1", "--plain",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "delivered" in proc.stdout
+    with open_session(out) as s:
+        stim = s.stimuli()
+        pulses = [e for e in s.events if e["label"] == "hreflex_pulse"]
+        delivered = [p for p in pulses if p["params"]["status"] == "delivered"]
+        assert len(stim["stim_sample_index"]) >= 3
+        # every delivered pulse of the runner is a device-reported stimulus in the file
+        assert len(stim["stim_sample_index"]) >= len(delivered) >= 3
+        assert s.metadata["protocol"] == "hreflex"
