@@ -2,7 +2,7 @@
 hreflex [--repeats N] [--quick]``).
 
 Session: ``soleus_healthy`` from the virtual patient with the validation program (61-step
-ladder 10 s apart, rate blocks 0.1-2 Hz, 10 pairs at 2.5 and 5 s: 131 pulses, ~22 min of EMG),
+ladder 10 s apart, rate blocks 0.1-2 Hz, 10 pairs at 2.5 and 5 s: 151 pulses, 23 min of EMG),
 at 5 and 10 kHz. Measured: ``dsp.hreflex.analyze_hreflex`` without and with the bootstrap
 intervals (200 resamples). Yardstick in the same run: a plain SciPy pipeline over the same
 sweeps (zero-phase 10-1000 Hz band-pass of the whole record with ``sosfiltfilt``, fixed M/H
