@@ -101,6 +101,11 @@ class Engine:
 
         lo, hi = p.emg_band_hz
         hi = min(hi, 0.45 * self.fe)
+        if hi <= 1.5 * lo:
+            raise ProgramError(
+                f"emg_rate_hz {self.fe:g} is too low for the EMG band from {lo:g} Hz; use at "
+                f"least {3.4 * lo:g} Hz"
+            )
         self.band_hz = (lo, hi)
         sos = butter(2, [lo, hi], "bandpass", fs=self.fe, output="sos")
         if p.emg_shape_hz and p.emg_shape_hz < 0.45 * self.fe:

@@ -122,3 +122,12 @@ def test_bad_programs_fail_clearly():
         )
     with pytest.raises(vp.ProgramError, match="passive range"):
         vp.simulate_stretch_session("healthy", seed=0, stretches=[StretchSpec(1.0, 50.0, 400.0)])
+
+
+def test_too_low_emg_rate_fails_clearly():
+    with pytest.raises(vp.ProgramError, match="too low"):
+        vp.simulate_stretch_session("healthy", seed=0, stretches=[], emg_rate_hz=50.0)
+    rec = vp.simulate_stretch_session(
+        "healthy", seed=0, stretches=[], emg_rate_hz=500.0, duration_s=1.0
+    )
+    assert rec.truth["emg_band_hz"] == [20.0, 225.0]
