@@ -290,12 +290,19 @@ def fig_sweeps(session, summary: dict, channel: int, window_ms=(-5.0, 60.0)):
     cmap = plt.get_cmap("viridis")
     a, b = int(window_ms[0] * fs / 1000), int(window_ms[1] * fs / 1000)
     tt = np.arange(a, b) / fs * 1000.0
+    peak = 0.0
     for s, mA in zip(stims, inten, strict=True):
         i0, i1 = s.emg_sample_index + a, s.emg_sample_index + b
         if i0 < 0 or i1 > emg.size:
             continue
         c = cmap(0.0 if hi <= lo else (mA - lo) / (hi - lo))
-        ax.plot(tt, emg[i0:i1], color=c, lw=0.6, alpha=0.8)
+        sweep = emg[i0:i1]
+        ax.plot(tt, sweep, color=c, lw=0.6, alpha=0.8)
+        after = sweep[tt > 4.0]  # scale to the waves, not to the stimulus artifact
+        if after.size and np.isfinite(after).any():
+            peak = max(peak, float(np.nanmax(np.abs(after))))
+    if peak > 0:
+        ax.set_ylim(-1.15 * peak, 1.15 * peak)
     hr = summary.get("hreflex") or {}
     for key, name, col in (("m_window", "M", "#c60"), ("h_window", "H", "#06c")):
         wdw = hr.get(key) or {}
@@ -306,7 +313,7 @@ def fig_sweeps(session, summary: dict, channel: int, window_ms=(-5.0, 60.0)):
     fig.colorbar(sm, ax=ax, label="intensity (mA)")
     ax.set_xlabel("time after stimulus (ms)")
     ax.set_ylabel("EMG (uV)")
-    ax.set_title(f"Overlaid sweeps ({len(stims)} stimuli)")
+    ax.set_title(f"Overlaid sweeps ({len(stims)} stimuli; artifact clipped)")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)
     return fig
@@ -365,6 +372,8 @@ def fig_depression(summary: dict):
     fig, ax = plt.subplots(figsize=(6, 3.6))
     dep = summary.get("rate_dependent_depression") or {}
     pts = sorted((float(k), v) for k, v in dep.items() if v is not None)
+    if pts and all(abs(f - 0.1) > 1e-9 for f, _ in pts):
+        pts = [(0.1, 1.0), *pts]  # ratios are normalised to the 0.1 Hz baseline
     if pts:
         ax.plot(*zip(*pts, strict=True), "o-", color="#06c", label="this session")
     else:
