@@ -25,7 +25,7 @@ from dsp import _validate as V
 from dsp._jit import njit, prange
 from dsp.envelopes import RESUM_EVERY, _centered_mean_sq_group
 from dsp.errors import SignalError
-from dsp.filters import design_bandpass, design_notch, padlen_for
+from dsp.filters import _out_array, design_bandpass, design_notch, padlen_for
 
 __all__ = ["StreamingConditioner", "condition_emg", "condition_emg_causal", "design_chain"]
 
@@ -106,15 +106,7 @@ def condition_emg(
         raise SignalError(
             f"emg_uv has {x2.shape[0]} samples; the chain needs more than {max(bp_pad, nt_pad)}"
         )
-    if out is None:
-        y = np.empty_like(x2)
-    else:
-        o = out[:, None] if out.ndim == 1 else out
-        if o.shape != x2.shape or o.dtype != np.float64 or not o.flags.c_contiguous:
-            raise SignalError(
-                f"out must be a writable C-contiguous float64 array of shape {x2.shape}"
-            )
-        y = o
+    y = _out_array(out, x2)
     nt_arr = nt if nt is not None else np.zeros((1, 6))
     _chain_kernel(
         x2,

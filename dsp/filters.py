@@ -213,10 +213,13 @@ def apply_zero_phase(x, sos, *, out: np.ndarray | None = None) -> np.ndarray:
 def _out_array(out, x2: np.ndarray) -> np.ndarray:
     if out is None:
         return np.empty_like(x2)
+    if not isinstance(out, np.ndarray):
+        raise SignalError(
+            f"out must be a numpy array of shape {x2.shape}, got {type(out).__name__}"
+        )
     o = out[:, None] if out.ndim == 1 else out
     if (
-        not isinstance(out, np.ndarray)
-        or o.shape != x2.shape
+        o.shape != x2.shape
         or o.dtype != np.float64
         or not o.flags.c_contiguous
         or not o.flags.writeable

@@ -89,3 +89,15 @@ def test_streaming_out_and_errors():
         C.condition_emg(np.zeros((10, 2)), RATE)
     with pytest.raises(SignalError, match="band_hz"):
         C.condition_emg(np.zeros((1000, 2)), RATE, band_hz=20)
+
+
+def test_out_argument_is_checked():
+    x = np.zeros((1000, 2))
+    with pytest.raises(SignalError, match="out must"):
+        C.condition_emg(x, RATE, out=np.zeros((1000, 3)))
+    with pytest.raises(SignalError, match="out must"):
+        C.condition_emg(x, RATE, out=[0.0])
+    ro = np.zeros((1000, 2))
+    ro.flags.writeable = False
+    with pytest.raises(SignalError, match="writable"):
+        C.condition_emg(x, RATE, out=ro)
