@@ -508,6 +508,12 @@ def analyze_hreflex(
         m_fit, h_fit, intensity, m_amp, usable & (pair_role != 2), mmax, test_m_fraction, qc_band
     )
 
+    if test is not None and np.isfinite(test.intensity_ma) and not test.on_rising_h_limb:
+        warnings.append(
+            f"M reaches {test_m_fraction:.0%} of Mmax at {test.intensity_ma:.1f} mA, past the "
+            "H peak: no test intensity on the rising H limb at that M fraction"
+        )
+
     # --- depression -----------------------------------------------------------------------
     rdd, rdd_detail = _rate_depression(
         stimuli,
