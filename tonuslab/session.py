@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tonuslab.errors import SessionFileError
+from tonuslab.errors import SessionFileError, UsageError
 
 
 @dataclass
@@ -161,6 +161,35 @@ class Session:
         if self.angle_deg is None:
             return None
         return self.t0_s + np.arange(self.angle_deg.shape[0]) / self.angle_rate_hz
+
+    def emg_window(self, start_s: float, stop_s: float, channels=None):
+        """EMG between two session times without loading the rest of the file.
+
+        Parameters
+        ----------
+        start_s, stop_s : float
+            Session times (seconds, same clock as ``emg_time_s``).
+        channels : int or list of int, optional
+            Columns to read (default all).
+
+        Returns
+        -------
+        (numpy.ndarray, numpy.ndarray)
+            Time vector ``(n,)`` in seconds and EMG ``(n, n_channels)`` in microvolts (NaN in
+            gaps).
+        """
+        if not stop_s > start_s:
+            raise UsageError(f"stop_s ({stop_s}) must be after start_s ({start_s})")
+        rate, t0 = self.emg_rate_hz, self.t0_s
+        a = max(0, int(np.floor((start_s - t0) * rate)))
+        b = max(a, int(np.ceil((stop_s - t0) * rate)))
+        if "emg_uv" in self._cache or self._reader is None:
+            data = self.emg_uv[a:b]
+            if channels is not None:
+                data = data[:, np.atleast_1d(channels)]
+        else:
+            data = self._reader.emg.read(a, b, channels=channels)
+        return t0 + np.arange(a, a + data.shape[0]) / rate, data
 
     @property
     def muscle(self) -> str | None:
