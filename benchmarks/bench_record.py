@@ -39,6 +39,8 @@ from firmware_iface.emulator.source import SimpleSource
 emu = PtyEmulator(make_device(SimpleSource(seed=1)), speed="realtime")
 print(emu.path, flush=True)
 sys.stdin.readline()
+if emu.runner.error is not None:
+    print("emulator error:", repr(emu.runner.error), file=sys.stderr)
 emu.close()
 """
 
