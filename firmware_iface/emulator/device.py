@@ -211,6 +211,7 @@ class EmulatedDevice:
                 samples_per_frame(config.n_angle, 4, config.angle_rate_hz),
             )  # fmt: skip
         self._cal_points = {}
+        self._run_t0_us: int | None = None  # device time of sample 0; set by the first START
 
     def info(self) -> DeviceInfo:
         flags = STIM_FLAG_PRESENT | (STIM_FLAG_KEY if self.stim_key else 0)
@@ -301,11 +302,26 @@ class EmulatedDevice:
         now = self.clock.now_us()
         self._ack(frame.seq, frame.msg_type)
         self.state = DeviceState.STREAMING
-        self._run_t0_us = now + 1000  # first sample 1 ms after START
+        start_us = now + 1000  # first sample 1 ms after START
+        if self._run_t0_us is None:  # first run since CONFIGURE: the sample clock starts here
+            self._run_t0_us = start_us
         for st in (self._emg, self._angle):
             if st is not None:
+                # The sample clock kept running while idle (section 4.6): skip the numbers of the
+                # samples that were never sent, so the host sees the pause as an exact gap.
+                due = math.ceil((start_us - self._run_t0_us) * st.rate_hz * 1e-6)
+                self._skip(st, due - st.next_index)
                 st.run_first_index = st.next_index
-        self._next_status_us = self._run_t0_us
+        self._next_status_us = start_us
+
+    def _skip(self, st: _StreamState, n: int) -> None:
+        """Consume ``n`` samples of a stream without sending them (the device was idle)."""
+        read = self.source.emg_block if st.stream == Stream.EMG else self.source.angle_block
+        while n > 0:  # the signal source is sequential: its time runs on while nobody listens
+            step = min(n, 1 << 16)
+            read(step)
+            st.next_index += step
+            n -= step
 
     def _cmd_stop(self, frame) -> None:
         self.state = DeviceState.IDLE
@@ -475,13 +491,15 @@ class EmulatedDevice:
 
     # ------------------------------------------------------------------ streaming
     def _sample_time_us(self, st: _StreamState, index: int) -> int:
+        """Timestamp of sample ``index``: one sample clock per configuration (section 4.6)."""
         nominal = self.config.emg_rate_hz if st.stream == Stream.EMG else self.config.angle_rate_hz
-        dt = (index - st.run_first_index) * 1e6 / nominal
+        dt = index * 1e6 / nominal
         dt *= 1.0 + self.faults.timestamp_error_ppm * 1e-6
-        return int(self._run_t0_us + round(dt))
+        origin = self._run_t0_us if self._run_t0_us is not None else self.clock.now_us()
+        return int(origin + round(dt))
 
     def _true_time_us(self, st: _StreamState, index: int) -> float:
-        return self._run_t0_us + (index - st.run_first_index) * 1e6 / st.rate_hz
+        return self._run_t0_us + index * 1e6 / st.rate_hz
 
     def next_due_us(self) -> int | None:
         """Device time at which the next frame completes (None when idle)."""

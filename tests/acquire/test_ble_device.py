@@ -134,31 +134,30 @@ def test_disconnect_mid_session_reconnects_and_the_gap_is_exact(world, stop_on_d
         np.testing.assert_array_equal(index, expected)
         resumed = sum(b.n_samples for b in blocks[split:] if b.stream == stream)
         assert resumed > 0.3 * rate  # streaming resumed after the reconnection
-        if not stop_on_disconnect:
-            # The gap is what the device sampled while the host could not hear it.
-            assert n_missing == pytest.approx((0.1 + downtime_s) * rate, rel=0.35)
-        else:
-            # Only the frames queued during the fade were lost; the outage itself is a new run
-            # on the device clock (sample numbers continue across STOP/START).
-            assert 0.02 * rate < n_missing < 0.4 * rate
-            emg = [b for b in blocks if b.stream == stream]
-            jumps = [
-                (b.device_time_us - a.device_time_us) * 1e-6
-                - (b.first_index - a.first_index) / rate
-                for a, b in itertools.pairwise(emg)
-            ]
-            assert max(jumps) == pytest.approx(downtime_s, abs=0.3)
+        # The gap is what the device sampled while the host could not hear it, whether the
+        # device kept streaming or went IDLE (its sample clock runs on: PROTOCOL.md 4.6).
+        assert n_missing == pytest.approx((0.1 + downtime_s) * rate, rel=0.35)
+        # ... so device time and sample numbers agree across the outage: t = t0 + index / rate.
+        emg = [b for b in blocks if b.stream == stream]
+        jumps = [
+            (b.device_time_us - a.device_time_us) * 1e-6 - (b.first_index - a.first_index) / rate
+            for a, b in itertools.pairwise(emg)
+        ]
+        assert max(abs(j) for j in jumps) < 1.5 / rate
 
-    # Oracle: every sample the device produced (heard or not). The host's gap records name
-    # exactly the samples produced but never heard, up to the last one received.
+    # Oracle: every sample the device sent (heard or not). The host's gap records name exactly
+    # the samples sent but never heard plus, for a device that went IDLE, the numbers its sample
+    # clock consumed while nobody listened; nothing else, up to the last one received.
     produced = device_sample_numbers(emulator.output_log)
     for stream in (0, 1):
         index = covered(blocks, stream)
-        lost = sorted(set(produced[stream]) - set(index.tolist()))
-        lost = [i for i in lost if i < index[-1]]
-        recorded = [i for first, n in gaps[stream] for i in range(first, first + n)]
-        assert recorded == lost
-        assert len(lost) > 0
+        heard = set(index.tolist())
+        sent_not_heard = {i for i in set(produced[stream]) - heard if i < index[-1]}
+        never_sent = set(range(index[-1])) - set(produced[stream])
+        recorded = {i for first, n in gaps[stream] for i in range(first, first + n)}
+        assert recorded == sent_not_heard | never_sent
+        assert sent_not_heard
+        assert bool(never_sent) == stop_on_disconnect
 
     # The numbering after the gap is right, not merely consistent: every received goniometer
     # sample equals the source's value at that sample number, and EMG is bit-identical.

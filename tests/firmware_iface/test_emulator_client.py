@@ -398,3 +398,27 @@ def test_tcp_device_returns_to_idle_when_the_host_disappears():
             assert second.read(0.3) == []  # silent: not streaming for the new host
         finally:
             second.close()
+
+
+def test_pause_is_an_exact_gap_on_one_sample_clock(key):
+    """STOP, a pause, START: the sample numbers skip exactly the paused samples (PROTOCOL 4.6)."""
+    link = emulator_link(make_device(stim_key=key), speed="realtime")
+    with DeviceClient(link, command_timeout_s=2.0) as client:
+        client.configure(emg_rate_hz=2000, n_emg=2, angle_rate_hz=500, n_angle=1)
+        client.start()
+        before = [b for b in collect(client, 0.3) if isinstance(b, SampleBlock)]
+        client.stop()
+        time.sleep(0.5)
+        client.start()
+        after = [b for b in collect(client, 0.3) if isinstance(b, SampleBlock)]
+        client.stop()
+    for stream, rate in ((0, 2000.0), (1, 500.0)):
+        blocks = [b for b in before + after if b.stream == stream]
+        first = blocks[0]
+        for b in blocks:  # one clock: t = t0 + index / rate, across the pause
+            expected_us = first.device_time_us + (b.first_index - first.first_index) * 1e6 / rate
+            assert abs(b.device_time_us - expected_us) <= 1
+        resumed = next(b for b in after if b.stream == stream)
+        last_before = [b for b in before if b.stream == stream][-1]
+        skipped = resumed.first_index - (last_before.first_index + len(last_before.counts))
+        assert skipped == pytest.approx(0.5 * rate, rel=0.4)
