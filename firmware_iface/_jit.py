@@ -1,22 +1,10 @@
-"""JIT options for firmware_iface's Numba kernels (same switches as ``dsp._jit``).
+"""JIT options for firmware_iface's Numba kernels: the project's single set, from :mod:`dsp._jit`.
 
-``firmware_iface`` may not import ``dsp``, so the few options live here too:
-``TONUSLAB_DISABLE_JIT=1`` runs kernels as plain Python; kernels are cached in
+``dsp`` imports nothing of tonuslab, so borrowing its options keeps the dependency direction
+one way. ``TONUSLAB_DISABLE_JIT=1`` runs kernels as plain Python; kernels are cached in
 ``NUMBA_CACHE_DIR``.
 """
 
-from __future__ import annotations
+from dsp._jit import JIT_DISABLED, JIT_OPTIONS, njit
 
-import os
-
-JIT_DISABLED: bool = os.environ.get("TONUSLAB_DISABLE_JIT", "0") not in ("", "0", "false", "False")
-JIT_OPTIONS: dict = {"cache": True, "nogil": True, "fastmath": False, "error_model": "numpy"}
-
-
-def njit(func):
-    """Compile ``func`` with the shared options (or return it unchanged when disabled)."""
-    if JIT_DISABLED:
-        return func
-    import numba
-
-    return numba.njit(**JIT_OPTIONS)(func)
+__all__ = ["JIT_DISABLED", "JIT_OPTIONS", "njit"]
