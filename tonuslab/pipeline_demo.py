@@ -221,3 +221,46 @@ def run_full_demo(
         "report": str(report),
         "seconds": timing,
     }
+
+
+#: TSRT shift (deg) of the simulated patient at each time after a test bolus (hours): a made-up
+#: effect that rises, holds and wears off, to exercise ``tonuslab compare`` (not clinical data).
+BOLUS_TSRT_SHIFT_DEG = {0.0: 0.0, 0.5: 10.0, 1.0: 45.0, 2.0: 55.0, 4.0: 60.0, 8.0: 50.0, 24.0: 3.0}
+
+
+def simulate_bolus_series(
+    out_dir,
+    *,
+    profile: str = STRETCH_PROFILE,
+    shifts_deg: dict | None = None,
+    seed: int = 10,
+) -> list[pathlib.Path]:
+    """Simulated sessions of one patient before and after an intrathecal baclofen test bolus.
+
+    Each session is the virtual patient's TSRT protocol with ``lambda_deg`` raised by the
+    shift for its time point (default :data:`BOLUS_TSRT_SHIFT_DEG`); the time after the bolus
+    is stored in the metadata (``extra.timepoint_h``), so ``tonuslab compare`` needs no
+    ``--times``. Sessions are simulated directly (not streamed through the emulated device).
+
+    Returns
+    -------
+    list of pathlib.Path
+        ``bolus_<hours>h.h5`` files in time order.
+    """
+    from tonuslab.session import save_recording
+    from virtual_patient import get_profile, simulate_stretch_session
+
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    base = get_profile(profile)
+    paths = []
+    for i, (hours, shift) in enumerate(sorted((shifts_deg or BOLUS_TSRT_SHIFT_DEG).items())):
+        p = get_profile(base, lambda_deg=base.lambda_deg + shift)
+        rec = simulate_stretch_session(p, seed=seed + i)
+        meta = _metadata_for(base, "stretch")
+        meta["session_label"] = "baseline" if hours == 0 else f"{hours:g} h after bolus"
+        meta["extra"] = {"timepoint_h": float(hours)}
+        paths.append(
+            save_recording(rec, out / f"bolus_{hours:g}h.h5", metadata=meta, overwrite=True)
+        )
+    return paths

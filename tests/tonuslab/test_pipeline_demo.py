@@ -30,3 +30,20 @@ def test_full_demo(tmp_path):
     assert h["hmax_mmax"] is not None and "1" in h["rate_dependent_depression"]
     html = (tmp_path / "report.html").read_text()
     assert html.count('class="figure"') >= 7
+
+
+def test_bolus_series_compares_without_times(tmp_path, capsys):
+    import json
+
+    from tonuslab.cli import main
+    from tonuslab.pipeline_demo import simulate_bolus_series
+
+    files = simulate_bolus_series(tmp_path, shifts_deg={0.0: 0.0, 2.0: 60.0, 6.0: 60.0, 24.0: 0.0})
+    assert main(["compare", *map(str, files), "--json"]) == 0  # times from the metadata
+    result = json.loads(capsys.readouterr().out)
+    assert [s["time_h"] for s in result["sessions"]] == [0, 2, 6, 24]
+    tsrt = result["metrics"]["tsrt_deg"]
+    assert tsrt["srd"] == 32.0  # elbow flexors
+    assert tsrt["beyond_srd"] == [False, True, True, False]
+    assert result["responder"]["responder"] is True
+    assert result["responder"]["effect_duration_h"] == 4.0
