@@ -426,7 +426,12 @@ def _write_table(group, rows: list[dict]) -> None:
         if all(isinstance(v, bool | int | float) or v is None for v in values):
             data = np.array([np.nan if v is None else float(v) for v in values])
         else:
-            data = np.array([json.dumps(v, default=_json_default) for v in values], dtype="S")
+            import h5py
+
+            data = np.array(
+                [json.dumps(v, default=_json_default, ensure_ascii=False) for v in values],
+                dtype=h5py.string_dtype("utf-8"),
+            )
             group.attrs[f"{c}.encoding"] = "json"
         group.create_dataset(c, data=data)
 

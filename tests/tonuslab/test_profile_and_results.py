@@ -190,3 +190,28 @@ def test_bad_run_name(tmp_path):
     _raw_file(path)
     with pytest.raises(UsageError):
         write_results(path, summarize(None, None), run="_x")
+
+
+def test_every_json_key_and_csv_column_is_documented():
+    import pathlib
+
+    from tonuslab.batch import BASE_COLUMNS
+
+    doc = (pathlib.Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
+    for key in (*SUMMARY_KEYS, "stretches", "stimuli", "quality_flags", "input_sha256"):
+        assert f"`{key}`" in doc, key
+    for column in BASE_COLUMNS:
+        assert column in doc, column
+
+
+def test_non_ascii_table_values_round_trip(tmp_path):
+    path = tmp_path / "s.h5"
+    _raw_file(path)
+    d = _stretch_dict()
+    d["stretches"][0]["exclusion_reasons"] = ["EMG > 50 µV before the stretch"]
+    write_results(path, summarize(d, None), run="default")
+    with h5py.File(path, "r") as f:
+        raw = f["results/default/stretches/exclusion_reasons"][0]
+    assert json.loads(raw.decode() if isinstance(raw, bytes) else raw) == [
+        "EMG > 50 µV before the stretch"
+    ]
