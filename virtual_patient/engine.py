@@ -115,6 +115,8 @@ class Engine:
         imp = np.zeros(int(4 * self.fe))
         imp[0] = 1.0
         self.carrier_norm = 1.0 / math.sqrt(float(np.sum(sosfilt(self.sos, imp) ** 2)))
+        self.sos = self.sos.copy()
+        self.sos[0, :3] *= self.carrier_norm  # the filter itself gives unit variance
         warm = np.random.default_rng([self.seed, _S_WARM]).standard_normal((ch, int(self.fe)))
         zi = np.zeros((self.sos.shape[0], ch, 2))
         _, self._zi = sosfilt(self.sos, warm, axis=-1, zi=zi)
@@ -230,9 +232,11 @@ class Engine:
         ch = self.n_emg
         L = self.chunk
         rng = np.random.default_rng([self.seed, _S_EMG, k])
-        white = rng.standard_normal((2 * ch, L))
-        carrier, self._zi = sosfilt(self.sos, white[:ch], axis=-1, zi=self._zi)
-        carrier *= self.carrier_norm
+        white = rng.standard_normal((ch, L))
+        carrier, self._zi = sosfilt(self.sos, white, axis=-1, zi=self._zi)
+        # amplifier noise, drawn already scaled (the same realisation at every noise level)
+        noise = rng.standard_normal((ch, L))
+        noise *= p.noise_scale * p.baseline_noise_uv
         lam = p.pops_per_min * L / self.fe / 60.0
         counts = rng.poisson(lam, ch) if lam > 0 else np.zeros(ch, int)
         new = []
@@ -246,7 +250,7 @@ class Engine:
         for pop in new:
             self.pops.append(pop)
             self._pop_starts.append(pop[0])
-        self._chunks[k] = (carrier, white[ch:])
+        self._chunks[k] = (carrier, noise)
 
     def _fetch(self, i0: int, n: int) -> tuple[np.ndarray, np.ndarray]:
         k0 = i0 // self.chunk
@@ -329,8 +333,7 @@ class Engine:
             if p.ecg_uv:
                 out += (ns * p.ecg_uv * self.ecg_coef)[:, None] * self.ecg_wave(t)
             if p.baseline_noise_uv:
-                white = white * (ns * p.baseline_noise_uv)
-                out += white
+                out += white  # already N(0, noise_scale * baseline_noise_uv)
         return out.T
 
     def tonic_level(self, t_s: np.ndarray) -> np.ndarray:
@@ -406,13 +409,13 @@ class Engine:
     def _mix(self, src: np.ndarray) -> np.ndarray:
         """Cross-talk (banded: neighbours and next neighbours) then channel gain."""
         ch = src.shape[0]
-        out = src.copy()
+        g = self.gain[:, None]
+        out = src * g
         for d in (1, 2):
             if ch > d and self.crosstalk[0, d] != 0:
                 c = self.crosstalk[0, d]
-                out[d:] += c * src[:-d]
-                out[:-d] += c * src[d:]
-        out *= self.gain[:, None]
+                out[d:] += (c * g[d:]) * src[:-d]
+                out[:-d] += (c * g[:-d]) * src[d:]
         return out
 
     def _powerline(self, i0: int, n: int, idx: np.ndarray, ns: float) -> np.ndarray:
@@ -475,6 +478,14 @@ class Engine:
         c = np.rint(uv * (1.0 / self.emg_scale_uv))
         np.clip(c, self.emg_lo, self.emg_hi, out=c)
         return c.astype(np.int32, order="C")
+
+    def render_into(self, i0: int, counts_out: np.ndarray, uv_out: np.ndarray) -> None:
+        """Write counts (int32) and ``counts * emg_scale_uv`` (float64) of samples
+        ``i0 .. i0 + len(counts_out) - 1`` into the given (n, n_emg) arrays."""
+        c = np.rint(self.emg_uv(i0, len(counts_out)) * (1.0 / self.emg_scale_uv))
+        np.clip(c, self.emg_lo, self.emg_hi, out=c)
+        np.copyto(counts_out, c, casting="unsafe")
+        np.multiply(c, self.emg_scale_uv, out=uv_out)
 
     def joint_angle_deg(self, j0: int, m: int) -> np.ndarray:
         """True joint angle (deg, analysed convention) of angle samples ``j0 .. j0+m-1``."""

@@ -27,9 +27,7 @@ def _render(
     block = engine.chunk  # whole chunks: the engine hands out views, no copies
     for i in range(0, n, block):
         k = min(block, n - i)
-        c = engine.emg_counts(i, k)
-        counts[i : i + k] = c
-        np.multiply(c, engine.emg_scale_uv, out=emg_uv[i : i + k])
+        engine.render_into(i, counts[i : i + k], emg_uv[i : i + k])
     acounts = engine.angle_counts(0, m)
     theta = engine.joint_angle_deg(0, m) if clean else None
     return counts, emg_uv, acounts, theta
