@@ -38,7 +38,7 @@ from .hreflex import (
     test_intensity_ma,
 )
 from .profiles import Profile
-from .stretch import StretchEpisode, StretchSpec, tardieu_grade
+from .stretch import GRID_RATE_HZ, StretchEpisode, StretchSpec, tardieu_grade
 
 _S_CONST, _S_EMG, _S_WARM, _S_ANGLE, _S_STIM, _S_STRETCH, _S_TONIC, _S_WANDER, _S_ECG = range(9)
 _WANDER_KNOT_S = 2.0
@@ -150,6 +150,18 @@ class Engine:
         rng = np.random.default_rng([self.seed, _S_STRETCH, k])
         ep = StretchEpisode(spec, spec.start_s, self.profile, rng, k)
         ep.angle_rel = ep.angle_deg - self.profile.rest_angle_deg
+        # reflex burst size in the recorded channel 0 (RMS envelope, channel gain included)
+        g0 = float(self.gain[0])
+        burst = None
+        if ep.truth["emg_onset_s"] is not None:
+            t_on = ep.truth["emg_onset_s"] - ep.t0_s
+            i0 = int(np.ceil(t_on * GRID_RATE_HZ))
+            win = ep.envelope_uv[i0 : i0 + int(0.1 * GRID_RATE_HZ)]
+            burst = {
+                "peak_envelope_uv": g0 * float(ep.envelope_uv.max()),
+                "mean_envelope_100ms_uv": g0 * float(win.mean()) if win.size else 0.0,
+            }
+        ep.truth["burst"] = burst
         self.episodes.append(ep)
         self._ep_starts.append(ep.t0_s)
         return ep.truth
@@ -597,6 +609,16 @@ class Engine:
             "stretches": [ep.truth for ep in self.episodes],
             "stimuli": stimuli,
             "hreflex": self.hreflex_truth(),
+            "noise": {
+                "noise_scale": p.noise_scale,
+                "baseline_noise_uv": p.noise_scale * p.baseline_noise_uv,
+                "tonic_emg_uv": p.tonic_emg_uv,
+                "powerline_rms_uv": [
+                    p.noise_scale * float(np.sqrt(0.5 * np.sum(self._pl_coef[:, c] ** 2)))
+                    for c in range(self.n_emg)
+                ],
+                "mains_hz": p.mains_hz,
+            },
             "pops": [
                 {"emg_sample_index": pos, "channel": c, "amplitude_uv": uv * p.noise_scale}
                 for pos, c, uv, _ in self.pops

@@ -166,3 +166,11 @@ def test_optional_dc_offset_wander_and_ecg():
     ac = [np.dot(a[: len(a) - k], a[k:]) for k in lags]
     lag = lags[int(np.argmax(ac))]
     assert lag / 2000.0 == pytest.approx(60.0 / 75.0, abs=0.05)
+
+
+def test_noise_truth_matches_the_signal():
+    rec = _rest(seconds=10.0, tonic_emg_uv=0.0, pops_per_min=0.0, baseline_noise_uv=0.0)
+    n = rec.truth["noise"]
+    assert n["baseline_noise_uv"] == 0.0
+    for c in range(2):
+        assert np.std(rec.emg_uv[:, c]) == pytest.approx(n["powerline_rms_uv"][c], rel=0.02)

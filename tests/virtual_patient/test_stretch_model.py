@@ -203,3 +203,16 @@ def test_planned_duration_bounds_every_manual_stretch(seed):
     rec = vp.simulate_stretch_session(p, seed=seed, stretches=specs, n_emg=1, emg_rate_hz=500.0)
     for spec, s in zip(specs, rec.truth["stretches"], strict=True):
         assert s["end_s"] <= spec.start_s + vp.planned_duration_s(spec, p)
+
+
+def test_burst_truth_matches_the_recorded_burst():
+    rec = _one("moderate_elbow", 200.0, **QUIET)
+    s = rec.truth["stretches"][0]
+    fe = rec.emg_rate_hz
+    i = int(np.ceil(s["emg_onset_s"] * fe))
+    rms = np.sqrt(np.mean(rec.emg_uv[i : i + int(0.1 * fe), 0] ** 2))
+    # RMS of envelope x unit-variance carrier vs the mean envelope (equal within the spread)
+    assert rms == pytest.approx(s["burst"]["mean_envelope_100ms_uv"], rel=0.25)
+    assert s["burst"]["peak_envelope_uv"] >= s["burst"]["mean_envelope_100ms_uv"]
+    healthy = _one("healthy", 200.0).truth["stretches"][0]
+    assert healthy["burst"] is None
