@@ -148,12 +148,18 @@ class StimAccepted:
     first_emg_index: int
 
 
+#: Gap records kept in memory per stream by :class:`ClientStats` (the totals stay exact).
+MAX_GAP_RECORDS = 1024
+
+
 @dataclass
 class ClientStats:
     """What the client has received and lost.
 
-    ``lost_frames`` counts device sequence-number gaps; ``gaps[stream]`` lists
-    ``(first_missing_index, n_missing)``; ``samples[stream]`` counts received samples.
+    ``lost_frames`` counts device sequence-number gaps; ``gaps[stream]`` lists the latest
+    :data:`MAX_GAP_RECORDS` gaps as ``(first_missing_index, n_missing)`` (the recorder writes
+    every gap to the session file as it happens; memory stays bounded over long, lossy links);
+    ``missing(stream)`` is the exact total; ``samples[stream]`` counts received samples.
     """
 
     frames: int = 0
@@ -165,10 +171,24 @@ class ClientStats:
     device_frame_errors: int = 0
     queue_overflows: int = 0
     samples: dict = field(default_factory=lambda: {0: 0, 1: 0})
-    gaps: dict = field(default_factory=lambda: {0: [], 1: []})
+    gaps: dict = field(
+        default_factory=lambda: {
+            0: collections.deque(maxlen=MAX_GAP_RECORDS),
+            1: collections.deque(maxlen=MAX_GAP_RECORDS),
+        }
+    )
+    missing_samples: dict = field(default_factory=lambda: {0: 0, 1: 0})
 
     def missing(self, stream: int) -> int:
-        return sum(n for _, n in self.gaps.get(stream, []))
+        """Samples of ``stream`` missing so far (exact, whatever the number of gaps)."""
+        return self.missing_samples.get(stream, 0)
+
+    def add_gap(self, stream: int, first_missing: int, n_missing: int) -> None:
+        """Record a gap (the list keeps the latest ones, the total is exact)."""
+        self.gaps.setdefault(stream, collections.deque(maxlen=MAX_GAP_RECORDS)).append(
+            (first_missing, n_missing)
+        )
+        self.missing_samples[stream] = self.missing_samples.get(stream, 0) + n_missing
 
 
 class DeviceClient:
@@ -394,7 +414,7 @@ class DeviceClient:
         expected = self._next_index.get(stream)
         if expected is not None and first > expected:
             gap = first - expected
-            self.stats.gaps.setdefault(stream, []).append((expected, gap))
+            self.stats.add_gap(stream, expected, gap)
         end = first + msg.counts.shape[0]
         self._next_index[stream] = max(end, expected or 0)
         self.stats.samples[stream] = self.stats.samples.get(stream, 0) + msg.counts.shape[0]
