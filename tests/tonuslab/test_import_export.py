@@ -201,6 +201,15 @@ def test_nwb_export_round_trip(stretch_copy, hreflex_file, tmp_path, capsys):
             stretches = nwb.intervals["stretches"].to_dataframe()
             assert len(stretches) == 10 and stretches["dsrt_deg"].notna().sum() == 10
             assert nwb.subject.subject_id == "S001"
+    # the validator is real: a damaged file is reported
+    import shutil
+
+    import h5py
+
+    broken = shutil.copy(out, tmp_path / "broken.nwb")
+    with h5py.File(broken, "r+") as f:
+        del f["acquisition/EMG/data"].attrs["unit"]
+    assert any("unit" in p for p in validate_nwb(broken))
     out2 = tmp_path / "h.nwb"
     assert main(["export", str(hreflex_file), "--nwb", str(out2)]) == 0
     with warnings.catch_warnings():
