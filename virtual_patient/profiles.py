@@ -336,7 +336,7 @@ _PROFILES: dict[str, dict] = {
         tonic_emg_uv=4.0,
         artifact_uv_per_ma=2500.0,
         stim_range_ma=(2.0, 25.0),
-        references=("Jabre JF (1981) Neurology 31:1040", "Koelman JH et al. (1993) JNNP 56:776"),
+        references=("domain.md: FCR H latency about 16 ms", "Koelman JH et al. (1993) JNNP 56:776"),
     ),
 }
 
