@@ -14,6 +14,7 @@ from dsp.stretch_reflex._analyze import (
     REASON_GAP,
     REASON_IRREGULAR,
     REASON_NO_REFLEX,
+    REASON_OUTLIER,
     analyze_stretch_reflex,
     available_detectors,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "REASON_GAP",
     "REASON_IRREGULAR",
     "REASON_NO_REFLEX",
+    "REASON_OUTLIER",
     "ClonusEpisode",
     "StretchRecord",
     "StretchReflexResult",

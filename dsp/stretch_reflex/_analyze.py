@@ -14,7 +14,7 @@ from dsp.stretch_reflex._emg import (
     condition,
     lowpass_envelope,
 )
-from dsp.stretch_reflex._fit import fit_dsrt_line, ols
+from dsp.stretch_reflex._fit import fit_dsrt_line, ols, robust_inliers
 from dsp.stretch_reflex._kinematics import find_stretches, smooth_kinematics
 from dsp.stretch_reflex._onsets import TKEO_DEFAULTS, OnsetSignals, detector_names
 from dsp.stretch_reflex._result import StretchRecord, StretchReflexResult
@@ -24,6 +24,7 @@ REASON_GAP = "touches a gap (NaN samples)"
 REASON_ACTIVE = "muscle active before stretch"
 REASON_IRREGULAR = "irregular velocity profile"
 REASON_NO_REFLEX = "no reflex"
+REASON_OUTLIER = "DSRT far from the session's DSRT-velocity line (outlier)"
 
 
 def available_detectors() -> tuple[str, ...]:
@@ -469,10 +470,15 @@ def analyze_stretch_reflex(
         return not any(r != REASON_NO_REFLEX for r in rec.exclusion_reasons)
 
     fit_idx = [r.index for r in records if r.reflex and usable(r)]
-    for r in records:
-        r.used_in_fit = r.index in fit_idx
     v_fit = np.array([records[i].onset_velocity_deg_s for i in fit_idx])
     d_fit = np.array([records[i].dsrt_deg for i in fit_idx])
+    inl = robust_inliers(v_fit, d_fit)
+    for i in np.asarray(fit_idx, dtype=int)[~inl]:
+        records[i].exclusion_reasons.append(REASON_OUTLIER)
+    fit_idx = [i for i, keep in zip(fit_idx, inl, strict=True) if keep]
+    v_fit, d_fit = v_fit[inl], d_fit[inl]
+    for r in records:
+        r.used_in_fit = r.index in fit_idx
     spread = float(np.ptp(v_fit)) if len(v_fit) else math.nan
     if len(fit_idx) >= min_fit_stretches:
         fit = fit_dsrt_line(v_fit, d_fit, n_boot=n_bootstrap, rng=rng)
@@ -528,8 +534,11 @@ def analyze_stretch_reflex(
                 t = on / emg_rate - reflex_delay_s
                 vv.append(at(vel, t))
                 dd.append(at(ang, t))
+            vv, dd = np.array(vv), np.array(dd)
+            keep = robust_inliers(vv, dd)
+            vv, dd = vv[keep], dd[keep]
             if len(vv) >= min_fit_stretches:
-                a, b, _ = ols(np.array(vv), np.array(dd))
+                a, b, _ = ols(vv, dd)
                 detector_tsrt[name], detector_mu[name] = a, -b
             else:
                 detector_tsrt[name] = detector_mu[name] = math.nan
@@ -567,8 +576,11 @@ def analyze_stretch_reflex(
     grade = int(grades[(len(grades) - 1) // 2]) if grades else 0
 
     # ---- velocity-dependent gain ---------------------------------------------------------
-    lo_rms = [r.stretch_rms_uv for r in slow if usable(r)]
-    hi_rms = [r.stretch_rms_uv for r in fast if usable(r)]
+    def clean(rec: StretchRecord) -> bool:  # the gain needs no onset: outliers stay in
+        return not ({REASON_GAP, REASON_ACTIVE, REASON_IRREGULAR} & set(rec.exclusion_reasons))
+
+    lo_rms = [r.stretch_rms_uv for r in slow if clean(r)]
+    hi_rms = [r.stretch_rms_uv for r in fast if clean(r)]
     lo_v = float(np.mean(lo_rms)) if lo_rms else math.nan
     hi_v = float(np.mean(hi_rms)) if hi_rms else math.nan
     amp = [(r.onset_velocity_deg_s, r.burst_rms_uv) for r in records if r.used_in_fit]

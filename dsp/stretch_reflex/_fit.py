@@ -19,6 +19,34 @@ class LineFit:
     mu_ci_s: tuple[float, float]
 
 
+def robust_inliers(
+    velocity: np.ndarray,
+    dsrt: np.ndarray,
+    *,
+    k: float = 4.0,
+    floor_deg: float = 3.0,
+    min_points: int = 6,
+) -> np.ndarray:
+    """Boolean mask of the DSRTs consistent with one line (outliers False).
+
+    A Theil-Sen line (median of pairwise slopes, robust to up to ~29 % wild points) gives the
+    residuals; points farther than ``max(k * sigma, floor_deg)`` from it are outliers, with sigma
+    = 1.4826 x the median absolute residual. Fewer than ``min_points`` points: all kept.
+    """
+    n = len(velocity)
+    keep = np.ones(n, dtype=bool)
+    if n < min_points or np.ptp(velocity) <= 0:
+        return keep
+    i, j = np.triu_indices(n, 1)
+    dv = velocity[j] - velocity[i]
+    ok = dv != 0
+    slope = float(np.median((dsrt[j] - dsrt[i])[ok] / dv[ok]))
+    intercept = float(np.median(dsrt - slope * velocity))
+    resid = dsrt - intercept - slope * velocity
+    sigma = 1.4826 * float(np.median(np.abs(resid)))
+    return np.abs(resid) <= max(k * sigma, floor_deg)
+
+
 def ols(velocity: np.ndarray, dsrt: np.ndarray) -> tuple[float, float, float]:
     """Intercept, slope and R^2 of ``dsrt`` on ``velocity`` (NaN when under-determined)."""
     n = len(velocity)

@@ -14,6 +14,7 @@ from dsp.stretch_reflex import (
     REASON_GAP,
     REASON_IRREGULAR,
     REASON_NO_REFLEX,
+    REASON_OUTLIER,
     analyze_stretch_reflex,
     available_detectors,
 )
@@ -298,3 +299,19 @@ def test_bad_input_raises_signal_error(kwargs, match):
     args.update(kwargs)
     with pytest.raises(SignalError, match=match):
         analyze_stretch_reflex(**args)
+
+
+def test_false_early_onset_is_an_outlier_not_a_dsrt():
+    s = make_session(seed=14, velocities=(20, 60, 120, 180, 240) * 2)
+    emg = s.emg_uv.copy()
+    t_art = s.truth[7]["start_s"] + 0.05  # a 600 uV electrode pop just after stretch 7 starts
+    i = round(t_art * s.emg_rate_hz)
+    n = round(0.1 * s.emg_rate_hz)
+    emg[i : i + n, 0] += 600.0 * np.exp(-np.arange(n) / (0.02 * s.emg_rate_hz))
+    r = analyze_stretch_reflex(emg, s.emg_rate_hz, s.angle_deg, s.angle_rate_hz)
+    rec = r.stretches[7]
+    assert rec.onset_s < s.truth[7]["onset_s"] - 0.05  # the pop was taken for the onset...
+    assert REASON_OUTLIER in rec.exclusion_reasons  # ...and kept out of the fit
+    assert not rec.used_in_fit
+    assert r.n_valid == 9
+    assert r.tsrt_deg == pytest.approx(80.0, abs=1.5)

@@ -7,7 +7,7 @@ import pytest
 
 from dsp.stretch_reflex._analyze import _catch_dip, _dip_depth
 from dsp.stretch_reflex._emg import burst_offset, clonus_episodes
-from dsp.stretch_reflex._fit import bootstrap_lines, fit_dsrt_line, ols
+from dsp.stretch_reflex._fit import bootstrap_lines, fit_dsrt_line, ols, robust_inliers
 from dsp.stretch_reflex._kinematics import find_stretches, finite_runs, smooth_kinematics
 
 
@@ -150,3 +150,14 @@ def test_burst_offset_matches_a_loop():
         quiet = int(rng.integers(1, 6))
         got = burst_offset(env, onset, stop, 0.7, quiet)
         assert got == _burst_offset_reference(env, onset, stop, 0.7, quiet)
+
+
+def test_robust_inliers_drop_wild_dsrts_only():
+    rng = np.random.default_rng(4)
+    v = np.repeat([40.0, 90, 160, 230, 300], 4) * rng.uniform(0.9, 1.1, 20)
+    d = 60 - 0.2 * v + rng.normal(0, 0.8, 20)
+    assert robust_inliers(v, d).all()
+    d[[3, 11]] -= [15.0, 25.0]  # two false early onsets
+    keep = robust_inliers(v, d)
+    assert list(np.flatnonzero(~keep)) == [3, 11]
+    assert robust_inliers(v[:5], d[:5]).all()  # too few points to judge
