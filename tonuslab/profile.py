@@ -264,6 +264,16 @@ def build_profile(summary: dict) -> Profile:
             interp = "range not known: cannot say whether TSRT lies inside it"
         if rng:
             interp += f" (range {_num(rng[0])} to {_num(rng[1])} deg)"
+    stretch = summary.get("stretch_reflex") or {}
+    by_detector = stretch.get("detector_tsrt_deg") or {}
+    if tsrt is not None and by_detector:
+        spread = stretch.get("tsrt_spread_deg")
+        interp += (
+            f". Detector used: {stretch.get('detector') or summary.get('detector') or '?'}; "
+            "TSRT by detector: "
+            + ", ".join(f"{k} {_num(v)}" for k, v in by_detector.items())
+            + (f" deg (spread {_num(spread)} deg)" if spread is not None else " deg")
+        )
     comps.append(
         Component(
             key="tsrt_deg",

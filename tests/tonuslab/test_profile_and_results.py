@@ -215,3 +215,17 @@ def test_non_ascii_table_values_round_trip(tmp_path):
     assert json.loads(raw.decode() if isinstance(raw, bytes) else raw) == [
         "EMG > 50 µV before the stretch"
     ]
+
+
+def test_profile_reports_tsrt_under_every_detector():
+    s = summarize(
+        {
+            **_stretch_dict(),
+            "detector": "threshold",
+            "detector_tsrt_deg": {"threshold": 45.0, "tkeo": 47.5},
+            "tsrt_spread_deg": 2.5,
+        },
+        None,
+    )
+    text = build_profile(s).component("tsrt_deg").interpretation
+    assert "Detector used: threshold" in text and "tkeo 47.5" in text and "spread 2.5" in text
