@@ -264,3 +264,36 @@ def simulate_bolus_series(
             save_recording(rec, out / f"bolus_{hours:g}h.h5", metadata=meta, overwrite=True)
         )
     return paths
+
+
+# ------------------------------------------------------------------ CLI glue for `tonuslab demo`
+def add_arguments(parser) -> None:
+    """Options of the full demo (for ``tonuslab demo`` once it runs :func:`run_full_demo`)."""
+    parser.add_argument(
+        "-o",
+        "--out",
+        type=pathlib.Path,
+        default=pathlib.Path("tonuslab-demo"),
+        help="folder for the sessions and the report (default ./tonuslab-demo)",
+    )
+    parser.add_argument("--stretch-profile", default=STRETCH_PROFILE, help="simulated patient")
+    parser.add_argument("--hreflex-profile", default=HREFLEX_PROFILE, help="simulated patient")
+    parser.add_argument("--seed", type=int, default=1)
+
+
+def run(args) -> int:
+    """Run :func:`run_full_demo` from parsed arguments; exit code 0."""
+    from virtual_patient import PROFILE_NAMES
+
+    from tonuslab.errors import UsageError
+
+    for name in (args.stretch_profile, args.hreflex_profile):
+        if name not in PROFILE_NAMES:
+            raise UsageError(f"unknown profile '{name}'; choose one of {', '.join(PROFILE_NAMES)}")
+    run_full_demo(
+        args.out,
+        stretch_profile=args.stretch_profile,
+        hreflex_profile=args.hreflex_profile,
+        seed=args.seed,
+    )
+    return 0
