@@ -283,9 +283,8 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     """Run :func:`run_full_demo` from parsed arguments; exit code 0."""
-    from virtual_patient import PROFILE_NAMES
-
     from tonuslab.errors import UsageError
+    from virtual_patient import PROFILE_NAMES
 
     for name in (args.stretch_profile, args.hreflex_profile):
         if name not in PROFILE_NAMES:
