@@ -174,3 +174,19 @@ def test_noise_truth_matches_the_signal():
     assert n["baseline_noise_uv"] == 0.0
     for c in range(2):
         assert np.std(rec.emg_uv[:, c]) == pytest.approx(n["powerline_rms_uv"][c], rel=0.02)
+
+
+def test_noise_levels_share_one_realisation():
+    # same seed at two noise levels: identical physiology, nuisances exactly scaled
+    spec = [StretchSpec(0.5, 200.0, shape="manual")]
+    kw = dict(seed=8, stretches=spec, duration_s=6.0)
+    rec = {}
+    for ns in (0.0, 1.0, 3.0):
+        p = vp.get_profile("moderate_elbow", noise_scale=ns, emg_full_scale_uv=1e6)
+        rec[ns] = vp.simulate_stretch_session(p, emg_bits=24, **kw)
+    clean = rec[0.0].emg_uv
+    n1 = rec[1.0].emg_uv - clean
+    n3 = rec[3.0].emg_uv - clean
+    q = rec[1.0].emg_scale_uv
+    np.testing.assert_allclose(n3, 3.0 * n1, atol=4 * q)
+    assert rec[1.0].truth["stretches"] == rec[3.0].truth["stretches"]
