@@ -3,6 +3,8 @@ catch deceleration in the goniometer, clonus frequency and duration, protocol he
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.signal import butter, sosfiltfilt, welch
 
 import virtual_patient as vp
@@ -216,3 +218,32 @@ def test_burst_truth_matches_the_recorded_burst():
     assert s["burst"]["peak_envelope_uv"] >= s["burst"]["mean_envelope_100ms_uv"]
     healthy = _one("healthy", 200.0).truth["stretches"][0]
     assert healthy["burst"] is None
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    lam=st.floats(10.0, 200.0),
+    mu=st.floats(0.0, 0.4),
+    v=st.floats(10.0, 400.0),
+    manual=st.booleans(),
+)
+def test_threshold_crossing_property(lam, mu, v, manual):
+    p = vp.get_profile("moderate_elbow", lambda_deg=lam, mu_s=mu, noise_scale=0.0,
+                       tonic_emg_uv=0.0)  # fmt: skip
+    spec = StretchSpec(0.2, v, shape="manual" if manual else "bell", hold_s=0.3)
+    rec = vp.simulate_stretch_session(p, seed=1, stretches=[spec], n_emg=1, emg_rate_hz=1000.0,
+                                      angle_rate_hz=1000.0)  # fmt: skip
+    s = rec.truth["stretches"][0]
+    t = rec.angle_time_s
+    ang = rec.angle_deg
+    vel = np.gradient(ang, t)
+    moving = (t >= s["start_s"]) & (t < s["return_start_s"])
+    x_max = np.max(ang[moving] + mu * vel[moving])
+    if s["reflex"]:
+        assert s["dsrt_deg"] == pytest.approx(lam - mu * s["dsrt_velocity_deg_s"], abs=1e-6)
+        assert s["start_s"] <= s["threshold_crossing_s"] < s["return_start_s"]
+        i_on = int(np.ceil(s["emg_onset_s"] * rec.emg_rate_hz))
+        assert np.all(rec.emg_counts[:i_on] == 0)
+    else:
+        assert x_max < lam + 0.5  # never reached (up to sampling of the derivative)
+        assert np.all(rec.emg_counts == 0)
