@@ -17,14 +17,21 @@ __all__ = ["PROFILE_NAMES", "Profile", "get_profile"]
 
 @dataclass(frozen=True)
 class Profile:
-    """All parameters of one virtual patient (units in the field names).
+    """All parameters of one virtual patient (units in the field names; frozen: use
+    :func:`get_profile` with overrides, or ``dataclasses.replace``).
 
     Angles follow the analysed convention: the angle *increases as the tested muscle
     lengthens*; the goniometer reads ``goniometer_sign * (gain * angle + offset)``.
+    Every field, its model and its default are described in ``docs/simulator.md``.
+
+    Raises
+    ------
+    ProfileError
+        On construction, for an out-of-range value.
     """
 
     name: str = "custom"
-    kind: str = "stretch"  # "stretch" or "hreflex": which default program the profile gets
+    kind: str = "stretch"  # "stretch" or "hreflex": what the profile is meant for
     muscle: str = "elbow_flexors"
     description: str = ""
     references: tuple[str, ...] = ()
