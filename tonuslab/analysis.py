@@ -159,7 +159,6 @@ def analyze_session(session, parameters: dict | None = None) -> dict:
         )
     stretch: dict | None = None
     hreflex: dict | None = None
-    reasons = {}
     if "stretch_reflex" in wanted:
         from dsp.stretch_reflex import analyze_stretch_reflex
 
@@ -191,7 +190,7 @@ def analyze_session(session, parameters: dict | None = None) -> dict:
             channel=channel,
         )
         hreflex = _result_dict(result)
-    summary = summarize(stretch, hreflex, flags=flags, reasons=reasons)
+    summary = summarize(stretch, hreflex, flags=flags)
     summary.update(
         {
             "muscle": muscle,
@@ -227,7 +226,7 @@ def _pick(d: dict | None, *names):
     return None
 
 
-def summarize(stretch: dict | None, hreflex: dict | None, *, flags=(), reasons=None) -> dict:
+def summarize(stretch: dict | None, hreflex: dict | None, *, flags=()) -> dict:
     """Merge the two analyses' ``to_dict()`` outputs into one summary with stable keys."""
     out = {k: None for k in SUMMARY_KEYS}
     for k in SUMMARY_KEYS:
@@ -260,7 +259,6 @@ def summarize(stretch: dict | None, hreflex: dict | None, *, flags=(), reasons=N
     out["hreflex"] = hreflex
     if stretch is not None and out["tsrt_deg"] is None:
         out["stretch_reason"] = _pick(stretch, "reason", "message") or "no TSRT could be fitted"
-    out.update(reasons or {})
     return _clean(out)
 
 

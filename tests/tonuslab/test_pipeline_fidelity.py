@@ -58,3 +58,22 @@ def test_gaps_are_flagged_and_nan(tmp_path, synth, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert any("gap" in f for f in summary["quality_flags"])
     assert summary["tsrt_deg"] is not None
+
+
+def test_in_memory_session_analyses_like_the_file(simulated):
+    from tonuslab.session import Session
+
+    rec, path = simulated
+    memory = Session.from_arrays(
+        emg_uv=rec.emg_uv,
+        emg_rate_hz=rec.emg_rate_hz,
+        angle_deg=rec.stretch_direction_sign * rec.angle_deg,
+        angle_rate_hz=rec.angle_rate_hz,
+        metadata={"muscle": "biceps_brachii", "passive_range_deg": [0, 140]},
+    )
+    assert memory.emg_time_s.shape == (rec.emg_uv.shape[0],) and memory.stimuli == []
+    with tonuslab.open(path) as s:
+        from_file = tonuslab.analyze(s)
+    in_memory = tonuslab.analyze(memory)
+    assert in_memory["tsrt_deg"] == from_file["tsrt_deg"]
+    assert in_memory["stretches"] == from_file["stretches"]
