@@ -61,6 +61,32 @@ SUMMARY_KEYS = (
     "rate_dependent_depression",
 )
 
+#: Columns shown in the readable tables and the report (all columns are in --json).
+STRETCH_COLUMNS = (
+    "index",
+    "peak_velocity_deg_s",
+    "reflex",
+    "onset_s",
+    "dsrt_deg",
+    "onset_velocity_deg_s",
+    "catch_angle_deg",
+    "clonus_duration_s",
+    "used_in_fit",
+    "exclusion_reasons",
+)
+STIMULUS_COLUMNS = (
+    "stimulus",
+    "intensity_ma",
+    "pulse_index",
+    "rate_hz",
+    "background_uv",
+    "m_p2p_uv",
+    "h_p2p_uv",
+    "included",
+    "exclusion",
+)
+
+
 #: Analysis parameters and their defaults (all stored with each run).
 DEFAULT_PARAMETERS = {
     "channel": 0,

@@ -20,6 +20,7 @@ import pathlib
 import numpy as np
 
 from tonuslab import __version__
+from tonuslab.analysis import STIMULUS_COLUMNS, STRETCH_COLUMNS
 from tonuslab.profile import build_profile
 
 _CSS = """
@@ -447,6 +448,27 @@ def comparison_html(comparison: dict) -> str:
     )
 
 
+def _cell(v) -> str:
+    if isinstance(v, list) and all(isinstance(x, str) for x in v):
+        return _e("; ".join(v)) or "-"
+    return _f(v)
+
+
+def rows_html(rows: list[dict], columns: tuple[str, ...], title: str) -> str:
+    """A collapsible table of the chosen columns (all columns are in the JSON summary)."""
+    if not rows:
+        return ""
+    cols = [c for c in columns if any(c in r for r in rows)]
+    head = "".join(f"<th>{_e(c)}</th>" for c in cols)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_cell(r.get(c))}</td>" for c in cols) + "</tr>" for r in rows
+    )
+    return (
+        f"<details><summary>{_e(title)} ({len(rows)} rows)</summary>"
+        f"<table><tr>{head}</tr>{body}</table></details>"
+    )
+
+
 # ---------------------------------------------------------------------------------- assembly
 def session_section(session, summary: dict, title: str) -> str:
     """HTML of one session: profile, figures, tables and quality flags."""
@@ -472,6 +494,9 @@ def session_section(session, summary: dict, title: str) -> str:
         parts.append(_img("stretch_emg", fig_stretch_emg(session, summary, channel), "EMG"))
         parts.append("<h3>DSRT against velocity</h3>")
         parts.append(_img("dsrt", fig_dsrt(summary), "DSRT against velocity with fit"))
+        parts.append(
+            rows_html(summary.get("stretches") or [], STRETCH_COLUMNS, "Per-stretch table")
+        )
         parts.append("<h3>Tardieu summary</h3>" + tardieu_html(summary))
     if "hreflex" in (summary.get("analyses") or []):
         parts.append("<h3>Overlaid H/M sweeps</h3>")
@@ -480,6 +505,9 @@ def session_section(session, summary: dict, title: str) -> str:
         parts.append(_img("recruitment", fig_recruitment(summary), "recruitment curves"))
         parts.append("<h3>Rate-dependent depression</h3>")
         parts.append(_img("depression", fig_depression(summary), "depression curve"))
+        parts.append(
+            rows_html(summary.get("stimuli") or [], STIMULUS_COLUMNS, "Per-stimulus table")
+        )
     flags = summary.get("quality_flags") or []
     parts.append(
         "<h3>Quality flags</h3>"

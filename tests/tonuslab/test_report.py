@@ -71,6 +71,9 @@ def test_single_session_reports_render(browser, stretch_file, hreflex_file, tmp_
         assert page["text"] > 500 and page["height"] > 800  # not blank
     text = out1.read_text()
     assert "Spasticity profile" in text and "Tardieu summary" in text and "Quality flags" in text
+    assert (
+        "Per-stretch table (10 rows)" in text and "Per-stimulus table (16 rows)" in out2.read_text()
+    )
     assert "smallest real difference" in text and "Ashworth" in text
 
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 import json
 import pathlib
 
-from tonuslab.analysis import DEFAULT_RUN, SUMMARY_KEYS, analyze_file
+from tonuslab.analysis import (
+    DEFAULT_RUN,
+    STIMULUS_COLUMNS,
+    STRETCH_COLUMNS,
+    SUMMARY_KEYS,
+    analyze_file,
+)
 from tonuslab.profile import build_profile
 
 NAME = "analyze"
@@ -70,32 +76,6 @@ def _fmt(v) -> str:
     if isinstance(v, dict):
         return ", ".join(f"{k} Hz: {_fmt(x)}" for k, x in v.items()) or "-"
     return str(v)
-
-
-#: Columns shown in the readable tables (all columns are in --json).
-STRETCH_COLUMNS = (
-    "index",
-    "peak_velocity_deg_s",
-    "reflex",
-    "onset_s",
-    "dsrt_deg",
-    "onset_velocity_deg_s",
-    "catch_angle_deg",
-    "clonus_duration_s",
-    "used_in_fit",
-    "exclusion_reasons",
-)
-STIMULUS_COLUMNS = (
-    "stimulus",
-    "intensity_ma",
-    "pulse_index",
-    "rate_hz",
-    "background_uv",
-    "m_p2p_uv",
-    "h_p2p_uv",
-    "included",
-    "exclusion",
-)
 
 
 def _table(rows: list[dict], columns=(), limit: int = 60) -> list[str]:
