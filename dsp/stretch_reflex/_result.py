@@ -121,7 +121,8 @@ class StretchRecord:
         True when the stretch contributed a DSRT to the regression.
     exclusion_reasons : list of str
         Why the stretch was left out of the fit (e.g. ``"muscle active before stretch"``,
-        ``"irregular velocity profile"``, ``"touches a gap (NaN samples)"``, ``"no reflex"``).
+        ``"irregular velocity profile"``, ``"touches a gap (NaN samples)"``, ``"no reflex"``,
+        ``"DSRT far from the session's DSRT-velocity line (outlier)"``).
     """
 
     index: int
