@@ -356,10 +356,10 @@ class Recorder:
                 return False
             return self._link_lost(str(exc))
         arrival_override = self.link.last_arrival_s if self.replay else None
+        if self.replay:  # host records that precede these bytes in the capture come first
+            self._replay_host_events()
         for item in items:
             self._handle(item, arrival_override)
-        if self.replay:
-            self._replay_host_events()
         now = time.monotonic()
         if not self.replay and now - self._last_ping >= self.ping_interval_s:
             self._last_ping = now

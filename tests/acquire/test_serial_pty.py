@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from acquire.errors import LinkLostError
-from acquire.recorder import Recorder
+from acquire.recorder import Recorder, replay_capture
 from acquire.session_file import FILL_VALUE, open_session
 from firmware_iface.emulator import PtyEmulator, make_device
 from firmware_iface.emulator.source import SimpleSource
@@ -84,6 +84,14 @@ def test_vanished_port_is_reported_and_recording_resumes(tmp_path):
         np.testing.assert_array_equal(counts[~missing], reference_emg(6, counts.shape[0])[~missing])
         labels = [e["label"] for e in s.events if e["kind"] == "link"]
         assert labels == ["lost", "restored"]
+        live_gaps = s.gaps
+    # the capture replays to the same samples and the same gaps, reasons included
+    replayed = replay_capture(tmp_path / "unplug.capture", tmp_path / "replayed.h5")
+    with open_session(replayed) as r:
+        np.testing.assert_array_equal(r.emg_counts, counts)
+        assert [(g["stream"], g["start_index"], g["n_samples"], g["reason"]) for g in r.gaps] == [
+            (g["stream"], g["start_index"], g["n_samples"], g["reason"]) for g in live_gaps
+        ]
 
 
 def test_vanished_port_without_reconnect_is_a_clear_error(tmp_path):
