@@ -14,6 +14,8 @@ doing the same.
 
 from __future__ import annotations
 
+import numpy as np
+
 from dsp._jit import JIT_DISABLED
 
 #: Lanes (channels) per call: one AVX-512 register of float64, two AVX2 registers.
@@ -31,6 +33,13 @@ if JIT_DISABLED:
             state[s, 1] = b2 * v - a2 * y
             v = y
         dst[i, c0 : c0 + LANES] = v
+
+    def vslide8(x, out, ring, acc, i, j, p, c0, inv):
+        """Moving mean square, one step on 8 channels (see the compiled version)."""
+        out[i, c0 : c0 + LANES] = np.sqrt(np.maximum(acc, 0.0) * inv)
+        sq = x[j, c0 : c0 + LANES] * x[j, c0 : c0 + LANES]
+        acc += sq - ring[p]
+        ring[p] = sq
 
 else:
     from llvmlite import ir
@@ -114,6 +123,60 @@ else:
                 builder.store(z1n, p1, align=8)
                 builder.store(y, vslot)
             builder.store(builder.load(vslot), row_ptr(dst_a), align=8)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    @intrinsic
+    def vslide8(typingctx, x, out, ring, acc, i, j, p, c0, inv):
+        """One step of the running mean square on 8 channels::
+
+            out[i, c0:c0+8] = sqrt(max(acc, 0) * inv)
+            sq = x[j, c0:c0+8] ** 2;  acc += sq - ring[p];  ring[p] = sq
+
+        Same operations and order as the scalar loop in :mod:`dsp.envelopes`.
+        """
+        _check("x", x, 2, "C")
+        _check("out", out, 2, "C")
+        _check("ring", ring, 2, "C")
+        _check("acc", acc, 1, "C")
+        sig = types.void(
+            x, out, ring, acc, types.intp, types.intp, types.intp, types.intp, types.float64
+        )
+
+        def codegen(context, builder, signature, args):
+            xa, oa, ra, aa = (
+                context.make_array(signature.args[k])(context, builder, args[k]) for k in range(4)
+            )
+            i_, j_, p_, c0_, inv_ = args[4:]
+            byte = ir.IntType(8).as_pointer()
+
+            def at(arr, row, col):
+                stride0 = builder.extract_value(arr.strides, 0)
+                off = builder.add(builder.mul(row, stride0), builder.mul(col, ir.Constant(_I64, 8)))
+                return builder.bitcast(
+                    builder.gep(builder.bitcast(arr.data, byte), [off]), _VEC.as_pointer()
+                )
+
+            zero = ir.Constant(_I64, 0)
+            accp = builder.bitcast(aa.data, _VEC.as_pointer())
+            acc_v = builder.load(accp, align=8)
+            zeros = ir.Constant(_VEC, [0.0] * LANES)
+            pos = builder.select(builder.fcmp_ordered("<", acc_v, zeros), zeros, acc_v)
+            sqrt = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(_VEC, [_VEC]), f"llvm.sqrt.v{LANES}f64"
+            )
+            builder.store(
+                builder.call(sqrt, [builder.fmul(pos, _splat(builder, inv_))]),
+                at(oa, i_, c0_),
+                align=8,
+            )
+            v = builder.load(at(xa, j_, c0_), align=8)
+            sq = builder.fmul(v, v)
+            rp = at(ra, p_, zero)
+            old = builder.load(rp, align=8)
+            builder.store(builder.fadd(acc_v, builder.fsub(sq, old)), accp, align=8)
+            builder.store(sq, rp, align=8)
             return context.get_dummy_value()
 
         return sig, codegen

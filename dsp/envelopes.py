@@ -11,6 +11,7 @@ import numpy as np
 from dsp import _validate as V
 from dsp._filter_kernels import GROUP
 from dsp._jit import njit, prange
+from dsp._simd import vslide8
 from dsp.errors import SignalError
 from dsp.filters import apply_causal, apply_zero_phase, design_lowpass
 
@@ -40,16 +41,9 @@ def rectify(x) -> np.ndarray:
 
 @njit
 def _slide_fixed(x, out, ring, acc, c0, i_a, i_b, right, p, size, inv):
-    """Fast path: rows i_a..i_b-1 need no reflection; GROUP lanes. Returns the ring slot."""
+    """Fast path: rows i_a..i_b-1 need no reflection; GROUP lanes (SIMD). Returns the ring slot."""
     for i in range(i_a, i_b):
-        for c in range(GROUP):
-            out[i, c0 + c] = np.sqrt(max(acc[c], 0.0) * inv)
-        j = i + 1 + right
-        for c in range(GROUP):
-            v = x[j, c0 + c]
-            sq = v * v
-            acc[c] += sq - ring[p, c]
-            ring[p, c] = sq
+        vslide8(x, out, ring, acc, i, i + 1 + right, p, c0, inv)
         p += 1
         if p == size:
             p = 0
