@@ -19,6 +19,7 @@ reason.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import math
 from dataclasses import dataclass
 
@@ -120,7 +121,8 @@ def compare(
     dict
         ``muscle``, ``joint``, ``subject``, ``sessions`` (file and ``time_h``, in time order),
         ``metrics`` (per key: ``label``, ``unit``, ``srd``, ``values``, ``changes``,
-        ``beyond_srd``), and ``responder`` (``metric``, ``direction``, ``srd``,
+        ``beyond_srd``), ``warnings`` (e.g. sessions analysed with different parameters), and
+        ``responder`` (``metric``, ``direction``, ``srd``,
         ``min_duration_h``, ``effect_start_h``, ``effect_end_h``, ``effect_duration_h``,
         ``responder``, ``reason``).
     """
@@ -178,10 +180,24 @@ def compare(
             "changes": [None if (v is None or base is None) else v - base for v in values],
             "beyond_srd": [None] * len(values),
         }
+    warnings = []
+    for what, values in (
+        (
+            "analysis parameters",
+            [json.dumps(s.get("parameters"), sort_keys=True) for s in summaries],
+        ),
+        ("software versions", [str(s.get("software_version")) for s in summaries]),
+    ):
+        if len(set(values)) > 1 and not all(v in ("null", "None") for v in values):
+            warnings.append(
+                f"the sessions were analysed with different {what}: changes may come from the "
+                "method, not the patient (re-run 'tonuslab analyze' on all files)"
+            )
     return {
         "muscle": muscle,
         "joint": joint,
         "subject": next(iter(subjects), None),
+        "warnings": warnings,
         "sessions": [
             {"file": s.get("file"), "time_h": t} for s, t in zip(summaries, times, strict=True)
         ],
@@ -271,6 +287,7 @@ def format_comparison(result: dict) -> str:
     ]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     lines.append("(* change beyond the smallest real difference; '-' SRD: none published)")
+    lines.extend(f"Warning: {w}" for w in result.get("warnings") or [])
     r = result["responder"]
     verdict = {True: "RESPONDER", False: "not a responder", None: "no decision"}[r["responder"]]
     lines.append(

@@ -445,6 +445,7 @@ def comparison_html(comparison: dict) -> str:
         f"<p><b>Responder criterion</b> ({_e(r['metric'])} {_e(r['direction'])} beyond the SRD "
         f"for at least {r['min_duration_h']:g} h): <b>{verdict}</b>. {_e(r['reason'])}</p>"
         f"<ul>{files}</ul>"
+        + "".join(f"<p class='flag'>Warning: {_e(w)}</p>" for w in comparison.get("warnings") or [])
     )
 
 

@@ -113,3 +113,14 @@ def test_compare_cli_json_and_table(tmp_path, synth, capsys):
     assert main(["compare", *files, "--times", "0,x,2"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.count("\n") == 3
+
+
+def test_different_analysis_parameters_are_warned_about():
+    s = _series([40, 60])
+    s[0]["parameters"] = {"detector": "threshold"}
+    s[1]["parameters"] = {"detector": "tkeo"}
+    result = compare(s, times_h=[0, 1])
+    assert any("different analysis parameters" in w for w in result["warnings"])
+    assert "Warning:" in format_comparison(result)
+    s[1]["parameters"] = {"detector": "threshold"}
+    assert compare(s, times_h=[0, 1])["warnings"] == []
