@@ -128,6 +128,13 @@ class PatientSource:
             kw = {_STRETCH_KEYS[k]: v for k, v in params.items() if k in _STRETCH_KEYS}
             if "peak_velocity_deg_s" not in kw:
                 raise ProgramError("a stretch prompt needs 'velocity_deg_s'")
+            for key in ("peak_velocity_deg_s", "end_deg", "hold_s", "return_velocity_deg_s",
+                        "overshoot_deg"):  # fmt: skip
+                if kw.get(key) is not None:
+                    try:
+                        kw[key] = float(kw[key])
+                    except (TypeError, ValueError):
+                        raise ProgramError(f"stretch prompt: {key} must be a number") from None
             start = max(now, eng.stretches_end_s) + 0.05
             spec = StretchSpec(start_s=start, **kw)
             truth = eng.add_stretch(spec)

@@ -132,3 +132,16 @@ def test_reconfigure_restarts_the_stream():
     _configure(src)
     np.testing.assert_array_equal(src.emg_block(3000), first)
     assert len(src.ground_truth()["stretches"]) == 22
+
+
+def test_bad_stretch_prompts_raise_value_errors():
+    # the emulator turns a ValueError from its source into an OUT_OF_RANGE reply
+    src = PatientSource("moderate_elbow", seed=1)
+    _configure(src)
+    for params in ({}, {"velocity_deg_s": "fast"}, {"velocity_deg_s": -5.0},
+                   {"velocity_deg_s": 100.0, "end_deg": 500.0}):  # fmt: skip
+        with pytest.raises(ValueError):
+            src.prompt("stretch", params)
+    assert src.ground_truth()["stretches"] == []
+    src.prompt("stretch", {"velocity_deg_s": "120", "shape": "manual"})
+    assert len(src.ground_truth()["stretches"]) == 1
