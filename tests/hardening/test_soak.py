@@ -26,8 +26,8 @@ def test_short_soak_loses_no_intact_frame_and_accounts_every_gap(tmp_path):
 def test_soak_checks_can_fail():
     bench = _bench()
     good = {"frames_decoded": 10, "frames_intact": 10, "emg_fill_rows": 5, "emg_gap_rows": 5,
-            "rss_growth_after_warmup_mib": 1.0}  # fmt: skip
+            "rss_growth_second_half_mib": 1.0}  # fmt: skip
     assert bench.check(good) == []
     assert len(bench.check({**good, "frames_decoded": 9})) == 1
     assert len(bench.check({**good, "emg_gap_rows": 4})) == 1
-    assert len(bench.check({**good, "rss_growth_after_warmup_mib": 100.0})) == 1
+    assert len(bench.check({**good, "rss_growth_second_half_mib": 100.0})) == 1
