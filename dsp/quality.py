@@ -15,6 +15,7 @@ import scipy.signal
 from dsp import _validate as V
 from dsp._jit import njit
 from dsp.errors import SignalError
+from dsp.filters import apply_zero_phase, design_bandpass, padlen_for
 
 __all__ = ["ChannelQuality", "channel_quality", "find_gaps"]
 
@@ -201,13 +202,13 @@ def _snr_db(x, rate_hz):
     lo, hi = 20.0, min(450.0, 0.45 * rate_hz)
     if lo >= hi:
         return math.nan
-    sos = scipy.signal.butter(4, [lo, hi], btype="bandpass", fs=rate_hz, output="sos")
+    sos = design_bandpass(lo, hi, rate_hz, 4)
     win = max(1, round(0.05 * rate_hz))
     powers = []
     for a, b in _finite_runs(np.isfinite(x)):
-        if b - a <= 3 * (2 * sos.shape[0] + 1) or b - a < win:
+        if b - a <= padlen_for(sos) or b - a < win:
             continue
-        y = scipy.signal.sosfiltfilt(sos, x[a:b])
+        y = apply_zero_phase(x[a:b], sos)
         m = (b - a) // win
         powers.append((y[: m * win] ** 2).reshape(m, win).mean(axis=1))
     if not powers:
