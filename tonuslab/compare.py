@@ -184,11 +184,11 @@ def compare(
     for what, values in (
         (
             "analysis parameters",
-            [json.dumps(s.get("parameters"), sort_keys=True) for s in summaries],
+            [_method(s) for s in summaries],
         ),
         ("software versions", [str(s.get("software_version")) for s in summaries]),
     ):
-        if len(set(values)) > 1 and not all(v in ("null", "None") for v in values):
+        if len(set(values)) > 1:
             warnings.append(
                 f"the sessions were analysed with different {what}: changes may come from the "
                 "method, not the patient (re-run 'tonuslab analyze' on all files)"
@@ -204,6 +204,12 @@ def compare(
         "metrics": metrics,
         "responder": _responder(metrics, times, criterion),
     }
+
+
+def _method(summary: dict) -> str:
+    """The analysis method of a summary (detector, channel, analyses), as comparable text."""
+    p = summary.get("parameters") or {}
+    return json.dumps({k: p.get(k) for k in ("detector", "channel", "analyses")}, sort_keys=True)
 
 
 def _responder(metrics: dict, times: list[float], c: ResponderCriterion) -> dict:

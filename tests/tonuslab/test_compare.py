@@ -122,5 +122,5 @@ def test_different_analysis_parameters_are_warned_about():
     result = compare(s, times_h=[0, 1])
     assert any("different analysis parameters" in w for w in result["warnings"])
     assert "Warning:" in format_comparison(result)
-    s[1]["parameters"] = {"detector": "threshold"}
-    assert compare(s, times_h=[0, 1])["warnings"] == []
+    s[1]["parameters"] = {"detector": "threshold", "passive_range_deg": [0, 120]}
+    assert compare(s, times_h=[0, 1])["warnings"] == []  # the range is not the method
