@@ -117,6 +117,12 @@ class Session:
         if name not in self._cache:
             if self._reader is None:
                 raise AttributeError(name)
+            f = getattr(self._reader, "file", None)
+            if f is not None and not f.id.valid:
+                raise SessionFileError(
+                    f"{self.path} is closed: '{name}' was not read before closing; "
+                    "open it again with tonuslab.open"
+                )
             self._cache[name] = getattr(self, f"_load_{name}")()
         return self._cache[name]
 

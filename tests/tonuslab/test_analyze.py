@@ -71,6 +71,12 @@ def test_open_gives_physical_units_events_and_results(stretch_copy, hreflex_file
         assert s.results == {} and s.gaps == []
         summary = tonuslab.analyze(s)
     assert tonuslab.build_profile(summary).component("tsrt_deg").value == summary["tsrt_deg"]
+    from tonuslab.errors import SessionFileError
+
+    closed = tonuslab.open(stretch_copy)
+    closed.close()
+    with pytest.raises(SessionFileError, match="closed"):
+        closed.emg_uv  # noqa: B018
     with tonuslab.open(hreflex_file) as h:
         assert len(h.stimuli) == 16 and h.stimuli[3].intensity_ma == pytest.approx(8.0)
         assert h.angle_deg is None
