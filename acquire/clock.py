@@ -52,23 +52,18 @@ class ClockFitter:
 
     def __init__(self, window_s: float = 1.0) -> None:
         self.window_us = int(window_s * 1e6)
-        self._win_key: int | None = None
-        self._win_best: tuple[float, int, float] | None = None  # (host - dev, dev_us, host)
-        self._anchors: list[tuple[int, float]] = []
+        # window index -> (host - device lag, device_time_us, host_time_s) of its fastest packet
+        self._windows: dict[int, tuple[float, int, float]] = {}
         self._pings: list[tuple[int, float, float]] = []
         self._rtts: list[float] = []
 
     def add_arrival(self, device_time_us: int, host_time_s: float) -> None:
         """A packet whose newest sample was taken at ``device_time_us`` arrived at host time."""
-        key = device_time_us // self.window_us
+        key = int(device_time_us) // self.window_us
         lag = host_time_s - device_time_us * 1e-6
-        if self._win_key is None or key != self._win_key:
-            if self._win_best is not None:
-                self._anchors.append((self._win_best[1], self._win_best[2]))
-            self._win_key = key
-            self._win_best = (lag, device_time_us, host_time_s)
-        elif lag < self._win_best[0]:
-            self._win_best = (lag, device_time_us, host_time_s)
+        best = self._windows.get(key)
+        if best is None or lag < best[0]:
+            self._windows[key] = (lag, int(device_time_us), float(host_time_s))
 
     def add_ping(
         self, device_time_us: int, host_send_s: float, host_recv_s: float, device_busy_s: float = 0
@@ -78,10 +73,8 @@ class ClockFitter:
         self._rtts.append(max(0.0, host_recv_s - host_send_s - device_busy_s))
 
     def anchors(self) -> np.ndarray:
-        """Envelope points so far (including the open window), ``ANCHOR_DTYPE``."""
-        pts = list(self._anchors)
-        if self._win_best is not None:
-            pts.append((self._win_best[1], self._win_best[2]))
+        """Envelope points so far, one per window in device-time order, ``ANCHOR_DTYPE``."""
+        pts = [(v[1], v[2]) for _k, v in sorted(self._windows.items())]
         return np.array(pts, dtype=ANCHOR_DTYPE)
 
     def pings(self) -> np.ndarray:
