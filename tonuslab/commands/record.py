@@ -139,6 +139,10 @@ def run(args) -> int:
 
         stim_key = load_key_file(key_file)
         url = _with_sim_key(url, key_file)
+    if args.protocol == "stretch" and url.startswith("sim://") and "speed=" not in url:
+        # prompts must reach the virtual patient while it is being recorded, not after the
+        # emulator has run minutes ahead: guided protocols pace the emulator in real time
+        url += ("&" if "?" in url else "?") + "speed=realtime"
     view = LiveView(args) if (sys.stdout.isatty() and not args.plain) else PlainLog(args)
     rec = Recorder(
         url,
