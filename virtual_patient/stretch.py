@@ -257,6 +257,12 @@ class StretchEpisode:
                 acc = np.gradient(w, dt)
                 win = (t >= ts) & (t <= ts + dur)
                 j = int(np.flatnonzero(win)[np.argmin(acc[win])])
+                # the warp delays every later phase: move the plan's phase times and the
+                # return index to where the warped trajectory actually reaches them
+                for key in ("movement_end_s", "return_start_s", "end_s"):
+                    rel = truth[key] - self.t0_s
+                    truth[key] = self.t0_s + float(np.interp(rel, tau, t))
+                i_return = min(round((truth["return_start_s"] - self.t0_s) * fs), n - 1)
                 catch_truth = {
                     "resistance_start_s": self.t0_s + ts,
                     "time_s": self.t0_s + float(t[j]),

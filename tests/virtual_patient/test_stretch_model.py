@@ -247,3 +247,20 @@ def test_threshold_crossing_property(lam, mu, v, manual):
     else:
         assert x_max < lam + 0.5  # never reached (up to sampling of the derivative)
         assert np.all(rec.emg_counts == 0)
+
+
+def test_phase_times_follow_the_catch_delay():
+    rec = _one("severe_elbow", 250.0, noise_scale=0.0)
+    s = rec.truth["stretches"][0]
+    assert s["catch"] is not None
+    t, ang = rec.angle_time_s, rec.angle_deg
+    # the joint is still at the end angle until return_start_s, and leaves it right after
+    hold = (t > s["movement_end_s"] + 0.3) & (t < s["return_start_s"] - 0.01)
+    assert np.abs(ang[hold] - s["end_deg"]).max() < 0.1
+    # minimum-jerk return of 125 deg at 90 deg/s: 3.6 deg covered 0.45 s after it starts
+    mj = 0.45 / (1.875 * (s["end_deg"] - s["start_deg"]) / 90.0)
+    expected = s["end_deg"] - (s["end_deg"] - s["start_deg"]) * mj**3 * (10 - 15 * mj + 6 * mj**2)
+    got = np.interp(s["return_start_s"] + 0.45, t, ang)
+    assert got == pytest.approx(expected, abs=0.1)
+    rest = t > s["end_s"] + 0.01
+    assert np.abs(ang[rest] - s["start_deg"]).max() < 0.1
