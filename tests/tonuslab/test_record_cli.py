@@ -162,3 +162,15 @@ def test_hreflex_protocol_from_the_cli(tmp_path):
         # every delivered pulse of the runner is a device-reported stimulus in the file
         assert len(stim["stim_sample_index"]) >= len(delivered) >= 3
         assert s.metadata["protocol"] == "hreflex"
+
+
+def test_unsafe_stimulation_plan_is_refused_before_anything_opens(tmp_path):
+    from firmware_iface.auth import new_key, write_key_file
+
+    key = write_key_file(tmp_path / "stim.key", new_key())
+    out = tmp_path / "never.h5"
+    proc = tonuslab("record", "sim://soleus_healthy", "-o", out, "--protocol", "hreflex",
+                    "--key-file", key, "--ladder", "10,100")  # fmt: skip
+    assert proc.returncode == 2 and "safety" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not out.exists() and not (tmp_path / "never.capture").exists()

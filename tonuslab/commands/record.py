@@ -92,6 +92,13 @@ def add_arguments(parser) -> None:
     hr.add_argument("--key-file", help="stimulation key (default $TONUSLAB_STIM_KEY_FILE)")
     hr.add_argument("--time-scale", type=float, default=1.0,
                     help="compress the stimulation plan (emulated device only)")  # fmt: skip
+    hr.add_argument("--ladder", help="recruitment intensities in mA, e.g. 4,6,8,...,30")
+    hr.add_argument("--ladder-repeats", type=int, help="pulses per ladder intensity")
+    hr.add_argument("--order", choices=("ascending", "random"), help="ladder order")
+    hr.add_argument("--interval", type=float, help="seconds between ladder pulses (>= 10)")
+    hr.add_argument("--rate-blocks", help="frequency blocks in Hz, e.g. 0.1,0.2,0.3,1,2")
+    hr.add_argument("--pair-intervals", help="paired-pulse intervals in s, e.g. 2.5,5")
+    hr.add_argument("--test-intensity", type=float, help="mA for rate blocks and pairs")
 
 
 def _metadata(args) -> dict:
@@ -139,6 +146,7 @@ def run(args) -> int:
 
         stim_key = load_key_file(key_file)
         url = _with_sim_key(url, key_file)
+        hreflex_plan = _hreflex_plan(args)
     if args.protocol == "stretch" and url.startswith("sim://") and "speed=" not in url:
         # prompts must reach the virtual patient while it is being recorded, not after the
         # emulator has run minutes ahead: guided protocols pace the emulator in real time
@@ -176,7 +184,7 @@ def run(args) -> int:
         if args.protocol == "stretch":
             protocol = _stretch_protocol(args, rec, view)
         elif args.protocol == "hreflex":
-            runner = _start_hreflex(args, rec, view)
+            runner = _start_hreflex(args, rec, view, *hreflex_plan)
         publisher = _start_lsl(rec, view) if args.lsl else None
         state = _loop(rec, view, protocol, runner, args)
         if publisher is not None:
@@ -251,7 +259,8 @@ def _stretch_protocol(args, rec, view):
     return protocol
 
 
-def _start_hreflex(args, rec, view):
+def _hreflex_plan(args):
+    """Build and check the stimulation plan before anything is opened (safety first)."""
     try:
         from acquire.protocols import hreflex
     except ImportError as exc:
@@ -259,8 +268,30 @@ def _start_hreflex(args, rec, view):
     needed = ("make_plan", "HReflexProtocolConfig", "HReflexRunner")
     if not all(hasattr(hreflex, n) for n in needed):
         raise UsageError("the hreflex protocol is not available in this build yet")
-    plan = hreflex.make_plan(hreflex.HReflexProtocolConfig(), time_scale=args.time_scale)
+    fields = {}
+    try:
+        for opt, name in (("ladder", "ladder_ma"), ("rate_blocks", "rate_blocks_hz"),
+                          ("pair_intervals", "paired_intervals_s")):  # fmt: skip
+            text = getattr(args, opt)
+            if text is not None:
+                fields[name] = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise UsageError("--ladder, --rate-blocks and --pair-intervals take numbers") from None
+    scalars = {
+        "ladder_repeats": "ladder_repeats",
+        "order": "order",
+        "interval": "interval_s",
+        "test_intensity": "test_intensity_ma",
+    }
+    for opt, name in scalars.items():
+        if getattr(args, opt) is not None:
+            fields[name] = getattr(args, opt)
+    plan = hreflex.make_plan(hreflex.HReflexProtocolConfig(**fields), time_scale=args.time_scale)
 
+    return hreflex, plan
+
+
+def _start_hreflex(args, rec, view, hreflex, plan):
     def on_record(r):
         rec.add_host_event("note", label="hreflex_pulse", params=r.to_dict())
         view.message(
