@@ -17,9 +17,8 @@ from .stretch import StretchSpec, tsrt_protocol
 __all__ = ["simulate_hreflex_session", "simulate_stretch_session"]
 
 
-def _render(
-    engine: Engine, duration_s: float, clean: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+def _render(engine: Engine, duration_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """EMG counts (n, n_emg) int32, EMG uV (n, n_emg) float64, angle counts (m, n_angle)."""
     n = round(duration_s * engine.fe)
     m = round(duration_s * engine.fa)
     counts = np.empty((n, engine.n_emg), dtype=np.int32)
@@ -29,8 +28,7 @@ def _render(
         k = min(block, n - i)
         engine.render_into(i, counts[i : i + k], emg_uv[i : i + k])
     acounts = engine.angle_counts(0, m)
-    theta = engine.joint_angle_deg(0, m) if clean else None
-    return counts, emg_uv, acounts, theta
+    return counts, emg_uv, acounts
 
 
 def _recording(engine: Engine, counts, emg_uv, acounts, events) -> Recording:
@@ -108,7 +106,7 @@ def simulate_stretch_session(
         duration_s = engine.stretches_end_s + 2.0
     if duration_s <= 0:
         raise ProgramError("duration_s must be > 0")
-    counts, emg_uv, acounts, _ = _render(engine, duration_s, False)
+    counts, emg_uv, acounts = _render(engine, duration_s)
     return _recording(engine, counts, emg_uv, acounts, [])
 
 
@@ -172,5 +170,5 @@ def simulate_hreflex_session(
         duration_s = (events[-1]["time_s"] if events else 0.0) + 2.0
     if duration_s <= 0:
         raise ProgramError("duration_s must be > 0")
-    counts, emg_uv, acounts, _ = _render(engine, duration_s, False)
+    counts, emg_uv, acounts = _render(engine, duration_s)
     return _recording(engine, counts, emg_uv, acounts, events)
