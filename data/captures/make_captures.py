@@ -124,16 +124,55 @@ def record_hreflex(name: str, key_file: pathlib.Path) -> None:
     rec.close()
 
 
-def main() -> int:
+def record_hreflex_protocol(name: str, key_file: pathlib.Path) -> None:
+    """The real ``hreflex`` protocol through ``tonuslab record`` (time-compressed plan, which
+    only the emulated device accepts)."""
+    import subprocess
+
+    cmd = [
+        sys.executable, "-m", "tonuslab", "record", "sim://soleus_healthy?seed=3&speed=realtime",
+        "-o", str(SESSIONS / f"{name}.h5"), "--overwrite", "--plain", "--protocol", "hreflex",
+        "--key-file", str(key_file), "--time-scale", "0.05", "--emg-rate", "5000",
+        "--n-emg", "1", "--angle-rate", "100", "--ladder", "6,10,14,18,22,26,30",
+        "--ladder-repeats", "1", "--order", "ascending", "--rate-blocks", "1",
+        "--pair-intervals", "2.5", "--test-intensity", "14", "--subject", "VP-soleus-healthy-3",
+        "--muscle", "soleus", "--side", "right", "--joint", "ankle", "--operator", "emu",
+        "--notes", "virtual patient soleus_healthy, seed 3; hreflex protocol, time scale 0.05",
+    ]  # fmt: skip
+    subprocess.run(cmd, cwd=ROOT, check=True)
+
+
+RECORDINGS = {
+    "stretch_mild_elbow": lambda key: record_stretch("stretch_mild_elbow"),
+    "hreflex_soleus_spastic": lambda key: record_hreflex("hreflex_soleus_spastic", key),
+    "hreflex_protocol_soleus_healthy": lambda key: record_hreflex_protocol(
+        "hreflex_protocol_soleus_healthy", key
+    ),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
     from firmware_iface.auth import new_key, write_key_file
 
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--only",
+        choices=sorted(RECORDINGS),
+        action="append",
+        help="regenerate only these (the others keep their expectation)",
+    )
+    args = parser.parse_args(argv)
+    names = args.only or list(RECORDINGS)
     SESSIONS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         key_file = write_key_file(pathlib.Path(tmp) / "stim.key", new_key())
-        record_stretch("stretch_mild_elbow")
-        record_hreflex("hreflex_soleus_spastic", key_file)
-    expected = {}
-    for name in ("stretch_mild_elbow", "hreflex_soleus_spastic"):
+        for name in names:
+            RECORDINGS[name](key_file)
+    path = HERE / "expected.json"
+    expected = json.loads(path.read_text()) if path.exists() else {}
+    for name in names:
         capture = SESSIONS / f"{name}.capture"
         target = HERE / f"{name}.capture"
         capture.replace(target)
@@ -149,7 +188,7 @@ def main() -> int:
             raise SystemExit(f"{name}: replay differs from the live session")
         expected[target.name] = {"session": f"../sessions/{name}.h5", **replayed}
         print(name, json.dumps(replayed))
-    (HERE / "expected.json").write_text(json.dumps(expected, indent=2, sort_keys=True) + "\n")
+    path.write_text(json.dumps(expected, indent=2, sort_keys=True) + "\n")
     return 0
 
 
