@@ -33,6 +33,7 @@ import uuid
 
 import numpy as np
 
+from dsp.errors import SignalError
 from tonuslab import __version__
 from tonuslab.errors import SessionFileError, UsageError
 from tonuslab.profile import joint_of_muscle
@@ -183,39 +184,22 @@ def analyze_session(session, parameters: dict | None = None) -> dict:
             f"data: {len(session.gaps)} gap(s), {n_nan} missing EMG samples; "
             "analyses exclude what touches them"
         )
-    stretch: dict | None = None
-    hreflex: dict | None = None
-    if "stretch_reflex" in wanted:
-        from dsp.stretch_reflex import analyze_stretch_reflex
-
-        prompts = getattr(session, "prompt_times_s", None) or None
-        result = analyze_stretch_reflex(
-            session.emg_uv,
-            session.emg_rate_hz,
-            session.angle_deg,
-            session.angle_rate_hz,
-            channel=channel,
-            passive_range_deg=None if passive_range is None else tuple(passive_range),
-            detector=params["detector"],
-            prompt_times_s=prompts,
-        )
-        stretch = _result_dict(result)
-    if "hreflex" in wanted:
-        from dsp.hreflex import analyze_hreflex
-
-        stims = session.stimuli
-        widths = [s.width_us for s in stims]
-        result = analyze_hreflex(
-            session.emg_uv,
-            session.emg_rate_hz,
-            np.array([s.emg_sample_index for s in stims], dtype=np.int64),
-            np.array([s.intensity_ma for s in stims], dtype=float),
-            stim_width_us=None if any(w is None for w in widths) else np.array(widths, dtype=float),
-            pulse_index=np.array([s.pulse_index for s in stims], dtype=np.int64),
-            muscle="fcr" if joint_of_muscle(muscle) == "wrist" else "soleus",
-            channel=channel,
-        )
-        hreflex = _result_dict(result)
+    hreflex_muscle = "fcr" if joint_of_muscle(muscle) == "wrist" else "soleus"
+    runners = {
+        "stretch_reflex": lambda: _run_stretch(session, channel, passive_range, params["detector"]),
+        "hreflex": lambda: _run_hreflex(session, channel, hreflex_muscle),
+    }
+    results: dict[str, dict] = {}
+    for name in wanted:
+        try:
+            results[name] = runners[name]()
+        except SignalError as exc:  # one analysis refusing the data does not sink the other
+            if len(wanted) == 1:
+                raise
+            flags.append(f"{name}: not analysed: {str(exc).splitlines()[0]}")
+    if not results:
+        raise NoAnalysableDataError("no analysis could use the data: " + "; ".join(flags))
+    stretch, hreflex = results.get("stretch_reflex"), results.get("hreflex")
     summary = summarize(stretch, hreflex, flags=flags)
     summary.update(
         {
@@ -234,6 +218,40 @@ def analyze_session(session, parameters: dict | None = None) -> dict:
         }
     )
     return summary
+
+
+def _run_stretch(session, channel: int, passive_range, detector: str) -> dict:
+    from dsp.stretch_reflex import analyze_stretch_reflex
+
+    result = analyze_stretch_reflex(
+        session.emg_uv,
+        session.emg_rate_hz,
+        session.angle_deg,
+        session.angle_rate_hz,
+        channel=channel,
+        passive_range_deg=None if passive_range is None else tuple(passive_range),
+        detector=detector,
+        prompt_times_s=getattr(session, "prompt_times_s", None) or None,
+    )
+    return _result_dict(result)
+
+
+def _run_hreflex(session, channel: int, muscle: str) -> dict:
+    from dsp.hreflex import analyze_hreflex
+
+    stims = session.stimuli
+    widths = [s.width_us for s in stims]
+    result = analyze_hreflex(
+        session.emg_uv,
+        session.emg_rate_hz,
+        np.array([s.emg_sample_index for s in stims], dtype=np.int64),
+        np.array([s.intensity_ma for s in stims], dtype=float),
+        stim_width_us=None if any(w is None for w in widths) else np.array(widths, dtype=float),
+        pulse_index=np.array([s.pulse_index for s in stims], dtype=np.int64),
+        muscle=muscle,
+        channel=channel,
+    )
+    return _result_dict(result)
 
 
 def _float_or_none(v):

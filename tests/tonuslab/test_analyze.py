@@ -118,3 +118,19 @@ def test_user_mistakes_one_line_exit_2(argv_tail, needle, tmp_path, stretch_file
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert needle in proc.stderr.lower()
+
+
+def test_one_analysis_refusing_the_data_does_not_sink_the_other(tmp_path, synth, capsys):
+    data = synth.synthetic_stretch()
+    n = data["emg_counts"].shape[0]
+    data["events"] = [  # stimuli the H-reflex analysis cannot use (past the end of the EMG)
+        {"kind": "stimulus", "emg_sample_index": n + 10 * i, "intensity_ma": 5.0}
+        for i in range(1, 4)
+    ]
+    path = synth.write_test_session(
+        tmp_path / "both.h5", data, metadata={"passive_range_deg": [0.0, 100.0]}
+    )
+    assert main(["analyze", str(path), "--json", "--no-write"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["analyses"] == ["stretch_reflex"] and s["tsrt_deg"] is not None
+    assert any(f.startswith("hreflex: not analysed") for f in s["quality_flags"])
