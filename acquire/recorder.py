@@ -609,8 +609,12 @@ class Recorder:
                 key = (msg.battery_pct, msg.overruns, msg.dropped_samples, msg.state)
                 if key != self._status_seen:
                     self._status_seen = key
+                    t = float("nan")
+                    if "emg" in self._origin_time:
+                        t = (int(ev.device_time_us) - self._origin_time["emg"]) / 1e6
                     self.writer.add_event(
                         "status",
+                        time_s=t,
                         device_time_us=int(ev.device_time_us),
                         host_time_s=arrival,
                         label="status",

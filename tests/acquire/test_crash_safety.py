@@ -179,3 +179,36 @@ def test_low_free_space_stops_before_the_disk_is_full(tmp_path):
     with open_session(tmp_path / "r.h5") as s:
         assert s.state == "stopped_disk_full"
         np.testing.assert_array_equal(s.emg_counts[:5000, 0], np.arange(5000))
+
+
+KILLED_WRITER = """
+import os, sys
+import numpy as np
+from acquire.session_file import SessionWriter
+chans = [dict(name="e", kind="emg", unit="uV", scale=0.5, offset=0)]
+w = SessionWriter(sys.argv[1], channels=chans, emg_rate_hz=1000.0, metadata={"subject_id": "K2"})
+w.append("emg", np.arange(3000, dtype=np.int32)[:, None])
+w.append("emg", np.arange(500, dtype=np.int32)[:, None], start_index=3100)
+w.add_event("marker", emg_sample_index=10, label="x")
+w.flush()
+os.kill(os.getpid(), 9)
+"""
+
+
+def test_recover_without_a_capture_salvages_the_file(tmp_path):
+    out = tmp_path / "nocap.h5"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_WRITER, str(out)], cwd=ROOT, env=env, capture_output=True
+    )
+    assert proc.returncode == -9
+    with open_session(out) as s:
+        assert s.state == "recording" and s.emg.n_samples == 3600
+        before = s.emg_counts.copy()
+    report = recover_session(out)
+    assert report.source == "file" and report.backup.exists()
+    with open_session(out) as s:
+        assert s.state == "recovered"
+        np.testing.assert_array_equal(s.emg_counts, before)
+        assert s.gaps[0]["start_index"] == 3000 and s.gaps[0]["n_samples"] == 100
+        assert [e["label"] for e in s.events] == ["x"] and s.metadata["subject_id"] == "K2"
