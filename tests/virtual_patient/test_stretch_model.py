@@ -235,7 +235,8 @@ def test_threshold_crossing_property(lam, mu, v, manual):
                                       angle_rate_hz=1000.0)  # fmt: skip
     s = rec.truth["stretches"][0]
     t = rec.angle_time_s
-    ang = rec.angle_deg
+    # smooth away the 0.02-deg quantisation before differentiating
+    ang = sosfiltfilt(butter(2, 30, fs=rec.angle_rate_hz, output="sos"), rec.angle_deg)
     vel = np.gradient(ang, t)
     moving = (t >= s["start_s"]) & (t < s["return_start_s"])
     x_max = np.max(ang[moving] + mu * vel[moving])
@@ -245,7 +246,7 @@ def test_threshold_crossing_property(lam, mu, v, manual):
         i_on = int(np.ceil(s["emg_onset_s"] * rec.emg_rate_hz))
         assert np.all(rec.emg_counts[:i_on] == 0)
     else:
-        assert x_max < lam + 0.5  # never reached (up to sampling of the derivative)
+        assert x_max < lam + 1.0  # never reached (up to the measured derivative's error)
         assert np.all(rec.emg_counts == 0)
 
 
