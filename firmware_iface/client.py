@@ -291,6 +291,8 @@ class DeviceClient:
         if retries is None:
             retries = self.retries if msg_type in _IDEMPOTENT else 0
         name = _type_name(msg_type)
+        unknown_before = self.stats.unknown_frames
+        errors_before = self.decoder.stats.errors
         for _attempt in range(retries + 1):
             seq = next(self._seq) & 0xFFFF
             with self._cond:
@@ -307,10 +309,18 @@ class DeviceClient:
                     reply.code,
                 )
             return reply.body
+        unknown = self.stats.unknown_frames - unknown_before
+        garbled = self.decoder.stats.errors - errors_before
+        if unknown:  # it talks, but not protocol v1 as we know it
+            heard = f"; it sent {unknown} frame(s) of an unknown message type instead"
+        elif garbled:
+            heard = f"; it sent {garbled} undecodable frame(s): check the baud rate and the port"
+        else:
+            heard = "; check that it is on and connected"
         raise CommandTimeout(
             f"device did not answer {name} within {timeout_s:g} s"
-            f"{f' ({retries + 1} attempts)' if retries else ''}; check that it is on and "
-            "connected, then run 'tonuslab conformance URL'"
+            f"{f' ({retries + 1} attempts)' if retries else ''}{heard}, "
+            "then run 'tonuslab conformance URL'"
         )
 
     def _wait_reply(self, seq: int, timeout_s: float):

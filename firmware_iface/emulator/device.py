@@ -149,6 +149,9 @@ class EmulatedDevice:
         The device clock (drift setting).
     faults : Faults
         Deliberate misbehaviour (default: none).
+    max_emg_channels : int
+        EMG channels this hardware has (1-16); CONFIGURE asking for more is OUT_OF_RANGE, as on
+        a real device narrower than what protocol v1 allows.
     """
 
     source: object = None
@@ -161,6 +164,7 @@ class EmulatedDevice:
     fw_version: tuple[int, int, int] = (1, 0, 0)
     battery_pct: int = 87
     pairing_open: bool = False
+    max_emg_channels: int = 16
 
     def __post_init__(self):
         if self.source is None:
@@ -289,6 +293,8 @@ class EmulatedDevice:
             self._error(frame.seq, frame.msg_type, ErrorCode.BAD_STATE, "stop streaming first")
             return
         problems = config.problems()
+        if config.n_emg > self.max_emg_channels:
+            problems.append(f"this device has {self.max_emg_channels} EMG channels")
         if problems:
             self._error(frame.seq, frame.msg_type, ErrorCode.OUT_OF_RANGE, problems[0])
             return
