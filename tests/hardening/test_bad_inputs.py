@@ -148,7 +148,7 @@ def test_e08_nan_and_inf_samples_in_the_api():
     emg = np.zeros((4000, 1))
     angle = np.linspace(0, 90, 1000)
     emg[100] = np.inf
-    with pytest.raises(SignalError, match="(?i)inf|finite"):
+    with pytest.raises(SignalError, match=r"(?i)inf|finite"):
         analyze_stretch_reflex(emg, 2000.0, angle, 500.0)
 
 
@@ -285,7 +285,7 @@ def test_e15_stimulation_beyond_the_safety_limits():
     key = bytes(range(32))
     with DeviceClient(emulator_link(make_device(stim_key=key)), stim_key=key) as client:
         client.identify()
-        with pytest.raises(StimulationRefused, match="(?i)limit|intensity"):
+        with pytest.raises(StimulationRefused, match=r"(?i)limit|intensity"):
             client.stimulate(500.0, 1000)
 
 
