@@ -31,7 +31,7 @@ import numpy as np
 
 from acquire.capture import EVENT, HEAD, LINK, CaptureWriter, CapturingLink, capture_path_for
 from acquire.clock import ClockFitter
-from acquire.errors import AcquisitionError, LinkLostError, SourceError
+from acquire.errors import AcquisitionError, LinkLostError, SessionFileError, SourceError
 from acquire.session_file import SessionWriter, validate_metadata
 
 log = logging.getLogger("acquire.recorder")
@@ -209,6 +209,13 @@ class Recorder:
         """Open the link, identify/configure the device, create the files, start streaming."""
         from firmware_iface.client import DeviceClient
 
+        if not self.overwrite:  # refuse before touching the device or creating anything
+            for existing in (self.path, capture_path_for(self.path)):
+                if existing.exists() and (existing == self.path or self.capture_enabled):
+                    raise SessionFileError(
+                        f"{existing} exists; choose another session name or --overwrite"
+                    )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         link = self._open_link(self.url)
         self.replay = bool(getattr(link, "replay", False))
         if self.replay:
@@ -247,6 +254,8 @@ class Recorder:
         if self.capture is not None:
             with contextlib.suppress(Exception):
                 self.capture.close()
+            if self.writer is None:  # nothing was recorded: leave no stray capture behind
+                self.capture.path.unlink(missing_ok=True)
 
     def _header(self) -> dict:
         return {
