@@ -392,12 +392,12 @@ def build_profile(summary: dict) -> Profile:
     comps.append(
         Component(
             key="rate_dependent_depression",
-            label="Rate-dependent depression (H2/H1 by frequency)",
+            label="Rate-dependent depression (H at rate / H at 0.1 Hz)",
             value=dep,
             unit="",
             uncertainty=None,
             ci=None,
-            reference="chronic stroke H2/H1: 0.74 at 1 Hz, 0.84 at 0.3 Hz, 0.86 at 0.2 Hz, "
+            reference="chronic stroke H(rate)/H(0.1 Hz): 0.74 at 1 Hz, 0.84 at 0.3 Hz, 0.86 at 0.2 Hz, "
             "0.93 at 0.1 Hz (less depression = higher ratio); 0.1 Hz is the baseline rate",
             sources=[SOURCES["domain_guide"]],
             validated=False,

@@ -96,7 +96,7 @@ def profile_html(summary: dict) -> str:
     for c in p.components:
         value = "not measured" if c.value is None else f"{_f(c.value)} {_e(c.unit)}"
         srd = "none published" if c.srd is None else f"{c.srd:.1f} {_e(c.unit)}"
-        notes = " ".join(x for x in (c.interpretation, c.note) if x)
+        notes = ". ".join(x.rstrip(".") for x in (c.interpretation, c.note) if x)
         rows.append(
             f"<tr><td>{_e(c.label)}</td><td>{value}</td><td>{_e(c.uncertainty or '-')}</td>"
             f"<td>{srd}</td><td>{_e(c.reference)}</td><td>{'yes' if c.validated else 'no'}</td>"
