@@ -397,8 +397,9 @@ def build_profile(summary: dict) -> Profile:
             unit="",
             uncertainty=None,
             ci=None,
-            reference="chronic stroke H(rate)/H(0.1 Hz): 0.74 at 1 Hz, 0.84 at 0.3 Hz, 0.86 at 0.2 Hz, "
-            "0.93 at 0.1 Hz (less depression = higher ratio); 0.1 Hz is the baseline rate",
+            reference="chronic stroke H(rate)/H(0.1 Hz): 0.74 at 1 Hz, 0.84 at 0.3 Hz, "
+            "0.86 at 0.2 Hz, 0.93 at 0.1 Hz (less depression = higher ratio); "
+            "0.1 Hz is the baseline rate",
             sources=[SOURCES["domain_guide"]],
             validated=False,
             note="no healthy normative curve or SRD in our sources",
