@@ -34,6 +34,11 @@ if JIT_DISABLED:
             v = y
         dst[i, c0 : c0 + LANES] = v
 
+    def vrows8(sos, state, src, dst, c0, i_first, count, step, nsec):
+        """Rows ``i_first + k * step`` (k < count), as repeated :func:`vrow8`."""
+        for k in range(count):
+            vrow8(sos, state, src, dst, i_first + k * step, c0)
+
     def vslide8(x, out, ring, acc, i, j, p, c0, inv):
         """Moving mean square, one step on 8 channels (see the compiled version)."""
         out[i, c0 : c0 + LANES] = np.sqrt(np.maximum(acc, 0.0) * inv)
@@ -177,6 +182,79 @@ else:
             old = builder.load(rp, align=8)
             builder.store(builder.fadd(acc_v, builder.fsub(sq, old)), accp, align=8)
             builder.store(sq, rp, align=8)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    @intrinsic
+    def vrows8(typingctx, sos, state, src, dst, c0, i_first, count, step, nsec):
+        """Rows ``i_first + k * step`` (k < count) of the cascade with the state in registers.
+
+        ``nsec`` must be an integer literal equal to ``sos.shape[0]`` (the callers dispatch on
+        it): the sections are unrolled and their state vectors stay in registers across rows, so
+        the recursion no longer goes through memory (about 1.7x :func:`vrow8`). Same operations
+        and order as :func:`vrow8`; results are bit-identical.
+        """
+        if not isinstance(nsec, types.IntegerLiteral):
+            return None  # Numba retries with the literal value
+        _check("sos", sos, 2, "C")
+        _check("state", state, 3, "C")
+        _check("src", src, 2, "C")
+        _check("dst", dst, 2, "C")
+        k_sec = nsec.literal_value
+        sig = types.void(sos, state, src, dst, types.intp, types.intp, types.intp, types.intp, nsec)
+
+        def codegen(context, builder, signature, args):
+            sos_a, st_a, src_a, dst_a = (
+                context.make_array(signature.args[k])(context, builder, args[k]) for k in range(4)
+            )
+            c0_, i0_, count_, step_ = args[4:8]
+            byte = ir.IntType(8).as_pointer()
+
+            def row_ptr(arr, row):
+                stride0 = builder.extract_value(arr.strides, 0)
+                off = builder.add(builder.mul(row, stride0), builder.mul(c0_, ir.Constant(_I64, 8)))
+                return builder.bitcast(
+                    builder.gep(builder.bitcast(arr.data, byte), [off]), _VEC.as_pointer()
+                )
+
+            def vec_ptr(arr, index):
+                return builder.bitcast(
+                    builder.gep(arr.data, [ir.Constant(_I64, index)]), _VEC.as_pointer()
+                )
+
+            coefs, states = [], []
+            for s in range(k_sec):
+                coefs.append(
+                    [
+                        _splat(
+                            builder,
+                            builder.load(builder.gep(sos_a.data, [ir.Constant(_I64, 6 * s + k)])),
+                        )
+                        for k in (0, 1, 2, 4, 5)
+                    ]
+                )
+                p0, p1 = vec_ptr(st_a, 2 * LANES * s), vec_ptr(st_a, 2 * LANES * s + LANES)
+                r0, r1 = cgutils.alloca_once(builder, _VEC), cgutils.alloca_once(builder, _VEC)
+                builder.store(builder.load(p0, align=8), r0)
+                builder.store(builder.load(p1, align=8), r1)
+                states.append((p0, p1, r0, r1))
+            with cgutils.for_range(builder, count_) as loop:
+                row = builder.add(i0_, builder.mul(loop.index, step_))
+                v = builder.load(row_ptr(src_a, row), align=8)
+                for (b0, b1, b2, a1, a2), (_, _, r0, r1) in zip(coefs, states, strict=True):
+                    z0 = builder.load(r0)
+                    z1 = builder.load(r1)
+                    y = builder.fadd(builder.fmul(b0, v), z0)
+                    builder.store(
+                        builder.fadd(builder.fsub(builder.fmul(b1, v), builder.fmul(a1, y)), z1), r0
+                    )
+                    builder.store(builder.fsub(builder.fmul(b2, v), builder.fmul(a2, y)), r1)
+                    v = y
+                builder.store(v, row_ptr(dst_a, row), align=8)
+            for p0, p1, r0, r1 in states:
+                builder.store(builder.load(r0), p0, align=8)
+                builder.store(builder.load(r1), p1, align=8)
             return context.get_dummy_value()
 
         return sig, codegen

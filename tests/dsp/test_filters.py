@@ -34,7 +34,8 @@ def reference_sosfilt(sos, x, zi=None):
 
 @pytest.fixture(scope="module")
 def noise():
-    return np.random.default_rng(42).normal(scale=50.0, size=(4000, 5))
+    # 13 channels: one full SIMD group of 8 and a remainder group of 5
+    return np.random.default_rng(42).normal(scale=50.0, size=(4000, 13))
 
 
 def test_design_matches_scipy():
@@ -64,6 +65,11 @@ def test_notch_comb_removes_harmonics_and_skips_above_nyquist():
         scipy.signal.butter(2, 6, fs=RATE, output="sos"),
         scipy.signal.butter(5, 10, btype="highpass", fs=RATE, output="sos"),
         np.array([np.concatenate(scipy.signal.iirnotch(50, 30, fs=RATE))]),
+        # 10 sections: beyond the unrolled SIMD kernels (one row at a time)
+        np.vstack(
+            [scipy.signal.butter(4, [20, 450], btype="bandpass", fs=RATE, output="sos")]
+            + [np.concatenate(scipy.signal.iirnotch(50 * k, 30, fs=RATE)) for k in range(1, 7)]
+        ),
     ],
 )
 def test_zero_phase_matches_sosfiltfilt(noise, sos):
@@ -99,7 +105,7 @@ def test_causal_equals_reference_and_scipy(noise):
     y = F.apply_causal(x, sos)
     np.testing.assert_array_equal(y, scipy.signal.sosfilt(sos, x, axis=0))
     np.testing.assert_allclose(y, reference_sosfilt(sos, x), rtol=0, atol=1e-10)
-    zi = np.random.default_rng(0).normal(size=(sos.shape[0], 2, 5))
+    zi = np.random.default_rng(0).normal(size=(sos.shape[0], 2, x.shape[1]))
     np.testing.assert_allclose(
         F.apply_causal(x, sos, zi=zi), reference_sosfilt(sos, x, zi), rtol=0, atol=1e-10
     )
