@@ -17,7 +17,13 @@ from .profiles import PROFILE_NAMES, Profile, get_profile
 from .recording import Recording
 from .session import simulate_hreflex_session, simulate_stretch_session
 from .source import PatientSource
-from .stretch import StretchSpec, planned_duration_s, tardieu_grade, tsrt_protocol
+from .stretch import (
+    StretchSpec,
+    planned_duration_s,
+    tardieu_grade,
+    tardieu_summary,
+    tsrt_protocol,
+)
 
 __all__ = [
     "PROFILE_NAMES",
@@ -40,6 +46,7 @@ __all__ = [
     "simulate_hreflex_session",
     "simulate_stretch_session",
     "tardieu_grade",
+    "tardieu_summary",
     "test_intensity_ma",
     "tsrt_protocol",
 ]

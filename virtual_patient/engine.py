@@ -38,7 +38,7 @@ from .hreflex import (
     test_intensity_ma,
 )
 from .profiles import Profile
-from .stretch import GRID_RATE_HZ, StretchEpisode, StretchSpec, tardieu_grade
+from .stretch import GRID_RATE_HZ, StretchEpisode, StretchSpec, tardieu_summary
 
 _S_CONST, _S_EMG, _S_WARM, _S_ANGLE, _S_STIM, _S_STRETCH, _S_TONIC, _S_WANDER, _S_ECG = range(9)
 _WANDER_KNOT_S = 2.0
@@ -98,6 +98,7 @@ class Engine:
         self.ecg_coef = const.uniform(0.3, 1.0, ch) * const.choice([-1.0, 1.0], ch)
         self._pl_table: np.ndarray | bool | None = None
         self._tonic_knots: dict[int, np.ndarray] = {}
+        self._tardieu: dict | None = None
 
         lo, hi = p.emg_band_hz
         hi = min(hi, 0.45 * self.fe)
@@ -570,6 +571,9 @@ class Engine:
         """JSON-serialisable ground truth of everything scheduled so far."""
         p = self.profile
         stimuli = [{k: v for k, v in s.items() if not k.startswith("_")} for s in self.stimuli]
+        if self._tardieu is None:
+            self._tardieu = tardieu_summary(p)
+        tardieu = self._tardieu
         out = {
             "schema": "virtual_patient.truth/1",
             "profile": p.to_dict(),
@@ -603,7 +607,9 @@ class Engine:
                 "passive_range_deg": [p.range_min_deg, p.range_max_deg],
                 "rest_deg": p.rest_angle_deg,
                 "tsrt_in_range": p.range_min_deg <= p.lambda_deg <= p.range_max_deg,
-                "tardieu_grade": tardieu_grade(p),
+                "tardieu_grade": tardieu["grade"],
+                "tardieu_r1_deg": tardieu["r1_deg"],
+                "tardieu_r2_deg": tardieu["r2_deg"],
                 "tardieu_v3_deg_s": p.tardieu_v3_deg_s,
             },
             "stretches": [ep.truth for ep in self.episodes],

@@ -20,7 +20,14 @@ from scipy.signal import lfilter
 from .errors import ProgramError
 from .profiles import Profile
 
-__all__ = ["GRID_RATE_HZ", "StretchSpec", "planned_duration_s", "tardieu_grade", "tsrt_protocol"]
+__all__ = [
+    "GRID_RATE_HZ",
+    "StretchSpec",
+    "planned_duration_s",
+    "tardieu_grade",
+    "tardieu_summary",
+    "tsrt_protocol",
+]
 
 GRID_RATE_HZ = 4000.0
 _PAD_S = 0.6  # rest appended to every stretch so delayed EMG and release tails fit
@@ -381,7 +388,21 @@ def tardieu_grade(profile: Profile) -> int:
     0 no reflex, 1 EMG without catch, 2 catch then release, 3 clonus < 10 s, 4 clonus >= 10 s
     (grade 5, an immovable joint, is not modelled).
     """
+    return tardieu_summary(profile)["grade"]
+
+
+def tardieu_summary(profile: Profile) -> dict:
+    """Tardieu truth of the profile from one simulated V3 bell stretch (see
+    :func:`tardieu_grade`): ``grade``, ``r1_deg`` (catch angle at V3, None without a catch),
+    ``r2_deg`` (end of the slow passive range = ``range_max_deg``) and ``r2_minus_r1_deg``."""
     hold = max(12.0, profile.clonus_duration_s + 2.0)
     spec = StretchSpec(0.0, profile.tardieu_v3_deg_s, hold_s=hold)
-    episode = StretchEpisode(spec, 0.0, profile, np.random.default_rng(0), 0)
-    return int(episode.truth["tardieu_grade"])
+    truth = StretchEpisode(spec, 0.0, profile, np.random.default_rng(0), 0).truth
+    r1 = truth["catch"]["angle_deg"] if truth["catch"] else None
+    r2 = float(profile.range_max_deg)
+    return {
+        "grade": int(truth["tardieu_grade"]),
+        "r1_deg": r1,
+        "r2_deg": r2,
+        "r2_minus_r1_deg": None if r1 is None else r2 - r1,
+    }

@@ -265,3 +265,19 @@ def test_phase_times_follow_the_catch_delay():
     assert got == pytest.approx(expected, abs=0.1)
     rest = t > s["end_s"] + 0.01
     assert np.abs(ang[rest] - s["start_deg"]).max() < 0.1
+
+
+def test_tardieu_r1_r2_truth():
+    for name, has_catch in (("moderate_elbow", True), ("mild_elbow", False), ("healthy", False)):
+        p = vp.get_profile(name)
+        summ = vp.tardieu_summary(p)
+        assert summ["r2_deg"] == p.range_max_deg
+        assert (summ["r1_deg"] is not None) is has_catch
+        if has_catch:
+            assert p.rest_angle_deg < summ["r1_deg"] < summ["r2_deg"]
+            assert summ["r2_minus_r1_deg"] == pytest.approx(summ["r2_deg"] - summ["r1_deg"])
+    rec = _one("moderate_elbow", 100.0)
+    assert (
+        rec.truth["stretch_reflex"]["tardieu_r1_deg"]
+        == vp.tardieu_summary(vp.get_profile("moderate_elbow"))["r1_deg"]
+    )
