@@ -25,6 +25,10 @@ class NewerSchemaError(SessionFileError):
     """The file uses a newer major version of the session schema than this tonuslab reads."""
 
 
+class OlderSchemaError(SessionFileError):
+    """The file uses a pre-release (major 0) session schema that this tonuslab no longer reads."""
+
+
 class MetadataError(AcquisitionError):
     """Session metadata is invalid (unknown field, wrong type, out-of-range value)."""
 

@@ -39,6 +39,7 @@ from acquire.errors import (
     MetadataError,
     NewerSchemaError,
     NotASessionFileError,
+    OlderSchemaError,
     PersonalDataError,
     SessionFileError,
     TruncatedSessionError,
@@ -1210,6 +1211,8 @@ def open_session(path, mode: str = "r") -> Session:
         HDF5 that cannot be opened or read (cut short, damaged): try ``tonuslab recover``.
     NewerSchemaError
         Written by a newer tonuslab with a schema major version this reader does not know.
+    OlderSchemaError
+        A pre-release (0.x) schema.
 
     Notes
     -----
@@ -1252,6 +1255,11 @@ def open_session(path, mode: str = "r") -> Session:
             major = int(version.split(".")[0])
         except ValueError:
             raise NotASessionFileError(f"{path}: bad format_version {version!r}") from None
+        if major < 1:
+            raise OlderSchemaError(
+                f"{path} uses session format {version}, older than this tonuslab reads "
+                f"({_MAJOR}.x); convert it with the tonuslab version that wrote it"
+            )
         if major > _MAJOR:
             raise NewerSchemaError(
                 f"{path} uses session format {version}; this tonuslab reads {_MAJOR}.x: "

@@ -18,6 +18,7 @@ from acquire.errors import (
     MetadataError,
     NewerSchemaError,
     NotASessionFileError,
+    OlderSchemaError,
     PersonalDataError,
     SessionFileError,
     TruncatedSessionError,
@@ -195,6 +196,10 @@ def test_newer_major_schema_is_refused(tmp_path):
     with h5py.File(path, "r+") as f:
         f.attrs["format_version"] = "1.7"  # newer minor: still readable
     open_session(path).close()
+    with h5py.File(path, "r+") as f:
+        f.attrs["format_version"] = "0.9"
+    with pytest.raises(OlderSchemaError, match="older"):
+        open_session(path)
 
 
 def test_truncated_file(tmp_path):
