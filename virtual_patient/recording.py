@@ -54,6 +54,16 @@ class Recording:
     truth: dict = field(default_factory=dict)
     channel_names: list = field(default_factory=list)
 
+    def __repr__(self) -> str:
+        n, ch = self.emg_uv.shape
+        name = self.truth.get("profile", {}).get("name", "?")
+        return (
+            f"Recording({name!r}, {self.duration_s:.1f} s, EMG {n} x {ch} at "
+            f"{self.emg_rate_hz:g} Hz, angle {self.angle_deg.shape[0]} at "
+            f"{self.angle_rate_hz:g} Hz, {len(self.truth.get('stretches', []))} stretches, "
+            f"{len(self.events)} stimuli)"
+        )
+
     @property
     def emg_time_s(self) -> np.ndarray:
         """Time of each EMG sample (s), shape (n,)."""

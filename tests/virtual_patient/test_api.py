@@ -68,6 +68,10 @@ def test_stretch_recording_layout_units_and_counts():
     assert rec.events == []
     truth = json.loads(json.dumps(rec.truth))
     assert len(truth["stretches"]) == 2
+    assert repr(rec) == (
+        "Recording('moderate_elbow', 14.0 s, EMG 28000 x 2 at 2000 Hz, angle 7000 at 500 Hz, "
+        "2 stretches, 0 stimuli)"
+    )
     assert truth["stretch_reflex"]["lambda_deg"] == 60.0
     assert truth["stretch_reflex"]["passive_range_deg"] == [0.0, 140.0]
 
