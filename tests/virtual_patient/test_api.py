@@ -135,3 +135,17 @@ def test_too_low_emg_rate_fails_clearly():
         "healthy", seed=0, stretches=[], emg_rate_hz=500.0, duration_s=1.0
     )
     assert rec.truth["emg_band_hz"] == [20.0, 225.0]
+
+
+def test_import_pulls_in_no_device_io_and_nothing_of_ours():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, virtual_patient; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in "
+        "('serial', 'bleak', 'bumble', 'tonuslab', 'firmware_iface', 'acquire', 'dsp', 'numba')]; "
+        "print(','.join(bad))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
