@@ -567,6 +567,16 @@ class HReflexRunner:
                 "time-compressed plans (time_scale < 1) run only on the emulated device; "
                 "build the plan with time_scale=1.0 for a real device"
             )
+        # the device's own minimum interval holds in device time whatever the compression
+        limits = getattr(getattr(client, "info", None), "limits", None)
+        self.device_min_interval_s = float(getattr(limits, "min_interval_us", 0) or 0) / 1e6
+        scaled = plan.limits.min_interval_s * plan.time_scale
+        if scaled < self.device_min_interval_s:
+            raise PlanError(
+                f"time_scale={plan.time_scale:g} brings pulses {scaled * 1000:.1f} ms apart, below "
+                f"the device's minimum interval {self.device_min_interval_s * 1000:g} ms; use a "
+                "larger time_scale"
+            )
         self.client = client
         self.monitor = monitor
         self.plan = plan
