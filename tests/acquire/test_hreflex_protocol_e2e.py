@@ -140,3 +140,21 @@ def test_compressed_plan_refused_on_a_device_that_is_not_the_emulator():
         client.close()
     finally:
         server.close()
+
+
+def test_compression_below_the_device_minimum_interval_is_refused(tmp_path):
+    from acquire.links import open_link
+    from firmware_iface.client import DeviceClient
+
+    key = new_key()
+    key_file = write_key_file(tmp_path / "k.key", key)
+    client = DeviceClient(open_link(f"sim://simple?seed=1&key_file={key_file}"), stim_key=key)
+    try:
+        client.identify()
+        assert device_is_emulated(client)
+        cfg = HReflexProtocolConfig(test_intensity_ma=10.0)
+        with pytest.raises(PlanError, match="minimum interval"):
+            HReflexRunner(client, None, make_plan(cfg, time_scale=0.01))  # 4.5 ms < 10 ms
+        HReflexRunner(client, None, make_plan(cfg, time_scale=0.05))
+    finally:
+        client.close()
