@@ -17,6 +17,7 @@ samples missed meanwhile become a ``link_lost`` gap.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as _dt
 import logging
@@ -198,6 +199,7 @@ class Recorder:
         self._status_seen: tuple | None = None
         self._closed = False
         self._max_rows: dict[str, int] | None = None
+        self._rate_history: collections.deque = collections.deque()
         #: ``f(kind, data)`` for events (marker, prompt, gap, link, stimulus, note, ...).
         self.listeners: list[Callable[[str, dict], None]] = []
         #: ``f(stream, row, physical, counts)`` for every block written: ``physical`` is float
@@ -736,8 +738,18 @@ class Recorder:
             s.session_time_s = s.rows["emg"] / self._rates["emg"]
         if "angle" in self._origin:
             s.rows["angle"] = self.writer.n_samples("angle")
+        # achieved rates over the last ~2 s (a dropout shows at once, not diluted by the past)
+        hist = self._rate_history
+        hist.append((now, dict(s.samples)))
+        while len(hist) > 2 and now - hist[1][0] >= 2.0:
+            hist.popleft()
+        t_old, n_old = hist[0]
+        span = now - t_old
         for stream in self._rates:
-            s.rate_hz[stream] = s.samples[stream] / s.elapsed_s if s.elapsed_s > 0 else 0.0
+            if span > 0.2:
+                s.rate_hz[stream] = (s.samples[stream] - n_old.get(stream, 0)) / span
+            elif s.elapsed_s > 0:
+                s.rate_hz[stream] = s.samples[stream] / s.elapsed_s
         cs = self.client.stats
         s.lost_packets = int(cs.lost_frames)
         s.decode_errors = int(self.client.decoder.stats.errors)
