@@ -62,6 +62,7 @@ class PatientSource:
         self._engine: Engine | None = None
         self._emg_pos = 0
         self._angle_pos = 0
+        self._last_stim_pos = -1
 
     # -- SignalSource protocol -------------------------------------------------
     def configure(
@@ -82,6 +83,7 @@ class PatientSource:
         self._engine = eng
         self._emg_pos = 0
         self._angle_pos = 0
+        self._last_stim_pos = -1
         return eng.channel_table()
 
     @property
@@ -103,14 +105,20 @@ class PatientSource:
         return out
 
     def stimulate(self, emg_sample_index: int, intensity_ma: float, width_us: int) -> None:
-        """Schedule a stimulus pulse at an EMG sample index (artifact, M and H follow)."""
+        """Schedule a stimulus pulse at an EMG sample index (artifact, M and H follow).
+
+        Pulses given one after another with no block generated in between (the pulses of one
+        pair or train command) get increasing ``pulse_index``; otherwise it is 0.
+        """
         eng = self.engine
         idx = int(emg_sample_index)
         stim = eng.stimuli
+        # pulses of one pair/train command arrive together, before any further block
         pulse_index = 0
-        if stim and (idx - stim[-1]["emg_sample_index"]) / eng.fe < 1.0:
+        if stim and self._last_stim_pos == self._emg_pos:
             pulse_index = stim[-1]["pulse_index"] + 1
         rec = eng.add_stimulus(idx, intensity_ma, width_us, pulse_index)
+        self._last_stim_pos = self._emg_pos
         late = idx < self._emg_pos
         eng.stimuli[-1]["late"] = late
         rec["late"] = late

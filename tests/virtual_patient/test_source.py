@@ -145,3 +145,14 @@ def test_bad_stretch_prompts_raise_value_errors():
     assert src.ground_truth()["stretches"] == []
     src.prompt("stretch", {"velocity_deg_s": "120", "shape": "manual"})
     assert len(src.ground_truth()["stretches"]) == 1
+
+
+def test_pulse_index_counts_pulses_of_one_command():
+    src = PatientSource("soleus_healthy", seed=1)
+    src.configure(5000.0, 1, 500.0, 1, 16)
+    src.emg_block(100)
+    src.stimulate(200, 10.0, 500)  # a pair: both pulses before the next block
+    src.stimulate(450, 10.0, 500)
+    src.emg_block(6000)
+    src.stimulate(6500, 10.0, 500)  # a new single command
+    assert [s["pulse_index"] for s in src.ground_truth()["stimuli"]] == [0, 1, 0]
