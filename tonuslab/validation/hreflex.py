@@ -50,12 +50,15 @@ TARGETS = {
 }
 
 
-def session_program(profile, rng: np.random.Generator, quick: bool = False):
+def session_program(
+    profile, rng: np.random.Generator, quick: bool = False, ladder_steps: int | None = None
+):
     """The stimulus program of one validation session (list of ``virtual_patient.Stimulus``)."""
     import virtual_patient as vp
 
     lo, hi = profile.stim_range_ma
-    step = round((hi - lo) / (30 if quick else 60), 2)
+    steps = ladder_steps or (30 if quick else 60)
+    step = round((hi - lo) / steps, 2)
     ladder = vp.recruitment_ladder(profile, step_ma=step, interval_s=10.0, order="random", rng=rng)
     test = vp.test_intensity_ma(profile)
     t = ladder[-1].time_s + 20.0
@@ -69,13 +72,13 @@ def session_program(profile, rng: np.random.Generator, quick: bool = False):
     return ladder + blocks + pairs
 
 
-def simulate(profile_name: str, seed: int, rate_hz: float, quick: bool = False):
+def simulate(profile_name: str, seed: int, rate_hz: float, quick: bool = False, ladder_steps=None):
     """Simulate one validation session; returns the ``virtual_patient.Recording``."""
     import virtual_patient as vp
 
     profile = vp.get_profile(profile_name)
     rng = np.random.default_rng([seed, 7])
-    program = session_program(profile, rng, quick)
+    program = session_program(profile, rng, quick, ladder_steps)
     return vp.simulate_hreflex_session(profile, seed=seed, emg_rate_hz=rate_hz, stimuli=program)
 
 
