@@ -32,6 +32,37 @@ def h_model(p: np.ndarray, intensity: np.ndarray) -> np.ndarray:
     return h0 + a * _sig((intensity - a1) / s1) * (1.0 - _sig((intensity - a2) / s2))
 
 
+def m_jacobian(p: np.ndarray, intensity: np.ndarray) -> np.ndarray:
+    """d m_model / d p, shape (n, 4) (analytic; checked against finite differences in tests)."""
+    mmax, i50, s, _ = p
+    z = (intensity - i50) / s
+    g = _sig(z)
+    dg = g * (1.0 - g)
+    return np.column_stack([g, -mmax * dg / s, -mmax * dg * z / s, np.ones_like(g)])
+
+
+def h_jacobian(p: np.ndarray, intensity: np.ndarray) -> np.ndarray:
+    """d h_model / d p, shape (n, 6) (analytic; checked against finite differences in tests)."""
+    a, a1, s1, a2, s2, _ = p
+    z1 = (intensity - a1) / s1
+    z2 = (intensity - a2) / s2
+    u = _sig(z1)
+    v = _sig(z2)
+    d = 1.0 - v
+    du = u * (1.0 - u)
+    dv = v * (1.0 - v)
+    return np.column_stack(
+        [
+            u * d,
+            -a * d * du / s1,
+            -a * d * du * z1 / s1,
+            a * u * dv / s2,
+            a * u * dv * z2 / s2,
+            np.ones_like(u),
+        ]
+    )
+
+
 @dataclass
 class RecruitmentFit:
     """One fitted recruitment curve.
@@ -123,7 +154,10 @@ def _fit_m_params(x, y, starts):
     best = None
     for p0 in starts:
         p0 = np.clip(p0, np.array(lo) + 1e-12, np.array(hi) - 1e-12)
-        r = least_squares(lambda p: m_model(p, x) - y, p0, bounds=(lo, hi), method="trf")
+        r = least_squares(
+            lambda p: m_model(p, x) - y, p0, jac=lambda p: m_jacobian(p, x), bounds=(lo, hi),
+            method="trf",
+        )  # fmt: skip
         if best is None or r.cost < best.cost:
             best = r
     return best
@@ -243,7 +277,10 @@ def fit_h(intensity_ma: np.ndarray, h_uv: np.ndarray, p_start=None) -> Recruitme
     best = None
     for p0 in starts:
         p0 = np.clip(p0, np.array(lo) + 1e-12, np.array(hi) - 1e-12)
-        r = least_squares(lambda p: h_model(p, x) - y, p0, bounds=(lo, hi), method="trf")
+        r = least_squares(
+            lambda p: h_model(p, x) - y, p0, jac=lambda p: h_jacobian(p, x), bounds=(lo, hi),
+            method="trf",
+        )  # fmt: skip
         if best is None or r.cost < best.cost:
             best = r
     p = best.x

@@ -94,3 +94,19 @@ def test_bridge_is_a_straight_line():
     two[5:10] = -50
     bridge(two, 5, 10)
     assert np.all(two[5:10] > 0)
+
+
+def test_analytic_jacobians_match_finite_differences():
+    from dsp.hreflex.recruitment import h_jacobian, m_jacobian
+
+    i = np.linspace(0, 40, 57)
+    for model, jac, p in (
+        (m_model, m_jacobian, np.array([6000.0, 18.0, 2.5, 20.0])),
+        (h_model, h_jacobian, np.array([3000.0, 10.0, 1.5, 20.0, 2.5, 15.0])),
+    ):
+        num = np.empty((i.size, p.size))
+        for k in range(p.size):
+            dp = np.zeros_like(p)
+            dp[k] = 1e-6 * max(abs(p[k]), 1.0)
+            num[:, k] = (model(p + dp, i) - model(p - dp, i)) / (2 * dp[k])
+        np.testing.assert_allclose(jac(p, i), num, rtol=1e-5, atol=1e-6 * np.abs(num).max())
