@@ -307,6 +307,8 @@ class Recorder:
         attrs = {"source_url": self.url}
         if self.capture is not None:
             attrs["capture_file"] = self.capture.path.name
+            # write-ahead: the journal reaches the OS before the session file does
+            self.writer.before_flush = self.capture.flush
         self.writer.set_attrs(**attrs)
         for stream in self._rates:
             chans = [c for c in channels if c["kind"] == stream]

@@ -325,6 +325,8 @@ class SessionWriter:
     ) -> None:
         self.path = pathlib.Path(path)
         self._reserve_path: pathlib.Path | None = None
+        #: Called at the start of every flush (the recorder flushes its capture there first).
+        self.before_flush = None
         self._meta = validate_metadata(metadata)
         self._channels = _validate_channels(channels)
         rates = {"emg": float(emg_rate_hz), "angle": _float_or_nan(angle_rate_hz)}
@@ -663,6 +665,8 @@ class SessionWriter:
     def flush(self) -> None:
         """Write buffered samples, events and gaps and flush the HDF5 file to the OS."""
         self._check_open()
+        if self.before_flush is not None:
+            self.before_flush()  # e.g. the recorder's journal: always ahead of this file
         self._check_free_space()
         try:
             self._write_pending()
