@@ -134,3 +134,17 @@ def test_one_analysis_refusing_the_data_does_not_sink_the_other(tmp_path, synth,
     s = json.loads(capsys.readouterr().out)
     assert s["analyses"] == ["stretch_reflex"] and s["tsrt_deg"] is not None
     assert any(f.startswith("hreflex: not analysed") for f in s["quality_flags"])
+
+
+def test_output_piped_into_a_reader_that_stops_early(stretch_file, tmp_path):
+    import shutil
+
+    path = shutil.copy(stretch_file, tmp_path / "s.h5")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tonuslab", "analyze", str(path), "--json", "--no-write"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()  # the reader is gone before anything is printed (like `| head -0`)
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 0 and "Traceback" not in err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pathlib
 
+from tonuslab._output import emit
 from tonuslab.analysis import (
     DEFAULT_RUN,
     STIMULUS_COLUMNS,
@@ -55,10 +56,7 @@ def run(args) -> int:
     summary = analyze_file(
         args.file, run=args.run, parameters=parameters_from_args(args), write=not args.no_write
     )
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        print(format_summary(summary))
+    emit(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pathlib
 
+from tonuslab._output import emit
 from tonuslab.compare import METRICS, ResponderCriterion, compare, format_comparison
 from tonuslab.errors import UsageError
 
@@ -78,5 +79,5 @@ def run(args) -> int:
         from tonuslab.report import write_report
 
         write_report(args.files, args.report, comparison=result, summaries=summaries)
-    print(json.dumps(result, indent=2) if args.json else format_comparison(result))
+    emit(json.dumps(result, indent=2) if args.json else format_comparison(result))
     return 0
