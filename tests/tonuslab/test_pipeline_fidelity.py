@@ -58,6 +58,10 @@ def test_gaps_are_flagged_and_nan(tmp_path, synth, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert any("gap" in f for f in summary["quality_flags"])
     assert summary["tsrt_deg"] is not None
+    # the report draws around the gap (NaN) and lists the flag
+    assert main(["report", str(path), "-o", str(tmp_path / "gappy.html")]) == 0
+    html = (tmp_path / "gappy.html").read_text()
+    assert html.count('class="figure"') == 4 and "gap(s)" in html
 
 
 def test_in_memory_session_analyses_like_the_file(simulated):
