@@ -279,6 +279,36 @@ def tardieu_html(summary: dict) -> str:
     )
 
 
+def hreflex_html(summary: dict) -> str:
+    """Headline H-reflex numbers with intervals, and the test intensity with M stability."""
+    h = summary.get("hreflex") or {}
+    rows = [
+        ("Mmax (uV)", h.get("mmax_uv"), h.get("mmax_uv_ci")),
+        ("Hmax (uV)", h.get("hmax_uv"), h.get("hmax_uv_ci")),
+        ("Hmax/Mmax", h.get("hmax_mmax"), h.get("hmax_mmax_ci")),
+        ("M latency (ms)", h.get("m_latency_ms"), None),
+        ("H latency (ms)", h.get("h_latency_ms"), None),
+    ]
+    body = "".join(
+        f"<tr><td>{a}</td><td>{_f(v)}</td><td>{'-' if not ci else _f(ci)}</td></tr>"
+        for a, v, ci in rows
+    )
+    t = h.get("test_intensity") or {}
+    test = ""
+    if t:
+        test = (
+            f"<p>Test intensity for follow-up (M at {_f(t.get('m_fraction'))} of Mmax): "
+            f"{_f(t.get('intensity_ma'))} mA, on the rising H limb: "
+            f"{_f(t.get('on_rising_h_limb'))}; trials there: {_f(t.get('n_trials'))}, "
+            f"M/Mmax {_f(t.get('m_fraction_mean'))} +/- {_f(t.get('m_fraction_sd'))}, "
+            f"fraction inside the QC band {_f(t.get('qc_band'))}: "
+            f"{_f(t.get('fraction_in_qc_band'))}.</p>"
+        )
+    return (
+        f"<table><tr><th>measure</th><th>value</th><th>95% interval</th></tr>{body}</table>{test}"
+    )
+
+
 def fig_sweeps(session, summary: dict, channel: int, window_ms=(-5.0, 60.0)):
     """Overlaid sweeps around every stimulus, coloured by intensity."""
     plt = _plt()
@@ -500,6 +530,7 @@ def session_section(session, summary: dict, title: str) -> str:
         )
         parts.append("<h3>Tardieu summary</h3>" + tardieu_html(summary))
     if "hreflex" in (summary.get("analyses") or []):
+        parts.append("<h3>H-reflex</h3>" + hreflex_html(summary))
         parts.append("<h3>Overlaid H/M sweeps</h3>")
         parts.append(_img("sweeps", fig_sweeps(session, summary, channel), "sweeps"))
         parts.append("<h3>Recruitment curves</h3>")
