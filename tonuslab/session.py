@@ -3,8 +3,9 @@
 A :class:`Session` wraps the lazy reader of :mod:`acquire.session_file` (``open_session``) and
 presents one stable surface: signals in physical units with their time vectors, events, gaps,
 metadata and stored analysis results. Large datasets are read only when an attribute is first
-used. Sessions built in memory (:meth:`Session.from_arrays`, used by importers and the simulator
-bridge) expose exactly the same attributes.
+used. Sessions built in memory (:meth:`Session.from_arrays`, e.g. from arrays in a notebook)
+expose the same attributes and analyse the same way. :func:`save_recording` writes a simulator
+recording as a session file.
 """
 
 from __future__ import annotations
