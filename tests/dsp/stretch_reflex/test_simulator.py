@@ -66,6 +66,7 @@ def test_interval_contains_truth_for_the_default_detector(seeds):
 @pytest.mark.slow
 def test_full_validation_50_seeds():
     res = V.run(seeds=50)
+    coverage = []
     for name, prof in res["profiles"].items():
         truth = prof["truth"]
         for det, row in prof["detectors"].items():
@@ -80,6 +81,9 @@ def test_full_validation_50_seeds():
                 c = row[conv]
                 assert c["tsrt_within_fraction"] >= 0.9, (name, det, conv)
                 assert c["mu_within_fraction"] >= 0.9, (name, det, conv)
-                assert c["tsrt_ci_coverage"] >= 0.85, (name, det, conv)
-                assert c["mu_ci_coverage"] >= 0.85, (name, det, conv)
+                # one cell of 50 seeds: binomial SD ~4 %; the average is held to ~95 %
+                assert c["tsrt_ci_coverage"] >= 0.8, (name, det, conv)
+                assert c["mu_ci_coverage"] >= 0.8, (name, det, conv)
+                coverage += [c["tsrt_ci_coverage"], c["mu_ci_coverage"]]
                 assert math.isfinite(c["tsrt_median_abs_err_deg"])
+    assert 0.92 <= np.mean(coverage) <= 1.0
