@@ -363,7 +363,6 @@ def analyze_stretch_reflex(
     # ---- per stretch ---------------------------------------------------------------------
     records: list[StretchRecord] = []
     onsets: dict[str, list[int]] = {d: [] for d in detectors}
-    windows = []
     for k, m in enumerate(moves):
         t0, t1 = m.start / ang_rate, m.end / ang_rate
         seg_v = vel[m.start : m.end + 1]
@@ -385,7 +384,6 @@ def analyze_stretch_reflex(
         base = (max(0, e0 - nb), e0)
         search_stop = min(next_start, e1 + round(0.05 * emg_rate))
         search = (e0, max(e0 + 1, search_stop))
-        windows.append((base, search, next_start))
         a0 = max(0, m.start - round(baseline_s * ang_rate))
         touches_gap = (
             not np.all(np.isfinite(angle[a0 : m.end + 1]))
