@@ -1,9 +1,9 @@
 """Private Numba kernels for second-order-section (biquad cascade) filtering.
 
 Layout: signals are ``(n_samples, n_channels)`` C-contiguous float64. The recursion runs along
-time, and the innermost loop runs across the channels of one row, so that the compiler puts
-channels in SIMD lanes (the recursion itself cannot be vectorised along time). Channel groups
-run in parallel (``prange``).
+time and across the channels of one row at once: groups of 8 channels are one 8-wide SIMD vector
+(:mod:`dsp._simd`; the recursion itself cannot be vectorised along time), the remainder group
+uses plain loops. Channel groups run in parallel (``prange``).
 
 Every section is the transposed direct form II used by ``scipy.signal.sosfilt``::
 

@@ -37,3 +37,42 @@ def test_kernels_run_without_the_jit():
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().endswith("ok")
+
+
+STALE = r"""
+import glob, os, sys
+import numpy as np
+from dsp import quality
+quality.find_gaps(np.zeros((10, 2)))  # compiles and caches one kernel
+path = quality._nan_runs._cache._cache_path
+print(len(glob.glob(os.path.join(path, "quality.*.nbi"))), open(
+    os.path.join(path, "tonuslab-dsp-sources.txt")).read())
+"""
+
+
+def test_stale_cache_of_dsp_kernels_is_dropped(tmp_path):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    env.pop("TONUSLAB_DISABLE_JIT", None)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+
+    def run():
+        out = subprocess.run(
+            [sys.executable, "-c", STALE], capture_output=True, text=True, env=env, timeout=240
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        count, fingerprint = out.stdout.split()
+        return int(count), fingerprint
+
+    count, fingerprint = run()
+    assert count == 1
+    # Pretend the sources changed since the cache was written: the entries must be rebuilt.
+    (stamp,) = tmp_path.glob("*/tonuslab-dsp-sources.txt")
+    stamp.write_text("older sources")
+    leftover = stamp.parent / "quality.old_kernel-1.py311.1.nbc"  # Numba never touches it
+    leftover.write_bytes(b"stale machine code")
+    foreign = stamp.parent / "not_ours.kernel-1.py311.1.nbc"
+    foreign.write_bytes(b"someone else's")
+    count, again = run()
+    assert count == 1 and again == fingerprint
+    assert not leftover.exists()
+    assert foreign.exists()
