@@ -403,14 +403,19 @@ class Recorder:
         from firmware_iface.errors import ProtocolError
 
         writer_ok = self.writer is not None and not self.writer._closed
-        if self.client is not None and not self.replay and self.stats.link_up and writer_ok:
+        disk_full = state == "stopped_disk_full"
+        if disk_full and writer_ok:
+            self.writer._release_reserve()  # room for HDF5's last metadata, before anything else
+        if self.capture is not None and self.capture._error is not None and self.link is not None:
+            self.link.capture = None  # the journal is dead (disk full): stop feeding it
+        if self.client is not None and not self.replay and self.stats.link_up:
             try:
                 self.client.stop()
                 deadline = time.monotonic() + 0.3
-                while time.monotonic() < deadline:
+                while time.monotonic() < deadline and writer_ok and not disk_full:
                     for item in self.client.read(0.05):
                         self._handle(item, None)
-            except (ProtocolError, OSError):
+            except (ProtocolError, OSError, AcquisitionError):
                 pass
         try:
             if writer_ok:

@@ -665,9 +665,12 @@ class SessionWriter:
     def flush(self) -> None:
         """Write buffered samples, events and gaps and flush the HDF5 file to the OS."""
         self._check_open()
-        if self.before_flush is not None:
-            self.before_flush()  # e.g. the recorder's journal: always ahead of this file
         self._check_free_space()
+        if self.before_flush is not None:
+            try:
+                self.before_flush()  # e.g. the recorder's journal: always ahead of this file
+            except DiskFullError as exc:  # the journal hit the full disk first
+                self._abort_disk_full(exc)
         try:
             self._write_pending()
             self._f.flush()
