@@ -312,7 +312,7 @@ def analyze_hreflex(
             bridge(out[:, i], -e0 - 1, blank_rows[i] - e0)
         return out
 
-    def tail_fit(exclude_ms=None, until_ms=None, all_sweeps=False):
+    def tail_fit(exclude_ms=None, until_ms=None, all_sweeps=False, wave_spans=None):
         if artifact_tail != "template" or usable.sum() < 3:
             return None
         cols = np.nonzero(usable & (intensity > 0))[0]
@@ -327,6 +327,7 @@ def analyze_hreflex(
             raw_epochs, t_rows_ms, intensity, cols, (fit_from, fit_to),
             float(np.median(noise[usable])), exclude_ms=exclude_ms,
             blank_end_ms=blank_rows / per_ms + 0.2 if all_sweeps else None,
+            wave_spans=wave_spans,
         )  # fmt: skip
 
     tail = tail_fit()
@@ -407,10 +408,20 @@ def analyze_hreflex(
     if tail is not None and tail.used:
         # refit the tail without the M-wave of the template sweeps, then locate again
         # ... and without the H search range, but with the quiet stretch after it
+        def wave_free(a_ms, b_ms):
+            seg = epochs[
+                ms_to_index(a_ms, ep_start_ms, per_ms) : ms_to_index(b_ms, ep_start_ms, per_ms)
+            ]
+            amp = seg.max(axis=0) - seg.min(axis=0)
+            lim = np.maximum(10.0 * np.nan_to_num(noise, nan=np.inf), 0.02 * np.max(amp[usable]))
+            return usable & (amp < lim)
+
+        m_span = (m_win.start_ms - 0.5, m_win.end_ms + 0.5)
+        h_span = (max(preset.h_search_ms[0], m_span[1]), preset.h_search_ms[1])
         tail2 = tail_fit(
-            exclude_ms=[(m_win.start_ms - 0.5, m_win.end_ms + 0.5), preset.h_search_ms],
             until_ms=preset.epoch_ms[1],
             all_sweeps=True,
+            wave_spans=[(m_span, wave_free(*m_span)), (h_span, wave_free(*h_span))],
         )
         if tail2 is not None and tail2.used:
             tail = tail2
@@ -456,7 +467,7 @@ def analyze_hreflex(
         nsd = float(np.median(noise[c])) / np.sqrt(c.size)
         r = onset_of_wave(
             avg, search_lo, hi, noise_sd=nsd, p_max=ONSET_P_MAX,
-            baseline_end=max(lo - round(per_ms), search_lo),
+            baseline_end=_baseline_end(lo, search_lo, per_ms),
         )  # fmt: skip
         onset = float("nan") if r is None else float(r) / per_ms + ep_start_ms
         pk = lo + int(np.argmax(np.abs(avg[lo:hi])))
@@ -598,6 +609,16 @@ def analyze_hreflex(
             "n_boot": n_boot,
         },
     )
+
+
+def _baseline_end(lo: int, search_lo: int, per_ms: float) -> int:
+    """End row of the local baseline before a wave window starting at ``lo``.
+
+    The stretch from the onset search start to 1 ms before the window (the window starts where
+    the wave reaches 10% of its peak, minus 0.5 ms); at least 3 samples when the window leaves
+    room for them (up to 0.25 ms before it).
+    """
+    return max(lo - round(per_ms), min(search_lo + 3, lo - max(round(0.25 * per_ms), 1)))
 
 
 def _test_intensity(

@@ -269,6 +269,7 @@ def fit_tail_template(
     *,
     exclude_ms=None,
     blank_end_ms: np.ndarray | None = None,
+    wave_spans=None,
 ) -> TailModel | None:
     """Fit the artifact tail (two exponentials, per mA) on the lowest-intensity sweeps.
 
@@ -297,6 +298,9 @@ def fit_tail_template(
         Per-sweep blank ends (ms). When given, every sweep in ``sweeps`` enters the fit from its
         own blank on (intensity-normalised), not only the lowest intensities: used once the wave
         windows are known and excluded, so the fit sees the tail where it matters most.
+    wave_spans : list of ((float, float), ndarray of bool), optional
+        With ``blank_end_ms``: wave windows (ms) and, per sweep, whether it is free of that wave;
+        a window is left out of the fit only for the sweeps that carry the wave.
 
     Returns
     -------
@@ -330,6 +334,12 @@ def fit_tail_template(
         # least-squares problem reduces exactly to a per-row weighted mean (weights I**2, as
         # the noise of y / I scales with 1 / I), fitted with weights sqrt(sum of weights)
         valid = rows[:, None] & (t_ms[:, None] >= blank_end_ms[pos][None, :])
+        for (wa, wb), free in wave_spans or ():
+            # a wave window is left out only for the sweeps that carry the wave: the others
+            # show the artifact's tail there (the low intensities its fast part under the M)
+            in_wave = (t_ms >= wa) & (t_ms < wb)
+            has_wave = ~np.asarray(free, bool)[pos]
+            valid &= ~(in_wave[:, None] & has_wave[None, :])
         w = valid * (intensity_ma[pos] ** 2)[None, :]
         wsum = w.sum(axis=1)
         keep = wsum > 0

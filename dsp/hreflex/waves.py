@@ -58,13 +58,16 @@ def extent_of_wave(
 ) -> tuple[int, int] | None:
     """Rows [start, end) around the largest deflection of ``avg`` inside [lo, hi).
 
-    The extent grows from the peak while ``|avg|`` stays above ``max(fraction * peak,
-    4 * noise_sd)``, bridging sub-threshold gaps shorter than ``max_gap_ms`` (zero crossings of a
-    biphasic wave). Returns ``None`` when the peak is not above ``6 * noise_sd``.
+    The extent grows from the peak while ``|avg - median|`` (median over the range: a residual
+    offset does not count) stays above ``max(fraction * peak, 4 * noise_sd)``, bridging
+    sub-threshold gaps shorter than ``max_gap_ms`` (zero crossings of a biphasic wave).
+    Returns ``None`` when the peak is not above ``6 * noise_sd``.
     """
-    seg = np.abs(avg[lo:hi])
-    if seg.size == 0:
+    raw = np.asarray(avg[lo:hi], dtype=float)
+    if raw.size == 0:
         return None
+    # a residual offset (artifact tail) under the wave must not stretch the window
+    seg = np.abs(raw - np.median(raw))
     k = int(np.argmax(seg))
     peak = float(seg[k])
     if peak < 6.0 * noise_sd:
@@ -242,7 +245,7 @@ def measure_window(
         start = lo if onset_from is None else onset_from
         r = onset_of_wave(
             epochs[:, j], start, hi, noise_sd=float(noise_sd[j]), p_max=p_max,
-            baseline_end=max(lo - round(per_ms), start),
+            baseline_end=max(lo - round(per_ms), min(start + 3, lo - max(round(0.25 * per_ms), 1))),
         )  # fmt: skip
         if r is not None:
             onset[j] = r / per_ms + epoch_start_ms
