@@ -505,12 +505,25 @@ def session_section(session, summary: dict, title: str) -> str:
     """HTML of one session: profile, figures, tables and quality flags."""
     channel = int((summary.get("parameters") or {}).get("channel") or 0)
     parts = [f"<h2>{_e(title)}</h2>"]
-    meta = session.metadata
+    meta = dict(session.metadata)
+    if summary.get("muscle"):  # the analysed muscle (a run may analyse another channel)
+        meta["muscle"] = summary["muscle"]
+    meta["EMG channel"] = summary.get("emg_channel")
+    meta["results run"] = summary.get("run")
     parts.append(
         "<p>"
         + " &middot; ".join(
             f"{k}: {_e(meta[k])}"
-            for k in ("subject_id", "muscle", "side", "joint", "protocol", "session_label")
+            for k in (
+                "subject_id",
+                "muscle",
+                "EMG channel",
+                "side",
+                "joint",
+                "protocol",
+                "session_label",
+                "results run",
+            )
             if meta.get(k)
         )
         + f" &middot; analyses: {_e(', '.join(summary.get('analyses') or []) or 'none')}"

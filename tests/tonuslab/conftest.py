@@ -96,7 +96,15 @@ def synthetic_hreflex(seed=0, n_recruit=16, interval_s=8.5):
 def write_test_session(path, data, *, muscle="soleus", metadata=None, gaps=()):
     from acquire.session_file import write_session
 
-    channels = [{"name": muscle, "kind": "emg", "unit": "uV", "scale": EMG_SCALE_UV, "offset": 0.0}]
+    channels = [
+        {
+            "name": muscle if i == 0 else f"emg{i}",
+            "kind": "emg",
+            "unit": "uV",
+            "scale": EMG_SCALE_UV,
+        }
+        for i in range(data["emg_counts"].shape[1])
+    ]
     if data["angle_counts"] is not None:
         channels.append(
             {"name": "goniometer", "kind": "angle", "unit": "deg", "scale": ANGLE_SCALE_DEG}

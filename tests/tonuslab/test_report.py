@@ -5,6 +5,7 @@ import re
 import shutil
 import tempfile
 
+import numpy as np
 import pytest
 
 from tonuslab.cli import main
@@ -120,3 +121,21 @@ def test_unrelated_sessions_are_reported_side_by_side(stretch_file, tmp_path, sy
     assert html.count('data-figure="dsrt"') == 2 and "Comparison over time" not in html
     # asking for a comparison explicitly keeps the error
     assert main(["report", str(stretch_file), str(other), "-o", str(out), "--times", "0,1"]) == 2
+
+
+def test_report_of_a_named_run_shows_its_muscle_and_channel(tmp_path, synth, capsys):
+    data = synth.synthetic_stretch()
+    data["emg_counts"] = np.repeat(data["emg_counts"], 2, axis=1)
+    path = synth.write_test_session(
+        tmp_path / "two.h5", data, metadata={"passive_range_deg": [0, 100]}
+    )
+    assert (
+        main(
+            ["analyze", str(path), "--channel", "1", "--muscle", "gastrocnemius", "--run", "gastro"]
+        )
+        == 0
+    )
+    out = tmp_path / "g.html"
+    assert main(["report", str(path), "--run", "gastro", "-o", str(out)]) == 0
+    html = out.read_text()
+    assert "muscle: gastrocnemius" in html and "results run: gastro" in html
