@@ -219,3 +219,30 @@ def test_nwb_export_round_trip(stretch_copy, hreflex_file, tmp_path, capsys):
             stims = nwb.get_events_table("stimuli").to_dataframe()
             assert len(stims) == 16
             assert stims["intensity_ma"].iloc[3] == pytest.approx(8.0)
+
+
+def test_edf_channel_mapping_and_rate_override(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(0, 20, 4000), rng.normal(0, 40, 4000)
+    edf = tmp_path / "two.edf"
+    _write_edf(
+        edf,
+        [a, b, np.linspace(0, 90, 400)],
+        [
+            _signal_header("EMG A", "uV", 1000, -500, 500),
+            _signal_header("EMG B", "uV", 1000, -500, 500),
+            _signal_header("Knee", "degree", 100, -10, 100),
+        ],
+    )
+    out = tmp_path / "b.h5"
+    assert main(["import", str(edf), "-o", str(out), "--emg", "EMG B", "--angle", "Knee"]) == 0
+    with tonuslab.open(out) as s:
+        assert s.emg_channel_names == ["EMG B"]
+        assert np.allclose(s.emg_uv[:, 0], b, atol=0.02)
+        assert s.angle_rate_hz == 100 and s.angle_deg[-1] == pytest.approx(90, abs=0.01)
+    out2 = tmp_path / "r.h5"
+    assert main(["import", str(edf), "-o", str(out2), "--rate", "2000"]) == 0
+    with tonuslab.open(out2) as s:
+        assert s.emg_rate_hz == 2000 and s.emg_channel_names == ["EMG A", "EMG B"]
+    assert main(["import", str(edf), "-o", str(tmp_path / "x.h5"), "--emg", "EMG C"]) == 2
+    assert "no EMG channel 'EMG C'" in capsys.readouterr().err
