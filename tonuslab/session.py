@@ -118,14 +118,17 @@ class Session:
         if name not in self._cache:
             if self._reader is None:
                 raise AttributeError(name)
-            f = getattr(self._reader, "file", None)
-            if f is not None and not f.id.valid:
-                raise SessionFileError(
-                    f"{self.path} is closed: '{name}' was not read before closing; "
-                    "open it again with tonuslab.open"
-                )
+            self._check_open(name)
             self._cache[name] = getattr(self, f"_load_{name}")()
         return self._cache[name]
+
+    def _check_open(self, what: str) -> None:
+        f = getattr(self._reader, "file", None)
+        if f is not None and not f.id.valid:
+            raise SessionFileError(
+                f"{self.path} is closed: '{what}' was not read before closing; "
+                "open it again with tonuslab.open"
+            )
 
     def __getattr__(self, name):
         if name.startswith("_"):
@@ -195,6 +198,7 @@ class Session:
             if channels is not None:
                 data = data[:, np.atleast_1d(channels)]
         else:
+            self._check_open("emg_window")
             data = self._reader.emg.read(a, b, channels=channels)
         return t0 + np.arange(a, a + data.shape[0]) / rate, data
 

@@ -77,6 +77,8 @@ def test_open_gives_physical_units_events_and_results(stretch_copy, hreflex_file
     closed.close()
     with pytest.raises(SessionFileError, match="closed"):
         closed.emg_uv  # noqa: B018
+    with pytest.raises(SessionFileError, match="closed"):
+        closed.emg_window(0.0, 1.0)
     with tonuslab.open(hreflex_file) as h:
         assert len(h.stimuli) == 16 and h.stimuli[3].intensity_ma == pytest.approx(8.0)
         assert h.angle_deg is None
