@@ -113,30 +113,44 @@ def test_record_from_a_replay_url_reproduces_the_capture(tmp_path):
         assert len(s.stimuli()["stim_sample_index"]) == 10
 
 
+INLET = """
+import json, time, pylsl
+streams = pylsl.resolve_byprop("type", "EMG", timeout=10)
+if not streams:
+    print(json.dumps({"found": False})); raise SystemExit
+inlet = pylsl.StreamInlet(streams[0])
+n, last = 0, None
+end = time.monotonic() + 2.0
+while time.monotonic() < end:
+    _chunk, ts = inlet.pull_chunk(timeout=0.5)
+    n += len(ts)
+    last = ts[-1] if ts else last
+print(json.dumps({"found": True, "n": n, "lag": pylsl.local_clock() - last}))
+"""
+
+
 def test_lsl_outlet_carries_device_timed_samples(tmp_path):
-    pylsl = __import__("pytest").importorskip("pylsl")
+    import json
+
+    __import__("pytest").importorskip("pylsl")
     from acquire.lsl import write_loopback_config
 
+    # both ends in their own processes with one loopback config (liblsl reads it once per
+    # process, so this test process, which may have used LSL already, stays out of it)
     cfg = write_loopback_config(tmp_path / "lsl.cfg", f"record-{os.getpid()}")
-    os.environ["LSLAPICFG"] = str(cfg)  # this process and the recorder stay on loopback
+    env = {**ENV, "LSLAPICFG": str(cfg)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "tonuslab", "record", "sim://simple?seed=1&speed=realtime",
          "-o", str(tmp_path / "l.h5"), "--plain", "--lsl", "--duration", "6"],
-        cwd=ROOT, env={**ENV, "LSLAPICFG": str(cfg)}, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        streams = pylsl.resolve_byprop("type", "EMG", timeout=10)
-        assert streams, "no EMG outlet found"
-        inlet = pylsl.StreamInlet(streams[0])
-        n, last = 0, None
-        end = time.monotonic() + 2.0
-        while time.monotonic() < end:
-            _chunk, ts = inlet.pull_chunk(timeout=0.5)
-            n += len(ts)
-            last = ts[-1] if ts else last
-        assert n > 1500  # about 2 s at 2 kHz
-        assert abs(pylsl.local_clock() - last) < 1.0  # device-clock stamps mapped to now
+        inlet = subprocess.run([sys.executable, "-c", INLET], env=env, capture_output=True,
+                               text=True, timeout=60)  # fmt: skip
+        result = json.loads(inlet.stdout.strip().splitlines()[-1])
+        assert result["found"], "no EMG outlet found"
+        assert result["n"] > 1500  # about 2 s at 2 kHz
+        assert abs(result["lag"]) < 1.0  # device-clock stamps mapped to now
     finally:
         proc.communicate(timeout=30)
     assert proc.returncode == 0
