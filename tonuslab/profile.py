@@ -43,7 +43,7 @@ SOURCES = {
     "weir2005": "Weir JP (2005) J Strength Cond Res 19:231 (SEM and minimal difference)",
     "tardieu": "Tardieu scale as summarised by Haugh AB et al. (2006) Disabil Rehabil 28:899",
     "koelman1993": "Koelman JHTM et al. (1993) J Neurol Neurosurg Psychiatry 56:776",
-    "barOn2013": "Bar-On L et al. (2013) Arch Phys Med Rehabil 94:1441 (EMG change with velocity)",
+    "barOn2013": "Bar-On L et al. (2013) Gait Posture 38:141 (RMS-EMG change with velocity)",
     "domain_guide": "tonuslab domain guide (summary of published values; see docs/profile.md)",
 }
 
