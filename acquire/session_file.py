@@ -951,9 +951,13 @@ class Stream:
         try:
             raw = self.counts[start:stop]
         except (OSError, RuntimeError) as exc:
+            if self._session.state == "recording":
+                hint = "if it is still being recorded, open it again; else 'tonuslab recover'"
+            else:
+                hint = "try 'tonuslab recover'"
             raise TruncatedSessionError(
-                f"{self._session.path}: cannot read {self.name} samples ({exc}); "
-                "try 'tonuslab recover'"
+                f"{self._session.path}: cannot read {self.name} samples "
+                f"({str(exc).splitlines()[0]}); {hint}"
             ) from exc
         raw = raw[:, cols]
         missing = raw == self.fill_value
