@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from acquire.errors import AcquisitionError
+# A session file that cannot be read or does not hold what the operation needs raises
+# ``SessionFileError``: one class whichever layer found the problem (re-exported from acquire; its
+# subclasses name the case: NotASessionFileError, TruncatedSessionError, NewerSchemaError,
+# OlderSchemaError).
+from acquire.errors import AcquisitionError, SessionFileError
 from dsp.errors import SignalError
 from firmware_iface.errors import ProtocolError
 
@@ -13,10 +17,6 @@ class TonuslabError(Exception):
 
 class UsageError(TonuslabError):
     """A command-line argument or API parameter is wrong (CLI exit code 2)."""
-
-
-class SessionFileError(TonuslabError):
-    """A session file cannot be read or does not hold what the operation needs."""
 
 
 #: Exceptions that mean "the user or the environment gave us something we cannot use".
@@ -30,3 +30,5 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     PermissionError,
     IsADirectoryError,
 )
+
+__all__ = ["USER_ERRORS", "SessionFileError", "TonuslabError", "UsageError"]

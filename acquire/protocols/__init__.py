@@ -6,4 +6,4 @@ anything is sent) and a runner that drives the device client. See ``docs/archite
 """
 
 #: Protocol modules by name (imported lazily by the recorder).
-PROTOCOLS = {"hreflex": "acquire.protocols.hreflex"}
+PROTOCOLS = {"hreflex": "acquire.protocols.hreflex", "stretch": "acquire.protocols.stretch"}

@@ -106,7 +106,7 @@ PENDING = pytest.mark.xfail(strict=True, reason="fix pending at integration (lea
 
 @pytest.mark.parametrize(
     ("version", "words"),
-    [("2.0", ("newer", "upgrade")), pytest.param("0.9", ("older",), marks=PENDING)],
+    [("2.0", ("newer", "upgrade")), ("0.9", ("older",))],
 )
 def test_e04_e05_newer_or_older_schema(session, tmp_path, version, words):
     with h5py.File(session, "r+") as f:
