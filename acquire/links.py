@@ -160,13 +160,8 @@ def _open_sim(profile: str, query: dict, url: str):
 
 
 def _patient_source(profile: str, seed: int, program: str | None):
-    try:
-        from virtual_patient import PatientSource
-    except ImportError as exc:
-        raise LinkUnavailable(
-            f"sim://{profile} needs virtual_patient.PatientSource, which is not available yet; "
-            "use sim://simple"
-        ) from exc
+    from virtual_patient import PatientSource  # the simulator ships with tonuslab
+
     try:
         return PatientSource(profile, seed=seed, program=program)
     except (KeyError, ValueError, LookupError) as exc:
