@@ -435,7 +435,7 @@ def format_table(result: dict) -> str:
     lines += [
         "",
         "| profile | truth lambda (deg) | truth mu (s) | reflex delay (s) | median "
-        "TSRT spread across detectors (deg) | analysis s/run |",
+        "TSRT spread across detectors (deg) | analysis s/run (wall, loaded machine) |",
         "|---|---|---|---|---|---|",
     ]
     for name, prof in result["profiles"].items():
