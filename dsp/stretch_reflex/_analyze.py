@@ -111,6 +111,38 @@ def _catch_dip(v: np.ndarray, limit: int, min_rise: float) -> tuple[float, float
     return float(drop[k]), float(rise[k]), k
 
 
+def _usable_channel(x: np.ndarray, rate_hz: float, channel: int) -> str | None:
+    """Refuse a channel that cannot show a reflex; return a warning for a partly damaged one.
+
+    A saturated amplifier or an open electrode gives a flat (stuck) trace, and a flat trace
+    has no reflex to detect: reporting "no reflex" there would pass a broken recording off as
+    a healthy muscle. ``dsp.quality.channel_quality`` decides.
+
+    Raises
+    ------
+    dsp.SignalError
+        When more than half of the channel is flat or stuck at a rail.
+    """
+    from dsp.quality import channel_quality
+
+    if not np.isfinite(x).any():
+        raise SignalError(f"EMG channel {channel} holds no samples (all gaps)")
+    q = channel_quality(x, rate_hz)[0]
+    stuck = max(q.flat_fraction if np.isfinite(q.flat_fraction) else 0.0, q.saturation_fraction)
+    if stuck > 0.5:
+        raise SignalError(
+            f"EMG channel {channel} is flat or stuck at one value in {stuck:.0%} of the recording "
+            "(amplifier saturated or electrode off): no reflex can be judged; check the "
+            "electrode and the gain, or analyse another channel"
+        )
+    if q.saturation_fraction > 0.001:
+        return (
+            f"EMG channel {channel} is saturated in {q.saturation_fraction:.1%} of samples: "
+            "burst amplitudes of the affected stretches are underestimated"
+        )
+    return None
+
+
 def analyze_stretch_reflex(
     emg_uv,
     emg_rate_hz: float,
@@ -234,7 +266,9 @@ def analyze_stretch_reflex(
     Raises
     ------
     dsp.SignalError
-        Bad shapes, rates, channel, detector or range.
+        Bad shapes, rates, channel, detector or range; Inf samples (NaN marks gaps); an analysed
+        EMG channel that is flat or stuck at one value in more than half of the recording
+        (saturated amplifier, electrode off), where "no reflex" would be a false finding.
     """
     emg = _as_float_array(emg_uv, "emg_uv")
     angle = _as_float_array(angle_deg, "angle_deg")
@@ -285,6 +319,14 @@ def analyze_stretch_reflex(
         raise SignalError("recording shorter than 0.5 s; record at least one full stretch")
     if not 0 <= reflex_delay_s < 0.5:
         raise SignalError(f"reflex_delay_s must be in [0, 0.5) s, got {reflex_delay_s}")
+    for name, values in (("emg_uv", emg[:, channel]), ("angle_deg", angle)):
+        infinite = np.flatnonzero(np.isinf(values))
+        if infinite.size:
+            raise SignalError(
+                f"{name} holds Inf at sample {int(infinite[0])} ({infinite.size} in all); "
+                "mark samples never received with NaN"
+            )
+    quality_warning = _usable_channel(emg[:, channel], emg_rate, channel)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
     settings = {
@@ -312,7 +354,7 @@ def analyze_stretch_reflex(
         "n_bootstrap": n_bootstrap,
         "channel": int(channel),
     }
-    warnings: list[str] = []
+    warnings: list[str] = [quality_warning] if quality_warning else []
 
     # ---- signals -------------------------------------------------------------------------
     raw, x = condition(np.ascontiguousarray(emg[:, channel]), emg_rate, (lo_hz, hi_hz), line_hz)
