@@ -79,12 +79,11 @@ def simulate(
     truth, note).
 
     Uses :func:`virtual_patient.simulate_stretch_session` (``program``: a list of
-    ``StretchSpec``, default the validation protocol). When the batch recording misses
-    stretches that its own truth lists (an angle that never reaches the truth's maximum), the
-    same program is re-rendered through :class:`virtual_patient.PatientSource` in 1-s blocks
-    (the contract says both give identical samples) and ``note`` says so.
+    ``StretchSpec``, default the validation protocol). ``note`` is kept for the callers and is
+    always empty: a recording whose angle misses a stretch its own truth lists is a simulator
+    defect, and raises instead of being patched around.
     """
-    from virtual_patient import PatientSource, get_profile, simulate_stretch_session
+    from virtual_patient import get_profile, simulate_stretch_session
 
     p = get_profile(profile_name)
     program = _program(p, quick) if program is None else list(program)
@@ -93,38 +92,15 @@ def simulate(
     )
     angle = rec.stretch_direction_sign * rec.angle_deg
     truth = rec.truth
-    missing = 0
     for s in truth["stretches"]:
         a = round(s["start_s"] * rec.angle_rate_hz)
         b = round(s["end_s"] * rec.angle_rate_hz)
         if np.nanmax(angle[a:b]) < s["max_angle_deg"] - 5.0:
-            missing += 1
-    if not missing:
-        return rec.emg_uv, rec.emg_rate_hz, angle, rec.angle_rate_hz, truth, ""
-    src = PatientSource(p, seed=seed, program=program)
-    fe, fa = rec.emg_rate_hz, rec.angle_rate_hz
-    table = src.configure(fe, rec.emg_uv.shape[1], fa, 1, 16)
-    n, m = rec.emg_uv.shape[0], rec.angle_deg.shape[0]
-    emg = np.empty((n, rec.emg_uv.shape[1]))
-    ang = np.empty(m)
-    emg_ch = [c for c in table if c["kind"] == "emg"]
-    ang_ch = next(c for c in table if c["kind"] == "angle")
-    step_e, step_a = int(fe), int(fa)
-    for i in range(0, n, step_e):
-        k = min(step_e, n - i)
-        blk = src.emg_block(k).astype(np.float64)
-        for c, ch in enumerate(emg_ch):
-            emg[i : i + k, c] = (blk[:, c] - ch["offset"]) * ch["scale"]
-    for i in range(0, m, step_a):
-        k = min(step_a, m - i)
-        blk = src.angle_block(k)[:, 0].astype(np.float64)
-        ang[i : i + k] = (blk - ang_ch["offset"]) * ang_ch["scale"]
-    truth = src.ground_truth()
-    note = (
-        f"batch recording missed {missing} of {len(truth['stretches'])} stretches; "
-        "re-rendered with PatientSource in 1-s blocks"
-    )
-    return emg, fe, rec.stretch_direction_sign * ang, fa, truth, note
+            raise RuntimeError(
+                f"simulator defect: {profile_name} seed {seed} lists a stretch at "
+                f"{s['start_s']:.1f} s that its recorded angle does not show"
+            )
+    return rec.emg_uv, rec.emg_rate_hz, angle, rec.angle_rate_hz, truth, ""
 
 
 def _match(result, truth_stretches) -> list[tuple]:
