@@ -194,6 +194,7 @@ class Recorder:
         self._duplicates = 0
         self._last_ping = 0.0
         self._last_clock = 0.0
+        self._last_clock_write = 0.0
         self._host_unix_minus_host_s = time.time() - time.monotonic()
         self._lock = threading.RLock()
         self._status_seen: tuple | None = None
@@ -419,7 +420,7 @@ class Recorder:
                 pass
         try:
             if writer_ok:
-                self._update_clock()
+                self._update_clock(final=True)
                 self.writer.close(state)
         finally:
             if self.capture is not None:
@@ -724,7 +725,12 @@ class Recorder:
         self._emit("link", ev)
 
     # ------------------------------------------------------------------ clock and stats
-    def _update_clock(self) -> None:
+    #: Seconds between writes of the clock mapping to the file while recording (the fit itself
+    #: is refreshed every second for the live view; the last one is always written at close).
+    #: Rewriting HDF5 attributes and a growing dataset every second grew the writer's memory.
+    CLOCK_WRITE_INTERVAL_S = 10.0
+
+    def _update_clock(self, *, final: bool = False) -> None:
         if self.writer is None or "emg" not in self._origin_time:
             return
         if self.replay:
@@ -735,7 +741,10 @@ class Recorder:
         fit = self._fitter.fit(self._origin_time["emg"])
         fit["host_unix_minus_host_s"] = self._host_unix_minus_host_s
         self.stats.clock = fit
-        self.writer.set_clock(fit, anchors=self._fitter.anchors(), pings=self._fitter.pings())
+        now = time.monotonic()
+        if final or now - self._last_clock_write >= self.CLOCK_WRITE_INTERVAL_S:
+            self._last_clock_write = now
+            self.writer.set_clock(fit, anchors=self._fitter.anchors(), pings=self._fitter.pings())
 
     def _update_stats(self, now: float) -> None:
         s = self.stats
