@@ -35,24 +35,37 @@ def _metadata_for(profile, protocol: str) -> dict:
     return meta
 
 
-def record_stretch_session(path, *, profile: str = STRETCH_PROFILE, seed: int = 1) -> pathlib.Path:
-    """Record the TSRT protocol of ``profile`` from the emulated device into ``path``."""
+def record_stretch_session(
+    path, *, profile: str = STRETCH_PROFILE, seed: int = 1, n_per_level: int = 2
+) -> pathlib.Path:
+    """Record a TSRT protocol of ``profile`` from the emulated device into ``path``.
+
+    The virtual patient performs 2 slow stretches (range) then ``n_per_level`` stretches at each
+    of 5 increasing velocities (:func:`virtual_patient.tsrt_protocol`); the recorder streams it
+    through the device protocol as fast as the machine allows.
+    """
     from acquire.recorder import Recorder
-    from virtual_patient import get_profile, tsrt_protocol
+    from firmware_iface.emulator import emulator_link, make_device
+    from virtual_patient import PatientSource, get_profile, tsrt_protocol
     from virtual_patient.stretch import planned_duration_s
 
     p = get_profile(profile)
-    program = tsrt_protocol(p)
+    program = tsrt_protocol(p, n_per_level=n_per_level)
     last = program[-1]
     duration = last.start_s + planned_duration_s(last, p) + 3.0
-    url = f"sim://{profile}?seed={seed}&speed=fast&program=tsrt"
+
+    def open_emulator(_url):
+        device = make_device(PatientSource(profile, seed=seed, program=program))
+        return emulator_link(device, speed="fast")
+
     rec = Recorder(
-        url,
+        f"sim://{profile}?seed={seed}&speed=fast",
         path,
         metadata=_metadata_for(p, "stretch"),
         duration_s=duration,
         capture=False,
         overwrite=True,
+        link_opener=open_emulator,
     )
     rec.run()
     return pathlib.Path(path)
