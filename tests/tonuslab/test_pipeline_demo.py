@@ -1,7 +1,6 @@
 """The full demo: emulated device -> recorder -> session files -> analysis -> report."""
 
 import numpy as np
-import pytest
 
 import tonuslab
 from tonuslab.pipeline_demo import record_hreflex_session, run_full_demo
@@ -19,7 +18,6 @@ def test_hreflex_recording_through_the_device_keeps_intervals(tmp_path):
     assert block.size == 7 and abs(np.median(block) - 1.0) < 0.15 and np.all(block > 0.5)
 
 
-@pytest.mark.slow
 def test_full_demo(tmp_path):
     lines = []
     result = run_full_demo(tmp_path, print_fn=lines.append)
