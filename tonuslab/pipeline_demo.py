@@ -220,11 +220,24 @@ def run_full_demo(
         print_fn(build_profile(summary).format_text())
         p = truth[name]
         if name == "stretch":
+            # The profile reports DSRT at EMG onset (the literature's convention), which comes a
+            # conduction delay after the threshold crossing: the expected slope is mu - delay.
             print_fn(
-                f"  simulator truth ({stretch_profile}): TSRT {p.lambda_deg:g} deg, mu {p.mu_s:g} s"
+                f"  simulator truth ({stretch_profile}): TSRT {p.lambda_deg:g} deg; mu "
+                f"{p.mu_s:g} s at the reflex trigger, so about {p.mu_s - p.reflex_delay_s:.3g} s "
+                f"at EMG onset (mu - {p.reflex_delay_s * 1e3:g} ms conduction delay), the "
+                "convention reported above"
             )
         else:
-            print_fn(f"  simulator truth ({hreflex_profile}): Hmax/Mmax {p.hmax_mmax:g}")
+            from virtual_patient import depression_factor
+
+            ladder = p.hmax_mmax * depression_factor(p, 10.0)
+            print_fn(
+                f"  simulator truth ({hreflex_profile}): Hmax/Mmax {p.hmax_mmax:g} when rested, "
+                f"{ladder:.3g} at the recruitment ladder's 10 s interval (rate-dependent "
+                f"depression); H at 1 Hz / H at 0.1 Hz "
+                f"{depression_factor(p, 1.0) / depression_factor(p, 10.0):.3g}"
+            )
     print_fn("")
     print_fn(f"report: {report}")
     print_fn("times: " + ", ".join(f"{k} {v:.1f} s" for k, v in timing.items()))

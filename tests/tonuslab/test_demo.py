@@ -25,7 +25,7 @@ def test_run_demo_receives_10_s_without_gaps():
 
 
 def test_demo_cli_prints_json(capsys):
-    assert main(["demo", "--seconds", "2", "--json"]) == 0
+    assert main(["demo", "--link-only", "--seconds", "2", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["streams"]["emg"]["samples"] >= 4000
     assert out["device"]["serial"] == "EMU-0001"
@@ -33,7 +33,10 @@ def test_demo_cli_prints_json(capsys):
 
 def test_demo_console_command_runs():
     proc = subprocess.run(
-        [sys.executable, "-m", "tonuslab", "demo"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "tonuslab", "demo", "--link-only"],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert re.search(r"streamed 10\.\d\d s of device time", proc.stdout), proc.stdout
@@ -50,3 +53,17 @@ def test_demo_in_real_time_takes_wall_time(capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["wall_seconds"] >= 0.9
     assert out["streams"]["emg"]["missing_samples"] == 0
+
+
+def test_default_demo_runs_the_whole_product(tmp_path):
+    """The README's first command: record both sessions, analyse, report, print the profile."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "tonuslab", "demo", "-o", str(tmp_path / "demo")],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "Spasticity profile" in proc.stdout and "simulator truth" in proc.stdout
+    assert re.search(r"TSRT \(tonic stretch reflex threshold\)\s+\d+\.\d deg", proc.stdout)
+    assert re.search(r"Hmax/Mmax\s+0\.\d+\s+95% CI", proc.stdout)
+    for name in ("stretch.h5", "hreflex.h5", "report.html"):
+        assert (tmp_path / "demo" / name).stat().st_size > 0

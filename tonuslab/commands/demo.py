@@ -1,7 +1,10 @@
-"""``tonuslab demo``: connect to the emulated device, identify, stream, report what arrived.
+"""``tonuslab demo``: the whole product on the emulated device.
 
-The core is :func:`run_demo` (returns a :class:`DemoResult` holding the received arrays), so later
-versions of the demo (analysis, report) build on it without parsing printed text.
+By default it runs :func:`tonuslab.pipeline_demo.run_full_demo`: records a stretch session and an
+H-reflex session from the emulated device (a virtual patient behind the real wire protocol),
+analyses both, writes an HTML report and prints the spasticity profile next to the simulator's
+truth. ``--link-only`` runs the link check instead: connect, identify, stream ``--seconds`` of
+device time and print what arrived (:func:`run_demo`, which returns the received arrays).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import numpy as np
 from tonuslab.errors import UsageError
 
 NAME = "demo"
-HELP = "Run the demo on the emulated device: identify, stream 10 s, print what was received."
+HELP = "Run the whole product on the emulated device: record, analyse, report, print the profile."
 
 DEFAULT_URL = "sim://simple?seed=0&speed=fast"
 
@@ -225,14 +228,26 @@ def format_demo(result: DemoResult) -> str:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--url", default=DEFAULT_URL, help=f"device URL (default {DEFAULT_URL})")
-    parser.add_argument(
+    from tonuslab import pipeline_demo
+
+    pipeline_demo.add_arguments(parser)
+    link = parser.add_argument_group("link check (--link-only)")
+    link.add_argument(
+        "--link-only", action="store_true",
+        help="only connect, identify, stream and print what arrived (no analysis)",
+    )  # fmt: skip
+    link.add_argument("--url", default=DEFAULT_URL, help=f"device URL (default {DEFAULT_URL})")
+    link.add_argument(
         "--seconds", type=float, default=10.0, help="device seconds to stream (default 10)"
     )
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    link.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
 def run(args) -> int:
+    if not args.link_only:
+        from tonuslab import pipeline_demo
+
+        return pipeline_demo.run(args)
     if not args.seconds > 0:
         raise UsageError(f"--seconds must be positive, got {args.seconds}")
     result = run_demo(args.url, device_seconds=args.seconds)
