@@ -236,18 +236,22 @@ def add_arguments(parser) -> None:
         "--link-only", action="store_true",
         help="only connect, identify, stream and print what arrived (no analysis)",
     )  # fmt: skip
-    link.add_argument("--url", default=DEFAULT_URL, help=f"device URL (default {DEFAULT_URL})")
+    link.add_argument("--url", help=f"device URL (default {DEFAULT_URL}); implies --link-only")
     link.add_argument(
-        "--seconds", type=float, default=10.0, help="device seconds to stream (default 10)"
+        "--seconds", type=float, help="device seconds to stream (default 10); implies --link-only"
     )
-    link.add_argument("--json", action="store_true", help="print the summary as JSON")
+    link.add_argument(
+        "--json", action="store_true", help="print the summary as JSON; implies --link-only"
+    )
 
 
 def run(args) -> int:
-    if not args.link_only:
+    if not (args.link_only or args.url or args.seconds is not None or args.json):
         from tonuslab import pipeline_demo
 
         return pipeline_demo.run(args)
+    args.url = args.url or DEFAULT_URL
+    args.seconds = 10.0 if args.seconds is None else args.seconds
     if not args.seconds > 0:
         raise UsageError(f"--seconds must be positive, got {args.seconds}")
     result = run_demo(args.url, device_seconds=args.seconds)
