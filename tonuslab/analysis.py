@@ -173,6 +173,11 @@ def analyze_session(session, parameters: dict | None = None) -> dict:
             f"the session has no data for: {', '.join(missing)} (it supports "
             f"{', '.join(available) or 'nothing'})"
         )
+    if not wanted and session.emg_uv.shape[0] == 0:
+        raise NoAnalysableDataError(
+            "no analysable data: the session holds no samples (an empty recording); record "
+            "again, or run 'tonuslab recover' if the recorder was killed at the start"
+        )
     if not wanted:
         raise NoAnalysableDataError(
             "no analysable data: the session has neither a moving joint angle nor stimuli"

@@ -101,9 +101,6 @@ def test_e03_hdf5_from_another_system(tmp_path):
     assert not (tmp_path / "r.html").exists()
 
 
-PENDING = pytest.mark.xfail(strict=True, reason="fix pending at integration (lead's list)")
-
-
 @pytest.mark.parametrize(
     ("version", "words"),
     [("2.0", ("newer", "upgrade")), ("0.9", ("older",))],
@@ -130,7 +127,6 @@ def test_e06_missing_channels(session, tmp_path):
     assert digest(no_angle) == before
 
 
-@PENDING
 def test_e07_empty_session(session, tmp_path):
     empty = _rewrite(
         session, tmp_path / "empty.h5", emg_counts=np.zeros((0, 2), np.int32),
