@@ -381,6 +381,7 @@ class SessionWriter:
     def _create(self, device: Mapping, chunk_s: float) -> None:
         self._ds: dict[str, h5py.Dataset] = {}
         f = self._f = h5py.File(self.path, "w", libver="earliest")
+        _bound_metadata_cache(f)
         f.attrs["tonuslab_format"] = FORMAT_NAME
         f.attrs["format_version"] = FORMAT_VERSION
         f.attrs["created_utc"] = _now_utc()
@@ -1290,6 +1291,21 @@ def open_session(path, mode: str = "r") -> Session:
 
 
 # ----------------------------------------------------------------------------------- helpers
+#: Upper bound of HDF5's metadata cache for a file being recorded. HDF5's default lets the cache
+#: grow adaptively to 32 MiB as the chunk indexes grow, which a long recording reaches only
+#: after hours and looks like a leak; appends only ever touch the newest index nodes.
+METADATA_CACHE_MAX_BYTES = 4 << 20
+
+
+def _bound_metadata_cache(f: h5py.File) -> None:
+    config = f.id.get_mdc_config()
+    config.max_size = METADATA_CACHE_MAX_BYTES
+    config.min_size = min(config.min_size, METADATA_CACHE_MAX_BYTES // 4)
+    config.initial_size = METADATA_CACHE_MAX_BYTES // 2
+    config.set_initial_size = True
+    f.id.set_mdc_config(config)
+
+
 def _tonuslab_version() -> str:
     try:
         from importlib.metadata import version
