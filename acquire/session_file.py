@@ -742,10 +742,18 @@ class SessionWriter:
             ) from exc
 
     def _abort_disk_full(self, exc: BaseException):
-        """Close what can be closed and raise DiskFullError; flushed data stays readable."""
-        n = {s: self._written.get(s, 0) for s in self._buffers}
+        """Close what can be closed and raise DiskFullError; flushed data stays readable.
+
+        The reserve (free-space limit and ballast file) exists so that the samples buffered since
+        the last flush can still be written: they are, before the file is closed.
+        """
         self._closed = True
-        self._release_reserve()  # now HDF5 has room to write its metadata consistently
+        self._release_reserve()  # now HDF5 has room for the buffered samples and its metadata
+        try:
+            self._write_pending()
+        except Exception:  # a real ENOSPC with no room left: keep what was flushed before
+            pass
+        n = {s: self._written.get(s, 0) for s in self._buffers}
         for action in (
             self._f.flush,
             lambda: self._f.attrs.__setitem__("state", "stopped_disk_full"),
