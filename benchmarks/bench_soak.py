@@ -22,8 +22,11 @@ and the memory slope, recorded in ``docs/reliability.md``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import pathlib
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -39,8 +42,33 @@ from firmware_iface.emulator import PtyEmulator, make_device
 FILL = np.iinfo(np.int32).min
 
 
-def soak(hours: float, corruption: float, emg_rate_hz: int, n_emg: int, workdir: pathlib.Path):
-    """Run the soak; returns a dict of figures (see module docstring)."""
+@contextlib.contextmanager
+def _device(separate_process: bool):
+    """The emulated device on a pty: in its own process (as hardware is), or as a thread."""
+    if not separate_process:
+        with PtyEmulator(make_device(), speed="fast") as emulator:
+            yield emulator.path
+        return
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "firmware_iface.emulator", "--pty", "--speed", "fast"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        yield proc.stdout.readline().strip()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def soak(
+    hours: float, corruption: float, emg_rate_hz: int, n_emg: int, workdir: pathlib.Path,
+    separate_process: bool = True,
+):  # fmt: skip
+    """Run the soak; returns a dict of figures (see module docstring).
+
+    With ``separate_process`` (default) the emulated device runs in its own process, as a real
+    device is outside the recorder, and the resident memory reported is the recorder's alone.
+    """
     process = psutil.Process(os.getpid())
     faulty_holder = {}
 
@@ -51,9 +79,9 @@ def soak(hours: float, corruption: float, emg_rate_hz: int, n_emg: int, workdir:
 
     target_s = hours * 3600.0
     rss_samples = []
-    with PtyEmulator(make_device(), speed="fast") as emulator:
+    with _device(separate_process) as device_path:
         recorder = Recorder(
-            emulator.path, workdir / "soak.h5", capture=False, overwrite=True,
+            device_path, workdir / "soak.h5", capture=False, overwrite=True,
             config={"emg_rate_hz": emg_rate_hz, "n_emg": n_emg, "angle_rate_hz": 500,
                     "n_angle": 1},
             link_opener=opener, ping_interval_s=5.0,
@@ -107,6 +135,7 @@ def soak(hours: float, corruption: float, emg_rate_hz: int, n_emg: int, workdir:
         "hours": hours,
         "corruption_per_byte": corruption,
         "emg": f"{n_emg} ch x {emg_rate_hz} Hz",
+        "device": "separate process" if separate_process else "thread in the recorder's process",
         "session_s": round(session_s, 1),
         "wall_s": round(wall_s, 1),
         "speed_factor": round(session_s / wall_s, 1),
@@ -152,9 +181,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--corruption", type=float, default=1e-4)
     parser.add_argument("--emg-rate", type=int, default=4000)
     parser.add_argument("--channels", type=int, default=16)
+    parser.add_argument(
+        "--device-thread", action="store_true",
+        help="run the emulated device as a thread in the recorder's process (RSS then includes it)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        result = soak(args.hours, args.corruption, args.emg_rate, args.channels, pathlib.Path(tmp))
+        result = soak(
+            args.hours, args.corruption, args.emg_rate, args.channels, pathlib.Path(tmp),
+            separate_process=not args.device_thread,
+        )  # fmt: skip
     for key, value in result.items():
         print(f"{key:32s} {value}")
     problems = check(result)
