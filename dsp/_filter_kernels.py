@@ -71,12 +71,12 @@ def _backward_fixed(sos, src, dst, zz, c0, i_first, count):
 
 
 @njit
-def _forward_var(sos, src, dst, zz, c0, w, i_first, count):
-    """As :func:`_forward_fixed` for a run-time width ``w``."""
+def _rows_var(sos, src, dst, zz, c0, w, i_first, count, step):
+    """Rows i_first, i_first + step, ... (``count`` rows) of a run-time width ``w``."""
     nsec = sos.shape[0]
     v = np.empty(w)
     for k in range(count):
-        i = i_first + k
+        i = i_first + step * k
         for c in range(w):
             v[c] = src[i, c0 + c]
         for s in range(nsec):
@@ -96,28 +96,15 @@ def _forward_var(sos, src, dst, zz, c0, w, i_first, count):
 
 
 @njit
+def _forward_var(sos, src, dst, zz, c0, w, i_first, count):
+    """As :func:`_forward_fixed` for a run-time width ``w``."""
+    _rows_var(sos, src, dst, zz, c0, w, i_first, count, 1)
+
+
+@njit
 def _backward_var(sos, src, dst, zz, c0, w, i_first, count):
     """As :func:`_backward_fixed` for a run-time width ``w``."""
-    nsec = sos.shape[0]
-    v = np.empty(w)
-    for k in range(count):
-        i = i_first - k
-        for c in range(w):
-            v[c] = src[i, c0 + c]
-        for s in range(nsec):
-            b0 = sos[s, 0]
-            b1 = sos[s, 1]
-            b2 = sos[s, 2]
-            a1 = sos[s, 4]
-            a2 = sos[s, 5]
-            for c in range(w):
-                xi = v[c]
-                yi = b0 * xi + zz[s, 0, c]
-                zz[s, 0, c] = b1 * xi - a1 * yi + zz[s, 1, c]
-                zz[s, 1, c] = b2 * xi - a2 * yi
-                v[c] = yi
-        for c in range(w):
-            dst[i, c0 + c] = v[c]
+    _rows_var(sos, src, dst, zz, c0, w, i_first, count, -1)
 
 
 @njit
