@@ -420,6 +420,8 @@ class Recorder:
                 pass
         try:
             if writer_ok:
+                if self.replay:  # host events captured after the last data chunk replayed
+                    self._replay_host_events(to_the_end=True)
                 self._update_clock(final=True)
                 self.writer.close(state)
         finally:
@@ -511,8 +513,10 @@ class Recorder:
         )
         self._emit(ev["kind"], ev)
 
-    def _replay_host_events(self) -> None:
-        for kind, _t, ev in self.link.link.take_host_events():
+    def _replay_host_events(self, *, to_the_end: bool = False) -> None:
+        replay_link = self.link.link
+        events = replay_link.drain_host_events() if to_the_end else replay_link.take_host_events()
+        for kind, _t, ev in events:
             if kind == EVENT:
                 self._write_host_event(ev)
                 if ev.get("kind") == "marker":

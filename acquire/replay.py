@@ -186,6 +186,24 @@ class ReplayLink:
             out, self._host_events = self._host_events, []
         return out
 
+    def drain_host_events(self) -> list[tuple[int, float, dict]]:
+        """At the end of a replay: every host record not handed out yet, to the end of the capture.
+
+        The capture holds exactly what the live session saw, and the live session stored every
+        host event (marker, prompt, link) it captured. A replay that reaches its end (duration,
+        last sample) before reading the records that follow its last data chunk must still
+        store them; under load a fast device's first reply can hold the whole recording.
+        """
+        with self._lock:
+            out, self._host_events = self._host_events, []
+            rest = list(self._pending)
+            self._pending = []
+            for rec in [*rest, *self._records]:
+                if rec.kind in (EVENT, LINK):
+                    out.append((rec.kind, rec.host_time_s, rec.json()))
+            self._eof = True
+        return out
+
     def recorded_pings(self) -> list[tuple[int, float, float]]:
         """Recorded round trips: (device time at reply in us, host send, host receive)."""
         with self._lock:
