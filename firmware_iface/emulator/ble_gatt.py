@@ -421,15 +421,8 @@ class BleEmulator:
         self.runner.start()
 
     def _host_lost(self) -> None:
-        from firmware_iface.messages import DeviceState
-
-        device = self.runner.device
-        with self.runner.lock:
-            host_lost = getattr(device, "host_lost", None)
-            if host_lost is not None:
-                host_lost()
-            else:  # same effect as the TCP emulator's: stop streaming
-                device.state = DeviceState.IDLE
+        with self.runner.lock:  # back to IDLE, pending pulses cancelled (PROTOCOL.md 5 and 9)
+            self.runner.device.host_lost()
 
     @property
     def output_log(self) -> bytes | None:
