@@ -39,6 +39,24 @@ def _collect(client, stream, n_samples):
     return first, counts, blocks
 
 
+def _collect_until_stretch_ends(client, source, stream, rate_hz):
+    """Angle blocks from the stream's start until the first prompted stretch has ended."""
+    blocks = []
+    for _ in range(200):
+        for it in client.read(0.2):
+            if isinstance(it, client_mod.SampleBlock) and it.stream == stream:
+                blocks.append(it)
+        stretches = source.ground_truth()["stretches"]
+        if stretches and blocks:
+            end_index = stretches[0]["end_s"] * rate_hz
+            if max(b.first_index + b.n_samples for b in blocks) > end_index:
+                break
+    else:
+        raise AssertionError("the prompted stretch never completed in the stream")
+    blocks.sort(key=lambda b: b.first_index)
+    return blocks[0].first_index, np.concatenate([b.counts for b in blocks]), blocks
+
+
 @pytest.mark.timeout(60)
 def test_stimulation_through_the_emulator_gives_the_true_m_and_h():
     source = vp.PatientSource("soleus_healthy", seed=1)
@@ -80,7 +98,9 @@ def test_stretch_prompt_through_the_emulator_moves_the_goniometer():
         ch = info.angle_channels[0]
         client.start()
         client.prompt("stretch", velocity_deg_s=200)
-        _first, counts, _ = _collect(client, 1, 1500)
+        # The prompt lands at whatever sample the device has reached (a loaded machine may
+        # have streamed seconds of data by then): collect until the whole stretch is covered.
+        _first, counts, _ = _collect_until_stretch_ends(client, source, stream=1, rate_hz=500)
         client.stop()
     finally:
         client.close()
