@@ -349,7 +349,12 @@ class EmulatedDevice:
             self._error(frame.seq, frame.msg_type, ErrorCode.BAD_STATE, "stop streaming first")
             return
         (value,) = SET_TIME.unpack_from(frame.payload)
+        before_us = self.clock.now_us()
         self.clock.set_us(value)
+        if self._run_t0_us is not None:
+            # The sample clock counts ADC conversions and is not the settable clock (section
+            # 4.6): sample numbers run on unchanged, their time stamps follow the new clock.
+            self._run_t0_us += self.clock.now_us() - before_us
         self._ack(frame.seq, frame.msg_type)
 
     def _cmd_get_status(self, frame) -> None:

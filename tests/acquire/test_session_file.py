@@ -24,7 +24,9 @@ from acquire.errors import (
     TruncatedSessionError,
 )
 from acquire.session_file import (
+    CHUNK_CACHE_SLOTS,
     FILL_VALUE,
+    METADATA_CACHE_MAX_BYTES,
     SessionWriter,
     open_session,
     validate_metadata,
@@ -90,6 +92,27 @@ def make_file(path, **kw):
     )
     args.update(kw)
     return write_session(path, **args), emg, angle
+
+
+def test_writer_bounds_hdf5_caches_for_long_recordings(tmp_path):
+    """The caches whose defaults grew a real-time hour by ~28 MiB (benchmarks/bench_soak.py)."""
+    writer = SessionWriter(
+        tmp_path / "s.h5", channels=channels(), emg_rate_hz=EMG_RATE, angle_rate_hz=ANGLE_RATE
+    )
+    try:
+        emg, angle = sample_arrays()
+        for _ in range(20):
+            writer.append("emg", emg[:200])
+            writer.append("angle", angle[:50])
+            writer.flush()
+        assert writer.n_flushes >= 20
+        max_size, _min_clean, cur_size, _n = writer._f.id.get_mdc_size()
+        assert max_size <= METADATA_CACHE_MAX_BYTES and cur_size <= METADATA_CACHE_MAX_BYTES
+        for name in ("emg", "angle", "events", "gaps"):
+            nslots, _nbytes, w0 = writer._ds[name].id.get_access_plist().get_chunk_cache()
+            assert nslots == CHUNK_CACHE_SLOTS and w0 == 1.0, name
+    finally:
+        writer.close()
 
 
 def test_roundtrip_physical_units_time_vectors_and_gaps(tmp_path):

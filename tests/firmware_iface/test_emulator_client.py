@@ -422,3 +422,33 @@ def test_pause_is_an_exact_gap_on_one_sample_clock(key):
         last_before = [b for b in before if b.stream == stream][-1]
         skipped = resumed.first_index - (last_before.first_index + len(last_before.counts))
         assert skipped == pytest.approx(0.5 * rate, rel=0.4)
+
+
+@pytest.mark.timeout(30)
+def test_set_time_moves_time_stamps_not_sample_numbers(key):
+    """SET_TIME between runs: sample numbers run on (PROTOCOL 4.3, 4.6), time stamps jump.
+
+    A regression: the emulator once derived the sample clock from the settable clock, so a
+    SET_TIME ten days ahead made the next START generate ten days of signal to skip.
+    """
+    ten_days_us = 10 * 86_400 * 1_000_000
+    link = emulator_link(make_device(stim_key=key), speed="realtime")
+    with DeviceClient(link, command_timeout_s=2.0) as client:
+        client.configure(emg_rate_hz=2000, n_emg=2, angle_rate_hz=500, n_angle=1)
+        client.start()
+        before = [b for b in collect(client, 0.3) if isinstance(b, SampleBlock)]
+        client.stop()
+        new_origin_us = client.ping().device_tx_us + ten_days_us
+        client.set_time(new_origin_us)
+        started = time.monotonic()
+        client.start()
+        after = [b for b in collect(client, 0.3) if isinstance(b, SampleBlock)]
+        restart_s = time.monotonic() - started
+        client.stop()
+    assert restart_s < 5.0
+    last_before = [b for b in before if b.stream == 0][-1]
+    resumed = next(b for b in after if b.stream == 0)
+    skipped = resumed.first_index - (last_before.first_index + len(last_before.counts))
+    assert 0 <= skipped < 2000 * 3  # the real pause (well under 3 s), not ten days
+    # the header time (32 bits on the wire) follows the new clock: within seconds of the value
+    assert (resumed.device_time_us - new_origin_us) % 2**32 < 5_000_000
