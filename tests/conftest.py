@@ -7,3 +7,20 @@ import pathlib
 os.environ.setdefault(
     "NUMBA_CACHE_DIR", str(pathlib.Path(__file__).resolve().parent.parent / ".numba_cache")
 )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Hypothesis tests time out with pytest-timeout's ``thread`` method.
+
+    The default ``signal`` method raises a test failure inside the running example; hypothesis
+    takes that as a found bug and starts shrinking, re-running slow examples with no further
+    alarm, so a slow example could hang the run until CI's hard limit. The ``thread`` method
+    dumps every stack and ends the run at once: a clear red instead of a hang.
+    """
+    import pytest
+
+    for item in items:
+        if getattr(getattr(item, "obj", None), "is_hypothesis_test", False):
+            marker = item.get_closest_marker("timeout")
+            seconds = marker.args[0] if marker and marker.args else config.getini("timeout")
+            item.add_marker(pytest.mark.timeout(float(seconds), method="thread"), append=False)
