@@ -150,7 +150,7 @@ class FaultyLink:
         keep_touched=True, count_frames=False,
     ):  # fmt: skip
         self.inner = inner
-        self.plan = plan
+        self._plan = plan
         self.stats = FaultStats()
         self.touched: list[int] = []
         self._keep_touched = keep_touched
@@ -166,6 +166,20 @@ class FaultyLink:
         self._clean_offset = 0
         self._pending: list[tuple[bytes, np.ndarray]] = []  # chunks ready for the host
         self._held: tuple[bytes, np.ndarray] | None = None  # a chunk waiting to be reordered
+        self._outage_left = 0
+
+    @property
+    def plan(self) -> FaultPlan:
+        """The faults applied from now on; replacing it ends an outage in progress.
+
+        A test that swaps in a clean plan (``FaultPlan()``) to let a STOP and its ACK through
+        gets a clean link from the next chunk on, not the rest of an earlier outage.
+        """
+        return self._plan
+
+    @plan.setter
+    def plan(self, plan: FaultPlan) -> None:
+        self._plan = plan
         self._outage_left = 0
 
     # ------------------------------------------------------------------ ByteLink

@@ -162,6 +162,20 @@ def test_intact_frame_accounting_detects_a_single_flip():
     assert intact_frame_spans(clean, dropped_delimiter) == [spans[0], spans[3], spans[4]]
 
 
+def test_a_new_plan_ends_an_outage_in_progress():
+    """Swapping in a clean plan (as the tests do before STOP) gives a clean link at once."""
+    from firmware_iface.link import link_pair
+
+    host, device = link_pair()
+    faulty = FaultyLink(host, FaultPlan(outage_rate=1.0, outage_chunks=1000, seed=5))
+    device.write(b"lost in the outage")
+    assert faulty.read(4096, 0.5) == b""
+    assert faulty.stats.outages == 1
+    faulty.plan = FaultPlan()
+    device.write(b"after the swap")
+    assert faulty.read(4096, 0.5) == b"after the swap"
+
+
 def test_bumble_ble_link_under_notification_faults():
     """bleak's BleakClient over an in-process bumble link: notifications split, reordered, lost."""
     from acquire.ble import open_ble_link
