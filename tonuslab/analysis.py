@@ -293,6 +293,10 @@ def summarize(stretch: dict | None, hreflex: dict | None, *, flags=()) -> dict:
         if _pick(stretch, extra) is not None:
             out[extra] = _pick(stretch, extra)
     out["rate_dependent_depression"] = _depression(out["rate_dependent_depression"])
+    if _pick(hreflex, "rate_dependent_depression_ci") is not None:
+        out["rate_dependent_depression_ci"] = _depression(
+            _pick(hreflex, "rate_dependent_depression_ci")
+        )
     out["stretches"] = _rows(_pick(stretch, "stretches", "per_stretch"))
     out["stimuli"] = _rows(_pick(hreflex, "stimuli", "per_stimulus", "trials"))
     quality = list(flags)

@@ -104,8 +104,9 @@ class Component:
         Unit of ``value`` ("deg", "s", "" for ratios and grades).
     uncertainty : str | None
         The uncertainty as text (e.g. ``"95% CI 40.1 to 52.3 deg"``) or None if none is available.
-    ci : list[float] | None
-        The 95 % interval when the metric provides one.
+    ci : list[float] | dict | None
+        The 95 % interval when the metric provides one (per rate, ``{rate: [low, high]}``, for
+        rate-dependent depression).
     reference : str
         Reference values with their population.
     sources : list[str]
@@ -221,6 +222,18 @@ def _ci_text(ci, unit: str) -> str | None:
     if math.isnan(lo) or math.isnan(hi):
         return None
     return f"95% CI {_num(lo)} to {_num(hi)} {unit}".strip()
+
+
+def _per_rate_ci_text(values: dict | None, cis: dict | None) -> str | None:
+    """``95% CI 1 Hz: 0.62 to 0.81; ...`` for the rates that have an interval."""
+    if not values or not cis:
+        return None
+    parts = []
+    for rate in values:
+        text = _ci_text(cis.get(rate), "")
+        if text:
+            parts.append(f"{rate} Hz: {text.removeprefix('95% CI ')}")
+    return ("95% CI " + "; ".join(parts)) if parts else None
 
 
 def build_profile(summary: dict) -> Profile:
@@ -389,14 +402,15 @@ def build_profile(summary: dict) -> Profile:
 
     # --- rate-dependent depression
     dep = summary.get("rate_dependent_depression") or None
+    dep_ci = summary.get("rate_dependent_depression_ci") or None
     comps.append(
         Component(
             key="rate_dependent_depression",
             label="Rate-dependent depression (H at rate / H at 0.1 Hz)",
             value=dep,
             unit="",
-            uncertainty=None,
-            ci=None,
+            uncertainty=_per_rate_ci_text(dep, dep_ci),
+            ci=dep_ci,
             reference="chronic stroke H(rate)/H(0.1 Hz): 0.74 at 1 Hz, 0.84 at 0.3 Hz, "
             "0.86 at 0.2 Hz, 0.93 at 0.1 Hz (less depression = higher ratio); "
             "0.1 Hz is the baseline rate",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from dsp.errors import SignalError
@@ -526,7 +528,7 @@ def analyze_hreflex(
         )
 
     # --- depression -----------------------------------------------------------------------
-    rdd, rdd_detail = _rate_depression(
+    rdd, rdd_ci, rdd_detail = _rate_depression(
         stimuli,
         usable,
         pair_role,
@@ -583,6 +585,7 @@ def analyze_hreflex(
         test_intensity=test,
         rate_dependent_depression=rdd,
         rate_dependent_depression_detail=rdd_detail,
+        rate_dependent_depression_ci=rdd_ci,
         paired_pulse_depression=ppd,
         paired_pulse_depression_detail=ppd_detail,
         artifact=artifact,
@@ -703,10 +706,16 @@ def _rate_depression(
             base = float(np.mean(h_amp[groups[base_key]]))
             base_src = f"{baseline_rate:g} Hz block"
             n_base = len(groups[base_key])
+            base_sem = (
+                float(np.std(h_amp[groups[base_key]], ddof=1)) / math.sqrt(n_base)
+                if n_base > 1
+                else float("nan")
+            )
         elif h_fit.converged:
             base = float(h_fit.predict(inten))
             base_src = "recruitment fit at this intensity"
             n_base = 0
+            base_sem = 0.0  # the fit's own uncertainty is not propagated (see docs/hreflex.md)
         else:
             continue
         for (rate_hz, i2), members in sorted(groups.items()):
@@ -714,6 +723,15 @@ def _rate_depression(
                 continue
             h_mean = float(np.mean(h_amp[members]))
             ratio = h_mean / base if base > 0 else float("nan")
+            h_sem = (
+                float(np.std(h_amp[members], ddof=1)) / math.sqrt(len(members))
+                if len(members) > 1
+                else float("nan")
+            )
+            if (rate_hz, i2) == base_key:  # the baseline block against itself: 1 by definition
+                ratio_se = 0.0 if np.isfinite(ratio) else float("nan")
+            else:
+                ratio_se = _ratio_se(ratio, h_mean, h_sem, base, base_sem)
             detail.append(
                 {
                     "rate_hz": rate_hz,
@@ -729,12 +747,34 @@ def _rate_depression(
                     "baseline_source": base_src,
                     "n_baseline": n_base,
                     "ratio": ratio,
+                    "ratio_se": ratio_se,
+                    "ratio_ci95": _ci95(ratio, ratio_se),
                     "stimuli": [int(v) for v in members],
                 }
             )
-            ratios.setdefault(_rate_key(rate_hz), []).append(ratio)
-    rdd = {k: float(np.mean(v)) for k, v in sorted(ratios.items(), key=lambda kv: float(kv[0]))}
-    return rdd, detail
+            ratios.setdefault(_rate_key(rate_hz), []).append((ratio, ratio_se))
+    rdd, rdd_ci = {}, {}
+    for key, pairs in sorted(ratios.items(), key=lambda kv: float(kv[0])):
+        values = np.array([r for r, _ in pairs])
+        ses = np.array([e for _, e in pairs])
+        rdd[key] = float(np.mean(values))
+        # mean of independent ratios (one per intensity): se = sqrt(sum se^2) / k
+        rdd_ci[key] = _ci95(rdd[key], float(np.sqrt(np.sum(ses**2)) / len(ses)))
+    return rdd, rdd_ci, detail
+
+
+def _ratio_se(ratio: float, num: float, num_sem: float, den: float, den_sem: float) -> float:
+    """Standard error of ``num / den`` by the delta method (independent means), NaN if unknown."""
+    if not (np.isfinite(ratio) and num > 0 and den > 0):
+        return float("nan")
+    return float(abs(ratio) * math.sqrt((num_sem / num) ** 2 + (den_sem / den) ** 2))
+
+
+def _ci95(value: float, se: float) -> list[float] | None:
+    """Normal-approximation 95 % interval ``value +- 1.96 se`` (None when ``se`` is unknown)."""
+    if not (np.isfinite(value) and np.isfinite(se)):
+        return None
+    return [value - 1.96 * se, value + 1.96 * se]
 
 
 def _pair_roles(pidx: np.ndarray) -> np.ndarray:

@@ -203,7 +203,11 @@ class HReflexResult:
     rate_dependent_depression : dict
         Rate (Hz, as a string key such as ``"1"``) -> H at that rate / H at 0.1 Hz.
     rate_dependent_depression_detail : list of dict
-        Per rate and intensity: n, mean H, mean M/Mmax, baseline source.
+        Per rate and intensity: n, mean H, mean M/Mmax, baseline source, ratio with its
+        standard error (``ratio_se``, delta method on the two means) and ``ratio_ci95``.
+    rate_dependent_depression_ci : dict
+        Rate -> 95 % interval ``[low, high]`` of the ratio (normal approximation; None when a
+        block has a single pulse). A baseline taken from the recruitment fit adds no variance.
     paired_pulse_depression : dict
         Interval (s, string key such as ``"2.5"``) -> mean H2 / mean H1.
     paired_pulse_depression_detail : list of dict
@@ -250,6 +254,7 @@ class HReflexResult:
     references: dict
     warnings: list[str] = field(default_factory=list)
     parameters: dict = field(default_factory=dict)
+    rate_dependent_depression_ci: dict[str, list[float] | None] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """JSON-serialisable dict with stable keys (NaN -> None)."""
@@ -278,6 +283,10 @@ class HReflexResult:
             else self.test_intensity.to_dict(),
             "rate_dependent_depression": {
                 k: _num(v) for k, v in self.rate_dependent_depression.items()
+            },
+            "rate_dependent_depression_ci": {
+                k: None if v is None else _pair(v)
+                for k, v in self.rate_dependent_depression_ci.items()
             },
             "rate_dependent_depression_detail": [
                 _clean(d) for d in self.rate_dependent_depression_detail

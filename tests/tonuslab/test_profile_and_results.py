@@ -64,9 +64,13 @@ def test_summarize_has_every_key_and_merges_both_analyses():
             {"frequency_hz": 0.1, "ratio": 0.95},
             {"frequency_hz": 1.0, "ratio": 0.7},
         ],
+        "rate_dependent_depression_ci": {"0.1": [1.0, 1.0], "1.0": [0.62, 0.78]},
         "stimuli": {"intensity_ma": [1.0, 2.0], "h_uv": [100.0, float("nan")]},
     }
     s = summarize(_stretch_dict(), hreflex)
+    assert s["rate_dependent_depression_ci"] == {"0.1": [1.0, 1.0], "1": [0.62, 0.78]}
+    depression = build_profile(s).component("rate_dependent_depression")
+    assert depression.uncertainty == "95% CI 0.1 Hz: 1 to 1; 1 Hz: 0.62 to 0.78"
     assert set(SUMMARY_KEYS) <= set(s)
     assert s["emg_gain"] == 3.5 and s["emg_gain_detail"]["low_velocity_rms_uv"] == 10.0
     assert s["rate_dependent_depression"] == {"0.1": 0.95, "1": 0.7}

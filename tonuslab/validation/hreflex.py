@@ -165,8 +165,12 @@ def compare(result, truth: dict) -> dict:
         est = details[f]["ratio"]
         model = _dep(prof, 1.0 / f) / dep10
         realised = float(np.mean(h_true[details[f]["stimuli"]]) / np.mean(h_true[base["stimuli"]]))
+        ci = details[f].get("ratio_ci95")
         rdd[key] = {"est": est, "model": model, "realised": realised,
-                    "err_model": est - model, "err_realised": est - realised}  # fmt: skip
+                    "err_model": est - model, "err_realised": est - realised,
+                    "ci_covers_model": None if ci is None else bool(ci[0] <= model <= ci[1]),
+                    "ci_covers_realised": None if ci is None
+                    else bool(ci[0] <= realised <= ci[1])}  # fmt: skip
     out["rdd"] = rdd
     ppd = {}
     pdet = {d["interval_s"]: d for d in result.paired_pulse_depression_detail}
@@ -250,6 +254,9 @@ def summarise(rows: list[dict]) -> dict:
                 [v["err_realised"] for v in vals], TARGETS[kind]
             )
             out[f"{kind}_{k}_vs_model"] = _summary([v["err_model"] for v in vals], TARGETS[kind])
+            covers = [v["ci_covers_model"] for v in vals if v.get("ci_covers_model") is not None]
+            if covers:
+                out.setdefault("depression_ci_coverage_model", {})[k] = float(np.mean(covers))
     return out
 
 
@@ -295,6 +302,16 @@ def _fmt(s, scale=1.0, unit=""):
         f"{s['max_abs'] * scale:.3g}{unit}"  # fmt: skip
 
 
+def _rdd_coverage_text(coverage: dict | None) -> str:
+    """``Rate depression 95% intervals cover the model value in ...`` (empty if none)."""
+    if not coverage:
+        return ""
+    parts = ", ".join(
+        f"{v:.0%} at {k} Hz" for k, v in sorted(coverage.items(), key=lambda kv: float(kv[0]))
+    )
+    return f"Rate-depression 95% intervals cover the model's ratio in {parts} of sessions. "
+
+
 def format_table(result: dict) -> str:
     """The error table as Markdown (as published in docs/validation.md)."""
     rows = [
@@ -333,7 +350,9 @@ def format_table(result: dict) -> str:
     lines += [
         "",
         f"Hmax/Mmax 95% bootstrap interval covers the as-recorded truth in "
-        f"{pooled['hmax_mmax_ci_coverage']:.0%} of sessions. Longest ADC saturation: "
+        f"{pooled['hmax_mmax_ci_coverage']:.0%} of sessions. "
+        + _rdd_coverage_text(pooled.get("depression_ci_coverage_model"))
+        + "Longest ADC saturation: "
         f"{pooled['saturated_ms_max']:.1f} ms; {pooled['n_saturated_2ms_total']} sweeps with M "
         "> 20% Mmax saturated >= 2 ms.",
         "",

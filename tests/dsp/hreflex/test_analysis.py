@@ -16,7 +16,7 @@ STABLE_KEYS = {
     "mmax_uv_ci", "hmax_uv", "hmax_uv_ci", "hmax_mmax", "hmax_mmax_ci", "m_latency_ms",
     "h_latency_ms", "m_peak_latency_ms", "h_peak_latency_ms", "m_window", "h_window",
     "recruitment", "test_intensity", "rate_dependent_depression",
-    "rate_dependent_depression_detail", "paired_pulse_depression",
+    "rate_dependent_depression_ci", "rate_dependent_depression_detail", "paired_pulse_depression",
     "paired_pulse_depression_detail", "artifact", "stimuli", "exclusions", "references",
     "warnings", "parameters",
 }  # fmt: skip
@@ -107,6 +107,33 @@ def test_gap_excludes_sweep():
     assert [x["stimulus"] for x in r.exclusions] == [5]
     assert "missing samples" in r.exclusions[0]["reason"]
     assert not r.stimuli[5].included
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_depression_intervals_match_a_numpy_reference_and_cover_the_truth(seed):
+    """Delta-method 95 % interval of H(rate)/H(0.1 Hz), recomputed from the per-stimulus table."""
+    s = make_session(seed)
+    r = run(s)
+    h = np.array([st.h_p2p_uv for st in r.stimuli])
+    blocks = {(d["rate_hz"], d["intensity_ma"]): d for d in r.rate_dependent_depression_detail}
+    assert r.rate_dependent_depression_ci
+    for d in r.rate_dependent_depression_detail:
+        if d["rate_hz"] == 0.1:  # the baseline against itself: exactly 1, no spread
+            assert d["ratio"] == 1.0 and d["ratio_ci95"] == [1.0, 1.0]
+            continue
+        base = blocks[(0.1, d["intensity_ma"])]
+        num, den = h[d["stimuli"]], h[base["stimuli"]]
+        ratio = num.mean() / den.mean()
+        rel_var = num.var(ddof=1) / len(num) / num.mean() ** 2
+        rel_var += den.var(ddof=1) / len(den) / den.mean() ** 2
+        half = 1.96 * ratio * np.sqrt(rel_var)
+        np.testing.assert_allclose(d["ratio_ci95"], [ratio - half, ratio + half], rtol=1e-9)
+    for f, ratio in s["truth"]["rdd"].items():
+        lo, hi = r.rate_dependent_depression_ci[f"{f:g}"]
+        assert lo <= r.rate_dependent_depression[f"{f:g}"] <= hi
+        # the truth, within the interval give or take the amplitude measurement's own bias
+        # (the synthetic sessions are nearly noise-free, so the intervals are narrow)
+        assert lo - 0.005 <= ratio <= hi + 0.005
 
 
 def test_to_dict_is_json_with_stable_keys():
