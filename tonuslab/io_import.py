@@ -242,6 +242,29 @@ def _prefilter(text: str, kind: str) -> float | None:
     return float(m.group(1)) if m else None
 
 
+def _refuse_infinite(values: np.ndarray, name: str) -> None:
+    bad = np.flatnonzero(np.isinf(values))
+    if bad.size:
+        raise ImportFormatError(
+            f"column '{name}' holds an infinite value at data row {int(bad[0]) + 1} "
+            f"({bad.size} in all); leave a cell empty (or NaN) for a sample that is missing"
+        )
+
+
+def _gap_records(stream: str, missing: np.ndarray) -> list[dict]:
+    """One gap record per run of rows with an empty or NaN cell (the whole row is missing)."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[False], missing, [False]]).astype(np.int8)))
+    return [
+        {
+            "stream": stream,
+            "start_index": int(a),
+            "n_samples": int(b - a),
+            "reason": "missing_in_source",
+        }
+        for a, b in zip(edges[::2], edges[1::2], strict=True)
+    ]
+
+
 def import_csv(
     path,
     out,
@@ -260,6 +283,12 @@ def import_csv(
         "stim": "COLUMN"}``; ``emg`` is required.
     rate_hz : float, optional
         Sampling rate of the rows (needed without a time column).
+
+    Notes
+    -----
+    An empty or NaN cell marks a missing sample: its row becomes a gap of that stream (a gap
+    record with reason ``"missing_in_source"``; the whole row reads as NaN, as a sample never
+    received does in a recording). An infinite value is refused (:class:`ImportFormatError`).
     """
     from acquire.session_file import write_session
 
@@ -301,18 +330,20 @@ def import_csv(
         if factor is None:
             raise ImportFormatError(f"EMG unit '{unit}' of column {name}: use uV, mV or V")
         values = column(name) * factor
-        if np.isnan(values).any():
-            raise ImportFormatError(f"column '{name}' has empty or NaN cells")
-        cols.append(np.round(values / CSV_EMG_SCALE_UV).astype(np.int32))
+        _refuse_infinite(values, name)
+        cols.append(values)
         channels.append(
             {"name": name, "kind": "emg", "unit": "uV", "scale": CSV_EMG_SCALE_UV, "offset": 0.0}
         )
+    emg_uv = np.stack(cols, axis=1)
+    gaps = _gap_records("emg", np.isnan(emg_uv).any(axis=1))
+    emg_counts = np.round(np.nan_to_num(emg_uv) / CSV_EMG_SCALE_UV).astype(np.int32)
     angle_counts = None
     if channel_map.get("angle"):
         a = column(channel_map["angle"])
-        if np.isnan(a).any():
-            raise ImportFormatError(f"column '{channel_map['angle']}' has empty or NaN cells")
-        angle_counts = np.round(a / CSV_ANGLE_SCALE_DEG).astype(np.int32)[:, None]
+        _refuse_infinite(a, channel_map["angle"])
+        gaps += _gap_records("angle", np.isnan(a))
+        angle_counts = np.round(np.nan_to_num(a) / CSV_ANGLE_SCALE_DEG).astype(np.int32)[:, None]
         channels.append(
             {
                 "name": channel_map["angle"],
@@ -336,7 +367,7 @@ def import_csv(
             )
     return write_session(
         out,
-        emg_counts=np.stack(cols, axis=1),
+        emg_counts=emg_counts,
         emg_rate_hz=float(rate_hz),
         channels=channels,
         angle_counts=angle_counts,
@@ -344,6 +375,7 @@ def import_csv(
         metadata=_metadata(options),
         device={"model": "imported", "source_format": "CSV", "source_file": path.name},
         events=events,
+        gaps=gaps,
         attrs={"imported_from": path.name},
         overwrite=overwrite,
     )

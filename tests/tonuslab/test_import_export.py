@@ -154,6 +154,42 @@ def test_csv_import_with_channel_map(tmp_path, synth, capsys):
     assert fs == 500
 
 
+def test_csv_empty_and_nan_cells_become_gaps(tmp_path, capsys):
+    rows = ["emg1,emg2,angle"]
+    for i in range(100):
+        e1 = "" if 10 <= i < 13 else f"{i}.0"  # three empty cells
+        e2 = "nan" if i == 50 else f"{-i}.0"  # one NaN cell
+        angle = "NaN" if i >= 98 else f"{i / 10:.1f}"
+        rows.append(f"{e1},{e2},{angle}")
+    (tmp_path / "gappy.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "gappy.h5"
+    argv = ["import", str(tmp_path / "gappy.csv"), "-o", str(out), "--rate", "1000",
+            "--emg", "emg1", "--emg", "emg2", "--angle", "angle"]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err
+    with tonuslab.open(out) as s:
+        gaps = [(g["stream"], g["start_index"], g["n_samples"], g["reason"]) for g in s.gaps]
+        assert gaps == [
+            ("emg", 10, 3, "missing_in_source"),
+            ("emg", 50, 1, "missing_in_source"),
+            ("angle", 98, 2, "missing_in_source"),
+        ]
+        emg = s.emg_uv
+        missing = np.isnan(emg).any(axis=1)
+        assert np.flatnonzero(missing).tolist() == [10, 11, 12, 50]
+        assert np.isnan(emg[missing]).all()  # a gap row is missing on every channel
+        assert emg[~missing, 0] == pytest.approx(np.arange(100)[~missing], abs=0.01)
+        assert np.flatnonzero(np.isnan(s.angle_deg)).tolist() == [98, 99]
+
+
+def test_csv_infinite_cell_is_refused(tmp_path, capsys):
+    (tmp_path / "inf.csv").write_text("emg\n1.0\ninf\n2.0\n")
+    code = main(["import", str(tmp_path / "inf.csv"), "-o", str(tmp_path / "x.h5"),
+                 "--rate", "1000", "--emg", "emg"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "infinite value at data row 2" in err and "Traceback" not in err
+    assert not (tmp_path / "x.h5").exists()
+
+
 @pytest.mark.parametrize(
     "argv, needle",
     [
