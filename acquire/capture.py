@@ -169,6 +169,11 @@ class CaptureWriter:
                 self._last_sync = now
 
     def close(self) -> None:
+        """Flush, ``fsync`` and close (idempotent). A full disk raises :class:`DiskFullError`.
+
+        The file descriptor is closed exactly once, also when the final flush meets a full disk
+        (the flush then closes it itself).
+        """
         if self._closed:
             return
         self._sync_stop.set()
@@ -176,8 +181,9 @@ class CaptureWriter:
             self.flush(sync=True)
         finally:
             with self._lock:
-                self._closed = True
-                os.close(self._fd)
+                if not self._closed:  # not yet closed by a failed flush
+                    self._closed = True
+                    os.close(self._fd)
 
 
 def read_capture(path) -> Iterator[Record]:

@@ -346,6 +346,7 @@ class SessionWriter:
         self._buffers: dict[str, list[np.ndarray]] = {}
         self._buffered: dict[str, int] = {}
         self._written: dict[str, int] = {}
+        self._n_channels: dict[str, int] = {}
         self._events: list[tuple] = []
         self._gaps: list[tuple] = []
         self._n_gap_samples: dict[str, int] = {}
@@ -444,6 +445,7 @@ class SessionWriter:
             self._buffers[stream] = []
             self._buffered[stream] = 0
             self._written[stream] = 0
+            self._n_channels[stream] = n_ch  # h5py's Dataset.shape costs 60 us a call
             self._n_gap_samples[stream] = 0
         f.create_dataset("channels", data=np.array(rows, dtype=CHANNEL_DTYPE))
         for name, dtype in (("events", EVENT_DTYPE), ("gaps", GAP_DTYPE)):
@@ -532,7 +534,7 @@ class SessionWriter:
         block = np.asarray(counts)
         if block.ndim == 1:
             block = block[:, None]
-        n_ch = self._ds[stream].shape[1]
+        n_ch = self._n_channels[stream]
         if block.ndim != 2 or block.shape[1] != n_ch:
             raise SessionFileError(f"{stream} block has shape {block.shape}; expected (n, {n_ch})")
         if block.dtype.kind not in "iu":
@@ -570,7 +572,7 @@ class SessionWriter:
         end = self.n_samples(stream)
         if start_index == end:
             fill = np.full(
-                (int(n_samples), self._ds[stream].shape[1]),
+                (int(n_samples), self._n_channels[stream]),
                 FILL_VALUE,
                 dtype=np.int32,
             )

@@ -74,24 +74,36 @@ class CobsError(ValueError):
 
 
 def cobs_decode(encoded: bytes | bytearray) -> bytes:
-    """Invert :func:`cobs_encode`; raises :class:`CobsError` on a malformed encoding."""
-    out = bytearray()
-    i = 0
+    """Invert :func:`cobs_encode`; raises :class:`CobsError` on a malformed encoding.
+
+    Each code byte ``c`` is followed by ``c - 1`` data bytes; the next code byte stands where the
+    encoder removed a zero (unless ``c`` was 0xFF, a full block with no zero after it). So the
+    decoder copies the frame, writes 0 over every code byte but the first, drops those after a
+    0xFF block and the first: one Python step per block, no per-byte work.
+    """
     n = len(encoded)
-    while i < n:
+    if n == 0:
+        return b""
+    if 0 in encoded:
+        raise CobsError("zero byte inside a COBS frame")
+    out = bytearray(encoded)
+    after_full_block = []  # code bytes that follow a 0xFF block: they stand for no zero
+    i = 0
+    while True:
         code = encoded[i]
-        if code == 0:
-            raise CobsError("zero byte inside a COBS frame")
         j = i + code
         if j > n:
             raise CobsError("COBS block runs past the end of the frame")
-        block = encoded[i + 1 : j]
-        if 0 in block:
-            raise CobsError("zero byte inside a COBS frame")
-        out += block
+        if j == n:
+            break
+        if code < 0xFF:
+            out[j] = 0
+        else:
+            after_full_block.append(j)
         i = j
-        if code < 0xFF and i < n:
-            out.append(0)
+    for position in reversed(after_full_block):
+        del out[position]
+    del out[0]
     return bytes(out)
 
 

@@ -164,6 +164,27 @@ def test_disk_full_gives_a_clear_error_and_keeps_the_data(small_filesystem, tmp_
         np.testing.assert_array_equal(s.emg_counts[:first_missing], counts[:first_missing])
 
 
+def test_capture_close_on_a_full_disk_raises_disk_full_once(small_filesystem):
+    """The journal's last flush meets ENOSPC at close: DiskFullError, the fd closed once.
+
+    A regression: close() closed the descriptor again after the failed flush had closed it,
+    and the EBADF replaced the clear disk-full line with a traceback (seen under load).
+    """
+    from acquire.capture import RX, CaptureWriter
+    from acquire.errors import DiskFullError
+
+    capture = CaptureWriter(small_filesystem / "j.capture", flush_interval_s=3600.0)
+    ballast = os.open(small_filesystem / "ballast", os.O_WRONLY | os.O_CREAT)
+    with pytest.raises(OSError):  # fill the filesystem
+        while True:
+            os.write(ballast, b"\xff" * (1 << 16))
+    os.close(ballast)
+    capture.write(RX, b"\x01" * 200_000)  # held in the process (long flush interval)
+    with pytest.raises(DiskFullError, match="disk full while writing the capture"):
+        capture.close()
+    capture.close()  # idempotent: no second close of the descriptor
+
+
 def test_low_free_space_stops_before_the_disk_is_full(tmp_path):
     from acquire.errors import DiskFullError
     from acquire.session_file import SessionWriter

@@ -51,6 +51,42 @@ def test_cobs_round_trip_has_no_zero(data):
     assert len(enc) <= len(data) + len(data) // 254 + 1
 
 
+def _cobs_decode_reference(encoded: bytes) -> bytes | None:
+    """Byte-at-a-time COBS decoding as PROTOCOL.md describes it; None if malformed."""
+    out, i = bytearray(), 0
+    while i < len(encoded):
+        code = encoded[i]
+        if code == 0 or i + code > len(encoded):
+            return None
+        for k in range(1, code):
+            if encoded[i + k] == 0:
+                return None
+            out.append(encoded[i + k])
+        i += code
+        if code < 0xFF and i < len(encoded):
+            out.append(0)
+    return bytes(out)
+
+
+@given(
+    st.one_of(
+        st.binary(max_size=600).map(cobs_encode),  # valid encodings
+        st.binary(max_size=600),  # mostly malformed
+        st.lists(
+            st.sampled_from([b"\xff" + bytes(range(1, 255)), b"\x01", b"\x02a", b"\x05abc"]),
+            max_size=6,
+        ).map(b"".join),
+    )
+)
+def test_cobs_decode_matches_the_byte_at_a_time_reference(encoded):
+    expected = _cobs_decode_reference(encoded)
+    if expected is None:
+        with pytest.raises(CobsError):
+            cobs_decode(encoded)
+    else:
+        assert cobs_decode(encoded) == expected
+
+
 @pytest.mark.parametrize("bad", [b"\x05\x11", b"\x02\x00", b"\x00"])
 def test_cobs_decode_rejects_malformed(bad):
     with pytest.raises(CobsError):

@@ -147,19 +147,20 @@ def test_e08_nan_and_inf_samples_in_the_api():
         analyze_stretch_reflex(emg, 2000.0, angle, 500.0)
 
 
-def test_e08_nan_samples_in_an_imported_csv(tmp_path):
-    csv = tmp_path / "nan.csv"
+def test_e08_infinite_samples_in_an_imported_csv(tmp_path):
+    """Inf is refused with the row named; NaN and empty cells are gaps (tests/tonuslab)."""
+    csv = tmp_path / "inf.csv"
     t = np.arange(2000) / 1000.0
     rows = ["time,emg,angle"] + [
         f"{a:.4f},{b},{c:.3f}"
         for a, b, c in zip(
-            t, np.where(np.arange(2000) == 500, np.nan, 1.0), np.linspace(0, 90, 2000), strict=True
+            t, np.where(np.arange(2000) == 500, np.inf, 1.0), np.linspace(0, 90, 2000), strict=True
         )
     ]
     csv.write_text("\n".join(rows))
     code, lines = cli("import", str(csv), "-o", "s.h5", "--time", "time", "--emg", "emg",
                       "--angle", "angle", cwd=tmp_path)  # fmt: skip
-    assert_user_error(code, lines, "nan")
+    assert_user_error(code, lines, "infinite value at data row 501")
     assert not (tmp_path / "s.h5").exists()
 
 
