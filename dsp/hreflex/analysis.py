@@ -492,8 +492,15 @@ def analyze_hreflex(
         warnings.append(f"few pulses >= {lo_iv:g} s apart; recruitment uses {rec_rule}")
     m_fit = fit_m(intensity[rec], m_amp[rec])
     h_fit = fit_h(intensity[rec], h_amp[rec])
-    ratio_ci = bootstrap_fits(
-        intensity[rec], m_amp[rec], h_amp[rec], m_fit, h_fit, n_boot=n_boot, rng=rng
+    block_intensities = np.array(sorted({round(float(v), 6) for v in intensity[usable & ~rec]}))
+    boot = bootstrap_fits(
+        intensity[rec], m_amp[rec], h_amp[rec], m_fit, h_fit, n_boot=n_boot, rng=rng,
+        predict_h_at_ma=block_intensities,
+    )  # fmt: skip
+    ratio_ci = {"hmax_mmax": boot["hmax_mmax"]} if "hmax_mmax" in boot else {}
+    # the fitted H's own spread where a depression block has no 0.1 Hz baseline of its own
+    h_fit_sd_uv = dict(
+        zip(block_intensities.tolist(), boot.get("h_predict_sd_uv", []), strict=False)
     )
     for f in (m_fit, h_fit):
         if not f.converged:
@@ -540,6 +547,7 @@ def analyze_hreflex(
         h_fit,
         rdd_discard,
         baseline_rate_hz,
+        h_fit_sd_uv,
     )
     ppd, ppd_detail = _paired_depression(idx, rate, usable, pair_role, h_amp)
 
@@ -688,6 +696,7 @@ def _rate_depression(
     h_fit,
     discard,
     baseline_rate,
+    h_fit_sd_uv,
 ):
     sel = np.nonzero((pair_role == 0) & usable & np.isfinite(h_amp))[0]
     runs = [r for r in _runs(sel, nominal, intensity) if len(r) >= 3 and np.isfinite(nominal[r[0]])]
@@ -715,7 +724,8 @@ def _rate_depression(
             base = float(h_fit.predict(inten))
             base_src = "recruitment fit at this intensity"
             n_base = 0
-            base_sem = 0.0  # the fit's own uncertainty is not propagated (see docs/hreflex.md)
+            # the fitted value's bootstrap SD (NaN without a bootstrap: the interval is unknown)
+            base_sem = float(h_fit_sd_uv.get(inten, float("nan")))
         else:
             continue
         for (rate_hz, i2), members in sorted(groups.items()):

@@ -346,11 +346,15 @@ def bootstrap_fits(
     n_boot: int,
     rng: np.random.Generator,
     level: float = 0.95,
-) -> dict[str, tuple[float, float]]:
+    predict_h_at_ma: np.ndarray | None = None,
+) -> dict:
     """Case bootstrap over stimuli: refit M and H on resampled stimuli (same resample for both).
 
     Fills ``m_fit.ci`` and ``h_fit.ci`` and returns the interval of Hmax/Mmax as
-    ``{"hmax_mmax": (low, high)}`` (percentile intervals at ``level``).
+    ``{"hmax_mmax": (low, high)}`` (percentile intervals at ``level``). With
+    ``predict_h_at_ma`` (intensities, mA, shape ``(k,)``) it also returns ``"h_predict_sd_uv"``:
+    the bootstrap standard deviation of the fitted H at each of them, shape ``(k,)`` (NaN where
+    fewer than 10 resamples gave a finite value).
     """
     x = np.asarray(intensity_ma, float)
     n = x.size
@@ -363,6 +367,8 @@ def bootstrap_fits(
         "h_thr": [],
         "ratio": [],
     }
+    at = None if predict_h_at_ma is None else np.asarray(predict_h_at_ma, float)
+    h_at = []
     if n_boot <= 0 or m_fit._p is None or h_fit._p is None:
         return {}
     for _ in range(n_boot):
@@ -376,6 +382,8 @@ def bootstrap_fits(
         rows["h_imax"].append(hf.intensity_at_max_ma)
         rows["h_thr"].append(hf.threshold_ma)
         rows["ratio"].append(hf.max_uv / mf.max_uv if mf.max_uv > 0 else np.nan)
+        if at is not None:
+            h_at.append(hf.predict(at) if hf.converged else np.full(at.shape, np.nan))
     q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
 
     def _ci(v):
@@ -396,4 +404,13 @@ def bootstrap_fits(
         "intensity_at_max_ma": _ci(rows["h_imax"]),
         "threshold_ma": _ci(rows["h_thr"]),
     }
-    return {"hmax_mmax": _ci(rows["ratio"])}
+    out: dict = {"hmax_mmax": _ci(rows["ratio"])}
+    if at is not None:
+        table = np.array(h_at, float).reshape(len(h_at), at.size)
+        sd = np.full(at.size, np.nan)
+        for j in range(at.size):
+            v = table[:, j][np.isfinite(table[:, j])]
+            if v.size >= 10:
+                sd[j] = float(np.std(v, ddof=1))
+        out["h_predict_sd_uv"] = sd
+    return out

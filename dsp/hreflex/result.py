@@ -207,7 +207,8 @@ class HReflexResult:
         standard error (``ratio_se``, delta method on the two means) and ``ratio_ci95``.
     rate_dependent_depression_ci : dict
         Rate -> 95 % interval ``[low, high]`` of the ratio (normal approximation; None when a
-        block has a single pulse). A baseline taken from the recruitment fit adds no variance.
+        block has a single pulse). A baseline taken from the recruitment fit enters with the
+        bootstrap SD of the fitted H at that intensity.
     paired_pulse_depression : dict
         Interval (s, string key such as ``"2.5"``) -> mean H2 / mean H1.
     paired_pulse_depression_detail : list of dict

@@ -136,6 +136,24 @@ def test_depression_intervals_match_a_numpy_reference_and_cover_the_truth(seed):
         assert lo - 0.005 <= ratio <= hi + 0.005
 
 
+@pytest.mark.parametrize("seed", [3, 4])
+def test_depression_interval_without_a_baseline_block_includes_the_fit_spread(seed):
+    """No 0.1 Hz block: the baseline is the fitted H, and its bootstrap spread widens the CI."""
+    s = make_session(seed, rdd={1.0: 0.7, 2.0: 0.55})
+    r = run(s, n_boot=60)
+    h = np.array([st.h_p2p_uv for st in r.stimuli])
+    for d in r.rate_dependent_depression_detail:
+        assert d["baseline_source"] == "recruitment fit at this intensity"
+        num = h[d["stimuli"]]
+        only_block_half = 1.96 * d["ratio"] * num.std(ddof=1) / np.sqrt(len(num)) / num.mean()
+        lo, hi = d["ratio_ci95"]
+        assert (hi - lo) / 2 > only_block_half  # the fit's spread is in the interval
+        truth = s["truth"]["rdd"][d["rate_hz"]]
+        assert lo - 0.005 <= truth <= hi + 0.005
+    no_boot = run(s, n_boot=0)  # no bootstrap: the fit's spread is unknown, so no interval
+    assert all(d["ratio_ci95"] is None for d in no_boot.rate_dependent_depression_detail)
+
+
 def test_to_dict_is_json_with_stable_keys():
     s = make_session(8)
     r = run(s, n_boot=20)
