@@ -90,6 +90,7 @@ class CaptureWriter:
         self._sync_interval_s = sync_interval_s
         self._last_flush = self._last_sync = time.monotonic()
         self._closed = False
+        self._suspended = False  # the disk is full: see suspend()
         self._error: DiskFullError | None = None
         self.bytes_written = 0
         self._synced_bytes = 0
@@ -124,7 +125,7 @@ class CaptureWriter:
         with self._lock:
             if self._error is not None:
                 raise self._error
-            if self._closed:
+            if self._closed or self._suspended:
                 return
             self._buf += head
             self._buf += payload
@@ -142,7 +143,7 @@ class CaptureWriter:
     def flush(self, sync: bool = False) -> None:
         """Hand buffered records to the OS (and ``fsync`` if ``sync``)."""
         with self._lock:
-            if self._closed:
+            if self._closed or self._suspended:
                 return
             data = bytes(self._buf)
             self._buf.clear()
@@ -167,6 +168,16 @@ class CaptureWriter:
             self._last_flush = now
             if sync:
                 self._last_sync = now
+
+    def suspend(self) -> None:
+        """Stop writing for good (the disk is full): later records and the buffer are dropped.
+
+        What is already on disk stays valid (records are CRC-checked and a reader stops at the
+        first partial one); :meth:`close` still closes the file.
+        """
+        with self._lock:
+            self._suspended = True
+            self._buf.clear()
 
     def close(self) -> None:
         """Flush, ``fsync`` and close (idempotent). A full disk raises :class:`DiskFullError`.

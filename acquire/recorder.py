@@ -311,6 +311,10 @@ class Recorder:
             attrs["capture_file"] = self.capture.path.name
             # write-ahead: the journal reaches the OS before the session file does
             self.writer.before_flush = self.capture.flush
+            # On a full disk the file gets the reserve: the journal stops taking space first
+            # (its records so far stay on disk; a sync thread flushing into the freed room made
+            # HDF5's last writes fail, and HDF5 then crashed at interpreter exit).
+            self.writer.on_disk_full = self.capture.suspend
         self.writer.set_attrs(**attrs)
         for stream in self._rates:
             chans = [c for c in channels if c["kind"] == stream]
@@ -407,7 +411,7 @@ class Recorder:
         writer_ok = self.writer is not None and not self.writer._closed
         disk_full = state == "stopped_disk_full"
         if disk_full and writer_ok:
-            self.writer._release_reserve()  # room for HDF5's last metadata, before anything else
+            self.writer.make_room_for_closing()  # room for HDF5's last metadata, first of all
         if self.capture is not None and self.capture._error is not None and self.link is not None:
             self.link.capture = None  # the journal is dead (disk full): stop feeding it
         if self.client is not None and not self.replay and self.stats.link_up:

@@ -327,6 +327,9 @@ class SessionWriter:
         self._reserve_path: pathlib.Path | None = None
         #: Called at the start of every flush (the recorder flushes its capture there first).
         self.before_flush = None
+        #: Called when the disk is full, just before the reserve is released for HDF5's last
+        #: writes (the recorder stops its journal there, so the journal cannot take the room).
+        self.on_disk_full = None
         self._meta = validate_metadata(metadata)
         self._channels = _validate_channels(channels)
         rates = {"emg": float(emg_rate_hz), "angle": _float_or_nan(angle_rate_hz)}
@@ -374,6 +377,15 @@ class SessionWriter:
                 fh.write(block)
             fh.flush()
             os.fsync(fh.fileno())
+
+    def make_room_for_closing(self) -> None:
+        """The disk is full: stop other writers (``on_disk_full``), then release the reserve."""
+        if self.on_disk_full is not None:
+            try:
+                self.on_disk_full()
+            except Exception:  # the room matters more than the hook
+                pass
+        self._release_reserve()
 
     def _release_reserve(self) -> None:
         if self._reserve_path is not None:
@@ -704,7 +716,7 @@ class SessionWriter:
         if state not in STATES:
             raise SessionFileError(f"state must be one of {STATES}")
         if state == "stopped_disk_full":
-            self._release_reserve()  # room for HDF5 to write its last metadata
+            self.make_room_for_closing()  # room for HDF5 to write its last metadata
         try:
             self._write_pending()
             self._f.attrs["state"] = state
@@ -764,7 +776,7 @@ class SessionWriter:
         the last flush can still be written: they are, before the file is closed.
         """
         self._closed = True
-        self._release_reserve()  # now HDF5 has room for the buffered samples and its metadata
+        self.make_room_for_closing()  # HDF5 now has room for the buffered samples and metadata
         try:
             self._write_pending()
         except Exception:  # a real ENOSPC with no room left: keep what was flushed before
@@ -780,6 +792,11 @@ class SessionWriter:
                 action()
             except Exception:
                 pass
+        if getattr(self._f, "id", None) is not None and self._f.id.valid:
+            # HDF5 could not close the file (its last writes met ENOSPC). Releasing these
+            # handles later would make HDF5 crash (segmentation fault) in its error path, so
+            # they are kept for the life of the process; the flushed data on disk is unaffected.
+            _UNCLOSABLE_AFTER_DISK_FULL.append((self._f, dict(self._ds), self._clock))
         rate = self._rates["emg"]
         raise DiskFullError(
             f"disk full while writing {self.path}: recording stopped; "
@@ -1315,6 +1332,9 @@ def open_session(path, mode: str = "r") -> Session:
 
 
 # ----------------------------------------------------------------------------------- helpers
+#: h5py handles of files HDF5 failed to close after a full disk (see ``_abort_disk_full``).
+_UNCLOSABLE_AFTER_DISK_FULL: list = []
+
 #: Upper bound of HDF5's metadata cache for a file being recorded. The cache counts entries at
 #: their size on disk, but a chunk-index B-tree node (v1 B-tree, ``libver="earliest"``) takes
 #: about seven times that in memory (measured: about 18 KiB per node under heaptrack), so

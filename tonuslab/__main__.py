@@ -1,8 +1,6 @@
 """``python -m tonuslab``."""
 
-import sys
-
-from tonuslab.cli import main
+from tonuslab.cli import console_main
 
 if __name__ == "__main__":  # spawned worker processes import this module too
-    sys.exit(main())
+    console_main()
