@@ -1335,6 +1335,16 @@ def open_session(path, mode: str = "r") -> Session:
 #: h5py handles of files HDF5 failed to close after a full disk (see ``_abort_disk_full``).
 _UNCLOSABLE_AFTER_DISK_FULL: list = []
 
+
+def hdf5_unsafe_to_finalize() -> bool:
+    """True once HDF5 failed to close a file after a full disk in this process.
+
+    HDF5's exit handler may then crash (segmentation fault) while closing that file; a program
+    that wants a clean exit code leaves with ``os._exit`` (the ``tonuslab`` command does).
+    """
+    return bool(_UNCLOSABLE_AFTER_DISK_FULL)
+
+
 #: Upper bound of HDF5's metadata cache for a file being recorded. The cache counts entries at
 #: their size on disk, but a chunk-index B-tree node (v1 B-tree, ``libver="earliest"``) takes
 #: about seven times that in memory (measured: about 18 KiB per node under heaptrack), so

@@ -85,18 +85,11 @@ def main(argv: list[str] | None = None) -> int:
         _silence_stdout()
         return EXIT_OK
     except USER_ERRORS as exc:
-        if type(exc).__name__ == "DiskFullError":
-            global _SKIP_HDF5_EXIT_HANDLERS
-            _SKIP_HDF5_EXIT_HANDLERS = True
         message = str(exc) or exc.__class__.__name__
         if isinstance(exc, FileNotFoundError) and exc.filename:
             message = f"no such file: {exc.filename}"
         print(f"tonuslab: error: {message}", file=sys.stderr)
         return EXIT_USAGE
-
-
-#: Set when a command stopped on a full disk (see :func:`console_main`).
-_SKIP_HDF5_EXIT_HANDLERS = False
 
 
 def console_main() -> None:
@@ -109,7 +102,8 @@ def console_main() -> None:
     here), so the process then leaves without running exit handlers.
     """
     code = main()
-    if _SKIP_HDF5_EXIT_HANDLERS:
+    session_file = sys.modules.get("acquire.session_file")  # only if a command loaded it
+    if session_file is not None and session_file.hdf5_unsafe_to_finalize():
         import os
 
         sys.stdout.flush()

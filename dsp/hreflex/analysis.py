@@ -497,7 +497,6 @@ def analyze_hreflex(
         intensity[rec], m_amp[rec], h_amp[rec], m_fit, h_fit, n_boot=n_boot, rng=rng,
         predict_h_at_ma=block_intensities,
     )  # fmt: skip
-    ratio_ci = {"hmax_mmax": boot["hmax_mmax"]} if "hmax_mmax" in boot else {}
     # the fitted H's own spread where a depression block has no 0.1 Hz baseline of its own
     h_fit_sd_uv = dict(
         zip(block_intensities.tolist(), boot.get("h_predict_sd_uv", []), strict=False)
@@ -581,7 +580,7 @@ def analyze_hreflex(
         hmax_uv=float(hmax),
         hmax_uv_ci=tuple(h_fit.ci.get("max_uv", (float("nan"), float("nan")))),
         hmax_mmax=float(ratio),
-        hmax_mmax_ci=tuple(ratio_ci.get("hmax_mmax", (float("nan"), float("nan")))),
+        hmax_mmax_ci=tuple(boot.get("hmax_mmax", (float("nan"), float("nan")))),
         m_latency_ms=m_lat,
         h_latency_ms=h_lat,
         m_peak_latency_ms=m_pk,

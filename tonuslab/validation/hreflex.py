@@ -168,9 +168,8 @@ def compare(result, truth: dict) -> dict:
         ci = details[f].get("ratio_ci95")
         rdd[key] = {"est": est, "model": model, "realised": realised,
                     "err_model": est - model, "err_realised": est - realised,
-                    "ci_covers_model": None if ci is None else bool(ci[0] <= model <= ci[1]),
-                    "ci_covers_realised": None if ci is None
-                    else bool(ci[0] <= realised <= ci[1])}  # fmt: skip
+                    "ci_covers_model": None if ci is None
+                    else bool(ci[0] <= model <= ci[1])}  # fmt: skip
     out["rdd"] = rdd
     ppd = {}
     pdet = {d["interval_s"]: d for d in result.paired_pulse_depression_detail}
