@@ -95,6 +95,11 @@ DEFAULT_PARAMETERS = {
     "passive_range_deg": None,
     "muscle": None,
     "analyses": "auto",
+    # H-reflex (None: the analysis's own defaults, see dsp.hreflex.analyze_hreflex)
+    "background_band_uv": None,
+    "m_window_ms": None,
+    "h_window_ms": None,
+    "test_m_fraction": None,
 }
 
 
@@ -192,7 +197,7 @@ def analyze_session(session, parameters: dict | None = None) -> dict:
     hreflex_muscle = "fcr" if joint_of_muscle(muscle) == "wrist" else "soleus"
     runners = {
         "stretch_reflex": lambda: _run_stretch(session, channel, passive_range, params["detector"]),
-        "hreflex": lambda: _run_hreflex(session, channel, hreflex_muscle),
+        "hreflex": lambda: _run_hreflex(session, channel, hreflex_muscle, params),
     }
     results: dict[str, dict] = {}
     for name in wanted:
@@ -241,9 +246,36 @@ def _run_stretch(session, channel: int, passive_range, detector: str) -> dict:
     return _result_dict(result)
 
 
-def _run_hreflex(session, channel: int, muscle: str) -> dict:
+def _pair_or_none(value, name: str, *, unit: str) -> tuple[float, float] | None:
+    """A validated ``(low, high)`` pair of finite numbers, or None."""
+    if value is None:
+        return None
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{name} must be two numbers ({unit}), got {value!r}") from None
+    if not (np.isfinite(low) and np.isfinite(high) and 0 <= low < high):
+        raise UsageError(f"{name} must satisfy 0 <= low < high ({unit}), got [{low:g}, {high:g}]")
+    return (low, high)
+
+
+def _run_hreflex(session, channel: int, muscle: str, params: dict) -> dict:
     from dsp.hreflex import analyze_hreflex
 
+    options = {
+        "background_band_uv": _pair_or_none(
+            params.get("background_band_uv"), "--background-band", unit="uV"
+        ),
+        "m_window_ms": _pair_or_none(params.get("m_window_ms"), "--m-window", unit="ms"),
+        "h_window_ms": _pair_or_none(params.get("h_window_ms"), "--h-window", unit="ms"),
+    }
+    fraction = params.get("test_m_fraction")
+    if fraction is not None:
+        fraction = float(fraction)
+        if not 0.0 < fraction < 1.0:
+            raise UsageError(f"--test-m-fraction must be between 0 and 1, got {fraction:g}")
+        options["test_m_fraction"] = fraction
+    options = {k: v for k, v in options.items() if v is not None}
     stims = session.stimuli
     widths = [s.width_us for s in stims]
     result = analyze_hreflex(
@@ -255,6 +287,7 @@ def _run_hreflex(session, channel: int, muscle: str) -> dict:
         pulse_index=np.array([s.pulse_index for s in stims], dtype=np.int64),
         muscle=muscle,
         channel=channel,
+        **options,
     )
     return _result_dict(result)
 

@@ -137,3 +137,57 @@ def test_velocity_runs_kernel_matches_reference():
         v[rng.integers(0, 600, 3)] = np.nan
         s, e, g = K._velocity_runs(v, 8.0, 2.0)
         assert [list(t) for t in zip(s, e, g, strict=True)] == reference_velocity_runs(v, 8.0, 2.0)
+
+
+def reference_widen_runs(v_slow, starts, ends, signs, rest):
+    """Slow reference of the boundary widening."""
+    lows, highs = [], []
+    for a, b, sgn in zip(starts, ends, signs, strict=True):
+        lo = a
+        while lo > 0 and np.isfinite(v_slow[lo - 1]) and sgn * v_slow[lo - 1] > rest:
+            lo -= 1
+        hi = b
+        while hi < len(v_slow) and np.isfinite(v_slow[hi]) and sgn * v_slow[hi] > rest:
+            hi += 1
+        lows.append(lo)
+        highs.append(hi)
+    return lows, highs
+
+
+def test_widen_runs_kernel_matches_reference():
+    rng = np.random.default_rng(8)
+    for _ in range(20):
+        v = np.convolve(rng.normal(scale=30, size=600), np.ones(25) / 25, mode="same")
+        v[rng.integers(0, 600, 3)] = np.nan
+        s, e, g = K._velocity_runs(v, 8.0, 8.0)
+        lows, highs = K._widen_runs(v, s, e, g, 1.5)
+        assert (lows.tolist(), highs.tolist()) == reference_widen_runs(v, s, e, g, 1.5)
+
+
+def test_noise_estimate_follows_the_sensor():
+    rng = np.random.default_rng(2)
+    t = np.arange(20_000) / RATE
+    smooth = 40 * np.sin(2 * np.pi * 0.2 * t)  # a slow movement contributes almost nothing
+    for sd in (0.01, 0.05, 0.3):
+        est = K._noise_sd_deg(smooth + rng.normal(scale=sd, size=t.size))
+        assert est == pytest.approx(sd, rel=0.05)
+
+
+@pytest.mark.parametrize("profile", ["moderate_elbow", "plantarflexor_clonus"])
+def test_segmentation_against_the_virtual_patient(profile):
+    """Every simulated stretch found once, with the budgets stated in the docstring."""
+    import virtual_patient as vp
+
+    for seed in (0, 1):
+        rec = vp.simulate_stretch_session(profile, seed=seed)
+        angle = rec.stretch_direction_sign * rec.angle_deg
+        found = K.segment_stretches(angle, rec.angle_rate_hz, direction=1)
+        truth = rec.truth["stretches"]
+        assert len(found) == len(truth)
+        for st, tr in zip(found, truth, strict=True):
+            duration_s = tr["movement_end_s"] - tr["start_s"]
+            assert 0 <= st.start_s - tr["start_s"] <= 0.10 * duration_s
+            assert abs(st.start_angle_deg - tr["start_deg"]) <= 1.0
+            assert abs(st.range_deg - (tr["max_angle_deg"] - tr["start_deg"])) <= 2.0
+            if profile == "moderate_elbow":  # no release surge after a deep catch
+                assert st.peak_velocity_deg_s == pytest.approx(tr["peak_velocity_deg_s"], rel=0.05)

@@ -60,6 +60,31 @@ def test_analyze_hreflex_session(hreflex_file, tmp_path, capsys):
     assert read_results(hreflex_file) == {}  # --no-write
 
 
+def test_analyze_hreflex_gating_band_and_windows_from_the_cli(hreflex_file, capsys):
+    assert main(["analyze", str(hreflex_file), "--json", "--no-write"]) == 0
+    free = json.loads(capsys.readouterr().out)
+    backgrounds = sorted(s["background_uv"] for s in free["stimuli"])
+    cut = backgrounds[len(backgrounds) // 2]  # half the sweeps fall outside the band
+    argv = [
+        "analyze",
+        str(hreflex_file),
+        "--json",
+        "--no-write",
+        "--background-band",
+        "0",
+        f"{cut}",
+    ]
+    assert main([*argv, "--m-window", "3", "15", "--h-window", "20", "45"]) == 0
+    gated = json.loads(capsys.readouterr().out)
+    excluded = [s for s in gated["stimuli"] if s["exclusion"]]
+    assert len(excluded) == sum(b > cut for b in backgrounds) > 0
+    assert all("outside the band" in s["exclusion"] for s in excluded)
+    assert gated["parameters"]["background_band_uv"] == [0.0, cut]
+    for wave, (a, b) in (("m_window", (3.0, 15.0)), ("h_window", (20.0, 45.0))):
+        window = gated["hreflex"][wave]
+        assert (window["start_ms"], window["end_ms"], window["source"]) == (a, b, "override")
+
+
 def test_open_gives_physical_units_events_and_results(stretch_copy, hreflex_file):
     tonuslab.analyze  # noqa: B018 - part of the API
     with tonuslab.open(stretch_copy) as s:
@@ -93,13 +118,18 @@ def test_open_gives_physical_units_events_and_results(stretch_copy, hreflex_file
         (["stretch.h5", "--channel", "5"], "out of range"),
         (["stretch.h5", "--run", "_bad"], "invalid run name"),
         (["stretch.h5", "--passive-range", "1"], "expected 2"),
+        (["hreflex.h5", "--background-band", "9", "2"], "--background-band must satisfy"),
+        (["hreflex.h5", "--test-m-fraction", "1.5"], "--test-m-fraction"),
     ],
 )
-def test_user_mistakes_one_line_exit_2(argv_tail, needle, tmp_path, stretch_file, synth):
+def test_user_mistakes_one_line_exit_2(
+    argv_tail, needle, tmp_path, stretch_file, hreflex_file, synth
+):
     import shutil
 
     (tmp_path / "notasession.h5").write_text("hello")
     shutil.copy(stretch_file, tmp_path / "stretch.h5")
+    shutil.copy(hreflex_file, tmp_path / "hreflex.h5")
     synth.write_test_session(
         tmp_path / "empty_session.h5",
         {

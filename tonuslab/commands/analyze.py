@@ -37,6 +37,35 @@ def add_arguments(parser) -> None:
         help="biomechanical range of the joint (default: from the session metadata)",
     )
     parser.add_argument("--muscle", default=None, help="tested muscle (default: from metadata)")
+    hr = parser.add_argument_group("H-reflex options")
+    hr.add_argument(
+        "--background-band",
+        nargs=2,
+        type=float,
+        metavar=("LOW_UV", "HIGH_UV"),
+        help="accepted background EMG before each pulse (mean rectified, uV); sweeps outside "
+        "are excluded with the reason recorded (default: outliers above median + 6 robust SD)",
+    )
+    hr.add_argument(
+        "--m-window",
+        nargs=2,
+        type=float,
+        metavar=("START_MS", "END_MS"),
+        help="explicit M-wave window after the artifact onset (default: located from the data)",
+    )
+    hr.add_argument(
+        "--h-window",
+        nargs=2,
+        type=float,
+        metavar=("START_MS", "END_MS"),
+        help="explicit H-wave window after the artifact onset (default: located from the data)",
+    )
+    hr.add_argument(
+        "--test-m-fraction",
+        type=float,
+        default=None,
+        help="M as a fraction of Mmax defining the follow-up test intensity (default 0.2)",
+    )
     parser.add_argument(
         "--no-write", action="store_true", help="do not store the results in the file"
     )
@@ -49,6 +78,10 @@ def parameters_from_args(args) -> dict:
         "detector": args.detector,
         "passive_range_deg": args.passive_range,
         "muscle": args.muscle,
+        "background_band_uv": args.background_band,
+        "m_window_ms": args.m_window,
+        "h_window_ms": args.h_window,
+        "test_m_fraction": args.test_m_fraction,
     }
 
 

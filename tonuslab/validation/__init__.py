@@ -12,6 +12,7 @@ Each module here (``stretch_reflex``, ``hreflex``, ...) defines
 #: Validation suites by name, as module paths (imported lazily).
 SUITES = {
     "onsets": "tonuslab.validation.onsets",
+    "segmentation": "tonuslab.validation.segmentation",
     "stretch": "tonuslab.validation.stretch_reflex",
     "hreflex": "tonuslab.validation.hreflex",
 }
