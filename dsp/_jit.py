@@ -5,7 +5,9 @@ wrapped by validating public functions. Settings:
 
 ``TONUSLAB_DISABLE_JIT=1``
     Run every kernel as plain Python (for debugging and line coverage). Numba's own
-    ``NUMBA_DISABLE_JIT=1`` works too.
+    ``NUMBA_DISABLE_JIT=1`` has the same effect: :data:`JIT_DISABLED` follows either switch,
+    so the SIMD intrinsics of :mod:`dsp._simd` are replaced by their NumPy versions and no
+    cache is touched.
 ``NUMBA_CACHE_DIR``
     Where compiled kernels are cached between processes (``cache=True`` on every kernel).
 
@@ -27,8 +29,12 @@ import pathlib
 
 import numba
 
-#: True when kernels run as plain Python (no compilation).
-JIT_DISABLED: bool = os.environ.get("TONUSLAB_DISABLE_JIT", "0") not in ("", "0", "false", "False")
+#: True when kernels run as plain Python (no compilation): ``TONUSLAB_DISABLE_JIT`` is set, or
+#: Numba's own switch (``NUMBA_DISABLE_JIT=1``, read by Numba into ``numba.config.DISABLE_JIT``).
+_OFF = ("", "0", "false", "False")
+JIT_DISABLED: bool = os.environ.get("TONUSLAB_DISABLE_JIT", "0") not in _OFF or bool(
+    numba.config.DISABLE_JIT
+)
 
 #: Options shared by every kernel.
 JIT_OPTIONS: dict = {"cache": True, "nogil": True, "fastmath": False, "error_model": "numpy"}
@@ -98,7 +104,9 @@ def njit(*args, parallel: bool = False, **overrides):
         if JIT_DISABLED:
             return func
         dispatcher = numba.njit(**{**JIT_OPTIONS, "parallel": parallel, **overrides})(func)
-        if dispatcher._cache is not None and getattr(dispatcher, "_can_compile", True):
+        if getattr(dispatcher, "_cache", None) is not None and getattr(
+            dispatcher, "_can_compile", True
+        ):
             _drop_stale_cache(dispatcher)
         return dispatcher
 

@@ -8,8 +8,9 @@ section's two state vectors loaded and stored once. Arithmetic is the same IEEE 
 same order as the scalar kernels (no FMA contraction), so results are bit-identical to them and
 to the slow references in the tests.
 
-With the JIT disabled (``TONUSLAB_DISABLE_JIT=1``) :func:`vrow8` is a plain Python function
-doing the same.
+With the JIT disabled (``TONUSLAB_DISABLE_JIT=1`` or ``NUMBA_DISABLE_JIT=1``, see
+:data:`dsp._jit.JIT_DISABLED`) :func:`vrow8`, :func:`vrows8` and :func:`vslide8` are plain
+Python functions doing the same.
 """
 
 from __future__ import annotations

@@ -1,9 +1,12 @@
-"""With TONUSLAB_DISABLE_JIT=1 every kernel runs as plain Python and gives the same results."""
+"""With the JIT disabled (TONUSLAB_DISABLE_JIT=1 or Numba's NUMBA_DISABLE_JIT=1) every kernel
+runs as plain Python and gives the same results."""
 
 import os
 import pathlib
 import subprocess
 import sys
+
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -11,7 +14,7 @@ SCRIPT = r"""
 import numpy as np, scipy.ndimage as nd, scipy.signal as ss
 import dsp._jit
 assert dsp._jit.JIT_DISABLED
-from dsp import chain, envelopes, filters, onsets
+from dsp import chain, envelopes, filters, kinematics, onsets, quality
 x = np.random.default_rng(0).normal(scale=30.0, size=(400, 10))
 bp = ss.butter(4, [20, 450], btype="bandpass", fs=2000.0, output="sos")
 nt = np.array([np.concatenate(ss.iirnotch(50.0, 30.0, fs=2000.0))])
@@ -22,15 +25,31 @@ assert np.array_equal(filters.apply_causal(x, bp), ss.sosfilt(bp, x, axis=0))
 s = chain.StreamingConditioner(2000.0, 10)
 assert np.array_equal(np.vstack([s.process(x[:150]), s.process(x[150:])]),
                       chain.condition_emg_causal(x, 2000.0))
+x19 = np.random.default_rng(2).normal(scale=30.0, size=(300, 19))  # 8-lane path + remainder
+f = filters.StreamingFilter(bp, 19)
+assert np.array_equal(np.vstack([f.process(x19[:7]), f.process(x19[7:])]),
+                      ss.sosfilt(bp, x19, axis=0))
+assert np.allclose(envelopes.moving_rms(x19, 2000.0),
+                   np.sqrt(nd.uniform_filter1d(x19 ** 2, 100, axis=0)), rtol=1e-9)
 y = np.random.default_rng(1).normal(size=3000)
 y[1500:2200] *= 20
-assert onsets.detect_onsets_threshold(y, 2000.0, baseline_s=(0, 0.5)).onsets.size == 1
+for method in ("threshold", "tkeo", "changepoint"):
+    assert onsets.detect_onsets(y, 2000.0, method, baseline_s=(0, 0.5)).onsets.size == 1, method
+a = np.concatenate([np.zeros(500), np.linspace(0.0, 60.0, 2000), np.full(500, 60.0)])
+(s1,) = kinematics.segment_stretches(a, 500.0)
+assert s1.direction == 1 and abs(s1.range_deg - 60.0) < 1.0
+q = quality.channel_quality(np.column_stack([y, np.zeros(3000)]), 2000.0)
+assert q[0].ok and q[1].electrode_off
 print("ok")
 """
 
 
-def test_kernels_run_without_the_jit():
-    env = dict(os.environ, TONUSLAB_DISABLE_JIT="1")
+@pytest.mark.parametrize("switch", ["TONUSLAB_DISABLE_JIT", "NUMBA_DISABLE_JIT"])
+def test_kernels_run_without_the_jit(switch):
+    env = dict(os.environ)
+    env.pop("TONUSLAB_DISABLE_JIT", None)
+    env.pop("NUMBA_DISABLE_JIT", None)
+    env[switch] = "1"
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     out = subprocess.run(
         [sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=240
@@ -53,6 +72,7 @@ print(len(glob.glob(os.path.join(path, "quality.*.nbi"))), open(
 def test_stale_cache_of_dsp_kernels_is_dropped(tmp_path):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
     env.pop("TONUSLAB_DISABLE_JIT", None)
+    env.pop("NUMBA_DISABLE_JIT", None)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
 
     def run():
