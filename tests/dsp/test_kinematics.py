@@ -130,11 +130,17 @@ def reference_velocity_runs(v, high, low):
     return runs
 
 
-def test_velocity_runs_kernel_matches_reference():
-    rng = np.random.default_rng(5)
-    for _ in range(20):
-        v = np.convolve(rng.normal(scale=30, size=600), np.ones(15) / 15, mode="same")
+def random_velocities(seed, width, n=20):
+    """Smoothed random velocity traces (deg/s) with three NaN samples each."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        v = np.convolve(rng.normal(scale=30, size=600), np.ones(width) / width, mode="same")
         v[rng.integers(0, 600, 3)] = np.nan
+        yield v
+
+
+def test_velocity_runs_kernel_matches_reference():
+    for v in random_velocities(5, 15):
         s, e, g = K._velocity_runs(v, 8.0, 2.0)
         assert [list(t) for t in zip(s, e, g, strict=True)] == reference_velocity_runs(v, 8.0, 2.0)
 
@@ -155,10 +161,7 @@ def reference_widen_runs(v_slow, starts, ends, signs, rest):
 
 
 def test_widen_runs_kernel_matches_reference():
-    rng = np.random.default_rng(8)
-    for _ in range(20):
-        v = np.convolve(rng.normal(scale=30, size=600), np.ones(25) / 25, mode="same")
-        v[rng.integers(0, 600, 3)] = np.nan
+    for v in random_velocities(8, 25):
         s, e, g = K._velocity_runs(v, 8.0, 8.0)
         lows, highs = K._widen_runs(v, s, e, g, 1.5)
         assert (lows.tolist(), highs.tolist()) == reference_widen_runs(v, s, e, g, 1.5)

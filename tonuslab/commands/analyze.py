@@ -46,20 +46,15 @@ def add_arguments(parser) -> None:
         help="accepted background EMG before each pulse (mean rectified, uV); sweeps outside "
         "are excluded with the reason recorded (default: outliers above median + 6 robust SD)",
     )
-    hr.add_argument(
-        "--m-window",
-        nargs=2,
-        type=float,
-        metavar=("START_MS", "END_MS"),
-        help="explicit M-wave window after the artifact onset (default: located from the data)",
-    )
-    hr.add_argument(
-        "--h-window",
-        nargs=2,
-        type=float,
-        metavar=("START_MS", "END_MS"),
-        help="explicit H-wave window after the artifact onset (default: located from the data)",
-    )
+    for wave in ("m", "h"):
+        hr.add_argument(
+            f"--{wave}-window",
+            nargs=2,
+            type=float,
+            metavar=("START_MS", "END_MS"),
+            help=f"explicit {wave.upper()}-wave window after the artifact onset (default: "
+            "located from the data)",
+        )
     hr.add_argument(
         "--test-m-fraction",
         type=float,

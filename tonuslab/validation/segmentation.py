@@ -15,15 +15,10 @@ import pathlib
 
 import numpy as np
 
-#: Profiles validated: every stretch profile of the simulator.
-PROFILES = (
-    "healthy",
-    "mild_elbow",
-    "moderate_elbow",
-    "severe_elbow",
-    "plantarflexor_clonus",
-    "plantarflexor_clonus_sustained",
-)
+from tonuslab.validation.stretch_reflex import PROFILES as STRETCH_PROFILES
+
+#: Profiles validated: every stretch profile of the simulator (as for the stretch reflex).
+PROFILES = STRETCH_PROFILES
 
 
 def _session_errors(profile: str, seed: int, quick: bool) -> dict:
