@@ -5,7 +5,12 @@ reference values). Pure NumPy/SciPy on arrays; no file or device I/O.
 """
 
 from dsp.hreflex.analysis import HReflexInputError, analyze_hreflex
-from dsp.hreflex.artifact import ArtifactFinding, find_artifacts
+from dsp.hreflex.artifact import (
+    ArtifactFinding,
+    ArtifactOffset,
+    find_artifacts,
+    session_artifact_offset,
+)
 from dsp.hreflex.presets import MUSCLE_PRESETS, REFERENCES, MusclePreset, get_preset
 from dsp.hreflex.recruitment import RecruitmentFit, fit_h, fit_m, h_model, m_model
 from dsp.hreflex.result import HReflexResult, StimulusMeasure, TestIntensity
@@ -15,6 +20,7 @@ __all__ = [
     "MUSCLE_PRESETS",
     "REFERENCES",
     "ArtifactFinding",
+    "ArtifactOffset",
     "HReflexInputError",
     "HReflexResult",
     "MusclePreset",
@@ -29,4 +35,5 @@ __all__ = [
     "get_preset",
     "h_model",
     "m_model",
+    "session_artifact_offset",
 ]

@@ -7,7 +7,12 @@ import math
 import numpy as np
 
 from dsp.errors import SignalError
-from dsp.hreflex.artifact import bridge, find_artifacts, fit_tail_template
+from dsp.hreflex.artifact import (
+    bridge,
+    find_artifacts,
+    fit_tail_template,
+    session_artifact_offset,
+)
 from dsp.hreflex.presets import REFERENCES, get_preset
 from dsp.hreflex.recruitment import (
     RecruitmentFit,
@@ -83,6 +88,7 @@ def analyze_hreflex(
     background_band_uv: tuple[float, float] | None = None,
     blank_ms: float | None = None,
     artifact_search_ms: tuple[float, float] = (-2.0, 2.0),
+    artifact_offset_range_ms: tuple[float, float] = (-5.0, 10.0),
     highpass_hz: float | None = None,
     mains_hz: float | str | None = "auto",
     artifact_tail: str = "template",
@@ -127,7 +133,13 @@ def analyze_hreflex(
     blank_ms : float, optional
         Fixed artifact blank after the onset, ms (default: the saturated run or 1 ms, + 0.5 ms).
     artifact_search_ms : (float, float)
-        Where the artifact onset is searched, ms around the event.
+        Where each sweep's artifact onset is searched, ms around ``event + session offset``.
+    artifact_offset_range_ms : (float, float)
+        Range searched for the session-wide event-to-artifact offset, ms around the events
+        (median over the highest-intensity sweeps; see
+        :func:`dsp.hreflex.artifact.session_artifact_offset`). Reported in
+        ``artifact["session_offset_ms"]``; warnings say when it lies at the edge of this range
+        and when some stimuli show no artifact.
     highpass_hz : float, optional
         Zero-phase 2nd-order high-pass applied to each bridged epoch (default none).
     mains_hz : float, "auto" or None
@@ -221,7 +233,20 @@ def analyze_hreflex(
     warnings: list[str] = []
 
     # --- artifacts -------------------------------------------------------------------------
-    arts = find_artifacts(x, rate, idx, search_ms=artifact_search_ms, blank_ms=blank_ms)
+    for name, w in (
+        ("artifact_search_ms", artifact_search_ms),
+        ("artifact_offset_range_ms", artifact_offset_range_ms),
+    ):
+        if not (len(w) == 2 and np.all(np.isfinite(w)) and w[0] < w[1]):
+            raise HReflexInputError(f"{name}={w} must be (start, end) in ms with start < end")
+    session_off = session_artifact_offset(
+        x, rate, idx, intensity, range_ms=tuple(artifact_offset_range_ms)
+    )
+    arts = find_artifacts(
+        x, rate, idx, search_ms=artifact_search_ms, offset_ms=session_off.offset_ms,
+        blank_ms=blank_ms,
+    )  # fmt: skip
+    _artifact_warnings(arts, session_off, intensity, artifact_search_ms, warnings)
     interval = np.full(n_st, np.nan)
     interval[1:] = np.diff(idx) / rate
     if given_rate is not None:
@@ -553,6 +578,8 @@ def analyze_hreflex(
     det = [a for a in arts if a.detected]
     offs = np.array([a.offset_ms for a in det])
     artifact = {
+        "session_offset_ms": float(session_off.offset_ms),
+        "session_offset": session_off.to_dict(),
         "n_detected": len(det),
         "n_stimuli": n_st,
         "offset_ms_median": float(np.median(offs)) if offs.size else float("nan"),
@@ -565,7 +592,9 @@ def analyze_hreflex(
     }
     if offs.size and np.max(np.abs(offs)) > 1.0:
         warnings.append(
-            f"artifact onset differs from the device event by up to {np.max(np.abs(offs)):.2f} ms"
+            f"artifact onset differs from the device event by up to {np.max(np.abs(offs)):.2f} ms "
+            f"(session offset {session_off.offset_ms:+.2f} ms); latencies are measured from the "
+            "detected artifact"
         )
     exclusions = [
         {"stimulus": s.stimulus, "reason": s.exclusion} for s in stimuli if not s.included
@@ -607,6 +636,7 @@ def analyze_hreflex(
             "background_band_source": band_source,
             "blank_ms": blank_ms,
             "artifact_search_ms": list(artifact_search_ms),
+            "artifact_offset_range_ms": list(artifact_offset_range_ms),
             "highpass_hz": highpass_hz,
             "mains_hz": mains_used,
             "recruitment_interval_s": list(recruitment_interval_s),
@@ -619,6 +649,40 @@ def analyze_hreflex(
             "n_boot": n_boot,
         },
     )
+
+
+def _artifact_warnings(arts, session_off, intensity, search_ms, warnings: list[str]) -> None:
+    """Say when the artifact search may have failed: nothing found, offsets at a range edge,
+    stimuli without an artifact (their latencies then count from ``event + session offset``)."""
+    lo, hi = session_off.range_ms
+    if not session_off.found:
+        warnings.append(
+            f"no stimulus artifact found within {lo:g}..{hi:g} ms of the device events: "
+            "latencies are measured from the events; check the event timestamps or widen "
+            "artifact_offset_range_ms"
+        )
+        return
+    if session_off.at_range_edge:
+        warnings.append(
+            f"the event-to-artifact offset {session_off.offset_ms:+.2f} ms lies at the edge of "
+            f"the searched range {lo:g}..{hi:g} ms: the artifacts may lie outside it; widen "
+            "artifact_offset_range_ms"
+        )
+    missing = [i for i, a in enumerate(arts) if not a.detected]
+    if missing:
+        mi = np.asarray(intensity, float)[missing]
+        warnings.append(
+            f"no artifact found for {len(missing)} of {len(arts)} stimuli (at "
+            f"{np.nanmin(mi):g}-{np.nanmax(mi):g} mA); their latencies count from the event + "
+            f"session offset ({session_off.offset_ms:+.2f} ms)"
+        )
+    edge = [i for i, a in enumerate(arts) if a.at_search_edge]
+    if edge:
+        warnings.append(
+            f"the artifact onset of {len(edge)} stimuli lies at the edge of the per-sweep search "
+            f"({search_ms[0]:g}..{search_ms[1]:g} ms around the event + session offset): "
+            "those onsets may be wrong"
+        )
 
 
 def _baseline_end(lo: int, search_lo: int, per_ms: float) -> int:

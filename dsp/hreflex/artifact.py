@@ -35,6 +35,9 @@ class ArtifactFinding:
         First sample after the blanked stretch (exclusive end).
     peak_uv : float
         Largest absolute deviation from the pre-stimulus median inside the search range, uV.
+    at_search_edge : bool
+        The detected onset sits on the first or last sample of the search range (the artifact
+        may start outside it).
     """
 
     event_index: int
@@ -44,6 +47,157 @@ class ArtifactFinding:
     saturated_ms: float
     blank_end_index: int
     peak_uv: float
+    at_search_edge: bool = False
+
+
+@dataclass
+class ArtifactOffset:
+    """The session-wide offset from the device events to the stimulus artifacts.
+
+    Attributes
+    ----------
+    offset_ms : float
+        Median event-to-artifact-onset offset over the sweeps used, ms (0 when none was found).
+    found : bool
+        Whether any artifact was found in the range.
+    range_ms : (float, float)
+        The range searched around each event, ms.
+    n_sweeps : int
+        Sweeps searched (the highest intensities).
+    n_found : int
+        Of those, sweeps with an artifact.
+    spread_ms : float
+        Median absolute deviation of their offsets from ``offset_ms``, ms (NaN if none).
+    at_range_edge : bool
+        ``offset_ms`` lies within 0.5 ms of an end of ``range_ms``: the true offset may lie
+        outside it.
+    """
+
+    offset_ms: float
+    found: bool
+    range_ms: tuple[float, float]
+    n_sweeps: int
+    n_found: int
+    spread_ms: float
+    at_range_edge: bool
+
+    def to_dict(self) -> dict:
+        return {
+            "offset_ms": float(self.offset_ms),
+            "found": bool(self.found),
+            "range_ms": [float(v) for v in self.range_ms],
+            "n_sweeps": int(self.n_sweeps),
+            "n_found": int(self.n_found),
+            "spread_ms": float(self.spread_ms),
+            "at_range_edge": bool(self.at_range_edge),
+        }
+
+
+def _sharp_onset(x: np.ndarray, a: int, b: int, base_len: int, threshold_sd: float) -> int | None:
+    """First sample in ``x[a:b]`` whose step from the previous sample is at least half the
+    largest step there and ``threshold_sd`` robust SDs of the baseline's steps; None if none.
+
+    A stimulus artifact arrives as a step of one or two samples; M- and H-waves rise over a
+    millisecond or more, so their sample-to-sample steps are far smaller even when the waves
+    are larger than the artifact.
+    """
+    base = x[max(a - base_len, 0) : a]
+    base = base[np.isfinite(base)]
+    if base.size < 8 or a < 1 or b - a < 2:
+        return None
+    d_base = np.diff(base)
+    sd = 1.4826 * float(np.median(np.abs(d_base - np.median(d_base)))) + 1e-12
+    seg = x[a - 1 : b]
+    step = np.abs(np.diff(np.where(np.isfinite(seg), seg, np.nan)))
+    step = np.nan_to_num(step, nan=0.0)
+    peak = float(step.max())
+    if peak < threshold_sd * sd:
+        return None
+    return a + int(np.argmax(step >= 0.5 * peak))
+
+
+def session_artifact_offset(
+    emg_uv: np.ndarray,
+    emg_rate_hz: float,
+    event_index: np.ndarray,
+    intensity_ma: np.ndarray | None = None,
+    *,
+    range_ms: tuple[float, float] = (-5.0, 10.0),
+    top_fraction: float = 1.0 / 3.0,
+    min_sweeps: int = 5,
+    threshold_sd: float = 12.0,
+) -> ArtifactOffset:
+    """One event-to-artifact offset for the whole session, searched over a wide range.
+
+    The device's event timestamp and the artifact in the EMG can disagree by a constant
+    (trigger latency, a clock offset, a mis-set delay). On the sweeps with the highest
+    intensities (the largest artifacts; ``top_fraction`` of them, at least ``min_sweeps``), the
+    artifact onset is the first sharp step (see :func:`_sharp_onset`) within ``range_ms`` of the
+    event; the session offset is the median over those sweeps. Per-sweep onsets are then searched
+    in a narrow range around ``event + offset`` (:func:`find_artifacts`).
+
+    Parameters
+    ----------
+    emg_uv : ndarray, shape (n_samples,)
+        One EMG channel, uV.
+    emg_rate_hz : float
+        Sampling rate, Hz.
+    event_index : ndarray of int, shape (n_stimuli,)
+        Device event sample indices.
+    intensity_ma : ndarray, shape (n_stimuli,), optional
+        Intensities, mA (all sweeps are used when omitted).
+    range_ms : (float, float)
+        Range searched around each event, ms (start negative).
+    top_fraction : float
+        Share of sweeps (highest intensities first) used.
+    min_sweeps : int
+        Fewest sweeps used (all when there are fewer).
+    threshold_sd : float
+        Minimum step in robust SDs of the baseline's sample-to-sample steps.
+
+    Returns
+    -------
+    ArtifactOffset
+
+    Raises
+    ------
+    dsp.SignalError
+        ``range_ms`` is not (start, end) with start < end.
+    """
+    if not (len(range_ms) == 2 and range_ms[0] < range_ms[1]):
+        raise SignalError(f"range_ms={range_ms} must be (start, end) with start < end, in ms")
+    x = np.asarray(emg_uv, dtype=np.float64)
+    ev = np.asarray(event_index, dtype=np.int64)
+    per_ms = emg_rate_hz / 1000.0
+    if intensity_ma is None or ev.size == 0:
+        order = np.arange(ev.size)
+    else:
+        inten = np.nan_to_num(np.asarray(intensity_ma, dtype=float), nan=-np.inf)
+        order = np.argsort(-inten, kind="stable")
+    k = min(ev.size, max(min_sweeps, int(np.ceil(top_fraction * ev.size))))
+    use = order[:k]
+    r0, r1 = round(range_ms[0] * per_ms), round(range_ms[1] * per_ms)
+    base_len = max(round(20.0 * per_ms), 8)
+    offs = []
+    for e in ev[use]:
+        a, b = max(int(e) + r0, 1), min(int(e) + r1 + 1, x.shape[0])
+        onset = _sharp_onset(x, a, b, base_len, threshold_sd) if a < b else None
+        if onset is not None:
+            offs.append((onset - int(e)) / per_ms)
+    if not offs:
+        return ArtifactOffset(0.0, False, tuple(range_ms), int(k), 0, float("nan"), False)
+    off = np.asarray(offs)
+    med = float(np.median(off))
+    edge = med - range_ms[0] < 0.5 or range_ms[1] - med < 0.5
+    return ArtifactOffset(
+        offset_ms=med,
+        found=True,
+        range_ms=(float(range_ms[0]), float(range_ms[1])),
+        n_sweeps=int(k),
+        n_found=int(off.size),
+        spread_ms=float(np.median(np.abs(off - med))),
+        at_range_edge=bool(edge),
+    )
 
 
 def rail_level_uv(emg_uv: np.ndarray, min_run: int = 3) -> float | None:
@@ -75,6 +229,7 @@ def find_artifacts(
     event_index: np.ndarray,
     *,
     search_ms: tuple[float, float] = (-2.0, 2.0),
+    offset_ms: float = 0.0,
     min_blank_ms: float = 1.0,
     guard_ms: float = 0.5,
     max_blank_ms: float = 6.0,
@@ -84,11 +239,14 @@ def find_artifacts(
 ) -> list[ArtifactFinding]:
     """Detect the stimulus artifact near each event and decide what to blank.
 
-    The onset is the first sample in ``search_ms`` around the event whose deviation from the
-    pre-stimulus median exceeds half the largest deviation there (and ``threshold_sd`` robust SDs
-    of the baseline). The blanked stretch runs from one sample before the onset to the end of the
-    saturated run (samples within 0.5% of the rail, if any) or ``min_blank_ms``, whichever is
-    later, plus ``guard_ms``; capped at ``max_blank_ms``. ``blank_ms`` fixes it instead.
+    The onset is the first sample in ``search_ms`` around ``event + offset_ms`` whose deviation
+    from the pre-stimulus median exceeds half the largest deviation there (and ``threshold_sd``
+    robust SDs of the baseline). ``offset_ms`` is the session's event-to-artifact offset
+    (:func:`session_artifact_offset`); a sweep without a detected artifact is placed at
+    ``event + offset_ms``. The blanked stretch runs from one sample before the onset to the end
+    of the saturated run (samples within 0.5% of the rail, if any) or ``min_blank_ms``,
+    whichever is later, plus ``guard_ms``; capped at ``max_blank_ms``. ``blank_ms`` fixes it
+    instead.
 
     Parameters
     ----------
@@ -99,7 +257,9 @@ def find_artifacts(
     event_index : ndarray of int, shape (n_stimuli,)
         Device event sample indices.
     search_ms : (float, float)
-        Where to look for the onset relative to the event, ms.
+        Where to look for the onset relative to ``event + offset_ms``, ms.
+    offset_ms : float
+        Session-wide offset from the device event to the artifact, ms (0: none).
     min_blank_ms, guard_ms, max_blank_ms : float
         Blanking limits, ms after the onset (see above).
     blank_ms : float, optional
@@ -117,13 +277,14 @@ def find_artifacts(
     x = np.asarray(emg_uv, dtype=np.float64)
     n = x.shape[0]
     per_ms = emg_rate_hz / 1000.0
+    shift = round(float(offset_ms) * per_ms) if np.isfinite(offset_ms) else 0
     if rail_uv is None:
-        # the rail is reached (if at all) by the artifacts: look only around the events
-        span = np.arange(-round(1.0 * per_ms), round(max_blank_ms * per_ms) + 1)
+        # the rail is reached (if at all) by the artifacts: look only around them
+        span = np.arange(-round(1.0 * per_ms), round(max_blank_ms * per_ms) + 1) + shift
         near = np.clip(np.asarray(event_index, dtype=np.int64)[:, None] + span, 0, n - 1)
         rail_uv = rail_level_uv(x[near.ravel()])
-    s0 = round(search_ms[0] * per_ms)
-    s1 = max(round(search_ms[1] * per_ms), 1)
+    s0 = round(search_ms[0] * per_ms) + shift
+    s1 = max(round(search_ms[1] * per_ms), 1) + shift
     base_len = max(round(20.0 * per_ms), 8)
     out = []
     for ev in np.asarray(event_index, dtype=np.int64):
@@ -133,7 +294,8 @@ def find_artifacts(
         base = x[max(a - base_len, 0) : a]
         base = base[np.isfinite(base)]
         if a >= b or base.size < 4:
-            out.append(ArtifactFinding(ev, ev, False, float("nan"), 0.0, ev, float("nan")))
+            at = min(max(ev + shift, 0), n - 1)
+            out.append(ArtifactFinding(ev, at, False, float("nan"), 0.0, at, float("nan")))
             continue
         med = float(np.median(base))
         sd = 1.4826 * float(np.median(np.abs(base - med))) + 1e-12
@@ -141,7 +303,7 @@ def find_artifacts(
         dev = np.abs(np.where(np.isfinite(seg), seg, med) - med)
         peak = float(dev.max())
         if peak < threshold_sd * sd:
-            onset, detected = ev, False
+            onset, detected = min(max(ev + shift, 0), n - 1), False
         else:
             onset = a + int(np.argmax(dev >= 0.5 * peak))
             # Step back over the rising edge while still clearly above the noise.
@@ -177,6 +339,7 @@ def find_artifacts(
                 saturated_ms=float(sat / per_ms),
                 blank_end_index=int(end),
                 peak_uv=peak,
+                at_search_edge=bool(detected and (onset <= a or onset >= b - 1)),
             )
         )
     return out

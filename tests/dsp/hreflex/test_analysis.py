@@ -85,6 +85,69 @@ def test_artifact_offset_reported_and_latency_from_artifact():
     assert abs(r.m_latency_ms - 6.0) <= 0.5
 
 
+@pytest.mark.parametrize("shift_ms", [3.0, -3.0, 8.0])
+def test_artifact_far_from_the_event_is_found_and_measures_stay_right(shift_ms):
+    """The artifact 3 ms late, 3 ms early or 8 ms late: one session offset, then per sweep."""
+    ref = run(make_session(5), n_boot=0)
+    s = make_session(5, offset_samples=round(shift_ms * 5))  # 5 kHz
+    r = run(s, n_boot=0)
+    assert r.artifact["n_detected"] == len(s["idx"])
+    assert r.artifact["session_offset_ms"] == pytest.approx(shift_ms, abs=0.05)
+    assert all(st.artifact_offset_ms == pytest.approx(shift_ms, abs=0.05) for st in r.stimuli)
+    assert all(st.saturated_ms >= 0 and st.blank_ms >= 1.0 for st in r.stimuli)
+    assert abs(r.m_latency_ms - s["truth"]["m_latency_ms"]) <= 0.25
+    assert abs(r.h_latency_ms - s["truth"]["h_latency_ms"]) <= 0.25
+    assert r.hmax_mmax == pytest.approx(ref.hmax_mmax, rel=0.01)
+    assert r.mmax_uv == pytest.approx(ref.mmax_uv, rel=0.005)
+    # the offset is reported and a large one is said
+    assert any(f"session offset {shift_ms:+.2f} ms" in w for w in r.warnings)
+    assert not any("no artifact found" in w or "edge" in w for w in r.warnings)
+
+
+def test_artifact_outside_the_offset_range_is_a_warning_not_silence():
+    s = make_session(5, offset_samples=60)  # 12 ms late, past the default -5..+10 ms
+    r = run(s, n_boot=0)
+    assert r.artifact["n_detected"] == 0 and r.artifact["session_offset"]["found"] is False
+    assert any(w.startswith("no stimulus artifact found within -5..10 ms") for w in r.warnings)
+    wide = run(s, n_boot=0, artifact_offset_range_ms=(-5.0, 20.0))
+    assert wide.artifact["session_offset_ms"] == pytest.approx(12.0, abs=0.05)
+    assert abs(wide.m_latency_ms - 6.0) <= 0.25
+    # at the edge of the range: said
+    edge = run(s, n_boot=0, artifact_offset_range_ms=(-5.0, 12.2))
+    assert any("edge of the searched range" in w for w in edge.warnings)
+    with pytest.raises(HReflexInputError, match="artifact_offset_range_ms"):
+        run(s, artifact_offset_range_ms=(5.0, -5.0))
+
+
+def test_stimuli_without_an_artifact_are_listed_in_the_warnings():
+    s = make_session(5, offset_samples=15)
+    # remove the artifact (and the responses) of two sweeps: they fall back to event + offset
+    for k in (3, 7):
+        e = s["idx"][k]
+        s["emg_uv"][e - 5 : e + 500] = np.random.default_rng(k).normal(0, 5.0, 505)
+    r = run(s, n_boot=0)
+    assert [st.artifact_detected for st in r.stimuli].count(False) == 2
+    assert r.stimuli[3].onset_index == s["idx"][3] + 15
+    assert any(w.startswith("no artifact found for 2 of") for w in r.warnings)
+
+
+def test_session_offset_ignores_m_waves_larger_than_the_artifact():
+    from dsp.hreflex import session_artifact_offset
+
+    rng = np.random.default_rng(4)
+    rate = 5000.0
+    x = rng.normal(0, 5, 60000)
+    events = np.arange(5000, 55000, 5000)
+    t = np.arange(100) / 5.0  # ms
+    for e in events:
+        o = e + 20  # 4 ms late
+        x[o : o + 3] += 800.0  # a small, sharp artifact
+        x[o + 15 : o + 115] += 6000.0 * np.sin(2 * np.pi * t / 8.0) * (t < 8.0)  # big M at 3 ms
+    off = session_artifact_offset(x, rate, events, np.linspace(10, 30, events.size))
+    assert off.found and off.offset_ms == pytest.approx(4.0, abs=0.01)
+    assert off.n_sweeps == 5 and off.n_found == 5 and not off.at_range_edge
+
+
 def test_background_gating_excludes_with_reason():
     s = make_session(6, high_background=(3, 10))
     r = run(s)
