@@ -56,6 +56,8 @@ from firmware_iface.messages import (
     pack_prompt,
 )
 
+#: What ``_wait_reply`` returns when a frame of another protocol major arrived instead of a reply.
+_FOREIGN_MAJOR = object()
 _IDEMPOTENT = {MsgType.IDENTIFY, MsgType.PING, MsgType.GET_STATUS, MsgType.START, MsgType.STOP}
 _MOD32 = 1 << 32
 
@@ -156,7 +158,9 @@ MAX_GAP_RECORDS = 1024
 class ClientStats:
     """What the client has received and lost.
 
-    ``lost_frames`` counts device sequence-number gaps; ``gaps[stream]`` lists the latest
+    ``lost_frames`` counts device sequence-number gaps; ``version_errors`` the frames of another
+    protocol major (never interpreted; ``foreign_version`` is the last such version byte);
+    ``gaps[stream]`` lists the latest
     :data:`MAX_GAP_RECORDS` gaps as ``(first_missing_index, n_missing)`` (the recorder writes
     every gap to the session file as it happens; memory stays bounded over long, lossy links);
     ``missing(stream)`` is the exact total; ``samples[stream]`` counts received samples.
@@ -166,6 +170,7 @@ class ClientStats:
     lost_frames: int = 0
     unknown_frames: int = 0
     version_errors: int = 0
+    foreign_version: int | None = None
     malformed: int = 0
     stray_replies: int = 0
     device_frame_errors: int = 0
@@ -284,6 +289,8 @@ class DeviceClient:
             The device answered with an ERROR (``.code`` holds the error code).
         CommandTimeout
             No answer within ``timeout_s`` (per attempt).
+        VersionMismatch
+            A frame of another protocol major version arrived while waiting for the reply.
         LinkClosed
             The link went away.
         """
@@ -298,8 +305,17 @@ class DeviceClient:
             with self._cond:
                 self._pending[seq] = None
             kwargs = {} if version is None else {"version": version}
+            versions_before = self.stats.version_errors
             self._write(encode_frame(msg_type, seq, 0, payload, **kwargs))
-            reply = self._wait_reply(seq, timeout_s)
+            reply = self._wait_reply(seq, timeout_s, versions_before)
+            if reply is _FOREIGN_MAJOR:
+                # PROTOCOL.md section 3: frames of another major are never interpreted; the
+                # host stops and tells the user to upgrade instead of waiting for a timeout
+                seen = self.stats.foreign_version or 0
+                raise VersionMismatch(
+                    f"device answered {name} in protocol {seen >> 4}.{seen & 0x0F} frames; this "
+                    f"tonuslab supports {PROTOCOL_MAJOR}.x: upgrade tonuslab"
+                )
             if reply is None:
                 continue
             if isinstance(reply, ErrorReply):
@@ -323,7 +339,9 @@ class DeviceClient:
             "then run 'tonuslab conformance URL'"
         )
 
-    def _wait_reply(self, seq: int, timeout_s: float):
+    def _wait_reply(self, seq: int, timeout_s: float, versions_before: int):
+        """The reply to ``seq``; None on timeout, :data:`_FOREIGN_MAJOR` when a frame of
+        another major version arrived meanwhile (and no reply)."""
         deadline = time.monotonic() + timeout_s
         while True:
             with self._cond:
@@ -331,6 +349,9 @@ class DeviceClient:
                 if reply is not None:
                     del self._pending[seq]
                     return reply
+                if self.stats.version_errors > versions_before:
+                    self._pending.pop(seq, None)
+                    return _FOREIGN_MAJOR
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 with self._cond:
@@ -378,6 +399,7 @@ class DeviceClient:
         stats = self.stats
         if frame.major != PROTOCOL_MAJOR:
             stats.version_errors += 1
+            stats.foreign_version = frame.version
             return None
         stats.frames += 1
         if self._expected_seq is not None and frame.seq != self._expected_seq:

@@ -364,6 +364,42 @@ def test_host_ignores_newer_minor_messages_and_refuses_other_majors():
     c.close()
 
 
+def test_reply_in_a_major_2_header_raises_version_mismatch_not_timeout():
+    """A device answering IDENTIFY in protocol 2.0 frames: VersionMismatch at once (section 3)."""
+    import threading
+
+    from firmware_iface.codec import StreamDecoder
+    from firmware_iface.errors import VersionMismatch
+    from firmware_iface.messages import Ack
+
+    host, dev = link_pair()
+    body = make_device().info().pack()
+    body = bytes([2, 0]) + body[2:]
+
+    def serve():  # a protocol-2 device: every reply in a 0x20 header
+        decoder = StreamDecoder()
+        while True:
+            try:
+                data = dev.read(4096, 0.1)
+            except LinkClosed:
+                return
+            for f in decoder.feed(data):
+                reply = Ack(f.seq, f.msg_type, body).pack()
+                dev.write(encode_frame(MsgType.ACK, 0, 0, reply, version=0x20))
+
+    threading.Thread(target=serve, daemon=True).start()
+    c = DeviceClient(host, command_timeout_s=5.0, retries=2)
+    started = time.monotonic()
+    try:
+        with pytest.raises(VersionMismatch, match=r"IDENTIFY in protocol 2\.0.*upgrade") as err:
+            c.identify()
+        assert "\n" not in str(err.value)
+        assert time.monotonic() - started < 2.0  # no waiting out the 5 s timeout (x3 attempts)
+        assert c.stats.version_errors == 1 and c.stats.foreign_version == 0x20
+    finally:
+        c.close()
+
+
 def test_second_host_with_stale_counter_recovers_from_replay(device, key):
     first = DeviceClient(emulator_link(device), stim_key=key)
     try:
