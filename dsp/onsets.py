@@ -237,18 +237,65 @@ def _baseline_slice(baseline_s, rate_hz: float, n: int) -> tuple[int, int, list]
     return i0, i1, [t0, t1]
 
 
-def _prefilter(x: np.ndarray, rate_hz: float, bandpass_hz) -> np.ndarray:
+#: Butterworth orders of the pre-filter band-pass and of the envelope low-pass (in ``params``).
+BANDPASS_ORDER = 4
+LOWPASS_ORDER = 2
+#: Highest upper corner of the pre-filter, as a fraction of the sampling rate.
+TOP_FRACTION = 0.45
+
+
+def _band(bandpass_hz, rate_hz: float) -> tuple[float, float] | None:
+    """The pre-filter band actually used: ``bandpass_hz`` with its upper corner lowered to
+    ``TOP_FRACTION * rate_hz`` when above it (a valid band at low sampling rates)."""
     if bandpass_hz is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in bandpass_hz)
+    except (TypeError, ValueError):
+        raise SignalError(
+            f"bandpass_hz must be a (low_hz, high_hz) pair in Hz or None, got {bandpass_hz!r}"
+        ) from None
+    lo = V.positive(lo, "bandpass_hz low corner", "Hz")
+    hi = V.positive(hi, "bandpass_hz high corner", "Hz")
+    if lo >= hi:
+        raise SignalError(f"bandpass_hz=({lo:g}, {hi:g}): the low corner must be below the high")
+    top = TOP_FRACTION * rate_hz
+    if lo >= top:
+        raise SignalError(
+            f"bandpass_hz low corner {lo:g} Hz must be below {TOP_FRACTION:g} x rate_hz = "
+            f"{top:g} Hz"
+        )
+    return lo, min(hi, top)
+
+
+def _filter_params(bandpass_hz, band, lowpass_hz=None, with_lowpass: bool = True) -> dict:
+    """The filter entries of ``params``: the band used, the requested one if it differs, orders."""
+    d = {
+        "bandpass_hz": None if band is None else [band[0], band[1]],
+        "bandpass_order": None if band is None else BANDPASS_ORDER,
+    }
+    if band is not None and float(bandpass_hz[1]) != band[1]:
+        d["bandpass_hz_requested"] = [float(v) for v in bandpass_hz]
+    if with_lowpass:
+        d["lowpass_hz"] = None if lowpass_hz is None else float(lowpass_hz)
+        d["lowpass_order"] = None if lowpass_hz is None else LOWPASS_ORDER
+    return d
+
+
+def _prefilter(x: np.ndarray, rate_hz: float, band) -> np.ndarray:
+    if band is None:
         return x.copy()
-    lo, hi = bandpass_hz
-    hi = min(float(hi), 0.45 * rate_hz)  # keep a valid band at low sampling rates
-    return apply_zero_phase(x, design_bandpass(lo, hi, rate_hz, 4))
+    return apply_zero_phase(x, design_bandpass(band[0], band[1], rate_hz, BANDPASS_ORDER))
 
 
 def _lowpass(g: np.ndarray, rate_hz: float, lowpass_hz) -> np.ndarray:
     if lowpass_hz is None:
         return g
-    return apply_zero_phase(g, design_lowpass(lowpass_hz, rate_hz, 2), out=g)
+    return apply_zero_phase(g, design_lowpass(lowpass_hz, rate_hz, LOWPASS_ORDER), out=g)
+
+
+def _lowpass_corner(lowpass_hz, rate_hz: float) -> float | None:
+    return None if lowpass_hz is None else V.cutoff(lowpass_hz, rate_hz, "lowpass_hz")
 
 
 def _durations(rate_hz, min_duration_s, min_off_s) -> tuple[int, int]:
@@ -283,11 +330,11 @@ def detect_onsets_threshold(
 ) -> OnsetResult:
     """Threshold over baseline (Hodges & Bui 1996 family).
 
-    The EMG is band-passed (zero-phase), rectified and low-passed (2nd-order zero-phase
-    Butterworth at ``lowpass_hz``) into a linear envelope. Its mean and SD over the baseline
-    window give the threshold ``mean + k_sd * SD``; a burst starts where the envelope stays
-    above it for ``min_duration_s`` and ends where it stays at or below it for ``min_off_s``.
-    Only samples after the baseline window are searched.
+    The EMG is band-passed (4th-order Butterworth, zero-phase), rectified and low-passed
+    (2nd-order zero-phase Butterworth at ``lowpass_hz``) into a linear envelope. Its mean and SD
+    over the baseline window give the threshold ``mean + k_sd * SD``; a burst starts where the
+    envelope stays above it for ``min_duration_s`` and ends where it stays at or below it for
+    ``min_off_s``. Only samples after the baseline window are searched.
 
     Parameters
     ----------
@@ -306,27 +353,32 @@ def detect_onsets_threshold(
     lowpass_hz : float or None
         Envelope low-pass corner (grid: 10, 50, 500 Hz); None for the plain rectified signal.
     bandpass_hz : (float, float) or None
-        Pre-filter band; None if the input is already conditioned.
+        Pre-filter band in Hz; None if the input is already conditioned. An upper corner above
+        ``0.45 * rate_hz`` is lowered to that (e.g. 225 Hz at 500 Hz).
 
     Returns
     -------
     OnsetResult
-        ``test_signal`` is the envelope (uV).
+        ``test_signal`` is the envelope (uV). ``params`` holds the filters *as applied*:
+        ``bandpass_hz`` is the band used (``bandpass_hz_requested`` is added when the upper
+        corner was lowered), ``bandpass_order`` (4) and ``lowpass_order`` (2) the Butterworth
+        orders (None when that filter is off).
     """
     rate_hz = V.rate(rate_hz)
     x = V.one_channel(emg_uv, "emg_uv", min_samples=4)
     i0, i1, base = _baseline_slice(baseline_s, rate_hz, x.size)
     min_on, min_off = _durations(rate_hz, min_duration_s, min_off_s)
     k = V.positive(k_sd, "k_sd")
-    g = np.abs(_prefilter(x, rate_hz, bandpass_hz))
+    band = _band(bandpass_hz, rate_hz)
+    lowpass_hz = _lowpass_corner(lowpass_hz, rate_hz)
+    g = np.abs(_prefilter(x, rate_hz, band))
     g = _lowpass(g, rate_hz, lowpass_hz)
     params = {
         "baseline_s": base,
         "k_sd": k,
         "min_duration_s": float(min_duration_s),
         "min_off_s": float(min_off_s if min_off_s is not None else min_duration_s),
-        "lowpass_hz": None if lowpass_hz is None else float(lowpass_hz),
-        "bandpass_hz": None if bandpass_hz is None else [float(v) for v in bandpass_hz],
+        **_filter_params(bandpass_hz, band, lowpass_hz),
     }
     name = "linear envelope (uV)" if lowpass_hz is not None else "rectified EMG (uV)"
     return _threshold_result("threshold", g, rate_hz, i0, i1, k, min_on, min_off, name, params)
@@ -349,28 +401,32 @@ def detect_onsets_tkeo(
     ``x[n]^2 - x[n-1] x[n+1]``, rectification, low-pass at ``lowpass_hz``; the baseline mean and
     SD are taken *of that TKEO envelope* and the threshold is ``mean + k_sd * SD``.
 
-    Parameters are as :func:`detect_onsets_threshold`; ``k_sd`` defaults higher because the TKEO
+    Parameters are as :func:`detect_onsets_threshold` (same filter orders; an upper band corner
+    above ``0.45 * rate_hz`` is lowered to it); ``k_sd`` defaults higher because the TKEO
     envelope's baseline is tight and its bursts tall (squared amplitude).
 
     Returns
     -------
     OnsetResult
-        ``test_signal`` is the TKEO envelope (uV^2).
+        ``test_signal`` is the TKEO envelope (uV^2); ``params`` records the filters as applied
+        (band used, ``bandpass_hz_requested`` when lowered, ``bandpass_order``,
+        ``lowpass_order``), as :func:`detect_onsets_threshold`.
     """
     rate_hz = V.rate(rate_hz)
     x = V.one_channel(emg_uv, "emg_uv", min_samples=4)
     i0, i1, base = _baseline_slice(baseline_s, rate_hz, x.size)
     min_on, min_off = _durations(rate_hz, min_duration_s, min_off_s)
     k = V.positive(k_sd, "k_sd")
-    g = np.abs(tkeo(_prefilter(x, rate_hz, bandpass_hz)))
+    band = _band(bandpass_hz, rate_hz)
+    lowpass_hz = _lowpass_corner(lowpass_hz, rate_hz)
+    g = np.abs(tkeo(_prefilter(x, rate_hz, band)))
     g = _lowpass(g, rate_hz, lowpass_hz)
     params = {
         "baseline_s": base,
         "k_sd": k,
         "min_duration_s": float(min_duration_s),
         "min_off_s": float(min_off_s if min_off_s is not None else min_duration_s),
-        "lowpass_hz": None if lowpass_hz is None else float(lowpass_hz),
-        "bandpass_hz": None if bandpass_hz is None else [float(v) for v in bandpass_hz],
+        **_filter_params(bandpass_hz, band, lowpass_hz),
     }
     return _threshold_result(
         "tkeo", g, rate_hz, i0, i1, k, min_on, min_off, "TKEO envelope (uV^2)", params
@@ -416,15 +472,19 @@ def detect_onsets_changepoint(
     max_changes : int
         Upper bound on the number of change points.
     bandpass_hz : (float, float) or None
-        Pre-filter band; None if already conditioned.
+        Pre-filter band (4th-order Butterworth, zero-phase); None if already conditioned. An
+        upper corner above ``0.45 * rate_hz`` is lowered to it.
     decimate : int or None
-        Samples per bin (default ``round(rate_hz / 1000)``, at least 1).
+        Samples per bin, an integer from 1 to the baseline window's length in samples (default
+        ``round(rate_hz / 1000)`` -- 1 ms -- limited to that range).
 
     Returns
     -------
     OnsetResult
         ``baseline_mean``/``baseline_sd`` are of the binned mean square (uV^2); ``threshold``
-        is ``ratio * baseline_mean``; ``params["change_points"]`` lists all change points.
+        is ``ratio * baseline_mean``; ``params["change_points"]`` lists all change points;
+        ``params`` records the band used, ``bandpass_hz_requested`` when it was lowered, and
+        ``bandpass_order``.
     """
     rate_hz = V.rate(rate_hz)
     x = V.one_channel(emg_uv, "emg_uv", min_samples=4)
@@ -433,10 +493,21 @@ def detect_onsets_changepoint(
     pen = V.positive(penalty, "penalty")
     if not isinstance(max_changes, int | np.integer) or max_changes < 1:
         raise SignalError(f"max_changes must be an integer >= 1, got {max_changes!r}")
-    q = max(1, round(rate_hz / 1000.0)) if decimate is None else int(decimate)
-    if q < 1:
-        raise SignalError(f"decimate must be an integer >= 1, got {decimate!r}")
-    y = _prefilter(x, rate_hz, bandpass_hz)
+    if decimate is None:
+        q = max(1, min(round(rate_hz / 1000.0), i1 - i0))
+    elif (
+        isinstance(decimate, int | np.integer) and not isinstance(decimate, bool) and decimate >= 1
+    ):
+        q = int(decimate)
+    else:
+        raise SignalError(f"decimate must be an integer >= 1 (samples per bin), got {decimate!r}")
+    if q > i1 - i0:
+        raise SignalError(
+            f"decimate={q} samples per bin is longer than the baseline window ({i1 - i0} "
+            "samples); the baseline needs at least one whole bin"
+        )
+    band = _band(bandpass_hz, rate_hz)
+    y = _prefilter(x, rate_hz, band)
     sq = y * y
     nb = sq.size // q
     bins = sq[: nb * q].reshape(nb, q).mean(axis=1)
@@ -470,7 +541,7 @@ def detect_onsets_changepoint(
         "min_duration_s": float(min_duration_s),
         "penalty": pen,
         "max_changes": int(max_changes),
-        "bandpass_hz": None if bandpass_hz is None else [float(v) for v in bandpass_hz],
+        **_filter_params(bandpass_hz, band, with_lowpass=False),
         "decimate": q,
         "change_points": [int(c) * q for c in cps],
     }

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import scipy.signal
 
 from dsp import SignalError
 from dsp import onsets as O
@@ -111,16 +112,47 @@ def test_two_bursts_and_offsets():
     assert abs(r.onsets[1] - 6000) < 40 and abs(r.offsets[1] - 6600) < 60
 
 
+def reference_test_signal(x, rate_hz, method):
+    """The signal each detector thresholds, rebuilt with scipy from its documented recipe."""
+    if method == "threshold":
+        bp = scipy.signal.butter(4, [20, 450], btype="bandpass", fs=rate_hz, output="sos")
+        lp = scipy.signal.butter(2, 50, fs=rate_hz, output="sos")
+        return scipy.signal.sosfiltfilt(lp, np.abs(scipy.signal.sosfiltfilt(bp, x)))
+    if method == "tkeo":
+        bp = scipy.signal.butter(4, [30, 300], btype="bandpass", fs=rate_hz, output="sos")
+        lp = scipy.signal.butter(2, 50, fs=rate_hz, output="sos")
+        y = scipy.signal.sosfiltfilt(bp, x)
+        psi = y[1:-1] ** 2 - y[:-2] * y[2:]
+        psi = np.concatenate([psi[:1], psi, psi[-1:]])
+        return scipy.signal.sosfiltfilt(lp, np.abs(psi))
+    bp = scipy.signal.butter(4, [20, 450], btype="bandpass", fs=rate_hz, output="sos")
+    sq = scipy.signal.sosfiltfilt(bp, x) ** 2
+    q = round(rate_hz / 1000)
+    return sq[: sq.size // q * q].reshape(-1, q).mean(axis=1)  # 1 ms bins
+
+
 @pytest.mark.parametrize("method", ["threshold", "tkeo", "changepoint"])
 def test_baseline_statistics_are_of_the_thresholded_signal(method):
-    """Scaling the EMG by 10 scales the test signal; thresholds must follow that signal."""
+    """Baseline mean and SD equal those of the independently rebuilt test signal's baseline
+    window (not of the raw EMG), and the threshold follows from them."""
     x = synthetic(4)
-    r1 = O.detect_onsets(x, RATE, method, baseline_s=(0.0, 0.5))
-    r10 = O.detect_onsets(10 * x, RATE, method, baseline_s=(0.0, 0.5))
-    power = 1 if method == "threshold" else 2
-    assert r10.threshold == pytest.approx(r1.threshold * 10**power, rel=1e-9)
-    np.testing.assert_array_equal(r1.onsets, r10.onsets)
-    assert r1.baseline_mean < r1.threshold
+    t0, t1 = 0.2, 0.7  # not at the start: a wrong window offset would show
+    r = O.detect_onsets(x, RATE, method, baseline_s=(t0, t1))
+    g = reference_test_signal(x, RATE, method)
+    per_s = RATE if method != "changepoint" else 1000.0  # samples or 1 ms bins per second
+    base = g[round(t0 * per_s) : round(t1 * per_s)]
+    assert r.baseline_mean == pytest.approx(base.mean(), rel=1e-9)
+    assert r.baseline_sd == pytest.approx(base.std(ddof=1), rel=1e-9)
+    if method == "changepoint":
+        assert r.threshold == pytest.approx(4.0 * base.mean(), rel=1e-9)
+        return
+    k = {"threshold": 3.0, "tkeo": 8.0}[method]
+    assert r.threshold == pytest.approx(base.mean() + k * base.std(ddof=1), rel=1e-9)
+    min_on = round(r.params["min_duration_s"] * RATE)
+    on, off = reference_bursts(g, r.threshold, min_on, min_on, round(t1 * RATE))
+    assert list(r.onsets) == on and list(r.offsets) == off
+    # The raw EMG's statistics are different numbers altogether.
+    assert abs(r.baseline_sd - x[round(t0 * RATE) : round(t1 * RATE)].std(ddof=1)) > 0.1
 
 
 def test_result_carries_parameters_and_serialises():
@@ -133,6 +165,36 @@ def test_result_carries_parameters_and_serialises():
     assert r.first_onset == d["onsets"][0]
 
 
+@pytest.mark.parametrize("method", ["threshold", "tkeo", "changepoint"])
+def test_params_record_the_band_and_orders_used_at_500_hz(method):
+    """At 500 Hz the default upper corners (450 or 300 Hz) are lowered to 0.45 x 500 = 225 Hz:
+    params hold the band applied, the request, and the Butterworth orders."""
+    rate = 500.0
+    x = synthetic(6, onset=500, offset=750, n=1500)
+    r = O.detect_onsets(x, rate, method, baseline_s=(0.0, 0.5))
+    requested = [30.0, 300.0] if method == "tkeo" else [20.0, 450.0]
+    assert r.params["bandpass_hz"] == [requested[0], 225.0]
+    assert r.params["bandpass_hz_requested"] == requested
+    assert r.params["bandpass_order"] == 4
+    if method == "changepoint":
+        assert "lowpass_order" not in r.params
+    else:
+        assert r.params["lowpass_hz"] == 50.0 and r.params["lowpass_order"] == 2
+    # The recorded band reproduces the result, and then nothing was lowered.
+    again = O.detect_onsets(
+        x, rate, method, baseline_s=(0.0, 0.5), bandpass_hz=tuple(r.params["bandpass_hz"])
+    )
+    assert again.threshold == r.threshold
+    np.testing.assert_array_equal(again.onsets, r.onsets)
+    assert "bandpass_hz_requested" not in again.params
+    json.dumps(r.to_dict())
+    # At 2 kHz the requested band is used as is; without a pre-filter there is no order.
+    r2 = O.detect_onsets(synthetic(6), RATE, method, baseline_s=(0.0, 0.5))
+    assert r2.params["bandpass_hz"] == requested and "bandpass_hz_requested" not in r2.params
+    r3 = O.detect_onsets(synthetic(6), RATE, method, baseline_s=(0.0, 0.5), bandpass_hz=None)
+    assert r3.params["bandpass_hz"] is None and r3.params["bandpass_order"] is None
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -140,11 +202,41 @@ def test_result_carries_parameters_and_serialises():
         ({"baseline_s": "soon"}, "baseline_s"),
         ({"k_sd": -1}, "k_sd"),
         ({"min_duration_s": 0}, "min_duration_s"),
+        ({"lowpass_hz": 5000.0}, "lowpass_hz"),
     ],
 )
 def test_bad_parameters(kwargs, message):
     with pytest.raises(SignalError, match=message):
         O.detect_onsets_threshold(synthetic(0), RATE, **kwargs)
+
+
+@pytest.mark.parametrize("method", ["threshold", "tkeo", "changepoint"])
+@pytest.mark.parametrize(
+    "band",
+    [(20.0,), 20.0, "wide", (20.0, "x"), (300.0, 100.0), (-5.0, 100.0), (950.0, 990.0)],
+)
+def test_bad_band_is_a_signal_error(method, band):
+    with pytest.raises(SignalError, match="bandpass_hz"):
+        O.detect_onsets(synthetic(0), RATE, method, baseline_s=(0.0, 0.5), bandpass_hz=band)
+
+
+@pytest.mark.parametrize(
+    ("decimate", "message"),
+    [
+        (2.7, "integer"),
+        (2.0, "integer"),
+        (True, "integer"),
+        (0, "integer"),
+        ("2", "integer"),
+        (10**6, "baseline window"),
+        (1001, "baseline window"),  # baseline 0-0.5 s = 1000 samples
+    ],
+)
+def test_bad_decimate_is_a_signal_error(decimate, message):
+    with pytest.raises(SignalError, match=message):
+        O.detect_onsets_changepoint(synthetic(0), RATE, baseline_s=(0.0, 0.5), decimate=decimate)
+    r = O.detect_onsets_changepoint(synthetic(0), RATE, baseline_s=(0.0, 0.5), decimate=1000)
+    assert np.isfinite(r.baseline_mean) and r.params["decimate"] == 1000
 
 
 def test_multichannel_input_is_rejected_and_unknown_method():
