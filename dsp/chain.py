@@ -197,7 +197,22 @@ class StreamingConditioner:
         self.n_seen = 0
 
     def process(self, block, out: np.ndarray | None = None) -> np.ndarray:
-        """Condition the next block ``(n, n_channels)`` (or ``(n,)`` for one channel)."""
+        """Condition the next block.
+
+        Parameters
+        ----------
+        block : array_like, (n, n_channels) or (n,) for one channel
+            EMG in microvolts, no NaN.
+        out : ndarray, optional
+            Writable C-contiguous float64 array of the block's shape (``(n,)`` or ``(n, 1)`` for
+            one channel; may be the block itself) to write into, checked as in
+            :func:`dsp.filters.apply_zero_phase`; no allocation then.
+
+        Returns
+        -------
+        ndarray, float64, the block's shape
+            Trailing RMS envelope in microvolts (``out`` when given).
+        """
         if (
             isinstance(block, np.ndarray)
             and block.dtype == np.float64
@@ -213,12 +228,7 @@ class StreamingConditioner:
             raise SignalError(
                 f"block has {x2.shape[1]} channels, the conditioner was made for {self.n_channels}"
             )
-        if out is None:
-            y = np.empty_like(x2)
-        elif out.shape != x2.shape or out.dtype != np.float64 or not out.flags.c_contiguous:
-            raise SignalError(f"out must be a C-contiguous float64 array of shape {x2.shape}")
-        else:
-            y = out
+        y = _out_array(out, x2)
         _stream_kernel(x2, y, self.sos, self._z, self._ring, self._acc, self.n_seen, self.size)
         self.n_seen += x2.shape[0]
         return y[:, 0] if was_1d else y

@@ -65,10 +65,12 @@ def test_streaming_chain_matches_causal_reference():
 @settings(max_examples=30, deadline=None)
 @given(cuts=st.lists(st.integers(min_value=0, max_value=5000), max_size=10))
 def test_streaming_chain_is_block_size_independent(cuts):
-    # 5000 samples cross a re-summation point of the running RMS (every 4096 samples).
-    x = np.random.default_rng(2).normal(scale=40.0, size=(5000, 3))
+    # 5000 samples cross a re-summation point of the running RMS (every 4096 samples); 19
+    # channels = two full 8-lane SIMD groups plus a remainder group of 3.
+    x = np.random.default_rng(2).normal(scale=40.0, size=(5000, 19))
     offline = C.condition_emg_causal(x, RATE)
-    s = C.StreamingConditioner(RATE, 3)
+    np.testing.assert_allclose(offline, scipy_causal_chain(x), rtol=1e-9)
+    s = C.StreamingConditioner(RATE, 19)
     edges = [0, *sorted(cuts), 5000]
     parts = [s.process(x[a:b]) for a, b in itertools.pairwise(edges)]
     np.testing.assert_array_equal(np.vstack(parts), offline)
@@ -91,13 +93,45 @@ def test_streaming_out_and_errors():
         C.condition_emg(np.zeros((1000, 2)), RATE, band_hz=20)
 
 
-def test_out_argument_is_checked():
+def _read_only(shape):
+    a = np.zeros(shape)
+    a.flags.writeable = False
+    return a
+
+
+BAD_OUTS = [
+    pytest.param(lambda n: np.zeros((n, 3)), "out must", id="shape"),
+    pytest.param(lambda n: [0.0], "out must", id="list"),
+    pytest.param(lambda n: _read_only((n, 2)), "writable", id="read-only"),
+    pytest.param(lambda n: np.zeros((n, 2), np.float32), "float64", id="float32"),
+    pytest.param(lambda n: np.zeros((2, n)).T, "C-contiguous", id="fortran"),
+    pytest.param(lambda n: np.zeros(2 * n), "out must", id="1-d"),
+    pytest.param(lambda n: np.zeros((n, 2, 1)), "out must", id="3-d"),
+]
+
+
+@pytest.mark.parametrize(("make_out", "message"), BAD_OUTS)
+def test_out_argument_is_checked(make_out, message):
     x = np.zeros((1000, 2))
-    with pytest.raises(SignalError, match="out must"):
-        C.condition_emg(x, RATE, out=np.zeros((1000, 3)))
-    with pytest.raises(SignalError, match="out must"):
-        C.condition_emg(x, RATE, out=[0.0])
-    ro = np.zeros((1000, 2))
-    ro.flags.writeable = False
-    with pytest.raises(SignalError, match="writable"):
-        C.condition_emg(x, RATE, out=ro)
+    with pytest.raises(SignalError, match=message):
+        C.condition_emg(x, RATE, out=make_out(1000))
+
+
+@pytest.mark.parametrize(("make_out", "message"), BAD_OUTS)
+def test_streaming_out_argument_is_checked(make_out, message):
+    s = C.StreamingConditioner(RATE, 2)
+    with pytest.raises(SignalError, match=message):
+        s.process(np.zeros((40, 2)), out=make_out(40))
+    assert s.n_seen == 0  # nothing was processed
+
+
+def test_streaming_out_for_one_channel_and_in_place():
+    x = np.random.default_rng(3).normal(scale=40.0, size=(300, 1))
+    ref = C.condition_emg_causal(x, RATE)
+    out = np.empty(300)
+    y = C.StreamingConditioner(RATE, 1).process(x[:, 0], out=out)
+    assert np.shares_memory(y, out)
+    np.testing.assert_array_equal(out, ref[:, 0])
+    block = x.copy()
+    assert C.StreamingConditioner(RATE, 1).process(block, out=block) is block
+    np.testing.assert_array_equal(block, ref)
