@@ -399,11 +399,56 @@ def _clean(obj):
 
 
 # ----------------------------------------------------------------------------------------------
-def input_sha256(path) -> str:
-    """SHA-256 over every dataset of the file outside ``/results`` (names, dtypes, shapes, bytes).
+#: Root attributes left out of :func:`input_sha256`: they record the file's life (closed,
+#: recovered, rewritten by another tonuslab version), not the recorded data.
+HASH_EXCLUDED_ROOT_ATTRS = frozenset({"state", "closed_utc", "writer"})
 
-    Datasets are visited in sorted path order and read in blocks, so the hash of a large file
-    costs one sequential read and little memory.
+
+def _attr_bytes(value) -> bytes:
+    """A deterministic byte encoding of one HDF5 attribute value (type-tagged)."""
+    if isinstance(value, bytes):
+        return b"b:" + value
+    if isinstance(value, str):
+        return b"s:" + value.encode("utf-8")
+    if isinstance(value, np.ndarray):
+        head = f"a:{value.dtype.str}{value.shape}:".encode()
+        if value.dtype.hasobject or value.dtype.kind in "SU":
+            return head + repr([_attr_bytes(v) for v in value.reshape(-1).tolist()]).encode()
+        return head + np.ascontiguousarray(value).tobytes()
+    if isinstance(value, np.generic):
+        return f"n:{value.dtype.str}:".encode() + value.tobytes()
+    return f"p:{type(value).__name__}:{value!r}".encode()
+
+
+def _hash_attrs(digest, name: str, obj, *, exclude=frozenset()) -> None:
+    for key in sorted(obj.attrs.keys()):
+        if key in exclude:
+            continue
+        value = _attr_bytes(obj.attrs[key])
+        digest.update(f"@{name}@{key}|{len(value)}|".encode() + value)
+
+
+def input_sha256(path) -> str:
+    """SHA-256 of everything a session file holds outside ``/results``.
+
+    Covers every dataset (name, dtype, shape, bytes) and the attributes of every group and
+    dataset: ``/metadata`` (muscle, ``stretch_direction_sign``, ``passive_range_deg``...), the
+    stream attributes (``rate_hz``, ``t0_s``...) and the ``counts`` attributes (``scale``,
+    ``offset``, ``unit``...), so changing any input of an analysis changes the hash. Left out:
+    the ``/results`` group (written by the analysis itself) and the root attributes in
+    :data:`HASH_EXCLUDED_ROOT_ATTRS` (``state``, ``closed_utc``, ``writer``). Objects and
+    attributes are visited in sorted name order and datasets read in blocks, so the hash is
+    deterministic and costs one sequential read with little memory.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        Session file.
+
+    Returns
+    -------
+    str
+        Hex digest.
     """
     import h5py
 
@@ -412,12 +457,17 @@ def input_sha256(path) -> str:
     with h5py.File(path, "r", locking=False) as f:
 
         def visit(name, obj):
-            if isinstance(obj, h5py.Dataset) and not name.startswith(RESULTS_GROUP + "/"):
+            if name != RESULTS_GROUP and not name.startswith(RESULTS_GROUP + "/"):
                 names.append(name)
 
         f.visititems(visit)
+        _hash_attrs(digest, "/", f, exclude=HASH_EXCLUDED_ROOT_ATTRS)
         for name in sorted(names):
-            ds = f[name]
+            obj = f[name]
+            _hash_attrs(digest, name, obj)
+            if not isinstance(obj, h5py.Dataset):
+                continue
+            ds = obj
             digest.update(f"{name}|{ds.dtype.str}|{ds.shape}".encode())
             if ds.shape is None or ds.size == 0:
                 continue

@@ -161,13 +161,36 @@ class Session:
             if e.get("kind") == "prompt" and e.get("time_s") is not None
         ]
 
+    def _n_rows(self, stream: str) -> int | None:
+        """Rows of a stream, from the cache or the dataset's shape (nothing is read)."""
+        cached = self._cache.get("emg_uv" if stream == "emg" else "angle_deg")
+        if cached is not None or self._reader is None:
+            return None if cached is None else int(cached.shape[0])
+        self._check_open(f"{stream}_time_s")
+        reader_stream = getattr(self._reader, stream, None)
+        n = getattr(reader_stream, "n_samples", None)
+        return None if n is None else int(n)
+
     @property
     def emg_time_s(self) -> np.ndarray:
-        n = self.emg_uv.shape[0]
+        """Session time of every EMG row, seconds (computed from the length; no EMG is read)."""
+        n = self._n_rows("emg")
+        if n is None:
+            n = self.emg_uv.shape[0]
         return self.t0_s + np.arange(n) / self.emg_rate_hz
 
     @property
     def angle_time_s(self) -> np.ndarray | None:
+        """Session time of every angle row, seconds (None without an angle; nothing is read)."""
+        if self._reader is not None and "angle_deg" not in self._cache:
+            self._check_open("angle_time_s")
+            if getattr(self._reader, "angle", None) is None:
+                return None
+            n = self._n_rows("angle")
+            if n is not None:
+                if n == 0:
+                    return None  # as angle_deg: an empty angle stream is no angle
+                return self.t0_s + np.arange(n) / self.angle_rate_hz
         if self.angle_deg is None:
             return None
         return self.t0_s + np.arange(self.angle_deg.shape[0]) / self.angle_rate_hz
