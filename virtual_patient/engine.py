@@ -21,6 +21,7 @@ waves), X the cross-talk matrix (1 on the diagonal, ``crosstalk ** |c - m|`` els
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import math
 
 import numpy as np
@@ -131,6 +132,7 @@ class Engine:
         self._pop_starts: list[int] = []
 
         self.episodes: list[StretchEpisode] = []
+        self._next_key = 0  # random stream of the next stretch added (its addition order)
         self._ep_starts: list[float] = []
         self.stimuli: list[dict] = []
         self._stim_idx: list[int] = []
@@ -147,11 +149,81 @@ class Engine:
             )
         if spec.start_s < 0:
             raise ProgramError("stretch start_s must be >= 0")
-        k = len(self.episodes)
-        rng = np.random.default_rng([self.seed, _S_STRETCH, k])
-        ep = StretchEpisode(spec, spec.start_s, self.profile, rng, k)
+        ep = self._episode(spec, self._next_key, len(self.episodes))
+        self._next_key += 1
+        self.episodes.append(ep)
+        self._ep_starts.append(ep.t0_s)
+        return ep.truth
+
+    def insert_stretch(
+        self, spec: StretchSpec, *, gap_s: float, prompted: bool = True
+    ) -> tuple[dict, float]:
+        """Insert a stretch among the scheduled ones; the stretches starting after it are
+        delayed, all by the same amount, just enough that the next one starts ``gap_s`` after
+        the inserted one ends (rest pad included).
+
+        Parameters
+        ----------
+        spec : StretchSpec
+            The stretch; it must start after the end of every stretch before it.
+        gap_s : float
+            Rest (s) kept between the inserted stretch and the next scheduled one.
+        prompted : bool
+            Marks the stretch as asked for by a host prompt (``Engine.episodes[k].prompted``).
+
+        Returns
+        -------
+        truth : dict
+            The inserted stretch's truth.
+        delay_s : float
+            How much the later stretches were delayed (s, 0 if they did not need to move).
+
+        Notes
+        -----
+        Each stretch keeps the random stream it was drawn with (keyed by the order stretches
+        were added, not by their position), so a delayed stretch is the same movement, later.
+        Callers must only insert before stretches whose samples were not generated yet.
+        """
+        if spec.start_s < 0:
+            raise ProgramError("stretch start_s must be >= 0")
+        j = bisect.bisect_right(self._ep_starts, spec.start_s)
+        if j > 0 and spec.start_s < self.episodes[j - 1].end_s:
+            raise ProgramError(
+                f"stretch at {spec.start_s:.3f} s starts before the previous one ends "
+                f"({self.episodes[j - 1].end_s:.3f} s)"
+            )
+        ep = self._episode(spec, self._next_key, j, prompted)
+        later = self.episodes[j:]
+        delay = max(0.0, ep.end_s + gap_s - later[0].t0_s) if later else 0.0
+        moved = [
+            self._episode(
+                dataclasses.replace(e.spec, start_s=e.t0_s + delay), e.key, j + 1 + i, e.prompted
+            )
+            if delay > 0
+            else e
+            for i, e in enumerate(later)
+        ]
+        for i, e in enumerate(moved):
+            e.truth["index"] = j + 1 + i
+        self._next_key += 1
+        self.episodes[j:] = [ep, *moved]
+        self._ep_starts[j:] = [e.t0_s for e in self.episodes[j:]]
+        for prompt in self.prompts:
+            if prompt.get("stretch_index") is not None and prompt["stretch_index"] >= j:
+                prompt["stretch_index"] += 1
+        return ep.truth, delay
+
+    def _episode(
+        self, spec: StretchSpec, key: int, index: int, prompted: bool = False
+    ) -> StretchEpisode:
+        """One stretch drawn from random stream ``key`` (its addition order), with the reflex
+        burst size in the recorded channel 0 (RMS envelope, channel gain included)."""
+        rng = np.random.default_rng([self.seed, _S_STRETCH, key])
+        ep = StretchEpisode(spec, spec.start_s, self.profile, rng, index)
+        ep.spec = spec
+        ep.key = key
+        ep.prompted = prompted
         ep.angle_rel = ep.angle_deg - self.profile.rest_angle_deg
-        # reflex burst size in the recorded channel 0 (RMS envelope, channel gain included)
         g0 = float(self.gain[0])
         burst = None
         if ep.truth["emg_onset_s"] is not None:
@@ -163,9 +235,7 @@ class Engine:
                 "mean_envelope_100ms_uv": g0 * float(win.mean()) if win.size else 0.0,
             }
         ep.truth["burst"] = burst
-        self.episodes.append(ep)
-        self._ep_starts.append(ep.t0_s)
-        return ep.truth
+        return ep
 
     @property
     def stretches_end_s(self) -> float:

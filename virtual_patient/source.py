@@ -11,7 +11,11 @@ from .errors import ProgramError, SourceStateError
 from .profiles import Profile, get_profile
 from .stretch import StretchSpec, tsrt_protocol
 
-__all__ = ["PatientSource"]
+__all__ = ["PROMPT_GAP_S", "PatientSource"]
+
+#: Rest (s) between a prompted stretch and the stretch before it, and before the programmed
+#: stretch that waits for it.
+PROMPT_GAP_S = 0.05
 
 _STRETCH_KEYS = {
     "velocity_deg_s": "peak_velocity_deg_s",
@@ -124,10 +128,32 @@ class PatientSource:
         rec["late"] = late
 
     def prompt(self, kind: str, params: dict) -> None:
-        """A host prompt. ``"stretch"`` schedules a stretch as soon as both streams allow
-        (params: ``velocity_deg_s`` and optionally ``end_deg``, ``hold_s``,
-        ``return_velocity_deg_s``, ``shape``, ``overshoot_deg``); other kinds are recorded
-        in the truth and otherwise ignored."""
+        """A host prompt: ``"stretch"`` schedules a stretch, other kinds are recorded in the
+        truth and otherwise ignored.
+
+        Parameters
+        ----------
+        kind : str
+            ``"stretch"`` or anything else (recorded, ignored).
+        params : dict
+            For a stretch: ``velocity_deg_s`` (deg/s) and optionally ``end_deg`` (deg),
+            ``hold_s`` (s), ``return_velocity_deg_s`` (deg/s), ``shape``, ``overshoot_deg``.
+
+        Raises
+        ------
+        ProgramError
+            A stretch prompt without a velocity, with a non-numeric value or outside the range.
+
+        Notes
+        -----
+        The stretch starts :data:`PROMPT_GAP_S` (50 ms) after the later of the current stream
+        position (the later of the EMG and angle positions) and the end (rest pad included) of
+        the stretch running then, or of the last prompted stretch still waiting: prompts queue
+        in order. Programmed stretches that have not started yet wait behind it: they are all
+        delayed by the same amount (``prompts[k]["program_delay_s"]`` in the truth), just
+        enough that the next one starts 50 ms after the prompted one ends, and keep their
+        shape. Samples already generated never change.
+        """
         eng = self.engine
         params = dict(params or {})
         now = max(self._emg_pos / eng.fe, self._angle_pos / eng.fa)
@@ -143,11 +169,20 @@ class PatientSource:
                         kw[key] = float(kw[key])
                     except (TypeError, ValueError):
                         raise ProgramError(f"stretch prompt: {key} must be a number") from None
-            start = max(now, eng.stretches_end_s) + 0.05
+            # queue position: after every stretch already started and every earlier prompt;
+            # programmed stretches not started yet wait behind it
+            j = 0
+            for k, ep in enumerate(eng.episodes):
+                if ep.t0_s <= now or ep.prompted:
+                    j = k + 1
+                else:
+                    break
+            start = max(now, eng.episodes[j - 1].end_s if j else 0.0) + PROMPT_GAP_S
             spec = StretchSpec(start_s=start, **kw)
-            truth = eng.add_stretch(spec)
+            truth, delay = eng.insert_stretch(spec, gap_s=PROMPT_GAP_S)
             entry["stretch_index"] = truth["index"]
             entry["start_s"] = start
+            entry["program_delay_s"] = delay
         else:
             entry["ignored"] = True
         eng.prompts.append(entry)

@@ -36,7 +36,7 @@ def test_documented_profile_fields_exist():
         "hold_s", "rest_s", "step_ma", "start_ma", "stop_ma", "frequencies_hz", "intervals_s",
         "velocities_deg_s", "tardieu_v3_deg_s", "overshoot_deg", "peak_envelope_uv",
         "mean_envelope_100ms_uv", "powerline_rms_uv", "r1_deg", "r2_deg", "tardieu_r1_deg",
-        "tardieu_r2_deg",
+        "tardieu_r2_deg", "program_delay_s",
     }  # fmt: skip
     unknown = sorted(c for c in cited if c not in fields and c not in truth_keys)
     assert unknown == []

@@ -156,3 +156,69 @@ def test_pulse_index_counts_pulses_of_one_command():
     src.emg_block(6000)
     src.stimulate(6500, 10.0, 500)  # a new single command
     assert [s["pulse_index"] for s in src.ground_truth()["stimuli"]] == [0, 1, 0]
+
+
+def test_stretch_prompt_goes_before_the_programmed_stretches_not_started_yet():
+    # the reviewer's case: with program="tsrt" a prompt at 1 s used to wait until 301.6 s
+    ref = PatientSource("moderate_elbow", seed=1, program="tsrt")
+    _configure(ref)
+    programmed = ref.ground_truth()["stretches"]
+    src = PatientSource("moderate_elbow", seed=1, program="tsrt")
+    _configure(src)
+    rest = src.angle_block(500)  # 1 s of both streams
+    src.emg_block(2000)
+    src.prompt("stretch", {"velocity_deg_s": 100})
+    truth = src.ground_truth()
+    entry = truth["prompts"][-1]
+    st = truth["stretches"]
+    assert entry["start_s"] == pytest.approx(1.0 + vp.source.PROMPT_GAP_S)
+    assert entry["stretch_index"] == 0 and len(st) == len(programmed) + 1
+    assert [s["index"] for s in st] == list(range(len(st)))
+    assert st[0]["start_s"] == entry["start_s"]
+    assert st[0]["planned_peak_velocity_deg_s"] == 100.0
+    # the programme waits: every programmed stretch is the same movement, later by one delay
+    delay = entry["program_delay_s"]
+    assert delay > 0
+    for a, b in zip(programmed, st[1:], strict=True):
+        assert b["start_s"] == pytest.approx(a["start_s"] + delay, abs=1e-9)
+        assert b["dsrt_deg"] == pytest.approx(a["dsrt_deg"], abs=1e-9)
+        assert b["peak_velocity_deg_s"] == pytest.approx(a["peak_velocity_deg_s"], abs=1e-9)
+    assert st[0]["end_s"] < st[1]["start_s"]
+    # the goniometer shows the prompted stretch at once, and the first programmed one later
+    fa = 500.0
+    ang = np.concatenate([rest, src.angle_block(int(st[1]["end_s"] * fa))])[:, 0] * 0.02
+    t = np.arange(len(ang)) / fa
+    moving = t[np.abs(ang - ang[0]) > 0.3]  # minimum jerk: 0.3 deg about 0.2 s after the start
+    assert st[0]["start_s"] < moving[0] < st[0]["start_s"] + 0.3
+    assert ang[(t > st[0]["return_start_s"] - 0.2) & (t < st[0]["return_start_s"])].min() > (
+        ang[0] + 100.0
+    )
+    second = moving[moving > st[0]["end_s"]]
+    assert st[1]["start_s"] < second[0] < st[1]["start_s"] + 2.0  # slow: 10 deg/s, 25 s long
+
+
+def test_stretch_prompt_during_a_running_stretch_follows_it_and_prompts_queue():
+    program = [StretchSpec(0.5, 100.0), StretchSpec(30.0, 150.0)]
+    src = PatientSource("moderate_elbow", seed=2, program=program)
+    plain = PatientSource("moderate_elbow", seed=2, program=program)
+    for s in (src, plain):
+        _configure(s)
+    first = src.angle_block(750)  # 1.5 s: the first stretch is under way
+    src.emg_block(3000)
+    src.prompt("stretch", {"velocity_deg_s": 200, "hold_s": 0.5})
+    src.prompt("stretch", {"velocity_deg_s": 50, "hold_s": 0.5})
+    st = src.ground_truth()["stretches"]
+    running, p1, p2, prog = st
+    assert running["start_s"] == 0.5
+    ends = [e.end_s for e in src.engine.episodes]
+    assert p1["start_s"] == pytest.approx(ends[0] + vp.source.PROMPT_GAP_S)
+    assert p2["start_s"] == pytest.approx(ends[1] + vp.source.PROMPT_GAP_S)
+    assert p1["planned_peak_velocity_deg_s"] == 200 and p2["planned_peak_velocity_deg_s"] == 50
+    # the later programmed stretch did not need to move (it starts after both prompts)
+    assert prog["start_s"] == 30.0
+    assert [p["program_delay_s"] for p in src.ground_truth()["prompts"]] == [0.0, 0.0]
+    # the running stretch is unchanged up to its end
+    n = int(ends[0] * 500)
+    plain.angle_block(750)
+    np.testing.assert_array_equal(src.angle_block(n - 750), plain.angle_block(n - 750))
+    assert first.shape == (750, 1)
