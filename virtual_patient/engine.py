@@ -27,7 +27,7 @@ import math
 import numpy as np
 from scipy.signal import butter, sosfilt
 
-from .errors import ProgramError, SourceStateError
+from .errors import ProfileError, ProgramError, SourceStateError
 from .hreflex import (
     _TEMPLATES,
     _h_peak,
@@ -46,6 +46,14 @@ _WANDER_KNOT_S = 2.0
 _EMG_CHUNK = 16384
 _ECG_JITTER = 0.03
 _INT32_MAX = 2**31 - 1
+
+
+def _refuse_nan(values: np.ndarray, what: str) -> None:
+    """Raise ProfileError if ``values`` hold a NaN (one pass: NaN propagates through min)."""
+    if values.size and np.isnan(np.min(values)):
+        raise ProfileError(
+            f"the {what} signal came out NaN; a profile parameter is out of its valid range"
+        )
 
 
 class Engine:
@@ -557,8 +565,15 @@ class Engine:
         return self.quantise_emg(uv)
 
     def quantise_emg(self, uv: np.ndarray) -> np.ndarray:
-        """Round to ADC counts and saturate; int32, C-ordered (n, n_emg)."""
+        """Round to ADC counts and saturate; int32, C-ordered (n, n_emg).
+
+        Raises
+        ------
+        ProfileError
+            If any value is NaN (never quantised into a bogus count).
+        """
         c = np.rint(uv * (1.0 / self.emg_scale_uv))
+        _refuse_nan(c, "EMG")
         np.clip(c, self.emg_lo, self.emg_hi, out=c)
         return c.astype(np.int32, order="C")
 
@@ -566,6 +581,7 @@ class Engine:
         """Write counts (int32) and ``counts * emg_scale_uv`` (float64) of samples
         ``i0 .. i0 + len(counts_out) - 1`` into the given (n, n_emg) arrays."""
         c = np.rint(self.emg_uv(i0, len(counts_out)) * (1.0 / self.emg_scale_uv))
+        _refuse_nan(c, "EMG")
         np.clip(c, self.emg_lo, self.emg_hi, out=c)
         np.copyto(counts_out, c, casting="unsafe")
         np.multiply(c, self.emg_scale_uv, out=uv_out)
@@ -602,8 +618,11 @@ class Engine:
         return self._achunks[k]
 
     def angle_counts(self, j0: int, m: int) -> np.ndarray:
+        """Goniometer ADC counts (int32) of angle samples ``j0 .. j0+m-1``, shape (m, n_angle):
+        ``round(reading_deg / angle_scale_deg) + angle_offset_counts``."""
         p = self.profile
         c = np.rint(self.goniometer_deg(j0, m) / p.angle_scale_deg) + p.angle_offset_counts
+        _refuse_nan(c, "goniometer")
         np.clip(c, -_INT32_MAX, _INT32_MAX, out=c)
         return c.astype(np.int32)
 

@@ -8,6 +8,7 @@ keyword. Parameters, their units and the literature they follow are listed in
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from .errors import ProfileError
@@ -147,50 +148,100 @@ class Profile:
         return out
 
 
+# time constants and durations that must be > 0 (s or ms)
+_POSITIVE = (
+    "reflex_rise_s", "reflex_adaptation_s", "reflex_release_s", "catch_duration_s",
+    "clonus_burst_sd_s", "m_duration_ms", "h_duration_ms", "m_slope_ma", "h_up_slope_ma",
+    "h_down_slope_ma", "artifact_tail_s", "artifact_slow_s", "tonic_fluctuation_s",
+    "mains_hz", "tardieu_v3_deg_s", "angle_scale_deg", "emg_full_scale_uv", "goniometer_gain",
+)  # fmt: skip
+# delays, spreads and amplitudes that must be >= 0
+_NON_NEGATIVE = (
+    "mu_s", "reflex_delay_s", "reflex_onset_uv", "reflex_gain_uv_per_deg", "catch_delay_s",
+    "catch_min_velocity_deg_s", "clonus_duration_s", "clonus_min_velocity_deg_s",
+    "clonus_burst_uv", "clonus_jitter_s", "clonus_angle_deg", "mmax_uv", "m_latency_ms",
+    "h_latency_ms", "m_cv", "h_cv", "m_latency_sd_ms", "h_latency_sd_ms", "artifact_uv_per_ma",
+    "artifact_slow_fraction", "tonic_emg_uv", "tonic_fluctuation", "emg_shape_hz",
+    "baseline_noise_uv", "noise_scale", "motion_artifact_uv", "pops_per_min", "dc_offset_uv",
+    "baseline_wander_uv", "ecg_uv", "goniometer_noise_deg",
+)  # fmt: skip
+# fractions: (name, low, high), inclusive unless noted in _validate
+_FRACTIONS = (
+    ("reflex_tonic_fraction", 0.0, 1.0),
+    ("hmax_mmax", 0.0, 1.0),
+    ("artifact_tail_fraction", 0.0, 1.0),
+    ("artifact_channel_decay", 0.0, 1.0),
+    ("crosstalk", 0.0, 0.5),
+    ("channel_gain_sd", 0.0, 0.3),
+)
+
+
 def _validate(p: Profile) -> None:
+    """Check every field; raise ProfileError with a one-line message on the first bad one."""
+
     def bad(msg: str) -> None:
         raise ProfileError(f"profile {p.name!r}: {msg}")
 
+    for f in dataclasses.fields(p):
+        v = getattr(p, f.name)
+        vals = v if isinstance(v, tuple) else (v,)
+        for x in vals:
+            if isinstance(x, (int, float)) and not isinstance(x, bool) and not math.isfinite(x):
+                bad(f"{f.name} must be finite, got {v!r}")
+            if f.name != "references" and isinstance(v, tuple) and isinstance(x, str):
+                bad(f"{f.name} must hold numbers, got {v!r}")
     if p.kind not in ("stretch", "hreflex"):
         bad(f"kind must be 'stretch' or 'hreflex', got {p.kind!r}")
     if not p.range_max_deg > p.range_min_deg:
         bad("range_max_deg must exceed range_min_deg")
     if not (p.range_min_deg <= p.rest_angle_deg < p.range_max_deg):
         bad("rest_deg must lie inside the passive range")
-    if p.mu_s < 0 or p.reflex_delay_s < 0:
-        bad("mu_s and reflex_delay_s must be >= 0")
+    for name in _POSITIVE:
+        if not getattr(p, name) > 0:
+            bad(f"{name} must be > 0, got {getattr(p, name)!r}")
+    for name in _NON_NEGATIVE:
+        if not getattr(p, name) >= 0:
+            bad(f"{name} must be >= 0, got {getattr(p, name)!r}")
+    for name, lo, hi in _FRACTIONS:
+        if not lo <= getattr(p, name) <= hi:
+            bad(f"{name} must lie in [{lo:g}, {hi:g}], got {getattr(p, name)!r}")
     if not 0 <= p.catch_depth < 1:
-        bad("catch_depth must be in [0, 1)")
+        bad(f"catch_depth must be in [0, 1), got {p.catch_depth!r}")
+    if not 0 < p.h_test_m_fraction < 1:
+        bad(f"h_test_m_fraction must lie in (0, 1), got {p.h_test_m_fraction!r}")
     if p.clonus_frequency_hz and not 1.0 <= p.clonus_frequency_hz <= 20.0:
         bad("clonus_frequency_hz must be 0 (none) or within 1-20 Hz")
+    if p.clonus_frequency_hz and not p.clonus_duration_s > 0:
+        bad("clonus_duration_s must be > 0 when clonus_frequency_hz is set")
     if len(p.depression_interval_s) != len(p.depression_ratio) or len(p.depression_ratio) < 2:
         bad("depression_interval_s and depression_ratio need the same length (>= 2)")
-    if any(
+    if p.depression_interval_s[0] <= 0 or any(
         b <= a
         for a, b in zip(p.depression_interval_s[:-1], p.depression_interval_s[1:], strict=True)
     ):
-        bad("depression_interval_s must increase")
+        bad("depression_interval_s must be > 0 and increase")
     if any(not 0 <= r <= 1.5 for r in p.depression_ratio):
         bad("depression_ratio values must lie in [0, 1.5]")
     if p.m_phases not in (2, 3) or p.h_phases not in (2, 3):
         bad("m_phases and h_phases must be 2 or 3")
+    if p.m_polarity == 0 or p.h_polarity == 0:
+        bad("m_polarity and h_polarity must be non-zero (+1 or -1)")
     if p.m_latency_ms + p.m_duration_ms > p.h_latency_ms + 1e-9 and p.mmax_uv > 0:
         bad("the M-wave must end before the H-wave starts (m_latency_ms + m_duration_ms)")
+    if len(p.stim_range_ma) != 2 or not 0 <= p.stim_range_ma[0] < p.stim_range_ma[1]:
+        bad("stim_range_ma must be (low, high) with 0 <= low < high")
+    if len(p.pop_uv) != 2 or not 0 <= p.pop_uv[0] <= p.pop_uv[1]:
+        bad("pop_uv must be (low, high) with 0 <= low <= high")
+    if len(p.pop_decay_s) != 2 or not 0 < p.pop_decay_s[0] <= p.pop_decay_s[1]:
+        bad("pop_decay_s must be (low, high) with 0 < low <= high")
+    if any(a < 0 for a in p.powerline_uv):
+        bad("powerline_uv amplitudes must be >= 0")
     if p.goniometer_sign not in (1, -1):
         bad("goniometer_sign must be +1 or -1")
-    for name in ("baseline_noise_uv", "noise_scale", "tonic_emg_uv", "pops_per_min", "mmax_uv"):
-        if getattr(p, name) < 0:
-            bad(f"{name} must be >= 0")
-    if p.dc_offset_uv < 0 or p.baseline_wander_uv < 0 or p.ecg_uv < 0:
-        bad("dc_offset_uv, baseline_wander_uv and ecg_uv must be >= 0")
     if not 20.0 <= p.heart_rate_bpm <= 240.0:
         bad("heart_rate_bpm must lie within 20-240")
-    if p.tonic_fluctuation < 0 or p.tonic_fluctuation_s <= 0:
-        bad("tonic_fluctuation must be >= 0 and tonic_fluctuation_s > 0")
-    if not 0 < p.emg_band_hz[0] < p.emg_band_hz[1]:
+    if len(p.emg_band_hz) != 2 or not 0 < p.emg_band_hz[0] < p.emg_band_hz[1]:
         bad("emg_band_hz must be (low, high) with 0 < low < high")
-    if p.angle_scale_deg <= 0 or p.emg_full_scale_uv <= 0:
-        bad("angle_scale_deg and emg_full_scale_uv must be > 0")
 
 
 _ELBOW = dict(muscle="elbow_flexors", range_min_deg=0.0, range_max_deg=145.0)

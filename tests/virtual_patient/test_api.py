@@ -149,3 +149,52 @@ def test_import_pulls_in_no_device_io_and_nothing_of_ours():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+@pytest.mark.parametrize(
+    ("base", "override", "field"),
+    [
+        ("plantarflexor_clonus", {"reflex_adaptation_s": 0.0}, "reflex_adaptation_s"),
+        ("plantarflexor_clonus", {"catch_duration_s": 0.0}, "catch_duration_s"),
+        ("plantarflexor_clonus", {"clonus_burst_sd_s": 0.0}, "clonus_burst_sd_s"),
+        ("plantarflexor_clonus", {"reflex_rise_s": -0.001}, "reflex_rise_s"),
+        ("plantarflexor_clonus", {"reflex_release_s": 0.0}, "reflex_release_s"),
+        ("plantarflexor_clonus", {"tonic_fluctuation_s": 0.0}, "tonic_fluctuation_s"),
+        ("plantarflexor_clonus", {"reflex_tonic_fraction": 1.5}, "reflex_tonic_fraction"),
+        ("plantarflexor_clonus", {"reflex_onset_uv": -50.0}, "reflex_onset_uv"),
+        ("plantarflexor_clonus", {"clonus_duration_s": 0.0}, "clonus_duration_s"),
+        ("moderate_elbow", {"goniometer_gain": 0.0}, "goniometer_gain"),
+        ("moderate_elbow", {"lambda_deg": float("nan")}, "lambda_deg"),
+        ("moderate_elbow", {"crosstalk": 0.9}, "crosstalk"),
+        ("soleus_healthy", {"hmax_mmax": -0.5}, "hmax_mmax"),
+        ("soleus_healthy", {"hmax_mmax": 1.2}, "hmax_mmax"),
+        ("soleus_healthy", {"m_slope_ma": 0.0}, "m_slope_ma"),
+        ("soleus_healthy", {"h_duration_ms": 0.0}, "h_duration_ms"),
+        ("soleus_healthy", {"artifact_tail_s": 0.0}, "artifact_tail_s"),
+        ("soleus_healthy", {"h_test_m_fraction": 1.0}, "h_test_m_fraction"),
+        ("soleus_healthy", {"artifact_channel_decay": -0.1}, "artifact_channel_decay"),
+        ("soleus_healthy", {"pop_decay_s": (0.0, 0.3)}, "pop_decay_s"),
+        ("soleus_healthy", {"stim_range_ma": (10.0, 5.0)}, "stim_range_ma"),
+        ("soleus_healthy", {"depression_interval_s": (0.0, 1.0)}, "depression_interval_s"),
+    ],
+)
+def test_out_of_range_parameters_raise_a_one_line_profile_error(base, override, field):
+    with pytest.raises(vp.ProfileError, match=field) as err:
+        vp.get_profile(base, **override)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(f"profile {base!r}: ")
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_nan_signal_is_never_quantised():
+    # a profile corrupted after validation (frozen dataclass bypassed): the audit's case,
+    # adaptation 0 gave NaN EMG and counts of -2**31 from a 16-bit ADC
+    p = vp.get_profile("plantarflexor_clonus")
+    object.__setattr__(p, "reflex_adaptation_s", 0.0)
+    with pytest.raises(vp.ProfileError, match="NaN"):
+        vp.simulate_stretch_session(p, seed=0, stretches=[StretchSpec(0.5, 250.0)], n_emg=1)
+    src = vp.PatientSource(p, seed=0, program=[StretchSpec(0.5, 250.0)])
+    src.configure(2000.0, 1, 500.0, 1, 16)
+    with pytest.raises(vp.ProfileError, match="NaN"):
+        for _ in range(10):
+            src.emg_block(1000)
