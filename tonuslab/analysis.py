@@ -194,10 +194,9 @@ def analyze_session(session, parameters: dict | None = None) -> dict:
             f"data: {len(session.gaps)} gap(s), {n_nan} missing EMG samples; "
             "analyses exclude what touches them"
         )
-    hreflex_muscle = "fcr" if joint_of_muscle(muscle) == "wrist" else "soleus"
     runners = {
         "stretch_reflex": lambda: _run_stretch(session, channel, passive_range, params["detector"]),
-        "hreflex": lambda: _run_hreflex(session, channel, hreflex_muscle, params),
+        "hreflex": lambda: _run_hreflex(session, channel, muscle, params, flags),
     }
     results: dict[str, dict] = {}
     for name in wanted:
@@ -211,6 +210,12 @@ def analyze_session(session, parameters: dict | None = None) -> dict:
         raise NoAnalysableDataError("no analysis could use the data: " + "; ".join(flags))
     stretch, hreflex = results.get("stretch_reflex"), results.get("hreflex")
     summary = summarize(stretch, hreflex, flags=flags)
+    recording = (hreflex or {}).get("recording") or {}
+    if recording.get("time_compressed"):
+        # intervals shrunk for a test or demo: the depression figures are not physiology
+        summary["depression_not_interpretable"] = TIME_COMPRESSED_NOTE
+        summary["rate_dependent_depression"] = {}
+        summary["rate_dependent_depression_ci"] = {}
     summary.update(
         {
             "muscle": muscle,
@@ -259,7 +264,89 @@ def _pair_or_none(value, name: str, *, unit: str) -> tuple[float, float] | None:
     return (low, high)
 
 
-def _run_hreflex(session, channel: int, muscle: str, params: dict) -> dict:
+#: Why the depression figures of a time-compressed session are withheld from the summary.
+TIME_COMPRESSED_NOTE = (
+    "time-compressed session (a test or demo on the emulated device): the intervals between "
+    "pulses were shrunk, so rate-dependent and paired-pulse depression (and H amplitudes, "
+    "conditioned by the short intervals) are not interpretable; the depression figures are "
+    "withheld from the summary, profile and report (the raw numbers stay under 'hreflex')"
+)
+
+
+def _recorded_hreflex(session) -> dict:
+    """What the recorder's ``hreflex`` protocol saved in the session's notes.
+
+    The recorder stores one ``protocol`` note (the plan: config, limits, ``time_scale``,
+    ``time_compressed``) and one ``hreflex_pulse`` note per planned pulse (block, nominal rate in
+    device time, status, the gate's background bins, ``first_emg_index`` = the stimulus event's
+    EMG sample). Returns ``{}`` for a session without them (imported, simulated).
+
+    Returns
+    -------
+    dict
+        ``gate_band_uv`` (list or None), ``gate_channel`` (int), ``time_scale`` (float or None),
+        ``time_compressed`` (bool), ``pulses`` (dict: stimulus EMG sample index -> pulse note
+        params, delivered pulses only), ``n_skipped_background`` (int), ``n_pulse_notes`` (int).
+    """
+    plan, pulses, skipped, n_notes, compressed = None, {}, 0, 0, False
+    for e in session.events:
+        if e.get("kind") != "note":
+            continue
+        params = e.get("params") or {}
+        if e.get("label") == "protocol" and isinstance(params.get("hreflex"), dict):
+            plan = params["hreflex"]
+        elif e.get("label") == "hreflex_pulse":
+            n_notes += 1
+            compressed |= bool(params.get("time_compressed"))
+            if params.get("status") == "skipped_background":
+                skipped += 1
+            elif params.get("status") == "delivered" and params.get("first_emg_index") is not None:
+                pulses[int(params["first_emg_index"])] = params
+    meta = session.metadata
+    if plan is None and not pulses and not meta.get("time_compressed"):
+        return {}
+    config = (plan or {}).get("config") or {}
+    scale = (plan or {}).get("time_scale")
+    compressed = (
+        compressed
+        or bool(meta.get("time_compressed"))
+        or bool((plan or {}).get("time_compressed"))
+        or (scale is not None and float(scale) != 1.0)
+    )
+    return {
+        "gate_band_uv": config.get("gate_band_uv"),
+        "gate_channel": int(config.get("emg_channel", 0) or 0),
+        "time_scale": None if scale is None else float(scale),
+        "time_compressed": bool(compressed),
+        "pulses": pulses,
+        "n_skipped_background": skipped,
+        "n_pulse_notes": n_notes,
+    }
+
+
+def _hreflex_preset(muscle, flags: list[str]) -> str:
+    """Preset for the session's muscle; unknown or missing muscles get soleus and a flag."""
+    from dsp.hreflex.presets import preset_for_muscle
+
+    preset = preset_for_muscle(muscle)
+    if preset is None:
+        what = f"muscle {muscle!r} has no H-reflex preset" if muscle else "no muscle recorded"
+        flags.append(
+            f"hreflex: {what}: the soleus M/H search ranges were used (presets: soleus, "
+            "gastrocnemius, flexor carpi radialis); set --muscle or --m-window/--h-window"
+        )
+        preset = "soleus"
+    return preset
+
+
+def _run_hreflex(session, channel: int, muscle, params: dict, flags: list[str]) -> dict:
+    """Run :func:`dsp.hreflex.analyze_hreflex` on the session, with what the recorder saved.
+
+    From the recorder's notes (:func:`_recorded_hreflex`): the nominal rate of each rate-block
+    pulse (NaN for recruitment and pairs), the gate band as the default background band (the
+    ``--background-band`` option wins), and time compression (recruitment interval rule scaled
+    by the time scale; depression flagged as not interpretable). Quality flags go to ``flags``.
+    """
     from dsp.hreflex import analyze_hreflex
 
     options = {
@@ -276,8 +363,37 @@ def _run_hreflex(session, channel: int, muscle: str, params: dict) -> dict:
             raise UsageError(f"--test-m-fraction must be between 0 and 1, got {fraction:g}")
         options["test_m_fraction"] = fraction
     options = {k: v for k, v in options.items() if v is not None}
+    preset = _hreflex_preset(muscle, flags)
     stims = session.stimuli
     widths = [s.width_us for s in stims]
+    recorded = _recorded_hreflex(session)
+    band_source = None
+    if recorded:
+        band = recorded["gate_band_uv"]
+        if "background_band_uv" not in options and band is not None:
+            if recorded["gate_channel"] == channel:
+                options["background_band_uv"] = _pair_or_none(band, "gate band", unit="uV")
+                band_source = "recorded gate band (protocol note)"
+            else:
+                flags.append(
+                    f"hreflex: the recorder gated on EMG channel {recorded['gate_channel']}, not "
+                    f"the analysed channel {channel}: its gate band was not used"
+                )
+        if recorded["pulses"]:
+            options["stim_rate_hz"] = np.array(
+                [_recorded_rate(recorded["pulses"].get(int(s.emg_sample_index))) for s in stims]
+            )
+        if recorded["n_skipped_background"]:
+            flags.append(
+                f"hreflex: the recorder skipped {recorded['n_skipped_background']} planned "
+                "pulse(s): background EMG outside the gate band"
+            )
+        if recorded["time_compressed"]:
+            scale = recorded["time_scale"]
+            options["recruitment_interval_s"] = (
+                (0.0, 60.0) if not scale else (8.0 * scale, 15.0 * scale)
+            )
+            flags.append(f"hreflex: {TIME_COMPRESSED_NOTE}")
     result = analyze_hreflex(
         session.emg_uv,
         session.emg_rate_hz,
@@ -285,11 +401,34 @@ def _run_hreflex(session, channel: int, muscle: str, params: dict) -> dict:
         np.array([s.intensity_ma for s in stims], dtype=float),
         stim_width_us=None if any(w is None for w in widths) else np.array(widths, dtype=float),
         pulse_index=np.array([s.pulse_index for s in stims], dtype=np.int64),
-        muscle=muscle,
+        muscle=preset,
         channel=channel,
         **options,
     )
-    return _result_dict(result)
+    out = _result_dict(result)
+    if band_source is not None:
+        out["parameters"]["background_band_source"] = band_source
+    if recorded:
+        out["recording"] = {
+            "time_compressed": recorded["time_compressed"],
+            "time_scale": recorded["time_scale"],
+            "gate_band_uv": recorded["gate_band_uv"],
+            "gate_channel": recorded["gate_channel"],
+            "n_pulse_notes": recorded["n_pulse_notes"],
+            "n_skipped_background": recorded["n_skipped_background"],
+            "stim_rate_source": "recorder notes" if recorded["pulses"] else "intervals",
+        }
+    return out
+
+
+def _recorded_rate(note: dict | None) -> float:
+    """Nominal rate (Hz, device time) of a rate-block pulse from its note; NaN otherwise."""
+    if not note or not str(note.get("block", "")).startswith("rate_"):
+        return float("nan")
+    try:
+        return float(note.get("rate_hz"))
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def _float_or_none(v):

@@ -45,7 +45,19 @@ SOURCES = {
     "koelman1993": "Koelman JHTM et al. (1993) J Neurol Neurosurg Psychiatry 56:776",
     "barOn2013": "Bar-On L et al. (2013) Gait Posture 38:141 (RMS-EMG change with velocity)",
     "domain_guide": "tonuslab domain guide (summary of published values; see docs/profile.md)",
+    "crone1989": "Crone C, Nielsen J (1989) Exp Brain Res 78:28 (post-activation depression of "
+    "the soleus H-reflex lasts > 8 s)",
+    "shields2011": "Shields RK, Dudley-Javoroski S, Oza PD (2011) Neurosci Lett 499:88 "
+    "(H-reflex depression at 0.1-5 Hz after spinal cord injury)",
 }
+
+#: Chronic-stroke H2/H1 (second H / first H at each stimulation rate) quoted in the domain guide;
+#: its primary source is not identified there. Not normalised to 0.1 Hz (0.93 at 0.1 Hz: some
+#: depression remains at 10 s intervals).
+STROKE_H2_H1 = {"0.1": 0.93, "0.2": 0.86, "0.3": 0.84, "1": 0.74}
+#: The same figures on this analysis's scale, H(rate) / H(0.1 Hz): each divided by the 0.1 Hz
+#: value (derived here, two decimals).
+STROKE_H2_H1_PER_0P1HZ = {k: round(v / STROKE_H2_H1["0.1"], 2) for k, v in STROKE_H2_H1.items()}
 
 
 def joint_of_muscle(muscle: str | None) -> str | None:
@@ -403,20 +415,26 @@ def build_profile(summary: dict) -> Profile:
     # --- rate-dependent depression
     dep = summary.get("rate_dependent_depression") or None
     dep_ci = summary.get("rate_dependent_depression_ci") or None
+    withheld = summary.get("depression_not_interpretable")
+    raw = ", ".join(f"{v:g} at {k} Hz" for k, v in STROKE_H2_H1.items())
+    scaled = ", ".join(f"{v:g} at {k} Hz" for k, v in STROKE_H2_H1_PER_0P1HZ.items())
     comps.append(
         Component(
             key="rate_dependent_depression",
             label="Rate-dependent depression (H at rate / H at 0.1 Hz)",
-            value=dep,
+            value=None if withheld else dep,
             unit="",
-            uncertainty=_per_rate_ci_text(dep, dep_ci),
-            ci=dep_ci,
-            reference="chronic stroke H(rate)/H(0.1 Hz): 0.74 at 1 Hz, 0.84 at 0.3 Hz, "
-            "0.86 at 0.2 Hz, 0.93 at 0.1 Hz (less depression = higher ratio); "
-            "0.1 Hz is the baseline rate",
-            sources=[SOURCES["domain_guide"]],
+            uncertainty=None if withheld else _per_rate_ci_text(dep, dep_ci),
+            ci=None if withheld else dep_ci,
+            reference=f"chronic stroke H2/H1 (second H / first H at each rate, not normalised): "
+            f"{raw}; on this scale (divided by the 0.1 Hz value): {scaled}; less depression "
+            "= higher ratio; 0.1 Hz is the baseline rate (depression lasts > 8 s)",
+            sources=[SOURCES["domain_guide"], SOURCES["crone1989"], SOURCES["shields2011"]],
             validated=False,
-            note="no healthy normative curve or SRD in our sources",
+            note=f"not interpretable: {withheld}"
+            if withheld
+            else "no healthy normative curve or SRD in our sources; the stroke figures' primary "
+            "source is not identified in our guide",
         )
     )
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from tonuslab import __version__
 from tonuslab.analysis import STIMULUS_COLUMNS, STRETCH_COLUMNS
-from tonuslab.profile import build_profile
+from tonuslab.profile import STROKE_H2_H1_PER_0P1HZ, build_profile
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;
@@ -394,29 +394,35 @@ def fig_recruitment(summary: dict):
     return fig
 
 
-#: Chronic stroke H(rate)/H(0.1 Hz) quoted by the domain guide (reference curve in the plot).
-STROKE_DEPRESSION = {0.1: 0.93, 0.2: 0.86, 0.3: 0.84, 1.0: 0.74}
+#: Chronic-stroke reference curve on this plot's scale, H(rate) / H(0.1 Hz): the domain guide's
+#: H2/H1 figures (0.93, 0.86, 0.84, 0.74 at 0.1, 0.2, 0.3, 1 Hz) divided by the 0.1 Hz value.
+STROKE_DEPRESSION = {float(k): v for k, v in STROKE_H2_H1_PER_0P1HZ.items()}
 
 
 def fig_depression(summary: dict):
+    """H(rate) / H(0.1 Hz) of the session beside the chronic-stroke reference curve."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    dep = summary.get("rate_dependent_depression") or {}
+    withheld = summary.get("depression_not_interpretable")
+    dep = {} if withheld else summary.get("rate_dependent_depression") or {}
     pts = sorted((float(k), v) for k, v in dep.items() if v is not None)
     if pts and all(abs(f - 0.1) > 1e-9 for f, _ in pts):
         pts = [(0.1, 1.0), *pts]  # ratios are normalised to the 0.1 Hz baseline
     if pts:
         ax.plot(*zip(*pts, strict=True), "o-", color="#06c", label="this session")
     else:
-        ax.text(
-            0.5, 0.6, "no depression block in this session", ha="center", transform=ax.transAxes
+        text = (
+            "time-compressed session:\ndepression not interpretable"
+            if withheld
+            else "no depression block in this session"
         )
+        ax.text(0.5, 0.6, text, ha="center", transform=ax.transAxes)
     ax.plot(
         list(STROKE_DEPRESSION),
         list(STROKE_DEPRESSION.values()),
         "s--",
         color="#999",
-        label="chronic stroke (reference)",
+        label="chronic stroke H2/H1, per 0.1 Hz value (reference)",
     )
     ax.set_xscale("log")
     ax.axhline(1.0, color="#ccc", lw=0.8)

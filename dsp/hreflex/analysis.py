@@ -119,10 +119,15 @@ def analyze_hreflex(
     pulse_index : array_like of int, shape (n_stimuli,), optional
         0 for a single pulse or the first of a pair, 1 for the second of a pair.
     stim_rate_hz : array_like of float, shape (n_stimuli,), optional
-        Nominal rate of the block each pulse belongs to, Hz. When omitted, it is ``1 /`` the
-        interval since the previous pulse, snapped to the usual block rates.
-    muscle : {"soleus", "fcr"}
-        Preset giving the M and H search ranges (``"flexor_carpi_radialis"`` = ``"fcr"``).
+        Nominal rate of the block each pulse belongs to, Hz (e.g. as the recorder saved it); NaN
+        for a pulse outside any rate block (recruitment, pairs). When omitted, it is ``1 /`` the
+        interval since the previous pulse, snapped to the usual block rates. Either way a pulse
+        counts in a rate block only when the interval since the previous pulse is within 10% of
+        ``1 / rate``: the first pulse of a block follows a rest and drops out.
+    muscle : str
+        Preset giving the M and H search ranges: ``"soleus"`` (also gastrocnemius, triceps
+        surae) or ``"fcr"`` (flexor carpi radialis); see
+        :func:`dsp.hreflex.presets.preset_for_muscle`.
     channel : int
         Column of ``emg_uv`` to analyse.
     m_window_ms, h_window_ms : (float, float), optional
@@ -559,9 +564,13 @@ def analyze_hreflex(
         )
 
     # --- depression -----------------------------------------------------------------------
+    # a pulse is in its block's rhythm when the interval since the previous pulse is the block's
+    # period (within 10%): the first pulse of a block follows a rest and is not
+    with np.errstate(invalid="ignore"):
+        in_rhythm = np.isfinite(nominal) & (np.abs(interval * nominal - 1.0) <= 0.1)
     rdd, rdd_ci, rdd_detail = _rate_depression(
         stimuli,
-        usable,
+        usable & in_rhythm,
         pair_role,
         nominal,
         intensity,

@@ -49,9 +49,55 @@ MUSCLE_PRESETS: dict[str, MusclePreset] = {
 }
 MUSCLE_ALIASES = {"flexor_carpi_radialis": "fcr", "sol": "soleus"}
 
+#: Muscles recorded with the preset of another (name fragment -> preset). The gastrocnemii share
+#: the tibial-nerve H-reflex of soleus (same nerve, same stimulation site, similar latencies).
+_PRESET_OF_MUSCLE = (
+    ("flexor_carpi_radialis", "fcr"),
+    ("fcr", "fcr"),
+    ("soleus", "soleus"),
+    ("gastrocnemius", "soleus"),
+    ("gastrocnemii", "soleus"),
+    ("triceps_surae", "soleus"),
+    ("sol", "soleus"),
+)
+
+
+def preset_for_muscle(muscle: str | None) -> str | None:
+    """The preset name for a recorded muscle name, or None when no preset fits.
+
+    Matches name fragments, so ``"Soleus (left)"``, ``"medial gastrocnemius"`` and
+    ``"flexor carpi radialis R"`` are recognised: soleus, gastrocnemius and triceps surae get
+    ``"soleus"``; flexor carpi radialis (``fcr``) gets ``"fcr"``.
+
+    Parameters
+    ----------
+    muscle : str or None
+        Muscle name as recorded (any case, spaces, hyphens or underscores).
+
+    Returns
+    -------
+    str or None
+        ``"soleus"``, ``"fcr"`` or None (unknown or missing muscle).
+    """
+    if not muscle:
+        return None
+    key = "_".join(
+        str(muscle).lower().replace("-", " ").replace("_", " ").replace("(", " ").split()
+    )
+    key = key.replace(")", "")
+    tokens = key.split("_")
+    for fragment, preset in _PRESET_OF_MUSCLE:
+        if fragment == "sol" or fragment == "fcr":
+            if fragment in tokens:
+                return preset
+        elif fragment in key:
+            return preset
+    return None
+
 
 def get_preset(muscle: str) -> MusclePreset:
-    """Return the preset for ``muscle`` (case-insensitive; aliases accepted).
+    """Return the preset for ``muscle`` (case-insensitive; aliases and the muscles of
+    :func:`preset_for_muscle`, e.g. gastrocnemius -> soleus, accepted).
 
     Raises
     ------
@@ -62,6 +108,8 @@ def get_preset(muscle: str) -> MusclePreset:
 
     key = str(muscle).lower().replace(" ", "_").replace("-", "_")
     key = MUSCLE_ALIASES.get(key, key)
+    if key not in MUSCLE_PRESETS:
+        key = preset_for_muscle(muscle) or key
     if key not in MUSCLE_PRESETS:
         known = ", ".join(sorted([*MUSCLE_PRESETS, *MUSCLE_ALIASES]))
         raise SignalError(

@@ -180,3 +180,102 @@ def test_output_piped_into_a_reader_that_stops_early(stretch_file, tmp_path):
     proc.stdout.close()  # the reader is gone before anything is printed (like `| head -0`)
     err = proc.stderr.read().decode()
     assert proc.wait() == 0 and "Traceback" not in err
+
+
+# --- H-reflex sessions with the recorder's notes ------------------------------------------------
+@pytest.fixture(scope="module")
+def simulated_hreflex():
+    """A short simulated H-reflex session (ladder, 0.1-2 Hz blocks, pairs) from the simulator."""
+    from tonuslab.validation import hreflex as V
+
+    return V.simulate("soleus_healthy", 0, 4000.0, quick=True)
+
+
+def _with_recorder_notes(path, rec, *, gate_band=(0.0, 25.0), skipped=1, muscle="soleus"):
+    """Save ``rec`` with the notes the recorder's hreflex protocol writes (protocol + pulses)."""
+    import dataclasses
+
+    from tonuslab.session import save_recording
+    from tonuslab.validation import hreflex as V
+
+    stims = [dict(e) for e in rec.events]
+    n_pairs = 2 * 4
+    n_blocks = len(V.RATE_BLOCKS_HZ) * 6
+    n_ladder = len(stims) - n_blocks - 2 * n_pairs
+    blocks = ["recruitment"] * n_ladder + [
+        f"rate_{f:g}hz" for f in V.RATE_BLOCKS_HZ for _ in "123456"
+    ]
+    rates = [0.1] * n_ladder + [f for f in V.RATE_BLOCKS_HZ for _ in "123456"]
+    notes = [{"kind": "note", "label": "protocol", "params": {"hreflex": {
+        "config": {"gate_band_uv": list(gate_band), "gate_bins": 2}, "time_scale": 1.0,
+        "time_compressed": False}}}]  # fmt: skip
+    for k, e in enumerate(stims[: n_ladder + n_blocks]):
+        notes.append({"kind": "note", "label": "hreflex_pulse", "emg_sample_index": e[
+            "emg_sample_index"] + 400, "params": {"block": blocks[k], "rate_hz": rates[k],
+            "status": "delivered", "first_emg_index": e["emg_sample_index"], "number": k,
+            "time_compressed": False}})  # fmt: skip
+    for k in range(skipped):
+        params = {"block": "recruitment", "status": "skipped_background", "number": 1000 + k}
+        notes.append({"kind": "note", "label": "hreflex_pulse", "params": params})
+    events = sorted(stims + notes, key=lambda e: e.get("emg_sample_index", 0))
+    save_recording(dataclasses.replace(rec, events=events), path, metadata={"muscle": muscle})
+    return path, blocks
+
+
+def test_analysis_uses_the_recorded_rates_gate_band_and_drops_block_starts(
+    simulated_hreflex, tmp_path, capsys
+):
+    path, blocks = _with_recorder_notes(tmp_path / "rec.h5", simulated_hreflex)
+    assert main(["analyze", str(path), "--json", "--no-write"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    h = s["hreflex"]
+    assert h["recording"]["stim_rate_source"] == "recorder notes"
+    assert h["parameters"]["background_band_uv"] == [0.0, 25.0]
+    assert h["parameters"]["background_band_source"].startswith("recorded gate band")
+    rates = [st["rate_hz"] for st in s["stimuli"]]
+    for k, block in enumerate(blocks):  # the recorded rate of block pulses; none for the ladder
+        assert rates[k] == (float(block[5:-2]) if block.startswith("rate_") else None)
+    assert any("skipped 1 planned pulse" in f for f in s["quality_flags"])
+    # the first pulse of each block follows a 20 s rest: not in its block's mean
+    firsts = {k for k in range(1, len(blocks)) if blocks[k] != blocks[k - 1] and k > 0}
+    firsts = {k for k in firsts if blocks[k].startswith("rate_")}
+    assert len(firsts) == 5
+    for d in h["rate_dependent_depression_detail"]:
+        assert not firsts & set(d["stimuli"]) and d["n"] == 5
+    assert set(s["rate_dependent_depression"]) == {"0.1", "0.2", "0.3", "1", "2"}
+    # an explicit --background-band wins over the recorded gate band
+    assert main(["analyze", str(path), "--json", "--no-write", "--background-band", "0", "30"]) == 0
+    given = json.loads(capsys.readouterr().out)["hreflex"]["parameters"]
+    assert given["background_band_uv"] == [0.0, 30.0] and given["background_band_source"] == "given"
+
+
+def test_time_compressed_recording_is_flagged_and_its_depression_withheld(capsys):
+    """The recorder's own demo session (time scale 0.05 on the emulated device)."""
+    import pathlib
+
+    path = pathlib.Path(__file__).parents[2] / "data/sessions/hreflex_protocol_soleus_healthy.h5"
+    assert main(["analyze", str(path), "--json", "--no-write"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["hreflex"]["recording"]["time_compressed"] is True
+    assert any("time-compressed session" in f for f in s["quality_flags"])
+    assert s["rate_dependent_depression"] == {} and "time-compressed" in s[
+        "depression_not_interpretable"]  # fmt: skip
+    # the ladder rule in device time: 8-15 s x 0.05
+    assert s["hreflex"]["parameters"]["recruitment_interval_s"] == pytest.approx([0.4, 0.75])
+    profile = tonuslab.build_profile(s).component("rate_dependent_depression")
+    assert profile.value is None and "time-compressed" in profile.note
+    assert main(["analyze", str(path), "--no-write"]) == 0
+    assert "not interpretable" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "muscle,preset,flagged",
+    [("medial gastrocnemius", "soleus", False), ("Soleus (left)", "soleus", False),
+     ("biceps", "soleus", True)],
+)  # fmt: skip
+def test_hreflex_preset_from_the_muscle_name(hreflex_file, capsys, muscle, preset, flagged):
+    assert main(["analyze", str(hreflex_file), "--json", "--no-write", "--muscle", muscle]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["hreflex"]["muscle"] == preset
+    flags = [f for f in s["quality_flags"] if "has no H-reflex preset" in f]
+    assert bool(flags) == flagged

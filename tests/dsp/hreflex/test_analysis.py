@@ -300,3 +300,37 @@ def test_rate_blocks_counted_within_block_are_not_pairs():
     assert set(r.rate_dependent_depression) == {"0.1", "1", "2"}
     assert list(r.paired_pulse_depression) == ["2.5"]
     assert r.paired_pulse_depression_detail[0]["n_pairs"] == 6
+
+
+def test_given_block_rates_drop_the_first_pulse_of_each_block():
+    """Rates given per pulse (as the recorder saves them): a block's first pulse follows a rest."""
+    s = make_session(12)
+    n_ladder = 50
+    rates = np.full(len(s["idx"]), np.nan)  # NaN: not in a rate block (ladder, pairs)
+    firsts = []
+    for b, f in enumerate((0.1, 1.0, 2.0)):
+        rates[n_ladder + 8 * b : n_ladder + 8 * (b + 1)] = f
+        firsts.append(n_ladder + 8 * b)
+    r = run(s, stim_rate_hz=rates, n_boot=0)
+    assert len(r.rate_dependent_depression_detail) == 3
+    for d in r.rate_dependent_depression_detail:
+        assert d["n"] == 7 and not set(firsts) & set(d["stimuli"])
+    for f, ratio in s["truth"]["rdd"].items():  # the unconditioned first H would bias these
+        assert abs(r.rate_dependent_depression[f"{f:g}"] - ratio) < 0.05
+    assert np.isnan(r.stimuli[0].rate_hz) and r.stimuli[firsts[1]].rate_hz == 1.0
+
+
+@pytest.mark.parametrize(
+    "name,preset",
+    [("soleus", "soleus"), ("Soleus (left)", "soleus"), ("medial gastrocnemius", "soleus"),
+     ("triceps surae", "soleus"), ("FCR", "fcr"), ("flexor carpi radialis R", "fcr"),
+     ("flexor-carpi-radialis", "fcr"), ("biceps", None), ("flexor carpi ulnaris", None),
+     (None, None)],
+)  # fmt: skip
+def test_preset_for_muscle_names(name, preset):
+    from dsp.hreflex import get_preset
+    from dsp.hreflex.presets import preset_for_muscle
+
+    assert preset_for_muscle(name) == preset
+    if preset is not None:
+        assert get_preset(name).name == preset
