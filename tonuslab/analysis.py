@@ -17,18 +17,21 @@ summary in the session file under ``/results/<run>`` without touching raw data:
 HDF5 updates in place are not crash-safe (a process killed mid-write can leave damaged
 metadata), so a run is written into a copy of the file that is then flushed and atomically
 renamed over the original: an interrupted analysis leaves the previous file, valid and unchanged
-(a hidden ``.NAME.analysis-*.tmp`` copy may remain; the next write removes it). Readers ignore
-groups whose names start with ``_``.
+(a hidden ``.NAME.analysis-*.tmp`` copy may remain; the next write removes it). Writers of one
+file take turns through an ``flock`` on the sidecar ``.NAME.analysis.lock``, so concurrent runs
+all survive. Readers ignore groups whose names start with ``_``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
 import math
 import os
 import pathlib
+import time
 import uuid
 
 import numpy as np
@@ -633,13 +636,96 @@ def _temp_copy_name(path: pathlib.Path) -> pathlib.Path:
     return path.with_name(f".{path.name}.analysis-{uuid.uuid4().hex[:8]}.tmp")
 
 
-def write_results(path, summary: dict, *, run: str = DEFAULT_RUN, input_hash: str | None = None):
+def _lock_name(path: pathlib.Path) -> pathlib.Path:
+    return path.with_name(f".{path.name}.analysis.lock")
+
+
+#: How long :func:`write_results` waits for another analysis writing into the same file.
+LOCK_TIMEOUT_S = 600.0
+
+
+@contextlib.contextmanager
+def _results_lock(path: pathlib.Path, timeout_s: float):
+    """Hold an exclusive ``flock`` on the sidecar ``.NAME.analysis.lock`` (created if absent).
+
+    The lock file is kept (removing it would let a waiting process lock a deleted inode).
+    """
+    import fcntl
+
+    lock = _lock_name(path)
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise SessionFileError(
+            f"cannot write results into {path}: cannot create the lock file {lock.name} (the "
+            f"folder is read-only, or the disk is full: {str(exc).splitlines()[0]}); "
+            "use --no-write"
+        ) from exc
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise SessionFileError(
+                        f"cannot write results into {path}: another analysis has been writing "
+                        f"into it for more than {timeout_s:g} s (lock {lock.name}); try again "
+                        "later"
+                    ) from None
+                time.sleep(0.02)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def write_results(
+    path,
+    summary: dict,
+    *,
+    run: str = DEFAULT_RUN,
+    input_hash: str | None = None,
+    lock_timeout_s: float = LOCK_TIMEOUT_S,
+):
     """Store ``summary`` in the session file as ``/results/<run>`` (replacing an older run).
 
     Only the ``/results`` group changes. HDF5 updates in place are not crash-safe, so the run is
     written into a copy of the file (``.NAME.analysis-XXXX.tmp`` beside it), flushed to disk and
     renamed over the original (an atomic replace): a crash at any moment leaves either the old
     file or the new one, never a half-written one. Costs one copy of the file per run.
+
+    Writers of the same file are serialised by an exclusive ``flock`` on the sidecar
+    ``.NAME.analysis.lock`` (kept beside the file), held from the copy to the rename: two
+    analyses of one file at the same time (e.g. two ``--run`` names) both end up in it, each
+    copying the file as the other left it. Temporary copies found while holding the lock belong
+    to a writer that was killed and are removed.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        Session file.
+    summary : dict
+        Summary from :func:`analyze_session`.
+    run : str
+        Run name (letters, digits, ``-``, ``_``; not starting with ``_`` or ``.``).
+    input_hash : str, optional
+        :func:`input_sha256` of the file (computed if not given).
+    lock_timeout_s : float
+        How long to wait for another writer of the same file.
+
+    Returns
+    -------
+    dict
+        The stored summary (with ``input_sha256``, ``run``, ``created_utc``).
+
+    Raises
+    ------
+    UsageError
+        Invalid run name.
+    SessionFileError
+        The file or its folder is not writable, the disk is full, or another writer held the
+        lock for more than ``lock_timeout_s``.
     """
     import shutil
 
@@ -649,43 +735,49 @@ def write_results(path, summary: dict, *, run: str = DEFAULT_RUN, input_hash: st
     run = _check_run_name(run)
     input_hash = input_hash or input_sha256(path)
     created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-    for stale in path.parent.glob(f".{path.name}.analysis-*.tmp"):
-        stale.unlink(missing_ok=True)  # left by an analysis that was killed
-    tmp = _temp_copy_name(path)
-    try:
-        shutil.copy2(path, tmp)
-        f = h5py.File(tmp, "r+")
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise SessionFileError(
-            f"cannot write results into {path}: the file or its folder is read-only, or the "
-            f"disk is full ({str(exc).splitlines()[0]}); use --no-write"
-        ) from exc
-    try:
-        with f:
-            root = f.require_group(RESULTS_GROUP)
-            root.attrs.setdefault("schema", "tonuslab.results")
-            root.attrs.setdefault("schema_version", 1)
-            if run in root:
-                del root[run]
-            g = root.create_group(run)
-            g.attrs["schema"] = SCHEMA
-            g.attrs["schema_version"] = SCHEMA_VERSION
-            g.attrs["software_version"] = __version__
-            g.attrs["input_sha256"] = input_hash
-            g.attrs["parameters"] = json.dumps(summary.get("parameters", {}), default=_json_default)
-            g.attrs["analyses"] = json.dumps(summary.get("analyses", []))
-            g.attrs["created_utc"] = created
-            stored = dict(summary, input_sha256=input_hash, run=run, created_utc=created)
-            g.create_dataset("summary_json", data=json.dumps(stored, default=_json_default))
-            for table in ("stretches", "stimuli"):
-                _write_table(g.create_group(table), summary.get(table) or [])
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with _results_lock(path, lock_timeout_s):
+        for stale in path.parent.glob(f".{path.name}.analysis-*.tmp"):
+            stale.unlink(missing_ok=True)  # every live writer holds the lock: a killed one's
+        tmp = _temp_copy_name(path)
+        try:
+            shutil.copy2(path, tmp)
+            f = h5py.File(tmp, "r+")
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise SessionFileError(
+                f"cannot write results into {path}: the file or its folder is read-only, or the "
+                f"disk is full ({str(exc).splitlines()[0]}); use --no-write"
+            ) from exc
+        try:
+            with f:
+                stored = _write_run(f, summary, run, input_hash, created)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    return stored
+
+
+def _write_run(f, summary: dict, run: str, input_hash: str, created: str) -> dict:
+    root = f.require_group(RESULTS_GROUP)
+    root.attrs.setdefault("schema", "tonuslab.results")
+    root.attrs.setdefault("schema_version", 1)
+    if run in root:
+        del root[run]
+    g = root.create_group(run)
+    g.attrs["schema"] = SCHEMA
+    g.attrs["schema_version"] = SCHEMA_VERSION
+    g.attrs["software_version"] = __version__
+    g.attrs["input_sha256"] = input_hash
+    g.attrs["parameters"] = json.dumps(summary.get("parameters", {}), default=_json_default)
+    g.attrs["analyses"] = json.dumps(summary.get("analyses", []))
+    g.attrs["created_utc"] = created
+    stored = dict(summary, input_sha256=input_hash, run=run, created_utc=created)
+    g.create_dataset("summary_json", data=json.dumps(stored, default=_json_default))
+    for table in ("stretches", "stimuli"):
+        _write_table(g.create_group(table), summary.get(table) or [])
     return stored
 
 

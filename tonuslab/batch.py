@@ -65,6 +65,35 @@ def find_sessions(spec: str) -> list[pathlib.Path]:
     return files
 
 
+def unique_files(files) -> list[pathlib.Path]:
+    """``files`` resolved to absolute paths, each file once (first occurrence kept).
+
+    Two names of one file (relative and absolute, through a symbolic link, or hard links) count
+    as one, so no file is analysed twice by concurrent workers.
+
+    Parameters
+    ----------
+    files : iterable of path-like
+
+    Returns
+    -------
+    list of pathlib.Path
+    """
+    out: list[pathlib.Path] = []
+    seen: set = set()
+    for f in files:
+        path = pathlib.Path(f).resolve()
+        try:
+            st = path.stat()
+            key = (st.st_dev, st.st_ino)
+        except OSError:  # missing: analyze_one reports it
+            key = str(path)
+        if key not in seen:
+            seen.add(key)
+            out.append(path)
+    return out
+
+
 def analyze_one(path: str, parameters: dict | None = None, write: bool = True) -> dict:
     """Analyse one file and return its cohort row (never raises for a bad file)."""
     from tonuslab.analysis import analyze_file
@@ -129,7 +158,9 @@ def run_batch(
     write: bool = True,
     progress: Progress | None = None,
 ) -> list[dict]:
-    """Analyse ``files`` in parallel; rows come back in the order of ``files``.
+    """Analyse ``files`` in parallel; rows come back in the order of ``files``, one per file.
+
+    A file named twice (e.g. by a relative and an absolute path) is analysed once.
 
     Parameters
     ----------
@@ -145,7 +176,7 @@ def run_batch(
     write : bool
         Store each file's results in the file (as ``tonuslab analyze`` does).
     """
-    paths = [str(pathlib.Path(f).resolve()) for f in files]
+    paths = [str(p) for p in unique_files(files)]
     rows: dict[str, dict] = {}
 
     def done(row):

@@ -93,3 +93,20 @@ def test_unreachable_scheduler_is_a_user_error(cohort, tmp_path, capsys):
     )
     assert code == 2
     assert "Dask scheduler" in capsys.readouterr().err
+
+
+def test_a_file_named_twice_is_analysed_once(cohort, tmp_path, capsys, monkeypatch):
+    from tonuslab.batch import unique_files
+
+    monkeypatch.chdir(cohort)
+    (cohort / "link.h5").symlink_to(cohort / "a_stretch.h5")
+    out = tmp_path / "dup.csv"
+    args = ["a_stretch.h5", str(cohort / "a_stretch.h5"), "./sub/../a_stretch.h5", "link.h5"]
+    assert unique_files(args) == [cohort / "a_stretch.h5"]
+    assert main(["batch", *args, "sub", "-o", str(out), "--workers", "1", "--quiet"]) == 0
+    with open(out, newline="") as fh:
+        files = [r["file"] for r in csv.DictReader(fh)]
+    assert files == [str(cohort / "a_stretch.h5"), str(cohort / "sub" / "b_hreflex.h5")]
+    assert "2 of 2 sessions analysed" in capsys.readouterr().out
+    rows = run_batch(["sub/b_hreflex.h5", cohort / "sub" / "b_hreflex.h5"], workers=1, write=False)
+    assert len(rows) == 1 and rows[0]["status"] == "ok"

@@ -96,3 +96,74 @@ def test_time_vectors_of_in_memory_and_angle_less_sessions(hreflex_file):
     assert mem.angle_time_s is None
     with tonuslab.open(hreflex_file) as s:
         assert s.angle_time_s is None and s.emg_time_s.size == s.reader.emg.n_samples
+
+
+_WRITER_LOOP = """
+import sys
+from tonuslab.analysis import read_results, summarize, write_results
+path, run, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+print("ready", flush=True)
+sys.stdin.readline()  # start together
+lost = 0
+for i in range(n):
+    s = summarize(None, None)
+    s["parameters"] = {"i": i, "run": run}
+    write_results(path, s, run=run, input_hash="h")
+    if read_results(path).get(run, {}).get("parameters", {}).get("i") != i:
+        lost += 1  # another writer's rename replaced ours
+print(run, n, lost, flush=True)
+"""
+
+
+def test_concurrent_analyses_of_one_file_both_survive(tmp_path, stretch_copy):
+    import subprocess
+    import sys
+
+    script = tmp_path / "writer.py"
+    script.write_text(_WRITER_LOOP)
+    n = 25
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(stretch_copy), run, str(n)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for run in ("runA", "runB")
+    ]
+    for p in procs:
+        assert p.stdout.readline().strip() == "ready"
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    for run, p in zip(("runA", "runB"), procs, strict=True):
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        assert out.split() == [run, str(n), "0"]  # no run ever lost
+    runs = read_results(stretch_copy)
+    assert {"runA", "runB"} <= set(runs)
+    assert runs["runA"]["parameters"] == {"i": n - 1, "run": "runA"}
+    assert runs["runB"]["parameters"] == {"i": n - 1, "run": "runB"}
+    assert not list(tmp_path.glob(".stretch.h5.analysis-*.tmp"))
+
+
+def test_a_held_lock_makes_the_writer_wait_and_stale_copies_go(stretch_copy):
+    import fcntl
+    import os
+
+    from tonuslab.errors import SessionFileError
+
+    stale = stretch_copy.with_name(f".{stretch_copy.name}.analysis-dead0000.tmp")
+    stale.write_bytes(b"left by a killed analysis")
+    lock = stretch_copy.with_name(f".{stretch_copy.name}.analysis.lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with pytest.raises(SessionFileError, match="another analysis"):
+            write_results(stretch_copy, summarize(None, None), run="x", lock_timeout_s=0.2)
+        assert stale.exists()  # never removed while another writer holds the lock
+    finally:
+        os.close(fd)
+    write_results(stretch_copy, summarize(None, None), run="x")
+    assert not stale.exists() and "x" in read_results(stretch_copy)

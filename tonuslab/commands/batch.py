@@ -27,15 +27,14 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from tonuslab.batch import Progress, find_sessions, run_batch, write_csv
+    from tonuslab.batch import Progress, find_sessions, run_batch, unique_files, write_csv
 
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be at least 1, got {args.workers}")
     if args.out.suffix.lower() != ".csv":
         raise UsageError(f"the cohort table is CSV: name it *.csv, not {args.out}")
-    files = []
-    for spec in args.inputs:
-        files.extend(f for f in find_sessions(spec) if f not in files)
+    # each file once, however it was named (f.h5 and /abs/path/f.h5 are one file)
+    files = unique_files(f for spec in args.inputs for f in find_sessions(spec))
     progress = None if args.quiet else Progress(len(files))
     rows = run_batch(
         files,
