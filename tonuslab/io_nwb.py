@@ -68,13 +68,8 @@ def export_nwb(session_path, out, *, summary: dict | None = None, overwrite: boo
             summary = read_results(reader.file).get("default")
         if summary is None and "stretch_reflex" in supported_analyses(s):
             summary = analyze_session(s, {"analyses": ["stretch_reflex"]})
-        created = reader.attrs.get("created_utc")
-        try:
-            start = _dt.datetime.fromisoformat(str(created))
-        except (TypeError, ValueError):
-            start = _dt.datetime.now(_dt.UTC)
-        if start.tzinfo is None:
-            start = start.replace(tzinfo=_dt.UTC)
+        known = s.start_time_utc  # the source's recording start for imported sessions
+        start = _dt.datetime.now(_dt.UTC) if known is None else _dt.datetime.fromisoformat(known)
         nwb = NWBFile(
             session_description=f"tonuslab session: {meta.get('protocol') or 'recording'}, "
             f"muscle {meta.get('muscle') or 'unknown'}",

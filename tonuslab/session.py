@@ -146,11 +146,21 @@ class Session:
 
     @property
     def start_time_utc(self) -> str | None:
-        """When the session file was created (ISO 8601, UTC), if known."""
+        """When the recording started (ISO 8601 with a UTC offset), if known.
+
+        The root attribute ``recording_start`` when present (imported sessions: the start date
+        and time of the source recording; EDF stores a local clock time without a zone, taken as
+        UTC), else ``created_utc`` (recorded sessions: the file is created as recording starts).
+        The import time of an imported file is never the start.
+        """
         if "start_time_utc" in self._cache:
             return self._cache["start_time_utc"]
         attrs = getattr(self._reader, "attrs", None) or {}
-        return attrs.get("created_utc")
+        for key in ("recording_start", "created_utc"):
+            value = _iso_utc(attrs.get(key))
+            if value is not None:
+                return value
+        return None
 
     @property
     def prompt_times_s(self) -> list[float]:
@@ -341,6 +351,21 @@ def _first(obj, *names, **kw):
     if "default" in kw:
         return kw["default"]
     raise SessionFileError(f"the session file does not provide '{names[0]}'")
+
+
+def _iso_utc(value) -> str | None:
+    """An ISO 8601 time as text with a UTC offset (naive times taken as UTC), or None."""
+    import datetime as _dt
+
+    if value is None or not str(value).strip():
+        return None
+    try:
+        t = _dt.datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=_dt.UTC)
+    return t.isoformat()
 
 
 def _finite_or_none(v):

@@ -1,6 +1,7 @@
 """`tonuslab import` (EDF+ written here with pyedflib, CSV) and `tonuslab export --nwb`."""
 
 import json
+import pathlib
 import warnings
 
 import numpy as np
@@ -27,10 +28,10 @@ def _signal_header(label, dim, rate, pmin, pmax):
     }
 
 
-def _write_edf(path, signals, headers, annotations=()):
+def _write_edf(path, signals, headers, annotations=(), startdate=None):
     from pyedflib import highlevel
 
-    header = highlevel.make_header(patientname="Jane Doe")  # must never be imported
+    header = highlevel.make_header(patientname="Jane Doe", startdate=startdate)  # name: never kept
     header["annotations"] = [list(a) for a in annotations]
     assert highlevel.write_edf(str(path), signals, headers, header=header, digital=False)
 
@@ -282,3 +283,55 @@ def test_edf_channel_mapping_and_rate_override(tmp_path, capsys):
         assert s.emg_rate_hz == 2000 and s.emg_channel_names == ["EMG A", "EMG B"]
     assert main(["import", str(edf), "-o", str(tmp_path / "x.h5"), "--emg", "EMG C"]) == 2
     assert "no EMG channel 'EMG C'" in capsys.readouterr().err
+
+
+def _stretch_edf(path, synth, startdate, seed=0):
+    d = synth.synthetic_stretch(seed=seed)
+    emg_mv = _trim(d["emg_counts"][:, 0] * synth.EMG_SCALE_UV / 1000.0, 2000)
+    angle = _trim(d["angle_counts"][:, 0] * synth.ANGLE_SCALE_DEG, 500)
+    _write_edf(
+        path,
+        [emg_mv[: len(angle) * 4], angle],
+        [
+            _signal_header("EMG soleus", "mV", 2000, -1.0, 1.0),
+            _signal_header("Goniometer", "deg", 500, -20.0, 120.0),
+        ],
+        startdate=startdate,
+    )
+    return path
+
+
+def test_imported_session_starts_when_its_recording_started(tmp_path, synth, capsys):
+    import datetime as dt
+    import time
+
+    from pynwb import NWBHDF5IO
+
+    late = _stretch_edf(tmp_path / "late.edf", synth, dt.datetime(2020, 1, 2, 12, 30), seed=1)
+    early = _stretch_edf(tmp_path / "early.edf", synth, dt.datetime(2020, 1, 2, 10, 0), seed=2)
+    # imported in the wrong order, a second apart: import times would order them late, early
+    for edf in (late, early):
+        assert (
+            main(["import", str(edf), "-o", str(edf.with_suffix(".h5")), "--muscle", "soleus"]) == 0
+        )
+        time.sleep(1.1)
+    h5_late, h5_early = late.with_suffix(".h5"), early.with_suffix(".h5")
+    with tonuslab.open(h5_early) as s:
+        assert s.start_time_utc == "2020-01-02T10:00:00+00:00"
+        assert s.reader.attrs["created_utc"] > "2025"  # the import time is kept, but not used
+    capsys.readouterr()
+    assert main(["compare", str(h5_late), str(h5_early), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [pathlib.Path(x["file"]).name for x in result["sessions"]] == ["early.h5", "late.h5"]
+    assert [x["time_h"] for x in result["sessions"]] == [0.0, 2.5]
+    # also when the stored run was analysed (and its session_start stored) before
+    assert main(["analyze", str(h5_late), "--json"]) == 0
+    stored = json.loads(capsys.readouterr().out)
+    assert stored["session_start"] == "2020-01-02T12:30:00+00:00"
+    out = tmp_path / "early.nwb"
+    assert main(["export", str(h5_early), "--nwb", str(out)]) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with NWBHDF5IO(str(out), "r") as io:
+            start = io.read().session_start_time
+    assert start == dt.datetime(2020, 1, 2, 10, 0, tzinfo=dt.UTC)

@@ -55,10 +55,14 @@ def load_summaries(files, run: str = "default") -> list[dict]:
 
     out = []
     for path in files:
-        open_session(path).close()  # one-line errors for missing files and non-sessions
+        with open_session(path) as session:  # one-line errors for missing files, non-sessions
+            start = session.start_time_utc
         runs = read_results(path)
         summary = runs.get(run) or analyze_file(path, write=False)
         summary["file"] = str(path)
+        # when the recording started (an imported file: the source's start, not the import
+        # time), read now: runs stored by older versions hold the file's creation time
+        summary["session_start"] = start or summary.get("session_start")
         out.append(summary)
     return out
 
