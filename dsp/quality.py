@@ -25,9 +25,16 @@ LIMITS = {
     "flat_fraction": 0.5,
     "powerline_ratio": 0.2,
     "electrode_off_powerline_ratio": 0.8,
-    "snr_db": 6.0,
+    "snr_db": 10.0,
     "gap_fraction": 0.0,
 }
+
+#: SNR estimate (see :func:`channel_quality`): fraction of the quietest windows that make the
+#: noise floor, power ratio over the floor that makes a window active (+6 dB), and the shortest
+#: activity in windows.
+SNR_FLOOR_FRACTION = 0.1
+SNR_ACTIVE_RATIO = 4.0
+SNR_MIN_ACTIVE_WINDOWS = 2
 
 
 @dataclass
@@ -49,8 +56,13 @@ class ChannelQuality:
         Excess power within +-1 Hz of the mains harmonics (above the median of the bins 3-10 Hz
         away) / power in 10-500 Hz (Welch, 1 Hz bins); about 0 for clean EMG.
     snr_db : float
-        Activity-to-rest ratio: 10 log10(95th / 5th percentile of the 50 ms mean square of the
-        20-450 Hz band). NaN when not computable.
+        Activity over noise floor, dB: 10 log10(mean power of the active windows / noise floor)
+        (definition in :func:`channel_quality`). NaN when there is no activity (a resting
+        channel), when the noise floor is zero (an all-zero trace) or when no stretch of
+        samples is long enough.
+    activity_fraction : float
+        Fraction of the analysed windows that are active (0.0 for a channel at rest throughout;
+        NaN when not computable).
     gap_fraction : float
         Fraction of samples that are NaN.
     n_gaps : int
@@ -65,6 +77,7 @@ class ChannelQuality:
     electrode_off: bool
     powerline_ratio: float
     snr_db: float
+    activity_fraction: float
     gap_fraction: float
     n_gaps: int
     problems: list = field(default_factory=list)
@@ -198,12 +211,20 @@ def _powerline_ratio(x, rate_hz, line_hz):
     return excess / float(total)
 
 
-def _snr_db(x, rate_hz):
+def _snr_window(lo_hz: float, hi_hz: float, rate_hz: float) -> int:
+    """SNR window in samples: 50 ms, longer when the band is narrow so that
+    ``2 x bandwidth x window >= 40`` (a noise window's power then varies by about +-20 %)."""
+    return max(1, round(max(0.05, 20.0 / (hi_hz - lo_hz)) * rate_hz))
+
+
+def _window_powers(x, rate_hz):
+    """Mean square of the 20-450 Hz band in consecutive windows of each finite run of ``x``:
+    a list of ``(n_windows,)`` arrays (uV^2), one per run long enough."""
     lo, hi = 20.0, min(450.0, 0.45 * rate_hz)
     if lo >= hi:
-        return math.nan
+        return []
     sos = design_bandpass(lo, hi, rate_hz, 4)
-    win = max(1, round(0.05 * rate_hz))
+    win = _snr_window(lo, hi, rate_hz)
     powers = []
     for a, b in _finite_runs(np.isfinite(x)):
         if b - a <= padlen_for(sos) or b - a < win:
@@ -211,11 +232,32 @@ def _snr_db(x, rate_hz):
         y = apply_zero_phase(x[a:b], sos)
         m = (b - a) // win
         powers.append((y[: m * win] ** 2).reshape(m, win).mean(axis=1))
+    return powers
+
+
+def _active_windows(p: np.ndarray, floor: float) -> np.ndarray:
+    """Windows in runs of >= SNR_MIN_ACTIVE_WINDOWS consecutive windows above the threshold."""
+    above = p > SNR_ACTIVE_RATIO * floor
+    active = np.zeros_like(above)
+    for a, b in _finite_runs(above):
+        if b - a >= SNR_MIN_ACTIVE_WINDOWS:
+            active[a:b] = True
+    return active
+
+
+def _snr_db(x, rate_hz) -> tuple[float, float]:
+    """``(snr_db, activity_fraction)`` as defined in :func:`channel_quality`."""
+    powers = _window_powers(x, rate_hz)
     if not powers:
-        return math.nan
-    pw = np.concatenate(powers)
-    p5, p95 = np.percentile(pw, [5, 95])
-    return float(10 * math.log10(p95 / p5)) if p5 > 0 else math.inf
+        return math.nan, math.nan
+    pw = np.sort(np.concatenate(powers))
+    floor = float(pw[: max(1, math.ceil(SNR_FLOOR_FRACTION * pw.size))].mean())
+    if not floor > 0.0:
+        return math.nan, math.nan
+    active = np.concatenate([p[_active_windows(p, floor)] for p in powers])
+    if active.size == 0:
+        return math.nan, 0.0
+    return float(10.0 * math.log10(active.mean() / floor)), active.size / pw.size
 
 
 def channel_quality(
@@ -250,7 +292,30 @@ def channel_quality(
     list of ChannelQuality
         One per channel, in column order. Problems are flagged at: saturation > 0.1 % of
         samples, flat > 50 % of windows, powerline > 20 % of the 10-500 Hz power (electrode
-        off when > 80 % or mostly flat), SNR < 6 dB, any gap.
+        off when > 80 % or mostly flat), SNR < 10 dB while the muscle is active, any gap.
+
+    Notes
+    -----
+    SNR. The EMG band (20-450 Hz, at most 0.45 x ``rate_hz``; 4th-order zero-phase
+    Butterworth) is cut into windows of 50 ms (longer below about 1 kHz, so that a window of
+    noise has 2 x bandwidth x duration >= 40 degrees of freedom) within each run of received
+    samples; each window's mean square is its power (uV^2).
+
+    - Noise floor: the mean power of the quietest 10 % of windows.
+    - Activity: runs of at least 2 consecutive windows (100 ms) whose power exceeds 4x the
+      floor (+6 dB). Windows of amplifier noise alone rarely exceed 3.5x and practically never
+      twice in a row.
+    - ``snr_db = 10 log10(mean power of the active windows / noise floor)``, i.e.
+      ``20 log10(RMS during activity / RMS at rest)``; at least 6 dB by construction. The
+      quietest tenth of Gaussian noise lies 1-2 dB under its mean power, so the SNR reads that
+      much high.
+
+    Mains hum is not removed: it is part of the floor, so hum lowers the SNR of activity and a
+    channel of hum and noise alone shows no activity (the hum itself is ``powerline_ratio``).
+    A channel at rest throughout has ``activity_fraction`` 0 and ``snr_db`` NaN and is not
+    flagged: there is nothing to judge. Low SNR is flagged only when activity is present but
+    its RMS is under 3.2x (10 dB) the resting RMS. An all-zero trace has a zero floor:
+    ``snr_db`` and ``activity_fraction`` are NaN (it is flagged flat).
     """
     rate_hz = V.rate(rate_hz)
     V.cutoff(line_hz, rate_hz, "line_hz")
@@ -264,6 +329,11 @@ def channel_quality(
             rail_lo, rail_hi = (float(v) for v in rails_uv)
         except (TypeError, ValueError):
             raise SignalError(f"rails_uv must be a (low, high) pair, got {rails_uv!r}") from None
+        if not (math.isfinite(rail_lo) and math.isfinite(rail_hi)) or rail_lo >= rail_hi:
+            raise SignalError(
+                f"rails_uv must be finite (low, high) ADC limits in uV with low < high, got "
+                f"{rails_uv!r}"
+            )
     out = []
     n = x2.shape[0]
     for c in range(x2.shape[1]):
@@ -281,6 +351,7 @@ def channel_quality(
                     True,
                     math.nan,
                     math.nan,
+                    math.nan,
                     1.0,
                     len(gaps),
                     ["no samples received"],
@@ -296,7 +367,7 @@ def channel_quality(
         sds = sds[np.isfinite(sds)]
         flat_fraction = float((sds < flat).mean()) if sds.size else math.nan
         pl = _powerline_ratio(x, rate_hz, float(line_hz))
-        snr = _snr_db(x, rate_hz)
+        snr, activity = _snr_db(x, rate_hz)
         off = bool(
             (flat_fraction >= LIMITS["flat_fraction"])
             or (pl == pl and pl >= LIMITS["electrode_off_powerline_ratio"])
@@ -316,7 +387,16 @@ def channel_quality(
             problems.append(f"{len(gaps)} gap(s), {100 * gap_fraction:.2g}% of samples missing")
         out.append(
             ChannelQuality(
-                c, float(sat), flat_fraction, off, pl, snr, gap_fraction, len(gaps), problems
+                c,
+                float(sat),
+                flat_fraction,
+                off,
+                pl,
+                snr,
+                activity,
+                gap_fraction,
+                len(gaps),
+                problems,
             )
         )
     return out
