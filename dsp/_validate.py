@@ -33,6 +33,29 @@ def positive(value, name: str, unit: str = "") -> float:
     return v
 
 
+def number(value, name: str, unit: str = "") -> float:
+    """Check a finite real number (bool refused), returned as float."""
+    try:
+        if isinstance(value, bool | np.bool_):
+            raise TypeError
+        v = float(value)
+    except (TypeError, ValueError):
+        raise SignalError(
+            f"{name} must be a number{' in ' + unit if unit else ''}, got {value!r}"
+        ) from None
+    if not math.isfinite(v):
+        raise SignalError(f"{name} must be finite, got {value!r}")
+    return v
+
+
+def non_negative(value, name: str, unit: str = "") -> float:
+    """Check a finite number >= 0."""
+    v = number(value, name, unit)
+    if v < 0:
+        raise SignalError(f"{name} must be >= 0{' ' + unit if unit else ''}, got {value!r}")
+    return v
+
+
 def cutoff(cutoff_hz, rate_hz: float, name: str = "cutoff_hz") -> float:
     """Check a cut-off frequency: 0 < f < Nyquist (rate_hz / 2)."""
     f = positive(cutoff_hz, name, "Hz")

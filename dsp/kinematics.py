@@ -81,17 +81,34 @@ def two_point_calibration(counts_a, deg_a, counts_b, deg_b) -> AngleCalibration:
 
 
 def counts_to_degrees(counts, scale_deg, offset_counts, sign: int = 1) -> np.ndarray:
-    """``sign * (counts - offset_counts) * scale_deg`` as float64 (NaN stays NaN).
+    """``sign * (counts - offset_counts) * scale_deg`` as float64 (NaN counts stay NaN).
 
-    ``sign`` is the session's ``stretch_direction_sign`` (+1 or -1).
+    Parameters
+    ----------
+    counts : array_like, any shape
+        Goniometer readings in ADC counts.
+    scale_deg : float
+        Degrees per count, finite and non-zero (negative for a reversed sensor).
+    offset_counts : float
+        Count reading at 0 degrees, finite.
+    sign : int
+        The session's ``stretch_direction_sign`` (+1 or -1).
+
+    Returns
+    -------
+    ndarray, float64, shape of ``counts``
+        Angle in degrees.
     """
     arr = np.asarray(counts)
     if arr.dtype.kind not in "iuf":
         raise SignalError(f"counts must be numbers, got dtype {arr.dtype}")
     if sign not in (1, -1):
         raise SignalError(f"sign must be +1 or -1, got {sign!r}")
-    scale = V.positive(abs(float(scale_deg)), "scale_deg") * math.copysign(1.0, float(scale_deg))
-    return sign * (arr.astype(np.float64) - float(offset_counts)) * scale
+    scale = V.number(scale_deg, "scale_deg", "deg/count")
+    if scale == 0.0:
+        raise SignalError("scale_deg must be non-zero (degrees per count)")
+    offset = V.number(offset_counts, "offset_counts", "counts")
+    return sign * (arr.astype(np.float64) - offset) * scale
 
 
 # ------------------------------------------------------------------------------ derivatives
@@ -173,7 +190,9 @@ def angle_kinematics(angle_deg, rate_hz, *, window_s: float = 0.05, polyorder: i
     window_s : float
         Smoothing window (rounded to an odd number of samples, at least ``polyorder + 2``).
     polyorder : int
-        Polynomial order (2-4 typical; >= 2 for acceleration).
+        Polynomial order, 2 to 6 (2-4 typical). At least 2 because the acceleration is
+        returned: a straight-line fit (order 1) has no second derivative (it would be zero
+        everywhere).
 
     Returns
     -------
@@ -183,8 +202,15 @@ def angle_kinematics(angle_deg, rate_hz, *, window_s: float = 0.05, polyorder: i
     """
     rate_hz = V.rate(rate_hz)
     x = V.one_channel(angle_deg, "angle_deg", allow_nan=True, min_samples=1)
-    if not isinstance(polyorder, int | np.integer) or not 1 <= polyorder <= 6:
-        raise SignalError(f"polyorder must be an integer from 1 to 6, got {polyorder!r}")
+    if (
+        not isinstance(polyorder, int | np.integer)
+        or isinstance(polyorder, bool)
+        or not 2 <= polyorder <= 6
+    ):
+        raise SignalError(
+            f"polyorder must be an integer from 2 to 6 (the acceleration needs a second-order "
+            f"fit), got {polyorder!r}"
+        )
     window = max(round(V.positive(window_s, "window_s", "s") * rate_hz), polyorder + 2)
     window += 1 - window % 2
     if x.size < window:
@@ -407,9 +433,7 @@ def segment_stretches(
         raise SignalError(
             f"rest_velocity_deg_s ({v_rest:g}) must be below min_velocity_deg_s ({v_on:g})"
         )
-    rng_min = float(min_range_deg)
-    if not math.isfinite(rng_min) or rng_min < 0:
-        raise SignalError(f"min_range_deg must be >= 0, got {min_range_deg!r}")
+    rng_min = V.non_negative(min_range_deg, "min_range_deg", "deg")
     k = angle_kinematics(angle_deg, rate_hz, window_s=window_s)
     slow_window_s = max(V.positive(rest_window_s, "rest_window_s", "s"), k.window_s)
     if len(k.angle_deg) < round(slow_window_s * k.rate_hz) + 1:

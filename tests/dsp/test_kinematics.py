@@ -101,10 +101,54 @@ def test_segment_stretches_of_a_known_motion():
 def test_bad_input():
     with pytest.raises(SignalError, match="smoothing window"):
         K.angle_kinematics(np.zeros(5), RATE)
-    with pytest.raises(SignalError, match="polyorder"):
-        K.angle_kinematics(np.zeros(500), RATE, polyorder=0)
     with pytest.raises(SignalError, match="direction"):
         K.segment_stretches(np.zeros(500), RATE, direction=2)
+
+
+@pytest.mark.parametrize("polyorder", [0, 1, 7, 2.0, True, "3"])
+def test_polyorder_must_give_an_acceleration(polyorder):
+    """Order 1 would silently return a zero acceleration: orders 2-6 only."""
+    with pytest.raises(SignalError, match="polyorder"):
+        K.angle_kinematics(np.zeros(500), RATE, polyorder=polyorder)
+
+
+def test_lowest_polyorder_gives_the_acceleration():
+    t = np.arange(2000) / RATE
+    k = K.angle_kinematics(5.0 * t**2, RATE, polyorder=2)  # 10 deg/s^2 throughout
+    np.testing.assert_allclose(k.acceleration_deg_s2, 10.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"min_range_deg": "a"}, "min_range_deg must be a number"),
+        ({"min_range_deg": None}, "min_range_deg must be a number"),
+        ({"min_range_deg": -1.0}, "min_range_deg must be >= 0"),
+        ({"min_range_deg": float("nan")}, "min_range_deg must be finite"),
+        ({"min_range_deg": float("inf")}, "min_range_deg must be finite"),
+        ({"min_velocity_deg_s": "fast"}, "min_velocity_deg_s"),
+        ({"rest_velocity_deg_s": 0.0}, "rest_velocity_deg_s"),
+        ({"rest_window_s": -1.0}, "rest_window_s"),
+    ],
+)
+def test_segment_stretches_parameters_are_signal_errors(kwargs, message):
+    with pytest.raises(SignalError, match=message):
+        K.segment_stretches(np.zeros(500), RATE, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("scale", "offset", "message"),
+    [
+        (0.0, 0.0, "scale_deg"),
+        ("x", 0.0, "scale_deg"),
+        (float("nan"), 0.0, "scale_deg"),
+        (1.0, float("nan"), "offset_counts"),
+        (1.0, "zero", "offset_counts"),
+    ],
+)
+def test_counts_to_degrees_parameters_are_signal_errors(scale, offset, message):
+    with pytest.raises(SignalError, match=message):
+        K.counts_to_degrees([1, 2], scale, offset)
 
 
 def reference_velocity_runs(v, high, low):
