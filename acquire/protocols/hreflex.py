@@ -108,6 +108,9 @@ class HReflexProtocolConfig:
         Consecutive 50 ms bins that must lie inside the band just before a pulse.
     gate_timeout_s : float
         How long to wait for the background to enter the band before skipping the pulse, s.
+    emg_channel : int
+        EMG channel (column of the recorder's EMG) watched by the gate and measured by the
+        runner's quick M/H peak-to-peak: the channel of the stimulated muscle.
     seed : int
         Randomness of order and jitter.
     """
@@ -128,6 +131,7 @@ class HReflexProtocolConfig:
     gate_band_uv: tuple[float, float] | None = (0.0, 20.0)
     gate_bins: int = 2
     gate_timeout_s: float = 10.0
+    emg_channel: int = 0
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -169,14 +173,25 @@ class PlannedPulse:
     rate_hz: float
 
 
+#: Shortest recruitment interval that keeps post-activation depression out of the ladder, s
+#: (depression of the soleus H-reflex lasts more than 8 s: Crone & Nielsen 1989, Exp Brain Res
+#: 78:28); a shorter ladder interval is allowed but warned about.
+RECOMMENDED_LADDER_INTERVAL_S = 10.0
+
+
 @dataclass
 class HReflexPlan:
-    """A checked plan: the pulses in order, and the config and limits it was built with."""
+    """A checked plan: the pulses in order, and the config and limits it was built with.
+
+    ``warnings`` lists what is allowed but not recommended (e.g. a ladder interval below
+    :data:`RECOMMENDED_LADDER_INTERVAL_S`); the recorder shows them and stores them in the plan.
+    """
 
     pulses: list[PlannedPulse]
     config: HReflexProtocolConfig
     limits: SafetyLimits
     time_scale: float = 1.0
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def duration_s(self) -> float:
@@ -194,7 +209,7 @@ class HReflexPlan:
             p if p.intensity_ma is not None else replace(p, intensity_ma=float(intensity_ma))
             for p in self.pulses
         ]
-        return HReflexPlan(pulses, self.config, self.limits, self.time_scale)
+        return HReflexPlan(pulses, self.config, self.limits, self.time_scale, list(self.warnings))
 
     def to_dict(self) -> dict:
         return {
@@ -203,6 +218,7 @@ class HReflexPlan:
             "limits": asdict(self.limits),
             "time_scale": self.time_scale,
             "time_compressed": self.time_scale != 1.0,
+            "warnings": list(self.warnings),
             "pulses": [asdict(p) for p in self.pulses],
         }
 
@@ -279,6 +295,23 @@ def make_plan(
             )
     if c.ladder_repeats < 1 or c.pulses_per_block < 0 or c.pairs_per_interval < 0:
         raise PlanError("ladder_repeats must be >= 1; pulses_per_block, pairs_per_interval >= 0")
+    if int(c.emg_channel) != c.emg_channel or c.emg_channel < 0:
+        raise PlanError(f"emg_channel={c.emg_channel} must be a channel number >= 0")
+    if c.gate_band_uv is not None and not (
+        len(c.gate_band_uv) == 2 and 0.0 <= c.gate_band_uv[0] < c.gate_band_uv[1]
+    ):
+        raise PlanError(
+            f"gate_band_uv={c.gate_band_uv} must be (low, high) uV with 0 <= low < high"
+        )
+    if not c.gate_timeout_s >= 0:
+        raise PlanError(f"gate_timeout_s={c.gate_timeout_s} must be >= 0 s")
+    warnings = []
+    if c.interval_s < RECOMMENDED_LADDER_INTERVAL_S:
+        warnings.append(
+            f"ladder interval {c.interval_s:g} s is below {RECOMMENDED_LADDER_INTERVAL_S:g} s: "
+            "post-activation depression (lasting > 8 s) will lower the recruitment H and "
+            "Hmax/Mmax"
+        )
     rng = np.random.default_rng(c.seed)
     intensities = np.repeat(np.array(ladder), c.ladder_repeats)
     if c.order == "ascending":
@@ -331,7 +364,7 @@ def make_plan(
             )
             t += dt + c.pair_rest_s
         t -= c.pair_rest_s
-    plan = HReflexPlan(pulses, c, lim, float(time_scale))
+    plan = HReflexPlan(pulses, c, lim, float(time_scale), warnings)
     if plan.n_pulses > lim.max_pulses:
         raise PlanError(
             f"the plan has {plan.n_pulses} pulses, more than the host limit {lim.max_pulses}"
@@ -542,7 +575,10 @@ class HReflexRunner:
         its answer is checked against the limits. Default :func:`choose_test_intensity` (M at
         20% of the largest M seen, on the rising H limb).
     muscle : {"soleus", "fcr"}
-        Response windows of the runner's quick M/H measures (:data:`RESPONSE_WINDOWS_MS`).
+        Response windows of the runner's quick M/H measures (:data:`RESPONSE_WINDOWS_MS`), which
+        choose the test intensity: the FCR H-wave (~16 ms) lies inside the soleus M window, so
+        an FCR session must say ``"fcr"``. The gate and the quick measures use the plan's
+        ``config.emg_channel``.
     on_record : callable, optional
         Called with each :class:`PulseRecord` as soon as it is final (the recorder stores it).
     poll_s : float
@@ -582,7 +618,9 @@ class HReflexRunner:
         self.plan = plan
         self.choose_test_intensity = choose_test_intensity or choose_test_intensity_default
         self.on_record = on_record
+        self.muscle = muscle
         self.windows = RESPONSE_WINDOWS_MS[muscle]
+        self.channel = int(plan.config.emg_channel)
         self.poll_s = poll_s
         self.records: list[PulseRecord] = []
         self._stop = threading.Event()
@@ -625,8 +663,18 @@ class HReflexRunner:
         rate = float(self.monitor.emg_rate_hz)
         scale = plan.time_scale
         gate_cfg = plan.config.gate_band_uv
-        gate = None if gate_cfg is None else BackgroundGate(tuple(gate_cfg), plan.config.gate_bins)
+        gate = (
+            None
+            if gate_cfg is None
+            else BackgroundGate(tuple(gate_cfg), plan.config.gate_bins, channel=self.channel)
+        )
         self._wait_for_index(0)
+        first = np.asarray(self.monitor.recent_emg_uv(1))
+        n_channels = first.shape[1] if first.ndim == 2 else 1
+        if self.channel >= n_channels:
+            raise PlanError(
+                f"emg_channel={self.channel} but the recording has {n_channels} EMG channel(s)"
+            )
         # leave room for the gate's bins and the epoch before the first pulse
         start = self.monitor.latest_emg_index() + round(max(0.2, 0.1 * scale) * rate)
         if gate is not None:
@@ -752,7 +800,7 @@ class HReflexRunner:
         else:
             return
         if x.ndim == 2:
-            x = x[:, 0]
+            x = x[:, self.channel]
         if x.shape[0] < n:
             return  # the recorder's buffer no longer holds the pulse
         for name in ("m", "h"):

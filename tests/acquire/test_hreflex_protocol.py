@@ -132,3 +132,29 @@ def test_choose_test_intensity_interpolates_m_and_stays_below_the_h_peak():
     # 40% (2000 uV at 14 mA) would pass the H peak at 12 mA: capped there
     assert choose_test_intensity(ladder, m_fraction=0.4) == 12.0
     assert choose_test_intensity([*ladder[:2], rec(9, 5, 5, block="rate_1hz")]) is None
+
+
+def test_short_ladder_interval_is_warned_and_stored_in_the_plan():
+    assert make_plan(HReflexProtocolConfig(test_intensity_ma=10)).warnings == []
+    plan = make_plan(HReflexProtocolConfig(interval_s=5.0, test_intensity_ma=10))
+    assert len(plan.warnings) == 1 and "below 10 s" in plan.warnings[0]
+    assert plan.to_dict()["warnings"] == plan.warnings
+    assert plan.with_test_intensity(11.0).warnings == plan.warnings
+
+
+@pytest.mark.parametrize(
+    "cfg,match",
+    [(dict(emg_channel=-1), "emg_channel"), (dict(gate_band_uv=(20.0, 5.0)), "gate_band_uv"),
+     (dict(gate_timeout_s=-1.0), "gate_timeout_s")],
+)  # fmt: skip
+def test_gate_and_channel_settings_are_checked(cfg, match):
+    with pytest.raises(PlanError, match=match):
+        make_plan(HReflexProtocolConfig(test_intensity_ma=10, **cfg))
+
+
+def test_runner_windows_follow_the_muscle():
+    from acquire.protocols.hreflex import RESPONSE_WINDOWS_MS
+
+    # the FCR H-wave (~16 ms) sits inside the soleus M window: the muscle must reach the runner
+    assert RESPONSE_WINDOWS_MS["soleus"]["m"][0] < 16.0 < RESPONSE_WINDOWS_MS["soleus"]["m"][1]
+    assert RESPONSE_WINDOWS_MS["fcr"]["m"][1] < 16.0 < RESPONSE_WINDOWS_MS["fcr"]["h"][1]

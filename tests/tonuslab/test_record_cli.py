@@ -178,6 +178,29 @@ def test_hreflex_protocol_from_the_cli(tmp_path):
         assert s.metadata["protocol"] == "hreflex"
 
 
+def test_hreflex_record_passes_muscle_channel_and_gate_settings(tmp_path):
+    """--muscle fcr reaches the runner (FCR quick windows), --gate-band/--gate-timeout the plan."""
+    from firmware_iface.auth import new_key, write_key_file
+
+    key = write_key_file(tmp_path / "stim.key", new_key())
+    out = tmp_path / "fcr.h5"
+    proc = tonuslab(
+        "record", "sim://fcr_healthy?seed=2&speed=realtime", "-o", out, "--protocol", "hreflex",
+        "--key-file", key, "--time-scale", "0.05", "--duration", "3", "--emg-rate", "5000",
+        "--n-emg", "2", "--plain", "--muscle", "flexor carpi radialis", "--gate-band", "0", "35",
+        "--gate-timeout", "4", "--emg-channel", "1", "--interval", "8",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: ladder interval 8 s is below 10 s" in proc.stdout
+    with open_session(out) as s:
+        (note,) = [e for e in s.events if e["label"] == "protocol"]
+    runner, config = note["params"]["runner"], note["params"]["hreflex"]["config"]
+    assert runner == {"muscle": "fcr", "windows_ms": {"m": [2.5, 11.0], "h": [12.0, 30.0]},
+                      "emg_channel": 1}  # fmt: skip
+    assert config["gate_band_uv"] == [0.0, 35.0] and config["gate_timeout_s"] == 4.0
+    assert config["emg_channel"] == 1 and note["params"]["hreflex"]["warnings"]
+
+
 def test_unsafe_stimulation_plan_is_refused_before_anything_opens(tmp_path):
     from firmware_iface.auth import new_key, write_key_file
 

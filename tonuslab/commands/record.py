@@ -95,10 +95,27 @@ def add_arguments(parser) -> None:
     hr.add_argument("--ladder", help="recruitment intensities in mA, e.g. 4,6,8,...,30")
     hr.add_argument("--ladder-repeats", type=int, help="pulses per ladder intensity")
     hr.add_argument("--order", choices=("ascending", "random"), help="ladder order")
-    hr.add_argument("--interval", type=float, help="seconds between ladder pulses (>= 10)")
+    hr.add_argument(
+        "--interval", type=float,
+        help="seconds between ladder pulses (default 10; below 10 s a warning is shown and stored)",
+    )  # fmt: skip
     hr.add_argument("--rate-blocks", help="frequency blocks in Hz, e.g. 0.1,0.2,0.3,1,2")
     hr.add_argument("--pair-intervals", help="paired-pulse intervals in s, e.g. 2.5,5")
     hr.add_argument("--test-intensity", type=float, help="mA for rate blocks and pairs")
+    hr.add_argument(
+        "--gate-band", nargs=2, type=float, metavar=("LOW_UV", "HIGH_UV"),
+        help="deliver a pulse only while the background EMG (mean rectified, 50 ms bins) lies "
+        "in this band (default 0 20 uV); the analysis uses it as its background band",
+    )  # fmt: skip
+    hr.add_argument("--no-gate", action="store_true", help="deliver without background gating")
+    hr.add_argument(
+        "--gate-timeout", type=float,
+        help="seconds to wait for the background to enter the band before skipping (default 10)",
+    )  # fmt: skip
+    hr.add_argument(
+        "--emg-channel", type=int, default=None,
+        help="EMG channel of the stimulated muscle, gated and measured (default 0)",
+    )  # fmt: skip
 
 
 def _metadata(args) -> dict:
@@ -282,13 +299,37 @@ def _hreflex_plan(args):
         "order": "order",
         "interval": "interval_s",
         "test_intensity": "test_intensity_ma",
+        "gate_timeout": "gate_timeout_s",
+        "emg_channel": "emg_channel",
     }
     for opt, name in scalars.items():
-        if getattr(args, opt) is not None:
+        if getattr(args, opt, None) is not None:
             fields[name] = getattr(args, opt)
+    if getattr(args, "no_gate", False) and getattr(args, "gate_band", None) is not None:
+        raise UsageError("--no-gate and --gate-band exclude each other")
+    if getattr(args, "no_gate", False):
+        fields["gate_band_uv"] = None
+    elif getattr(args, "gate_band", None) is not None:
+        fields["gate_band_uv"] = (float(args.gate_band[0]), float(args.gate_band[1]))
     plan = hreflex.make_plan(hreflex.HReflexProtocolConfig(**fields), time_scale=args.time_scale)
 
     return hreflex, plan
+
+
+def _runner_muscle(muscle: str | None) -> tuple[str, str | None]:
+    """(runner preset, message) for the ``--muscle`` of an H-reflex recording.
+
+    The runner's quick M/H windows choose the test intensity, so the muscle matters: soleus and
+    gastrocnemius use the soleus windows, flexor carpi radialis the FCR ones. Any other (or no)
+    muscle uses the soleus windows, with a message saying so.
+    """
+    from dsp.hreflex.presets import preset_for_muscle
+
+    preset = preset_for_muscle(muscle)
+    if preset is not None:
+        return preset, None
+    what = f"--muscle {muscle!r} has no H-reflex preset" if muscle else "no --muscle given"
+    return "soleus", f"{what}: the runner's quick M/H windows are the soleus ones"
 
 
 def _start_hreflex(args, rec, view, hreflex, plan):
@@ -299,8 +340,22 @@ def _start_hreflex(args, rec, view, hreflex, plan):
             + (f" ({r.message})" if r.message else "")
         )
 
-    rec.add_host_event("note", label="protocol", params={"hreflex": plan.to_dict()})
-    runner = hreflex.HReflexRunner(rec.client, rec, plan, on_record=on_record)
+    muscle, note = _runner_muscle(getattr(args, "muscle", None))
+    for text in [*plan.warnings, *([note] if note else [])]:
+        view.message(f"warning: {text}")
+    rec.add_host_event(
+        "note",
+        label="protocol",
+        params={
+            "hreflex": plan.to_dict(),
+            "runner": {
+                "muscle": muscle,
+                "windows_ms": {k: list(v) for k, v in hreflex.RESPONSE_WINDOWS_MS[muscle].items()},
+                "emg_channel": int(plan.config.emg_channel),
+            },
+        },
+    )
+    runner = hreflex.HReflexRunner(rec.client, rec, plan, on_record=on_record, muscle=muscle)
 
     def target():
         try:
