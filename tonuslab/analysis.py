@@ -467,6 +467,12 @@ def summarize(stretch: dict | None, hreflex: dict | None, *, flags=()) -> dict:
     for extra in ("mu_ci_s", "tardieu_r2_minus_r1_deg", "range_deg", "detector", "n_valid"):
         if _pick(stretch, extra) is not None:
             out[extra] = _pick(stretch, extra)
+    if stretch is not None:  # R1, R2, R2 - R1 and gain intervals (bootstrap over stretches)
+        from tonuslab.stretch_uncertainty import stretch_intervals
+
+        for key, value in stretch_intervals(stretch).items():
+            own = _pick(stretch, key)  # dsp's own interval, when it gives one, wins
+            out[key] = value if own is None else own
     out["rate_dependent_depression"] = _depression(out["rate_dependent_depression"])
     if _pick(hreflex, "rate_dependent_depression_ci") is not None:
         out["rate_dependent_depression_ci"] = _depression(

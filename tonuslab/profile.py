@@ -88,14 +88,16 @@ def srd_from_icc(sd: float, icc: float) -> float:
 SRD_TABLE: dict[tuple[str, str], dict] = {
     ("tsrt_deg", "ankle"): {
         "srd": srd_from_icc(13.0, 0.85),
-        "how": "SD 13 deg, ICC 0.85 (ankle TSRT 66 +/- 13 deg): SEM = 13*sqrt(0.15) = 5.0 deg, "
-        "SRD = 2.77*SEM",
-        "source": "domain_guide",
+        "how": "ankle plantar-flexor TSRT after stroke, 66 +/- 13 deg with test-retest ICC 0.85 "
+        "(Blanchette 2016, as quoted in the domain guide): SEM = 13*sqrt(0.15) = 5.0 deg, "
+        "SRD = 2.77*SEM (Weir 2005)",
+        "sources": ["blanchette2016", "weir2005", "domain_guide"],
     },
     ("tsrt_deg", "elbow"): {
         "srd": 32.0,
-        "how": "published MDC95 for elbow-flexor TSRT (ICC 0.65)",
-        "source": "domain_guide",
+        "how": "published MDC95 of elbow-flexor TSRT after stroke, 32 deg with ICC 0.65 "
+        "(Calota 2008, as quoted in the domain guide), used as is",
+        "sources": ["calota2008", "domain_guide"],
     },
 }
 
@@ -127,6 +129,8 @@ class Component:
         Smallest real difference in ``unit`` where the literature gives one, else None.
     srd_how : str | None
         How the SRD was derived.
+    srd_sources : list[str]
+        Citations (full text) of the SRD's reliability figures and arithmetic.
     interpretation : str
         What the value says, within what the literature supports.
     validated : bool
@@ -145,6 +149,7 @@ class Component:
     sources: list[str]
     srd: float | None = None
     srd_how: str | None = None
+    srd_sources: list[str] = field(default_factory=list)
     interpretation: str = ""
     validated: bool = False
     note: str = ""
@@ -193,7 +198,7 @@ class Profile:
             if detail:
                 lines.append(f"      {detail}")
             if c.srd is not None:
-                lines.append(f"      smallest real difference {c.srd:.1f} {c.unit}")
+                lines.append(f"      smallest real difference {c.srd:.1f} {c.unit}: {c.srd_how}")
         lines.append("  Composite index: none (no validated composite exists).")
         for text in self.not_validated:
             lines.append(f"  Not validated: {text}")
@@ -312,6 +317,7 @@ def build_profile(summary: dict) -> Profile:
             sources=[SOURCES["calota2008"], SOURCES["levin2024"], SOURCES["blanchette2016"]],
             srd=None if srd is None else round(srd["srd"], 2),
             srd_how=None if srd is None else srd["how"],
+            srd_sources=[] if srd is None else [SOURCES[k] for k in srd["sources"]],
             interpretation=interp,
             validated=True,
             note=note or ("" if srd else "no published SRD for this joint"),
@@ -343,13 +349,14 @@ def build_profile(summary: dict) -> Profile:
     comps.append(
         Component(
             key="tardieu_grade",
-            label="Tardieu quality grade X (0-5)",
+            label="Tardieu quality grade X (0-4)",
             value=grade,
             unit="",
             uncertainty=None,
             ci=None,
             reference="0 no resistance, 1 slight, 2 catch and release, 3 fatigable clonus "
-            "(<10 s), 4 unfatigable clonus (>10 s), 5 immovable",
+            "(<10 s), 4 unfatigable clonus (>10 s); Tardieu's 5 (joint immovable) cannot come "
+            "from a measured stretch and is never given",
             sources=[SOURCES["tardieu"]],
             interpretation="instrumented grade from angle and EMG (catch = maximal deceleration)",
             validated=False,
@@ -359,20 +366,30 @@ def build_profile(summary: dict) -> Profile:
     dyn = summary.get("tardieu_r2_minus_r1_deg")
     if dyn is None and r1 is not None and r2 is not None:
         dyn = float(r2) - float(r1)
+    dyn_ci = summary.get("tardieu_r2_minus_r1_ci_deg")
+    r1_ci, r2_ci = summary.get("tardieu_r1_ci_deg"), summary.get("tardieu_r2_ci_deg")
+    parts = []
+    for name, v, ci in (("R1", r1, r1_ci), ("R2", r2, r2_ci)):
+        if v is not None:
+            ci_text = _ci_text(ci, "deg")
+            parts.append(f"{name} {_num(v)} deg" + (f" ({ci_text})" if ci_text else ""))
+    ci_how = summary.get("stretch_ci_method")
     comps.append(
         Component(
             key="tardieu_r2_minus_r1_deg",
             label="Tardieu R2 - R1 (dynamic component)",
             value=dyn,
             unit="deg",
-            uncertainty=None,
-            ci=None,
+            uncertainty=_ci_text(dyn_ci, "deg"),
+            ci=dyn_ci,
             reference="R1 = catch angle at fast stretch, R2 = slow passive range; larger "
             "R2 - R1 = larger dynamic (reflex) component",
             sources=[SOURCES["tardieu"]],
-            interpretation="" if dyn is None else f"R1 {_num(r1)} deg, R2 {_num(r2)} deg",
+            interpretation=", ".join(parts)
+            + (f"; intervals: {ci_how}" if ci_how and (dyn_ci or r1_ci or r2_ci) else ""),
             validated=False,
-            note="no SRD for instrumented R2 - R1",
+            note="no SRD for instrumented R2 - R1"
+            + ("" if dyn is None or dyn_ci else "; no interval (too few slow or fast stretches)"),
         )
     )
 
@@ -388,8 +405,15 @@ def build_profile(summary: dict) -> Profile:
             reference="Leuven approach: change of RMS-EMG from low- to high-velocity stretch; "
             "no normative values",
             sources=[SOURCES["barOn2013"]],
+            interpretation="ratio of mean stretch RMS-EMG, fast / slow stretches"
+            + (f"; interval: {summary['stretch_ci_method']}" if summary.get("emg_gain_ci") else ""),
             validated=False,
-            note="no reference range or SRD",
+            note="no reference range or SRD"
+            + (
+                "; no interval (too few clean slow or fast stretches)"
+                if summary.get("emg_gain") is not None and not summary.get("emg_gain_ci")
+                else ""
+            ),
         )
     )
 

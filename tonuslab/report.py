@@ -255,13 +255,26 @@ def fig_dsrt(summary: dict):
 
 
 def tardieu_html(summary: dict) -> str:
+    """Tardieu angles with 95% intervals, the grade, the EMG gain and the fastest stretches."""
     rows = [
-        ("R1 (catch angle, fast stretch)", summary.get("tardieu_r1_deg"), "deg"),
-        ("R2 (passive range, slow stretch)", summary.get("tardieu_r2_deg"), "deg"),
-        ("R2 - R1 (dynamic component)", summary.get("tardieu_r2_minus_r1_deg"), "deg"),
-        ("quality grade X (instrumented)", summary.get("tardieu_grade"), ""),
+        ("R1 (catch angle, fast stretch)", "tardieu_r1_deg", "tardieu_r1_ci_deg", "deg"),
+        ("R2 (passive range, slow stretch)", "tardieu_r2_deg", "tardieu_r2_ci_deg", "deg"),
+        (
+            "R2 - R1 (dynamic component)",
+            "tardieu_r2_minus_r1_deg",
+            "tardieu_r2_minus_r1_ci_deg",
+            "deg",
+        ),
+        ("quality grade X (instrumented, 0-4)", "tardieu_grade", None, ""),
+        ("EMG gain (fast / slow RMS-EMG)", "emg_gain", "emg_gain_ci", ""),
     ]
-    body = "".join(f"<tr><td>{a}</td><td>{_f(v)} {u}</td></tr>" for a, v, u in rows)
+    body = "<tr><th>measure</th><th>value</th><th>95% interval</th></tr>" + "".join(
+        f"<tr><td>{a}</td><td>{_f(summary.get(k))} {u}</td>"
+        f"<td>{_f(summary.get(ci)) if ci and summary.get(ci) else '-'}</td></tr>"
+        for a, k, ci, u in rows
+    )
+    if summary.get("stretch_ci_method"):
+        body += f"<tr><td colspan='3'>intervals: {_e(summary['stretch_ci_method'])}</td></tr>"
     fast = sorted(
         (s for s in summary.get("stretches") or [] if s.get("peak_velocity_deg_s") is not None),
         key=lambda s: -s["peak_velocity_deg_s"],

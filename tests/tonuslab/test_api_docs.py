@@ -17,7 +17,9 @@ def test_api_md_examples_run():
     assert result.failed == 0
 
 
-@pytest.mark.parametrize("module", ["tonuslab.profile", "tonuslab.io_import"])
+@pytest.mark.parametrize(
+    "module", ["tonuslab.profile", "tonuslab.io_import", "tonuslab.stretch_uncertainty"]
+)
 def test_module_doctests(module):
     import importlib
 
