@@ -5,13 +5,21 @@ EDF/EDF+ (pyedflib)
     goniometer by degrees (deg, degree, °). The EDF digital samples are kept as the raw integer
     counts with ``scale``/``offset`` from the header's physical and digital ranges, so nothing
     is resampled or re-quantised. EDF+ annotations such as ``stim 12.5mA`` (optionally
-    ``stim 12.5mA 1000us``) become stimulus events; every other annotation becomes a marker.
-    The EDF patient field is never copied (it may hold a name): give ``subject_id``.
+    ``stim 12.5mA 1000us``; a decimal comma, ``stim 12,5 mA``, is read as a decimal point)
+    become stimulus events; every other annotation becomes a marker (with an
+    :class:`ImportDataWarning` when it starts with ``stim`` but is not understood). Stimuli
+    outside the data (onset before the start or at or after the last EMG sample) are dropped
+    with an :class:`ImportDataWarning`; when every stimulus is outside, the file is refused (its
+    time base does not match the data). The EDF patient field is never copied (it may hold a
+    name): give ``subject_id``.
 CSV
     A header row and one column per signal; ``channel_map`` says which column is EMG (and its
     unit) and which is the angle, the sampling rate comes from ``rate_hz`` or a time column.
-    Values are quantised to integer counts of 0.01 uV (EMG) and 0.001 deg (angle); an optional
-    stimulus column holds the intensity in mA at the samples where a pulse was delivered.
+    Values are quantised to integer counts of 0.01 uV (EMG) and 0.001 deg (angle); a value
+    beyond what an int32 count holds (about +/-21.47 V of EMG, +/-2.1e6 deg) is refused with its
+    row and column. An optional stimulus column holds the intensity in mA while a pulse is
+    delivered and 0 elsewhere: each rising edge (a non-zero row after a zero row, or the first
+    row) is one stimulus, with the intensity of that row, however many rows the pulse spans.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import csv
 import math
 import pathlib
 import re
+import warnings
 
 import numpy as np
 
@@ -28,16 +37,22 @@ from tonuslab.errors import UsageError
 EMG_UNITS = {"uv": 1.0, "µv": 1.0, "μv": 1.0, "mv": 1000.0, "v": 1e6}
 ANGLE_UNITS = {"deg", "degree", "degrees", "°", "grad"}
 _STIM = re.compile(
-    r"^\s*stim\w*\s*[:=]?\s*(?P<ma>[-+]?\d+(?:\.\d+)?)\s*ma"
-    r"(?:\s*[,;]?\s*(?P<us>\d+(?:\.\d+)?)\s*us)?",
+    r"^\s*stim\w*\s*[:=]?\s*(?P<ma>[-+]?\d+(?:[.,]\d+)?)\s*ma"
+    r"(?:\s*[,;]?\s*(?P<us>\d+(?:[.,]\d+)?)\s*us)?",
     re.IGNORECASE,
 )
 CSV_EMG_SCALE_UV = 0.01
 CSV_ANGLE_SCALE_DEG = 0.001
+#: Largest magnitude of a stored count (``INT32_MIN`` is the fill value of missing samples).
+MAX_COUNT = 2**31 - 1
 
 
 class ImportFormatError(UsageError):
     """The input file cannot be imported (unknown format, no EMG channel, bad channel map)."""
+
+
+class ImportDataWarning(UserWarning):
+    """Something in the input was left out or read as a marker (``tonuslab import`` prints it)."""
 
 
 def parse_stim_annotation(text: str) -> dict | None:
@@ -45,6 +60,8 @@ def parse_stim_annotation(text: str) -> dict | None:
 
     >>> parse_stim_annotation("stim 12.5mA 200us")
     {'intensity_ma': 12.5, 'width_us': 200.0}
+    >>> parse_stim_annotation("stim 12,5 mA")  # decimal comma
+    {'intensity_ma': 12.5, 'width_us': None}
     >>> parse_stim_annotation("start of stretch") is None
     True
     """
@@ -52,8 +69,8 @@ def parse_stim_annotation(text: str) -> dict | None:
     if not m:
         return None
     return {
-        "intensity_ma": float(m.group("ma")),
-        "width_us": None if m.group("us") is None else float(m.group("us")),
+        "intensity_ma": float(m.group("ma").replace(",", ".")),
+        "width_us": None if m.group("us") is None else float(m.group("us").replace(",", ".")),
     }
 
 
@@ -191,6 +208,13 @@ def import_edf(
         for onset, text in zip(onsets, texts, strict=True):
             text = str(text)
             stim = parse_stim_annotation(text)
+            if stim is None and text.strip().lower().startswith("stim"):
+                warnings.warn(
+                    f"annotation '{text}' at {float(onset):g} s starts with 'stim' but is not "
+                    "'stim <mA>mA [<us>us]': kept as a marker, not a stimulus",
+                    ImportDataWarning,
+                    stacklevel=2,
+                )
             if stim is not None:
                 events.append(
                     {
@@ -208,6 +232,7 @@ def import_edf(
         start = reader.getStartdatetime()
     finally:
         reader.close()
+    events = _drop_stimuli_outside(events, emg_counts.shape[0], emg_rate, path)
     meta = _metadata(options)
     if events and any(e["kind"] == "stimulus" for e in events):
         meta.setdefault("protocol", "hreflex")
@@ -224,6 +249,46 @@ def import_edf(
         attrs={"imported_from": path.name, "recording_start": start.isoformat()},
         overwrite=overwrite,
     )
+
+
+def _drop_stimuli_outside(events: list[dict], n_emg: int, rate_hz: float, path) -> list[dict]:
+    """Events without the stimuli that fall outside the EMG rows ``0 .. n_emg - 1``.
+
+    Each dropped stimulus is reported in one :class:`ImportDataWarning`; when every stimulus is
+    outside the data, the time base does not match and the import is refused.
+    """
+    stims = [e for e in events if e["kind"] == "stimulus"]
+    outside = [e for e in stims if not 0 <= e["emg_sample_index"] < n_emg]
+    if not outside:
+        return events
+    end_s = n_emg / rate_hz
+    if len(outside) == len(stims):
+        raise ImportFormatError(
+            f"{path}: all {len(stims)} stimulus annotations lie outside the data (0 to "
+            f"{end_s:g} s; first at {outside[0]['time_s']:g} s): check the EMG rate (--rate)"
+        )
+    warnings.warn(
+        f"{len(outside)} of {len(stims)} stimulus annotations lie outside the data (0 to "
+        f"{end_s:g} s; first at {outside[0]['time_s']:g} s) and were left out",
+        ImportDataWarning,
+        stacklevel=3,
+    )
+    drop = {id(e) for e in outside}
+    return [e for e in events if id(e) not in drop]
+
+
+def _to_counts(values: np.ndarray, scale: float, name: str, unit: str) -> np.ndarray:
+    """Integer counts of ``scale`` per count; refuses a value an int32 count cannot hold."""
+    counts = np.round(np.nan_to_num(values) / scale)
+    bad = np.flatnonzero(np.abs(counts) > MAX_COUNT)
+    if bad.size:
+        i = int(bad[0])
+        raise ImportFormatError(
+            f"column '{name}', data row {i + 1}: {values[i]:g} {unit} is beyond what a session "
+            f"stores (+/-{MAX_COUNT * scale:.6g} {unit} at {scale:g} {unit} per count; "
+            f"{bad.size} such value(s)): check the column's unit"
+        )
+    return counts.astype(np.int32)
 
 
 def _edf_scale(reader, i: int) -> tuple[float, float]:
@@ -288,7 +353,11 @@ def import_csv(
     -----
     An empty or NaN cell marks a missing sample: its row becomes a gap of that stream (a gap
     record with reason ``"missing_in_source"``; the whole row reads as NaN, as a sample never
-    received does in a recording). An infinite value is refused (:class:`ImportFormatError`).
+    received does in a recording). An infinite value, or one beyond what an int32 count holds
+    (about +/-21.47 V of EMG, +/-2.1e6 deg), is refused (:class:`ImportFormatError`, naming the
+    row and column). In the stimulus column each rising edge (a non-zero row after a zero row, or
+    the first row) is one stimulus with that row's intensity; the rows that follow while the
+    value stays non-zero belong to the same pulse.
     """
     from acquire.session_file import write_session
 
@@ -337,13 +406,19 @@ def import_csv(
         )
     emg_uv = np.stack(cols, axis=1)
     gaps = _gap_records("emg", np.isnan(emg_uv).any(axis=1))
-    emg_counts = np.round(np.nan_to_num(emg_uv) / CSV_EMG_SCALE_UV).astype(np.int32)
+    emg_counts = np.stack(
+        [
+            _to_counts(emg_uv[:, j], CSV_EMG_SCALE_UV, name, "uV")
+            for j, name in enumerate(channel_map["emg"])
+        ],
+        axis=1,
+    )
     angle_counts = None
     if channel_map.get("angle"):
         a = column(channel_map["angle"])
         _refuse_infinite(a, channel_map["angle"])
         gaps += _gap_records("angle", np.isnan(a))
-        angle_counts = np.round(np.nan_to_num(a) / CSV_ANGLE_SCALE_DEG).astype(np.int32)[:, None]
+        angle_counts = _to_counts(a, CSV_ANGLE_SCALE_DEG, channel_map["angle"], "deg")[:, None]
         channels.append(
             {
                 "name": channel_map["angle"],
@@ -356,7 +431,9 @@ def import_csv(
     events = []
     if channel_map.get("stim"):
         s = np.nan_to_num(column(channel_map["stim"]))
-        for i in np.flatnonzero(s > 0):
+        on = s > 0
+        rising = on & ~np.concatenate([[False], on[:-1]])  # one pulse per run of non-zero rows
+        for i in np.flatnonzero(rising):
             events.append(
                 {
                     "kind": "stimulus",

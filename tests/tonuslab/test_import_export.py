@@ -335,3 +335,86 @@ def test_imported_session_starts_when_its_recording_started(tmp_path, synth, cap
         with NWBHDF5IO(str(out), "r") as io:
             start = io.read().session_start_time
     assert start == dt.datetime(2020, 1, 2, 10, 0, tzinfo=dt.UTC)
+
+
+def _csv(tmp_path, text, name="x.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_csv_value_beyond_an_int32_count_is_refused_with_row_and_column(tmp_path, capsys):
+    src = _csv(tmp_path, "emg_v,angle\n0.001,1\n0.002,2\n30,3\n0.001,4\n")  # 30 V
+    out = tmp_path / "x.h5"
+    code = main(["import", str(src), "-o", str(out), "--rate", "1000", "--emg", "emg_v:V"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "column 'emg_v', data row 3" in err and "3e+07 uV" in err
+    assert not out.exists()
+    src = _csv(tmp_path, "emg,angle\n1,1\n1,3000000\n", "a.csv")  # 3e6 deg
+    code = main(["import", str(src), "-o", str(out), "--rate", "1000", "--emg", "emg",
+                 "--angle", "angle"])  # fmt: skip
+    assert code == 2 and "column 'angle', data row 2" in capsys.readouterr().err
+    # the largest storable value still imports exactly
+    src = _csv(tmp_path, "emg\n21474836.47\n-21474836.47\n0\n", "edge.csv")
+    assert main(["import", str(src), "-o", str(out), "--rate", "1000", "--emg", "emg"]) == 0
+    with tonuslab.open(out) as s:
+        assert s.emg_uv[:, 0].tolist() == pytest.approx([21474836.47, -21474836.47, 0.0])
+        assert s.gaps == []
+
+
+def test_csv_stimulus_column_counts_rising_edges(tmp_path, capsys):
+    stim = [3, 3, 0, 0, 5, 5, 5, 0, 0, 7, 0, 2.5, 2.5, 0, 0, 0]
+    text = "emg,stim\n" + "".join(f"{i}.0,{v}\n" for i, v in enumerate(stim))
+    out = tmp_path / "s.h5"
+    argv = ["import", str(_csv(tmp_path, text)), "-o", str(out), "--rate", "1000",
+            "--emg", "emg", "--stim", "stim"]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err
+    with tonuslab.open(out) as s:
+        got = [(st.emg_sample_index, st.intensity_ma) for st in s.stimuli]
+    assert got == [(0, 3.0), (4, 5.0), (9, 7.0), (11, 2.5)]
+
+
+def _stim_edf(tmp_path, annotations, seconds=4, name="s.edf"):
+    rng = np.random.default_rng(0)
+    edf = tmp_path / name
+    _write_edf(
+        edf,
+        [rng.normal(0, 20, 1000 * seconds)],
+        [_signal_header("Sol", "uV", 1000, -500, 500)],
+        annotations,
+    )
+    return edf
+
+
+def test_edf_decimal_comma_and_unreadable_stim_annotations(tmp_path, capsys):
+    assert parse_stim_annotation("stim 12,5 mA") == {"intensity_ma": 12.5, "width_us": None}
+    assert parse_stim_annotation("STIM: 3,25mA, 500us") == {"intensity_ma": 3.25, "width_us": 500.0}
+    edf = _stim_edf(tmp_path, [(0.5, -1, "stim 12,5 mA"), (1.5, -1, "stim 8.0mA"),
+                               (2.5, -1, "stim twelve mA")])  # fmt: skip
+    out = tmp_path / "s.h5"
+    assert main(["import", str(edf), "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: annotation 'stim twelve mA' at 2.5 s" in err and "marker" in err
+    with tonuslab.open(out) as s:
+        assert [(st.emg_sample_index, st.intensity_ma) for st in s.stimuli] == [
+            (500, 12.5),
+            (1500, 8.0),
+        ]
+        assert [e["label"] for e in s.events if e["kind"] == "marker"] == ["stim twelve mA"]
+
+
+def test_edf_stimuli_after_the_data_are_dropped_with_a_warning(tmp_path, capsys):
+    annotations = [(1.0, -1, "stim 5mA"), (4.0, -1, "stim 6mA"), (9.0, -1, "stim 7mA")]
+    edf = _stim_edf(tmp_path, annotations, seconds=4)  # 4000 rows: 0 to 4 s
+    out = tmp_path / "s.h5"
+    assert main(["import", str(edf), "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: 2 of 3 stimulus annotations lie outside the data (0 to 4 s" in err
+    with tonuslab.open(out) as s:
+        assert [st.intensity_ma for st in s.stimuli] == [5.0]
+    late = _stim_edf(tmp_path, [(5.0, -1, "stim 5mA"), (6, -1, "stim 6mA")], name="late.edf")
+    code = main(["import", str(late), "-o", str(tmp_path / "late.h5")])
+    err = capsys.readouterr().err
+    assert code == 2 and "all 2 stimulus annotations lie outside the data" in err
+    assert "Traceback" not in err and not (tmp_path / "late.h5").exists()

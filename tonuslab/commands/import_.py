@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pathlib
+import sys
+import warnings
 
 from tonuslab.errors import UsageError
 
@@ -23,7 +25,12 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--angle", metavar="CHANNEL", help="goniometer channel/column (deg)")
     parser.add_argument("--time", metavar="COLUMN", help="CSV time column in seconds")
-    parser.add_argument("--stim", metavar="COLUMN", help="CSV column of stimulus intensity (mA)")
+    parser.add_argument(
+        "--stim",
+        metavar="COLUMN",
+        help="CSV column of stimulus intensity (mA) while a pulse is delivered, 0 elsewhere: "
+        "each rising edge is one stimulus",
+    )
     parser.add_argument(
         "--rate",
         type=float,
@@ -57,7 +64,7 @@ def _options(args) -> dict:
 
 
 def run(args) -> int:
-    from tonuslab.io_import import import_csv, import_edf
+    from tonuslab.io_import import ImportDataWarning
 
     fmt = args.format
     if fmt == "auto":
@@ -69,6 +76,21 @@ def run(args) -> int:
             raise UsageError(f"cannot tell the format of {args.file}: use --format edf|csv")
     if not args.file.exists():
         raise FileNotFoundError(2, "No such file", str(args.file))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ImportDataWarning)
+        out = _convert(fmt, args)
+    for w in caught:
+        if issubclass(w.category, ImportDataWarning):
+            print(f"warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    print(f"imported {args.file} -> {out}")
+    return 0
+
+
+def _convert(fmt: str, args):
+    from tonuslab.io_import import import_csv, import_edf
+
     if fmt == "edf":
         if args.time or args.stim:
             raise UsageError("--time and --stim are for CSV; EDF+ stimuli come from annotations")
@@ -97,5 +119,4 @@ def run(args) -> int:
             overwrite=args.overwrite,
             **_options(args),
         )
-    print(f"imported {args.file} -> {out}")
-    return 0
+    return out
