@@ -312,7 +312,9 @@ def hreflex_html(summary: dict) -> str:
         test = (
             f"<p>Test intensity for follow-up (M at {_f(t.get('m_fraction'))} of Mmax): "
             f"{_f(t.get('intensity_ma'))} mA, on the rising H limb: "
-            f"{_f(t.get('on_rising_h_limb'))}; trials there: {_f(t.get('n_trials'))}, "
+            f"{_f(t.get('on_rising_h_limb'))}; trials there: {_f(t.get('n_trials'))} at "
+            f"{_f(t.get('trials_levels_ma'))} mA (up to {_f(t.get('intensity_distance_ma'))} mA "
+            f"from it; {_e(t.get('trials_rule') or '-')}), "
             f"M/Mmax {_f(t.get('m_fraction_mean'))} +/- {_f(t.get('m_fraction_sd'))}, "
             f"fraction inside the QC band {_f(t.get('qc_band'))}: "
             f"{_f(t.get('fraction_in_qc_band'))}.</p>"

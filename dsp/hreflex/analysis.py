@@ -36,6 +36,10 @@ from dsp.hreflex.waves import (
 #: Largest power of the onset model t**p (see :func:`dsp.hreflex.waves.onset_of_wave`).
 ONSET_P_MAX = 3.0
 
+#: Fewest trials at the test intensity for an M-stability figure before a better-filled level
+#: one ladder step away is preferred.
+MIN_STABILITY_TRIALS = 3
+
 #: Usual block rates (Hz); a measured rate within 10% of one of these is snapped to it.
 STANDARD_RATES_HZ = (0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0)
 
@@ -95,6 +99,7 @@ def analyze_hreflex(
     recruitment_interval_s: tuple[float, float] = (8.0, 15.0),
     test_m_fraction: float = 0.2,
     qc_band: tuple[float, float] = (0.15, 0.35),
+    test_tolerance: float = 0.03,
     rdd_discard: int = 0,
     baseline_rate_hz: float = 0.1,
     n_boot: int = 200,
@@ -165,6 +170,11 @@ def analyze_hreflex(
         M / Mmax at the reported test intensity.
     qc_band : (float, float)
         M / Mmax band for the M-stability figure at the test intensity.
+    test_tolerance : float
+        Trials within this relative distance of the test intensity (0.03 = +/-3%) are pooled for
+        the M-stability figures; when fewer than 3 are that close, the recorded level with the
+        most trials within one ladder step is used if it has more
+        (``test_intensity.trials_rule`` says which).
     rdd_discard : int
         Pulses discarded at the start of each run of a depression block.
     baseline_rate_hz : float
@@ -231,6 +241,8 @@ def analyze_hreflex(
             raise HReflexInputError(
                 f"{name}={w} must be (start, end) with 0 <= start < end <= {preset.epoch_ms[1]} ms"
             )
+    if not 0.0 <= test_tolerance < 1.0:
+        raise HReflexInputError(f"test_tolerance={test_tolerance} must lie in [0, 1)")
     if not 0.0 < test_m_fraction < 1.0:
         raise HReflexInputError(f"test_m_fraction={test_m_fraction} must lie in (0, 1)")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
@@ -554,8 +566,9 @@ def analyze_hreflex(
 
     # --- test intensity and M stability ------------------------------------------------------
     test = _test_intensity(
-        m_fit, h_fit, intensity, m_amp, usable & (pair_role != 2), mmax, test_m_fraction, qc_band
-    )
+        m_fit, h_fit, intensity, m_amp, usable & (pair_role != 2), mmax, test_m_fraction,
+        qc_band, test_tolerance,
+    )  # fmt: skip
 
     if test is not None and np.isfinite(test.intensity_ma) and not test.on_rising_h_limb:
         warnings.append(
@@ -653,6 +666,7 @@ def analyze_hreflex(
             "n_recruitment_stimuli": int(rec.sum()),
             "test_m_fraction": test_m_fraction,
             "qc_band": list(qc_band),
+            "test_tolerance": test_tolerance,
             "rdd_discard": rdd_discard,
             "baseline_rate_hz": baseline_rate_hz,
             "n_boot": n_boot,
@@ -705,19 +719,54 @@ def _baseline_end(lo: int, search_lo: int, per_ms: float) -> int:
 
 
 def _test_intensity(
-    m_fit: RecruitmentFit, h_fit: RecruitmentFit, intensity, m_amp, sel, mmax, fraction, qc_band
+    m_fit: RecruitmentFit,
+    h_fit: RecruitmentFit,
+    intensity,
+    m_amp,
+    sel,
+    mmax,
+    fraction,
+    qc_band,
+    tolerance: float = 0.03,
 ) -> TestIntensity | None:
+    """Test intensity from the M fit, and M stability over the trials recorded near it.
+
+    Trials within ``tolerance`` (relative) of the test intensity are pooled. When fewer than
+    :data:`MIN_STABILITY_TRIALS` lie that close, the recorded level with the most trials within
+    one ladder step (median spacing of the recorded levels) is used if it has more, else the
+    nearest level: one ladder pulse at the nearest intensity says little about stability when a
+    block of pulses sits one step away.
+    """
     if not m_fit.converged:
         return None
     i_test = intensity_for_m_fraction(m_fit, fraction)
     on_rise = bool(np.isfinite(h_fit.intensity_at_max_ma) and i_test < h_fit.intensity_at_max_ma)
     c = np.nonzero(sel & np.isfinite(m_amp))[0]
-    levels = np.unique(np.round(intensity[c], 6))
+    levels, counts = np.unique(np.round(intensity[c], 6), return_counts=True)
     nan = float("nan")
     if levels.size == 0 or not np.isfinite(i_test):
         return TestIntensity(fraction, i_test, on_rise, nan, nan, 0, nan, nan, nan, nan, qc_band)
-    nearest = float(levels[np.argmin(np.abs(levels - i_test))])
-    at = c[np.abs(intensity[c] - nearest) <= 1e-6 + 1e-6 * abs(nearest)]
+    tol_ma = tolerance * abs(i_test)
+    dist = np.abs(levels - i_test)
+    step = float(np.median(np.diff(levels))) if levels.size > 1 else 0.0
+    pooled = dist <= tol_ma
+    near = np.nonzero(dist <= step)[0]
+    best = near[np.lexsort((dist[near], -counts[near]))[0]] if near.size else None
+    if counts[pooled].sum() >= MIN_STABILITY_TRIALS or (
+        pooled.any() and (best is None or counts[best] <= counts[pooled].sum())
+    ):
+        chosen = levels[pooled]
+        rule = f"all trials within +/-{tolerance:.0%} of the test intensity"
+    elif best is not None:  # most trials, then nearest
+        chosen = levels[[best]]
+        rule = (
+            f"the level with the most trials within one ladder step ({step:.3g} mA; fewer than "
+            f"{MIN_STABILITY_TRIALS} within +/-{tolerance:.0%})"
+        )
+    else:
+        chosen = levels[[int(np.argmin(dist))]]
+        rule = "the nearest recorded level (none within one ladder step)"
+    at = c[np.isin(np.round(intensity[c], 6), chosen)]
     frac = m_amp[at] / mmax
     inband = float(np.mean((frac >= qc_band[0]) & (frac <= qc_band[1])))
     cv = float(np.std(m_amp[at], ddof=1) / np.mean(m_amp[at])) if at.size > 1 else nan
@@ -726,13 +775,17 @@ def _test_intensity(
         intensity_ma=i_test,
         on_rising_h_limb=on_rise,
         h_predicted_uv=float(h_fit.predict(i_test)) if h_fit.converged else nan,
-        trials_intensity_ma=nearest,
+        trials_intensity_ma=float(np.mean(intensity[at])),
         n_trials=int(at.size),
         m_fraction_mean=float(frac.mean()),
         m_fraction_sd=float(frac.std(ddof=1)) if at.size > 1 else nan,
         m_cv=cv,
         fraction_in_qc_band=inband,
         qc_band=tuple(qc_band),
+        intensity_distance_ma=float(np.max(np.abs(intensity[at] - i_test))),
+        trials_levels_ma=tuple(float(v) for v in chosen),
+        tolerance=float(tolerance),
+        trials_rule=rule,
     )
 
 

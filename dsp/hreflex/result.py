@@ -125,10 +125,12 @@ class TestIntensity:
     h_predicted_uv : float
         Fitted H at that intensity, uV.
     trials_intensity_ma : float
-        Intensity of the trials used for the stability figures (the recorded intensity nearest to
-        ``intensity_ma``), mA.
+        Mean intensity of the trials used for the stability figures, mA: every trial within
+        ``tolerance`` (relative) of ``intensity_ma``; when fewer than 3 are that close, the
+        recorded level with the most trials within one ladder step if it has more (else the
+        nearest level).
     n_trials : int
-        Trials at that intensity.
+        Trials pooled.
     m_fraction_mean, m_fraction_sd : float
         Mean and SD of M / Mmax over those trials.
     m_cv : float
@@ -137,6 +139,14 @@ class TestIntensity:
         Share of those trials with M / Mmax inside ``qc_band``.
     qc_band : (float, float)
         The M / Mmax quality band.
+    intensity_distance_ma : float
+        Largest distance of a pooled trial's intensity from ``intensity_ma``, mA.
+    trials_levels_ma : tuple of float
+        The recorded intensity levels pooled, mA.
+    tolerance : float
+        Relative pooling tolerance (0.03 = +/-3%).
+    trials_rule : str
+        Which rule chose the trials (see ``trials_intensity_ma``).
     """
 
     m_fraction: float
@@ -150,6 +160,10 @@ class TestIntensity:
     m_cv: float
     fraction_in_qc_band: float
     qc_band: tuple[float, float] = (0.15, 0.35)
+    intensity_distance_ma: float = float("nan")
+    trials_levels_ma: tuple[float, ...] = ()
+    tolerance: float = 0.03
+    trials_rule: str = ""
 
     def to_dict(self) -> dict:
         return {
@@ -164,6 +178,10 @@ class TestIntensity:
             "m_cv": _num(self.m_cv),
             "fraction_in_qc_band": _num(self.fraction_in_qc_band),
             "qc_band": _pair(self.qc_band),
+            "intensity_distance_ma": _num(self.intensity_distance_ma),
+            "trials_levels_ma": [_num(v) for v in self.trials_levels_ma],
+            "tolerance": _num(self.tolerance),
+            "trials_rule": self.trials_rule,
         }
 
 

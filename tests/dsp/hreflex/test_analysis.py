@@ -334,3 +334,28 @@ def test_preset_for_muscle_names(name, preset):
     assert preset_for_muscle(name) == preset
     if preset is not None:
         assert get_preset(name).name == preset
+
+
+def test_m_stability_pools_trials_near_the_test_intensity_and_prefers_filled_levels():
+    """One ladder pulse per level; 30+ block and pair pulses at 12 mA, one step from the test
+    intensity (M = 20% of Mmax at 12.92 mA): the stability figure uses the 12 mA trials."""
+    ladder = np.random.default_rng(0).permutation(np.arange(4.0, 28.01, 1.0))
+    s = make_session(13, ladder=ladder)
+    r = run(s, n_boot=0)
+    t = r.test_intensity
+    at12 = [st for st in r.stimuli if st.intensity_ma == 12.0 and st.included]
+    n12 = sum(1 for st in at12 if not (st.pulse_index == 1))
+    assert t.intensity_ma == pytest.approx(12.92, abs=0.1)
+    assert t.trials_levels_ma == (12.0,) and t.n_trials == n12 >= 30
+    assert t.intensity_distance_ma == pytest.approx(t.intensity_ma - 12.0, abs=1e-9)
+    assert "most trials within one ladder step" in t.trials_rule
+    m = np.array([st.m_p2p_uv for st in at12 if st.pulse_index == 0]) / r.mmax_uv
+    assert t.m_fraction_mean == pytest.approx(m.mean(), rel=1e-9)
+    # a tolerance wide enough to hold the 12 mA block pools every trial within it
+    wide = run(s, n_boot=0, test_tolerance=0.08).test_intensity
+    assert set(wide.trials_levels_ma) == {12.0, 13.0} and wide.n_trials == n12 + 1
+    assert wide.trials_rule.startswith("all trials within +/-8%")
+    d = wide.to_dict()
+    assert d["n_trials"] == n12 + 1 and d["intensity_distance_ma"] == pytest.approx(0.92, abs=0.1)
+    with pytest.raises(HReflexInputError, match="test_tolerance"):
+        run(s, n_boot=0, test_tolerance=1.5)
