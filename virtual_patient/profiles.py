@@ -46,11 +46,11 @@ class Profile:
     lambda_deg: float = 250.0
     mu_s: float = 0.10
     reflex_delay_s: float = 0.025
-    reflex_onset_uv: float = 30.0  # envelope (RMS) step at reflex onset
-    reflex_gain_uv_per_deg: float = 1.0  # envelope growth per degree of (angle + mu*w - lambda)
+    reflex_onset_uv: float = 30.0  # envelope (RMS) step at reflex onset (phasic, adapts)
+    reflex_gain_uv_per_deg: float = 1.0  # envelope per degree of (angle + mu*w - lambda)
     reflex_rise_s: float = 0.005
-    reflex_adaptation_s: float = 0.3  # phasic decay of the burst after onset
-    reflex_tonic_fraction: float = 0.1  # level the burst adapts to while past threshold
+    reflex_adaptation_s: float = 0.3  # decay of the onset step; of the graded part in the hold
+    reflex_tonic_fraction: float = 0.1  # level both parts adapt to while past threshold
     reflex_release_s: float = 0.03  # envelope decay once below threshold
     # catch (Tardieu grade 2): the limb decelerates after reflex onset, then releases
     catch_depth: float = 0.0  # fractional velocity drop at the catch (0: no catch)

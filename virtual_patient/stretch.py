@@ -280,24 +280,29 @@ class StretchEpisode:
                     "release_s": self.t0_s + ts + dur,
                 }
 
-        # --- reflex EMG envelope: Feldman activation of the delayed (angle + mu*w - lambda)
+        # --- reflex EMG envelope: Feldman activation of the delayed (angle + mu*w - lambda):
+        # a phasic onset step that adapts from the onset, plus a graded part proportional to
+        # the excess that adapts only once the lengthening has stopped (the hold)
         nd = round(p.reflex_delay_s * fs)
         xa = angle + p.mu_s * w
         xd = np.concatenate([np.full(nd, xa[0]), xa[: n - nd]]) if nd else xa
         excess = xd - p.lambda_deg
         active = excess > 0
         active[i_return + nd :] = False  # shortening: no stretch reflex on the return
-        env = np.where(active, p.reflex_onset_uv + p.reflex_gain_uv_per_deg * excess, 0.0)
+        env = np.zeros(n)
         clonus_truth = None
         osc = np.zeros(n)
         if crossing is not None:
             t_on = float(crossing + p.reflex_delay_s)
             since = np.maximum(t - t_on, 0.0)
-            adapt = p.reflex_tonic_fraction + (1 - p.reflex_tonic_fraction) * np.exp(
-                -since / p.reflex_adaptation_s
-            )
+            t_stop = truth["movement_end_s"] - self.t0_s + p.reflex_delay_s
+            held = np.maximum(t - max(t_stop, t_on), 0.0)
+            f = p.reflex_tonic_fraction
+            adapt = f + (1 - f) * np.exp(-since / p.reflex_adaptation_s)
+            adapt_held = f + (1 - f) * np.exp(-held / p.reflex_adaptation_s)
             ramp = np.clip(since / max(p.reflex_rise_s, dt), 0.0, 1.0)
-            env = env * adapt * ramp
+            drive = p.reflex_onset_uv * adapt + p.reflex_gain_uv_per_deg * excess * adapt_held
+            env = np.where(active, drive * ramp, 0.0)
             # release: instantaneous attack, exponential decay
             a = math.exp(-dt / max(p.reflex_release_s, dt))
             env = np.maximum(env, lfilter([1 - a], [1, -a], env))

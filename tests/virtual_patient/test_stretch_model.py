@@ -281,3 +281,26 @@ def test_tardieu_r1_r2_truth():
         rec.truth["stretch_reflex"]["tardieu_r1_deg"]
         == vp.tardieu_summary(vp.get_profile("moderate_elbow"))["r1_deg"]
     )
+
+
+def test_burst_grows_with_how_far_the_angle_goes_past_the_threshold():
+    # fixed velocity (100 deg/s bell to 145 deg), lambda lowered: the angle ends further past
+    # the threshold, and the recorded burst (noise, powerline, background EMG all on) grows by
+    # about reflex_gain_uv_per_deg (1 uV) per degree of excess
+    fe = 2000.0
+    late, whole, excess = [], [], []
+    for lam in (100.0, 80.0, 60.0, 40.0):
+        p = vp.get_profile("mild_elbow", lambda_deg=lam)
+        rec = vp.simulate_stretch_session(p, seed=4, stretches=[StretchSpec(0.5, 100.0)], n_emg=1)
+        s = rec.truth["stretches"][0]
+        x = sosfiltfilt(butter(4, [20, 450], "bandpass", fs=fe, output="sos"), rec.emg_uv[:, 0])
+        noise2 = np.mean(x[int(0.05 * fe) : int(0.45 * fe)] ** 2)  # before the stretch
+        i_on, i_end = int(s["emg_onset_s"] * fe), int(s["movement_end_s"] * fe)
+        whole.append(np.sqrt(np.mean(x[i_on:i_end] ** 2) - noise2))
+        late.append(np.sqrt(np.mean(x[i_end - int(0.1 * fe) : i_end] ** 2) - noise2))
+        excess.append(s["max_angle_deg"] - lam)
+    assert np.all(np.diff(whole) > 0) and np.all(np.diff(late) > 0)
+    assert whole[2] > 1.5 * whole[0]  # lambda 100 -> 60 deg at the same velocity
+    gain = rec.truth["channels"][0]["gain"] * p.reflex_gain_uv_per_deg
+    slope = np.polyfit(excess, late, 1)[0]
+    assert slope == pytest.approx(gain, rel=0.25)
