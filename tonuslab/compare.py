@@ -56,6 +56,11 @@ class ResponderCriterion:
             raise UsageError(f"direction must be increase, decrease or any, not {self.direction}")
         if not self.min_duration_h >= 0:
             raise UsageError("the minimum effect duration must be >= 0 h")
+        if self.srd is not None and not (math.isfinite(float(self.srd)) and self.srd > 0):
+            raise UsageError(
+                f"--srd must be a positive number (a difference in the metric's unit), "
+                f"got {self.srd:g}"
+            )
 
 
 def _start_time(summary):
@@ -69,6 +74,24 @@ def _start_time(summary):
     return t if t.tzinfo else t.replace(tzinfo=_dt.UTC)
 
 
+def check_times(times_h) -> list[float]:
+    """``times_h`` as floats; refuses a non-finite or negative time (hours after baseline).
+
+    Raises
+    ------
+    UsageError
+        A value is not finite or is below 0.
+    """
+    out = [float(t) for t in times_h]
+    for i, t in enumerate(out):
+        if not math.isfinite(t) or t < 0:
+            raise UsageError(
+                f"--times value {i + 1} is {t:g}: times are hours after the baseline, finite and "
+                ">= 0"
+            )
+    return out
+
+
 def timepoints_h(summaries: list[dict], times_h: list[float] | None = None) -> list[float]:
     """Time of each session in hours after the baseline session.
 
@@ -78,7 +101,7 @@ def timepoints_h(summaries: list[dict], times_h: list[float] | None = None) -> l
     if times_h is not None:
         if len(times_h) != len(summaries):
             raise UsageError(f"--times has {len(times_h)} values for {len(summaries)} files")
-        return [float(t) for t in times_h]
+        return check_times(times_h)
     if all(s.get("timepoint_h") is not None for s in summaries):
         return [float(s["timepoint_h"]) for s in summaries]
     starts = [_start_time(s) for s in summaries]
@@ -181,18 +204,21 @@ def compare(
             "beyond_srd": [None] * len(values),
         }
     warnings = []
-    for what, values in (
-        (
-            "analysis parameters",
-            [_method(s) for s in summaries],
-        ),
-        ("software versions", [str(s.get("software_version")) for s in summaries]),
-    ):
-        if len(set(values)) > 1:
-            warnings.append(
-                f"the sessions were analysed with different {what}: changes may come from the "
-                "method, not the patient (re-run 'tonuslab analyze' on all files)"
-            )
+    methods = [_method(s) for s in summaries]
+    differing = sorted(
+        {k for m in methods for k in m if len({json.dumps(x.get(k)) for x in methods}) > 1}
+    )
+    if differing:
+        warnings.append(
+            f"the sessions were analysed with different analysis parameters "
+            f"({', '.join(differing)}): changes may come from the method, not the patient "
+            "(re-run 'tonuslab analyze' on all files with the same options)"
+        )
+    if len({str(s.get("software_version")) for s in summaries}) > 1:
+        warnings.append(
+            "the sessions were analysed with different software versions: changes may come "
+            "from the method, not the patient (re-run 'tonuslab analyze' on all files)"
+        )
     return {
         "muscle": muscle,
         "joint": joint,
@@ -206,10 +232,23 @@ def compare(
     }
 
 
-def _method(summary: dict) -> str:
-    """The analysis method of a summary (detector, channel, analyses), as comparable text."""
+#: Analysis parameters that change what is measured (not the context, such as the passive range
+#: or the muscle name): sessions compared over time should share them.
+METHOD_PARAMETERS = (
+    "detector",
+    "channel",
+    "analyses",
+    "background_band_uv",
+    "m_window_ms",
+    "h_window_ms",
+    "test_m_fraction",
+)
+
+
+def _method(summary: dict) -> dict:
+    """The analysis method of a summary (:data:`METHOD_PARAMETERS`; absent = default)."""
     p = summary.get("parameters") or {}
-    return json.dumps({k: p.get(k) for k in ("detector", "channel", "analyses")}, sort_keys=True)
+    return {k: p.get(k) for k in METHOD_PARAMETERS}
 
 
 def _responder(metrics: dict, times: list[float], c: ResponderCriterion) -> dict:

@@ -124,3 +124,95 @@ def test_different_analysis_parameters_are_warned_about():
     assert "Warning:" in format_comparison(result)
     s[1]["parameters"] = {"detector": "threshold", "passive_range_deg": [0, 120]}
     assert compare(s, times_h=[0, 1])["warnings"] == []  # the range is not the method
+
+
+def test_hreflex_options_count_as_the_method():
+    s = _series([40, 60])
+    s[0]["parameters"] = {"detector": "threshold", "m_window_ms": None}
+    s[1]["parameters"] = {"detector": "threshold", "m_window_ms": [2.0, 12.0]}
+    (warning,) = compare(s, times_h=[0, 1])["warnings"]
+    assert "different analysis parameters (m_window_ms)" in warning
+    for key, value in (
+        ("background_band_uv", [0.0, 20.0]),
+        ("h_window_ms", [25.0, 45.0]),
+        ("test_m_fraction", 0.3),
+    ):
+        s[1]["parameters"] = {"detector": "threshold", key: value}
+        assert key in compare(s, times_h=[0, 1])["warnings"][0]
+    s[1]["parameters"] = {"detector": "threshold"}  # absent = the default
+    assert compare(s, times_h=[0, 1])["warnings"] == []
+
+
+@pytest.mark.parametrize("srd", [0.0, -2.0, float("nan"), float("inf")])
+def test_srd_must_be_positive_and_finite(srd):
+    with pytest.raises(UsageError, match="--srd must be a positive number"):
+        ResponderCriterion(srd=srd)
+
+
+@pytest.mark.parametrize("times", [[0, -1, 2], [0, float("nan"), 2], [0, 1, float("inf")]])
+def test_times_must_be_finite_and_not_negative(times):
+    with pytest.raises(UsageError, match="--times value"):
+        compare(_series([40, 50, 60]), times_h=times)
+
+
+@pytest.fixture(scope="module")
+def three_sessions(tmp_path_factory, synth):
+    d = tmp_path_factory.mktemp("compare_cli")
+    files = []
+    for i, shift in enumerate((0.0, 25.0, 25.0)):
+        old = synth.TRUE_TSRT_DEG
+        synth.TRUE_TSRT_DEG = old + shift
+        try:
+            data = synth.synthetic_stretch(seed=i, velocities=(40, 90, 140, 200, 260, 330))
+        finally:
+            synth.TRUE_TSRT_DEG = old
+        path = d / f"s{i}.h5"
+        synth.write_test_session(path, data, metadata={"passive_range_deg": [0.0, 100.0]})
+        files.append(str(path))
+    return files
+
+
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--srd", "0"], "--srd must be a positive number"),
+        (["--srd", "-3"], "--srd must be a positive number"),
+        (["--srd", "nan"], "--srd must be a positive number"),
+        (["--times", "0,-2,6"], "--times value 2 is -2"),
+        (["--times", "0,nan,6"], "--times value 2 is nan"),
+        (["--times", "0,2,inf"], "--times value 3 is inf"),
+    ],
+)
+def test_compare_cli_refuses_bad_srd_and_times(three_sessions, extra, needle, capsys):
+    from tonuslab.cli import main
+
+    argv = ["compare", *three_sessions, *extra]
+    if "--times" not in extra:
+        argv += ["--times", "0,2,6"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_compare_cli_run_name(three_sessions, capsys):
+    import json
+
+    from tonuslab.cli import main
+
+    for f in three_sessions[:2]:
+        assert main(["analyze", f, "--run", "tkeo", "--detector", "tkeo"]) == 0
+    capsys.readouterr()
+    # a file without the run is refused, naming the runs it has
+    assert main(["compare", *three_sessions, "--times", "0,2,6", "--run", "tkeo"]) == 2
+    err = capsys.readouterr().err
+    assert "has no results run 'tkeo'" in err and "(it has: none)" in err
+    assert main(["analyze", three_sessions[2], "--run", "tkeo", "--detector", "tkeo"]) == 0
+    capsys.readouterr()
+    assert main(["compare", *three_sessions, "--times", "0,2,6", "--run", "tkeo", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["warnings"] == [] and result["metrics"]["tsrt_deg"]["beyond_srd"][1] is True
+    # the summaries really come from the run
+    from tonuslab.commands.compare import load_summaries
+
+    assert {s["parameters"]["detector"] for s in load_summaries(three_sessions, "tkeo")} == {"tkeo"}
+    assert {s["parameters"]["detector"] for s in load_summaries(three_sessions)} == {"threshold"}

@@ -34,23 +34,49 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--min-duration", type=float, default=4.0, help="hours the effect must last (default 4)"
     )
-    parser.add_argument("--srd", type=float, default=None, help="override the metric's SRD")
+    parser.add_argument(
+        "--srd", type=float, default=None, help="override the metric's SRD (a positive number)"
+    )
+    parser.add_argument(
+        "--run",
+        default=None,
+        metavar="NAME",
+        help="compare the stored results run NAME of every file (default: the run 'default', "
+        "or a fresh analysis of a file without it)",
+    )
     parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
     parser.add_argument("-o", "--report", type=pathlib.Path, help="also write an HTML report")
 
 
 def parse_times(text: str | None) -> list[float] | None:
+    """``--times`` text to hours after baseline (finite, >= 0), or None."""
+    from tonuslab.compare import check_times
+
     if text is None:
         return None
     try:
-        return [float(x) for x in text.split(",") if x.strip()]
+        values = [float(x) for x in text.split(",") if x.strip()]
     except ValueError as exc:
         raise UsageError(f"--times must be numbers separated by commas, got '{text}'") from exc
+    return check_times(values)
 
 
-def load_summaries(files, run: str = "default") -> list[dict]:
-    """Summary of each file: its stored results ``run`` when present, else a fresh analysis."""
-    from tonuslab.analysis import analyze_file, read_results
+def load_summaries(files, run: str | None = None) -> list[dict]:
+    """Summary of each file from its stored results.
+
+    Parameters
+    ----------
+    files : list of path-like
+    run : str, optional
+        Results run to read. None: the run ``default``, or a fresh analysis (not stored) of a
+        file without it. A name: that run, which every file must have.
+
+    Raises
+    ------
+    UsageError
+        A file has no run ``run``.
+    """
+    from tonuslab.analysis import DEFAULT_RUN, analyze_file, read_results
     from tonuslab.session import open_session
 
     out = []
@@ -58,7 +84,12 @@ def load_summaries(files, run: str = "default") -> list[dict]:
         with open_session(path) as session:  # one-line errors for missing files, non-sessions
             start = session.start_time_utc
         runs = read_results(path)
-        summary = runs.get(run) or analyze_file(path, write=False)
+        if run is not None and run not in runs:
+            raise UsageError(
+                f"{path} has no results run '{run}' (it has: {', '.join(sorted(runs)) or 'none'});"
+                f" run 'tonuslab analyze {path} --run {run}' with the same options first"
+            )
+        summary = runs.get(run or DEFAULT_RUN) or analyze_file(path, write=False)
         summary["file"] = str(path)
         # when the recording started (an imported file: the source's start, not the import
         # time), read now: runs stored by older versions hold the file's creation time
@@ -77,7 +108,7 @@ def run(args) -> int:
     times = parse_times(args.times)
     if times is not None and len(times) != len(args.files):
         raise UsageError(f"--times has {len(times)} values for {len(args.files)} files")
-    summaries = load_summaries(args.files)
+    summaries = load_summaries(args.files, args.run)
     result = compare(summaries, times_h=times, criterion=criterion)
     if args.report:
         from tonuslab.report import write_report
