@@ -30,7 +30,10 @@ from acquire.capture import EVENT, HEAD, LINK, RX, TX, read_capture
 from acquire.errors import CaptureError, SourceError
 from firmware_iface.codec import StreamDecoder, encode_frame
 from firmware_iface.errors import LinkClosed
-from firmware_iface.messages import Ack, MsgType, PingReply
+from firmware_iface.messages import Ack, MsgType
+
+#: Where ``device_tx_us`` sits in a PING reply body (after ``token u32, device_rx_us u64``).
+_PING_TX_OFFSET = 12
 
 #: Host commands the replay answers from the recording, in order.
 GATING = frozenset({MsgType.IDENTIFY, MsgType.CONFIGURE, MsgType.SET_TIME, MsgType.START})
@@ -255,12 +258,12 @@ class ReplayLink:
             if frame.msg_type == MsgType.ACK and len(payload) >= 3:
                 ack = Ack.unpack(payload)
                 if ack.acked_type == MsgType.PING and ack.acked_seq in self._ping_sent:
-                    try:
-                        reply = PingReply.unpack(ack.body)
-                        sent = self._ping_sent.pop(ack.acked_seq)
-                        self._pings.append((reply.device_tx_us, sent, rec.host_time_s))
-                    except Exception:
-                        pass
+                    sent = self._ping_sent.pop(ack.acked_seq)
+                    if len(ack.body) >= _PING_TX_OFFSET + 8:
+                        # device_tx_us only: captures made before the reply had its uptime
+                        # field (20 bytes instead of PingReply's 28) replay the same way
+                        (device_tx_us,) = struct.unpack_from("<Q", ack.body, _PING_TX_OFFSET)
+                        self._pings.append((device_tx_us, sent, rec.host_time_s))
                 index = self._rec_gating_seq.pop(ack.acked_seq, None)
                 if index is not None and index < len(self._host_gating_seqs):
                     payload = (

@@ -6,11 +6,16 @@ a counter that must exceed the last one the device accepted (replay protection) 
 
 ``mac = HMAC-SHA256(key, b"tonuslab-stim-v1" + serial(16 bytes, NUL-padded) + payload[:-16])[:16]``
 
+over the raw payload bytes before the MAC, whatever a newer minor version appended. Each command
+also carries a deadline on the device's uptime clock (``not_after_us``), so a command held back
+by an attacker cannot be delivered later.
+
 The host keeps the key in a key file: one line of 64 hex digits, readable only by its owner.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import os
@@ -39,16 +44,26 @@ def compute_mac(key: bytes, serial: str, signed_part: bytes) -> bytes:
 
 def sign(command: Stimulate, key: bytes, serial: str) -> Stimulate:
     """Return ``command`` with its MAC filled in."""
-    mac = compute_mac(key, serial, command.signed_part())
-    return Stimulate(
-        command.mode, command.pulse_count, command.intensity_ua, command.width_us,
-        command.interval_us, command.counter, mac,
-    )  # fmt: skip
+    return dataclasses.replace(command, mac=compute_mac(key, serial, command.signed_part()))
 
 
 def verify(command: Stimulate, key: bytes, serial: str) -> bool:
-    """Constant-time check of a STIMULATE's MAC."""
+    """Constant-time check of a STIMULATE's MAC (over :meth:`Stimulate.signed_part`, which for a
+    command from :meth:`Stimulate.unpack` is exactly the payload bytes before the MAC)."""
     return hmac.compare_digest(compute_mac(key, serial, command.signed_part()), command.mac)
+
+
+def verify_payload(payload: bytes, key: bytes, serial: str) -> bool:
+    """Constant-time check of a raw STIMULATE payload: the MAC is its last 16 bytes and covers
+    every byte before them, fields of a newer minor version included (PROTOCOL.md 8.2).
+
+    A payload shorter than a MAC never verifies.
+    """
+    payload = bytes(payload)
+    if len(payload) <= MAC_SIZE:
+        return False
+    mac = compute_mac(key, serial, payload[:-MAC_SIZE])
+    return hmac.compare_digest(mac, payload[-MAC_SIZE:])
 
 
 def new_key() -> bytes:

@@ -14,6 +14,7 @@ holds the receive lock decodes for everyone.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import itertools
 import struct
 import threading
@@ -33,6 +34,7 @@ from firmware_iface.errors import (
     VersionMismatch,
 )
 from firmware_iface.messages import (
+    MAX_STIM_VALIDITY_US,
     PING,
     SET_TIME,
     Ack,
@@ -124,12 +126,14 @@ class DeviceEvent:
 
 @dataclass(frozen=True)
 class PingResult:
-    """One round trip: host send/receive times (monotonic s) and the device's clock (us)."""
+    """One round trip: host send/receive times (monotonic s), the device clock at receipt and
+    at reply and the device's uptime clock at receipt (us; see :class:`PingReply`)."""
 
     host_send_s: float
     host_recv_s: float
     device_rx_us: int
     device_tx_us: int
+    uptime_us: int
 
     @property
     def rtt_s(self) -> float:
@@ -141,6 +145,11 @@ class PingResult:
         device_mid = 0.5 * (self.device_rx_us + self.device_tx_us)
         return device_mid - 0.5 * (self.host_send_s + self.host_recv_s) * 1e6
 
+    def uptime_at(self, host_time_s: float) -> float:
+        """The device's uptime (us) at host monotonic time ``host_time_s``, from this round trip
+        (uncertain by half the round trip, plus the clocks' drift since)."""
+        return self.uptime_us + (host_time_s - 0.5 * (self.host_send_s + self.host_recv_s)) * 1e6
+
 
 @dataclass(frozen=True)
 class StimAccepted:
@@ -150,6 +159,10 @@ class StimAccepted:
     first_emg_index: int
 
 
+#: Default validity of a STIMULATE: its deadline is this far ahead of the device's uptime.
+STIM_VALIDITY_S = 0.5
+#: A clock synchronisation (PING) older than this is renewed before signing a STIMULATE.
+CLOCK_SYNC_MAX_AGE_S = 10.0
 #: Gap records kept in memory per stream by :class:`ClientStats` (the totals stay exact).
 MAX_GAP_RECORDS = 1024
 
@@ -213,6 +226,15 @@ class DeviceClient:
         Stimulation limits the host enforces on top of the device's own.
     max_queued : int
         Streamed items kept for ``read()``; older ones are dropped (``stats.queue_overflows``).
+    stim_validity_s : float
+        How long a STIMULATE stays valid: its signed deadline (``not_after_us``, on the
+        device's uptime clock, from the latest PING) is this far ahead; a command delayed
+        longer on the link is refused by the device (``EXPIRED``). 0 < value <= 10.
+
+    Raises
+    ------
+    ValueError
+        ``stim_validity_s`` outside (0, 10] seconds.
     """
 
     def __init__(
@@ -224,7 +246,14 @@ class DeviceClient:
         retries: int = 1,
         host_limits: StimLimits | None = None,
         max_queued: int = 200_000,
+        stim_validity_s: float = STIM_VALIDITY_S,
     ):
+        if not 0 < stim_validity_s <= MAX_STIM_VALIDITY_US * 1e-6:
+            raise ValueError(
+                f"stim_validity_s must be in (0, {MAX_STIM_VALIDITY_US * 1e-6:g}] s, "
+                f"got {stim_validity_s!r}"
+            )
+        self.stim_validity_s = float(stim_validity_s)
         self.link = link
         self.stim_key = stim_key
         self.command_timeout_s = float(command_timeout_s)
@@ -248,6 +277,10 @@ class DeviceClient:
         self._last_emg_index = 0
         self._stim_counter = 0
         self._stim_lock = threading.Lock()
+        self._sync: PingResult | None = None  # the latest round trip (clock synchronisation)
+        self._config_number = 0  # +1 whenever the sample numbers restart (CONFIGURE)
+        # the last pulse the device accepted: (config number, EMG index, host time estimate)
+        self._last_pulse: tuple[int, int, float] | None = None
         self._closed_error: LinkClosed | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -368,7 +401,8 @@ class DeviceClient:
                         self._cond.wait(min(0.01, remaining))
 
     # ------------------------------------------------------------------ receiving
-    def _pump(self, timeout_s: float) -> None:
+    def _pump(self, timeout_s: float) -> bool:
+        """Read and dispatch what the link has (waiting up to ``timeout_s``); True if any."""
         if self._closed_error is not None:
             raise self._closed_error
         try:
@@ -379,7 +413,7 @@ class DeviceClient:
                 self._cond.notify_all()
             raise
         if not data:
-            return
+            return False
         now = time.monotonic()
         items = []
         for frame in self.decoder.feed(data):
@@ -394,6 +428,17 @@ class DeviceClient:
                     self._queue.popleft()
                     self.stats.queue_overflows += 1
             self._cond.notify_all()
+        return True
+
+    def _catch_up(self, max_reads: int = 64) -> None:
+        """Dispatch what has already arrived, without waiting (unless another thread reads)."""
+        if self._rx_lock.acquire(blocking=False):
+            try:
+                for _ in range(max_reads):
+                    if not self._pump(0.0):
+                        break
+            finally:
+                self._rx_lock.release()
 
     def _dispatch(self, frame, now: float):
         stats = self.stats
@@ -447,6 +492,10 @@ class DeviceClient:
         if expected is not None and first > expected:
             gap = first - expected
             self.stats.add_gap(stream, expected, gap)
+        elif expected is not None and first < expected and stream == Stream.EMG:
+            # sample numbers went back (a duplicated frame, or the device restarted them after
+            # a power cycle): the last pulse can no longer be placed on this sample clock
+            self._config_number += 1
         end = first + msg.counts.shape[0]
         self._next_index[stream] = max(end, expected or 0)
         self.stats.samples[stream] = self.stats.samples.get(stream, 0) + msg.counts.shape[0]
@@ -506,6 +555,7 @@ class DeviceClient:
         for unwrap in self._index.values():
             unwrap.reset()
         self._last_emg_index = 0
+        self._config_number += 1
 
     # ------------------------------------------------------------------ commands
     def identify(self) -> DeviceInfo:
@@ -553,7 +603,30 @@ class DeviceClient:
         reply = PingReply.unpack(body)
         if reply.token != token:
             raise MalformedMessage(f"ping reply carries token {reply.token}, expected {token}")
-        return PingResult(sent, received, reply.device_rx_us, reply.device_tx_us)
+        result = PingResult(sent, received, reply.device_rx_us, reply.device_tx_us, reply.uptime_us)
+        self._sync = result  # the clock synchronisation STIMULATE deadlines are computed from
+        return result
+
+    def stim_deadline_us(self, validity_s: float | None = None, *, resync: bool = False) -> int:
+        """A STIMULATE deadline: the device's uptime now plus ``validity_s`` (microseconds).
+
+        The uptime comes from the latest PING (a new one is sent when there is none, it is
+        older than :data:`CLOCK_SYNC_MAX_AGE_S`, or ``resync``).
+
+        Parameters
+        ----------
+        validity_s : float, optional
+            Default: the client's ``stim_validity_s``.
+        resync : bool
+            Ping the device first whatever the age of the last round trip.
+        """
+        validity_s = self.stim_validity_s if validity_s is None else float(validity_s)
+        now = time.monotonic()
+        if resync or self._sync is None or now - self._sync.host_recv_s > CLOCK_SYNC_MAX_AGE_S:
+            self._sync = None
+            self.ping()
+            now = time.monotonic()
+        return int(self._sync.uptime_at(now) + validity_s * 1e6)
 
     def set_time(self, device_time_us: int) -> None:
         """Set the device clock (only while not streaming)."""
@@ -594,6 +667,11 @@ class DeviceClient:
     ) -> StimAccepted:
         """Deliver a single pulse, a pair or a train (authenticated, limits checked here first).
 
+        The command is signed with the next counter and a deadline ``stim_validity_s`` ahead
+        of the device's uptime (:meth:`stim_deadline_us`). It is never resent automatically,
+        except once after ``REPLAY`` (counter re-read with IDENTIFY) or ``EXPIRED`` (clock
+        re-synchronised with PING): the device delivered nothing in both cases.
+
         Parameters
         ----------
         intensity_ma : float
@@ -609,9 +687,10 @@ class DeviceClient:
         Raises
         ------
         StimulationRefused
-            No key, or a limit of the host or of the device would be exceeded (nothing sent).
+            No key, or a limit of the host or of the device would be exceeded, including the
+            minimum interval since the previous pulse (nothing sent).
         CommandRejected
-            The device refused (authentication, replay, limits, state).
+            The device refused (authentication, replay, expiry, limits, state).
         """
         if self.stim_key is None:
             raise StimulationRefused(
@@ -627,28 +706,25 @@ class DeviceClient:
             raise StimulationRefused("a train needs pulses=N")
         cmd = Stimulate(
             int(modes[mode]), int(count), round(intensity_ma * 1000), int(width_us),
-            round(interval_ms * 1000), 0,
+            round(interval_ms * 1000), 0, 0,
         )  # fmt: skip
-        problem = check_stim_limits(cmd, self.host_limits) or check_stim_limits(
-            cmd, self.info.limits
-        )
+        self._catch_up()  # the latest EMG sample received: where the device's sample clock is
+        since_us = self._since_last_pulse_us()
+        problem = check_stim_limits(
+            cmd, self.host_limits, since_last_pulse_us=since_us
+        ) or check_stim_limits(cmd, self.info.limits, since_last_pulse_us=since_us)
         if problem:
             raise StimulationRefused(f"stimulation refused by the host: {problem}")
         if not self.info.has_stimulator:
             raise StimulationRefused("this device reports no stimulator")
-        for attempt in range(2):
+        resync, recovered = False, set()
+        while True:
             with self._stim_lock:
                 self._stim_counter += 1
                 counter = self._stim_counter
+            deadline = self.stim_deadline_us(resync=resync)
             signed = auth.sign(
-                Stimulate(
-                    cmd.mode,
-                    cmd.pulse_count,
-                    cmd.intensity_ua,
-                    cmd.width_us,
-                    cmd.interval_us,
-                    counter,
-                ),
+                dataclasses.replace(cmd, counter=counter, not_after_us=deadline),
                 self.stim_key,
                 self.info.serial,
             )
@@ -656,13 +732,38 @@ class DeviceClient:
                 body = self.command(MsgType.STIMULATE, signed.pack(), retries=0)
                 break
             except CommandRejected as exc:
-                # REPLAY means nothing was delivered (another host used higher counters since
-                # our IDENTIFY): learn the device's counter and try once more
-                if exc.code != ErrorCode.REPLAY or attempt:
+                # REPLAY: another host used higher counters since our IDENTIFY; EXPIRED: our
+                # clock synchronisation is stale (e.g. the device was power-cycled). Nothing
+                # was delivered: learn the counter or the clock and sign once more (at most
+                # once for each reason).
+                if exc.code not in (ErrorCode.REPLAY, ErrorCode.EXPIRED) or exc.code in recovered:
                     raise
-                self.identify()
+                recovered.add(exc.code)
+                if exc.code == ErrorCode.REPLAY:
+                    self.identify()
+                resync = exc.code == ErrorCode.EXPIRED
         counter, first = struct.unpack_from("<II", body)
-        return StimAccepted(counter, _near(first, self._last_emg_index))
+        first = _near(first, self._last_emg_index)
+        rate = self.info.config.emg_rate_hz
+        last = first + round((cmd.pulse_count - 1) * cmd.interval_us * rate / 1e6)
+        host_t = time.monotonic() + max(0, last - self._last_emg_index) / rate
+        self._last_pulse = (self._config_number, last, host_t)
+        return StimAccepted(counter, first)
+
+    def _since_last_pulse_us(self) -> float | None:
+        """Microseconds from the last pulse accepted to the earliest the next command's first
+        pulse can come (2 ms after the latest EMG sample received); None before any pulse.
+
+        Counted in EMG samples within one configuration; across a CONFIGURE (sample numbers
+        restart) from the host clock. Negative while the previous pair or train still runs.
+        """
+        if self._last_pulse is None or self.info is None:
+            return None
+        number, index, host_t = self._last_pulse
+        if number == self._config_number:
+            rate = self.info.config.emg_rate_hz
+            return (self._last_emg_index - index) * 1e6 / rate + 2000.0
+        return (time.monotonic() - host_t) * 1e6 + 2000.0
 
     # ------------------------------------------------------------------ helpers
     def physical(self, block: SampleBlock) -> np.ndarray:
@@ -680,8 +781,21 @@ def to_physical(counts: np.ndarray, channels: list[ChannelInfo]) -> np.ndarray:
     return (counts.astype(np.float64) - offset) * scale
 
 
-def check_stim_limits(cmd: Stimulate, limits: StimLimits) -> str | None:
-    """The first limit ``cmd`` would exceed, or None."""
+def check_stim_limits(
+    cmd: Stimulate, limits: StimLimits, *, since_last_pulse_us: float | None = None
+) -> str | None:
+    """The first limit ``cmd`` would exceed, or None.
+
+    Parameters
+    ----------
+    cmd : Stimulate
+        The command (its counter, deadline and MAC are not looked at).
+    limits : StimLimits
+        Maximum intensity, width range, maximum pulse count, minimum interval.
+    since_last_pulse_us : float, optional
+        Time from the previous pulse to this command's first pulse; the minimum interval
+        applies across commands too (PROTOCOL.md 8.3). None: no previous pulse known.
+    """
     if not 0 < cmd.intensity_ua <= limits.max_intensity_ua:
         return (
             f"intensity {cmd.intensity_ua / 1000:g} mA not in (0, "
@@ -696,6 +810,13 @@ def check_stim_limits(cmd: Stimulate, limits: StimLimits) -> str | None:
         return (
             f"interval {cmd.interval_us / 1000:g} ms below the minimum "
             f"{limits.min_interval_us / 1000:g} ms"
+        )
+    if since_last_pulse_us is not None and since_last_pulse_us < limits.min_interval_us:
+        if since_last_pulse_us < 0:
+            return "the previous pair or train is still running"
+        return (
+            f"first pulse {since_last_pulse_us / 1000:.1f} ms after the previous pulse, "
+            f"below the minimum {limits.min_interval_us / 1000:g} ms"
         )
     return None
 

@@ -5,7 +5,11 @@
 failure is recorded and the battery carries on. The CLI is ``tonuslab conformance URL``.
 
 Stimulation checks on a real device deliver two pulses at the device's lowest allowed intensity
-(at most 1 mA) and shortest width; they run only when a key is given.
+(at most 1 mA) and shortest width; they run only when a key is given. The limits check sends
+signed over-limit commands; a conforming device refuses them all, a broken one may deliver one
+(the battery stops there): bench devices with a load only. The device clock and sampling-rate
+checks need a device in real time (they are skipped for the emulator in fast mode). The checks
+and what each compares are listed in PROTOCOL.md section 10.
 """
 
 from __future__ import annotations
@@ -16,13 +20,19 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from firmware_iface import auth
-from firmware_iface.client import DeviceClient, DeviceEvent, SampleBlock
+from firmware_iface.client import DeviceClient, DeviceEvent, PingResult, SampleBlock
 from firmware_iface.codec import encode_frame
 from firmware_iface.errors import CommandRejected, CommandTimeout, ProtocolError
 from firmware_iface.messages import Config, ErrorCode, MsgType, StimMode, Stimulate
 
 RATE_TOLERANCE_PPM = 100.0
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
+#: The battery's checks, in the order they run.
+CHECKS = (
+    "silent until spoken to", "identify", "configuration round trip", "start/stop",
+    "sequence continuity", "timestamps vs rate", "malformed commands", "stimulation auth",
+    "stimulation timing", "stimulation limits", "clock vs host", "sampling rate vs clock",
+)  # fmt: skip
 
 
 @dataclass
@@ -63,12 +73,12 @@ class Report:
         }
 
 
-def _collect(client: DeviceClient, device_seconds: float, wall_limit_s: float):
-    """Items until ``device_seconds`` of EMG arrived (or the wall-clock limit)."""
+def _collect(read, device_seconds: float, wall_limit_s: float):
+    """Items from ``read`` until ``device_seconds`` of EMG arrived (or the wall-clock limit)."""
     items, first, last = [], None, None
     deadline = time.monotonic() + wall_limit_s
     while time.monotonic() < deadline:
-        for it in client.read(0.2):
+        for it in read(0.2):
             items.append(it)
             if isinstance(it, SampleBlock) and it.stream == 0:
                 first = it.device_time_us if first is None else first
@@ -76,6 +86,42 @@ def _collect(client: DeviceClient, device_seconds: float, wall_limit_s: float):
         if last is not None and last - first >= device_seconds * 1e6:
             break
     return items
+
+
+def _lower_envelope(s: np.ndarray, h: np.ndarray, bin_s: float = 0.1, min_frames: int = 5):
+    """Slope of host arrival time ``h`` against sample time ``s`` along the earliest arrivals.
+
+    The earliest arrival in each ``bin_s`` of samples (bins with at least ``min_frames``
+    frames), then a straight line through them, twice dropping the minima held up on the host
+    (more than 3 robust standard deviations above the line). Returns ``(slope, uncertainty of
+    the slope, span of s in s)``, or None with fewer than 5 usable bins. Each minimum lies
+    above the true floor by an unknown delay; the range of their residuals bounds how much
+    those delays can differ from one end of the span to the other, hence the uncertainty
+    ``range / span``.
+    """
+    bins = np.floor(s / bin_s).astype(np.int64)
+    xs, ys = [], []
+    for b in np.unique(bins):
+        members = np.flatnonzero(bins == b)
+        if len(members) >= min_frames:
+            k = members[np.argmin(h[members] - s[members])]
+            xs.append(s[k])
+            ys.append(h[k])
+    xs, ys = np.asarray(xs), np.asarray(ys)
+    if len(xs) < 5:
+        return None
+    for _ in range(2):
+        slope, offset = np.polyfit(xs, ys, 1)
+        resid = ys - (offset + slope * xs)
+        sigma = 1.4826 * np.median(np.abs(resid - np.median(resid))) + 1e-6
+        keep = resid - np.median(resid) < 3.0 * sigma
+        if keep.sum() < 5 or keep.all():
+            break
+        xs, ys = xs[keep], ys[keep]
+    slope, offset = np.polyfit(xs, ys, 1)
+    resid = ys - (offset + slope * xs)
+    span = xs.max() - xs.min()
+    return slope, (resid.max() - resid.min()) / span, span
 
 
 def _expect_error(client: DeviceClient, codes, send) -> str | None:
@@ -101,6 +147,9 @@ class _Battery:
         self.info = None
         self.stream_items: list = []
         self.quiet_s = 0.3
+        self.first_ping: PingResult | None = None
+        self.arrivals: list[tuple[int, float]] = []  # (EMG end index, host arrival time)
+        self.arrival_rate: int | None = None  # EMG rate of the configuration they belong to
 
     def add(self, name, status, detail=""):
         self.report.checks.append(Check(name, status, detail))
@@ -113,6 +162,27 @@ class _Battery:
             return
         status, detail = result
         self.add(name, status, detail)
+
+    def read(self, timeout_s: float):
+        """``client.read`` that also records when each EMG frame arrived (sampling-rate check)."""
+        items = self.client.read(timeout_s)
+        if self.arrival_rate is not None:
+            self.arrivals += [
+                (b.end_index, b.host_time_s)
+                for b in items
+                if isinstance(b, SampleBlock) and b.stream == 0
+            ]
+        return items
+
+    def realtime(self) -> bool:
+        """Whether the device clock keeps pace with the host clock (False for a device running
+        faster than real time, as the emulator does in fast mode)."""
+        if self.first_ping is None:
+            return False
+        now = self.client.ping()
+        host_span = now.host_recv_s - self.first_ping.host_recv_s
+        dev_span = (now.device_tx_us - self.first_ping.device_tx_us) * 1e-6
+        return host_span > 0.2 and 0.9 < dev_span / host_span < 1.1
 
     # ------------------------------------------------------------------ checks
     def silent_first(self):
@@ -165,18 +235,19 @@ class _Battery:
         self.info = self.client.identify()
         if self.info.config != want:
             return FAIL, "a refused configuration changed the device's configuration"
+        self.arrival_rate = want.emg_rate_hz  # one sample clock from here to the end
         return PASS, "5 kHz x 2 ch x 24 bit, gain 2 applied and reported; 50 kHz refused"
 
     def start_stop(self):
         self.client.start()
-        self.stream_items = _collect(self.client, self.seconds, self.wall)
+        self.stream_items = _collect(self.read, self.seconds, self.wall)
         n = sum(b.n_samples for b in self.stream_items if isinstance(b, SampleBlock))
         if n == 0:
             return FAIL, "no samples after START"
         self.client.stop()
-        self.client.read(0.3)  # frames in flight
-        self.client.read(0.1)
-        late = [b for b in self.client.read(0.5) if isinstance(b, SampleBlock)]
+        self.read(0.3)  # frames in flight
+        self.read(0.1)
+        late = [b for b in self.read(0.5) if isinstance(b, SampleBlock)]
         if late:
             return FAIL, f"{len(late)} sample frames still arriving 0.4 s after STOP"
         return PASS, f"{n} samples streamed, silent after STOP"
@@ -242,17 +313,21 @@ class _Battery:
         c.send_raw(bytes(bad))
         deadline = time.monotonic() + c.command_timeout_s
         while c.stats.device_frame_errors == before and time.monotonic() < deadline:
-            c.read(0.05)
+            self.read(0.05)
         if c.stats.device_frame_errors == before:
             problems.append("corrupt frame: no FRAME_ERROR reply")
         if problems:
             return FAIL, "; ".join(problems)
         return PASS, "unknown, truncated, wrong-version and corrupt frames all answered"
 
-    def _stim_command(self, counter, key, serial):
+    def _stim_command(self, counter, key, serial, not_after_us=None):
+        """A signed single pulse at the lowest intensity (<= 1 mA) and the shortest width, valid
+        for the client's validity unless ``not_after_us`` is given."""
         lim = self.info.limits
+        if not_after_us is None:
+            not_after_us = self.client.stim_deadline_us()
         cmd = Stimulate(int(StimMode.SINGLE), 1, min(1000, lim.max_intensity_ua), lim.min_width_us,
-                        0, counter)  # fmt: skip
+                        0, counter, not_after_us)  # fmt: skip
         return auth.sign(cmd, key, serial)
 
     def unauthenticated(self):
@@ -269,11 +344,24 @@ class _Battery:
             p = _expect_error(c, codes, lambda: c.command(MsgType.STIMULATE, forged.pack()))
             if p:
                 problems.append(f"wrong key: {p}")
-            unsigned = Stimulate(0, 1, 1000, self.info.limits.min_width_us, 0, counter)
+            unsigned = Stimulate(0, 1, 1000, self.info.limits.min_width_us, 0, counter,
+                                 c.stim_deadline_us())  # fmt: skip
             p = _expect_error(c, codes, lambda: c.command(MsgType.STIMULATE, unsigned.pack()))
             if p:
                 problems.append(f"no MAC: {p}")
             if self.key is not None:
+                # signed and fresh, but held back past its deadline / valid for a minute
+                uptime = c.stim_deadline_us(0.0, resync=True)
+                late = [("deadline passed", max(0, uptime - 1_000_000)),
+                        ("deadline 60 s ahead", uptime + 60_000_000)]  # fmt: skip
+                for k, (name, not_after) in enumerate(late):
+                    cmd = self._stim_command(self.info.last_stim_counter + 1 + k, self.key,
+                                             self.info.serial, not_after)  # fmt: skip
+                    p = _expect_error(
+                        c, {ErrorCode.EXPIRED}, lambda m=cmd: c.command(MsgType.STIMULATE, m.pack())
+                    )
+                    if p:
+                        problems.append(f"{name}: {p}")
                 info = c.identify()
                 replay = self._stim_command(info.last_stim_counter, self.key, info.serial)
                 p = _expect_error(
@@ -281,7 +369,7 @@ class _Battery:
                 )
                 if p and info.last_stim_counter > 0:
                     problems.append(f"replayed counter: {p}")
-            stims = [e for e in c.read(0.3) if isinstance(e, DeviceEvent) and e.kind == "stim"]
+            stims = [e for e in self.read(0.3) if isinstance(e, DeviceEvent) and e.kind == "stim"]
             if stims:
                 problems.append(f"{len(stims)} pulses delivered without authentication")
         finally:
@@ -289,7 +377,7 @@ class _Battery:
         if problems:
             return FAIL, "; ".join(problems)
         return PASS, "forged and unsigned STIMULATE refused" + (
-            ", replay refused" if self.key is not None else ""
+            ", expired and replayed refused" if self.key is not None else ""
         )
 
     def stim_timing(self):
@@ -303,14 +391,18 @@ class _Battery:
         interval_us = max(50_000, lim.min_interval_us)
         c.start()
         try:
-            items = _collect(c, 0.1, self.wall)
+            items = _collect(self.read, 0.1, self.wall)
+            realtime = self.realtime()
+            sync = c.ping()  # device clock just before the command (also the deadline's sync)
+            sent = time.monotonic()
             accepted = c.stimulate(min(1.0, lim.max_intensity_ua / 1000), lim.min_width_us,
                                    mode="pair", interval_ms=interval_us / 1000)  # fmt: skip
+            acked = time.monotonic()
             # read until the EMG samples past the second pulse have arrived
             last_pulse = accepted.first_emg_index + round(interval_us * rate / 1e6)
             deadline = time.monotonic() + self.wall
             while time.monotonic() < deadline:
-                new = c.read(0.2)
+                new = self.read(0.2)
                 items += new
                 ends = [b.end_index for b in new if isinstance(b, SampleBlock) and b.stream == 0]
                 if ends and max(ends) > last_pulse + rate // 10:
@@ -342,9 +434,135 @@ class _Battery:
                 )
             if e.message.width_us != lim.min_width_us:
                 problems.append("reported width differs from the command")
+        arrival = self._pulse_after_command(stims[0], sync, sent, acked, rate, realtime)
+        if arrival:
+            problems.append(arrival)
         if problems:
             return FAIL, "; ".join(problems)
-        return PASS, f"pair {interval_us / 1000:g} ms apart at sample precision"
+        where = "2 ms after the command" if realtime else "after the command (not timed: fast)"
+        return PASS, f"pair {interval_us / 1000:g} ms apart at sample precision, {where}"
+
+    @staticmethod
+    def _pulse_after_command(pulse, sync, sent, acked, rate, realtime) -> str | None:
+        """PROTOCOL 4.5: the first pulse is the first EMG sample at least 2 ms after the command.
+
+        Always: the pulse follows the PING reply sent before the command by >= 2 ms. In real
+        time also against the host clock: the command arrived after the host sent it and before
+        the host had its ACK (mapped to the device clock with the PING, within half its round
+        trip), so the pulse lies in ``[sent + 2 ms, acked + 2 ms + 1 sample]``.
+        """
+
+        def device_time(host_s):  # the device clock at a host time, modulo 2^32 like the header
+            mid = 0.5 * (sync.host_send_s + sync.host_recv_s)
+            return 0.5 * (sync.device_rx_us + sync.device_tx_us) + (host_s - mid) * 1e6
+
+        def after(t_us, reference_us):  # t - reference, 32-bit wrap-around as in section 6
+            return (t_us - reference_us + 2**31) % 2**32 - 2**31
+
+        t = pulse.device_time_us
+        if after(t, sync.device_tx_us) < 2000:
+            return (f"first pulse {after(t, sync.device_tx_us) / 1000:+.1f} ms after a PING "
+                    "answered before the command (>= 2 ms after the command)")  # fmt: skip
+        if not realtime:
+            return None
+        tolerance_us = 0.5 * sync.rtt_s * 1e6 + 500.0
+        early = after(t, device_time(sent) + 2000)
+        if early < -tolerance_us:
+            return f"first pulse {-early / 1000:.1f} ms earlier than 2 ms after the command"
+        late = after(t, device_time(acked) + 2000 + 1e6 / rate)
+        if late > tolerance_us:
+            return f"first pulse {late / 1000:.1f} ms later than the first sample 2 ms after it"
+        return None
+
+    def stim_limits(self):
+        """Signed, fresh, over-limit commands: each refused with STIM_LIMIT and no pulse."""
+        if not self.info.has_stimulator:
+            return SKIP, "device reports no stimulator"
+        if self.key is None:
+            return SKIP, "needs the device's stimulation key (--key-file)"
+        c, lim = self.client, self.info.limits
+        low = min(1000, lim.max_intensity_ua)
+        width, step = lim.min_width_us, max(lim.min_interval_us, 1)
+        # from the most harmless probe to the least; each exceeds one limit by the smallest
+        # step with everything else at its minimum, and the battery stops at the first one
+        # delivered (on a bench: a load, never a person)
+        probes = [
+            ("interval", StimMode.PAIR, 2, low, width, lim.min_interval_us - 1),
+            ("pulse count", StimMode.TRAIN, lim.max_pulses + 1, low, width, step),
+        ]
+        if width > 1:
+            probes.append(("width below minimum", StimMode.SINGLE, 1, low, width - 1, 0))
+        probes += [
+            ("width above maximum", StimMode.SINGLE, 1, low, lim.max_width_us + 1, 0),
+            ("intensity", StimMode.SINGLE, 1, lim.max_intensity_ua + 1, width, 0),
+        ]
+        problems = []
+        c.start()
+        try:
+            _collect(self.read, 0.05, self.wall)
+            info = c.identify()
+            counter = info.last_stim_counter
+            for name, mode, count, intensity, w, interval in probes:
+                counter += 1
+                cmd = Stimulate(int(mode), count, intensity, w, interval, counter,
+                                c.stim_deadline_us())  # fmt: skip
+                cmd = auth.sign(cmd, self.key, info.serial)
+                p = _expect_error(
+                    c, {ErrorCode.STIM_LIMIT}, lambda m=cmd: c.command(MsgType.STIMULATE, m.pack())
+                )
+                if p:
+                    problems.append(f"{name}: {p}")
+                    if p.startswith("accepted"):
+                        break
+            stims = [e for e in self.read(0.3) if isinstance(e, DeviceEvent) and e.kind == "stim"]
+            if stims:
+                problems.append(f"{len(stims)} pulses delivered beyond the limits")
+        finally:
+            c.stop()
+        if problems:
+            return FAIL, "; ".join(problems)
+        return PASS, "over-limit interval, pulse count, width and intensity refused, no pulse"
+
+    def sampling_rate(self, first):
+        """The sample clock against the device clock (section 6: the sample clock is the clock).
+
+        Frames leave the device when their last sample is complete, so the earliest arrivals
+        (the lower envelope of host arrival time against ``end_index / rate``) progress at
+        the true sampling rate on the host clock; the PINGs give the device clock on the host
+        clock. Their ratio is the sampling rate against the device clock. Sample numbers run
+        on while the device is idle, so every streaming period of the battery counts.
+        """
+        if first is None:
+            return FAIL, "no PING reply at the start"
+        if not self.realtime():
+            return SKIP, "device runs faster than real time: no clock to compare the rate with"
+        last = self.best_ping()
+        rate = self.arrival_rate
+        if rate is None or len(self.arrivals) < 20:
+            return FAIL, "too few EMG frames to time"
+        s = np.array([a[0] for a in self.arrivals], dtype=np.float64) / rate
+        h = np.array([a[1] for a in self.arrivals], dtype=np.float64)
+        s -= s[0]
+        h -= h[0]
+        if s[-1] - s.min() < 1.0:
+            return SKIP, "less than 1 s of samples to time"
+        fit = _lower_envelope(s, h)
+        if fit is None:
+            return SKIP, "too few streaming periods to time the samples"
+        slope, slope_uncertainty, span = fit
+        sample_per_host = 1.0 / slope
+        host_span = 0.5 * (last.host_send_s + last.host_recv_s - first.host_send_s
+                           - first.host_recv_s)  # fmt: skip
+        device_per_host = 0.5 * (last.device_rx_us + last.device_tx_us - first.device_rx_us
+                                 - first.device_tx_us) * 1e-6 / host_span  # fmt: skip
+        ppm = (sample_per_host / device_per_host - 1.0) * 1e6
+        uncertainty_ppm = (slope_uncertainty / slope
+                           + 0.5 * (first.rtt_s + last.rtt_s) / host_span) * 1e6  # fmt: skip
+        detail = (f"{ppm:+.0f} +/- {uncertainty_ppm:.0f} ppm against the device clock over "
+                  f"{span:.1f} s of samples (limit {RATE_TOLERANCE_PPM:g})")  # fmt: skip
+        if abs(ppm) - uncertainty_ppm > RATE_TOLERANCE_PPM:
+            return FAIL, "sampling rate " + detail
+        return PASS, detail
 
     def best_ping(self, n: int = 5):
         """The fastest of ``n`` round trips (least disturbed by queueing)."""
@@ -406,15 +624,14 @@ def run_conformance(
     b.run("identify", b.identify)
     original = b.info.config if b.info else None
     if b.info is None:
-        for name in ("configuration round trip", "start/stop", "sequence continuity",
-                     "timestamps vs rate", "malformed commands", "stimulation auth",
-                     "stimulation timing", "clock vs host"):  # fmt: skip
+        for name in CHECKS[2:]:
             b.add(name, FAIL, "device did not identify")
         return b.report
     try:
         first_ping = b.best_ping()
     except ProtocolError:
         first_ping = None
+    b.first_ping = first_ping
     b.run("configuration round trip", b.configuration)
     b.run("start/stop", b.start_stop)
     b.run("sequence continuity", b.continuity)
@@ -422,6 +639,8 @@ def run_conformance(
     b.run("malformed commands", b.malformed)
     b.run("stimulation auth", b.unauthenticated)
     b.run("stimulation timing", b.stim_timing)
+    b.run("stimulation limits", b.stim_limits)
     b.run("clock vs host", lambda: b.clock_rate(first_ping))
+    b.run("sampling rate vs clock", lambda: b.sampling_rate(first_ping))
     b.restore(original)
     return b.report

@@ -60,6 +60,7 @@ class ErrorCode(IntEnum):
     FRAME_ERROR = 12  #: bytes that did not decode to a frame (bad CRC/COBS); acked_seq 0xFFFF
     PAIRING_CLOSED = 13  #: PAIR outside the pairing window opened by the device's button
     INTERNAL = 14  #: device fault
+    EXPIRED = 15  #: STIMULATE past its signed deadline (or a deadline too far ahead)
 
 
 class Stream(IntEnum):
@@ -357,20 +358,26 @@ class ErrorReply:
 
 # --------------------------------------------------------------------------- ping / time
 PING = struct.Struct("<I")
-PING_REPLY = struct.Struct("<IQQ")
+PING_REPLY = struct.Struct("<IQQQ")
 SET_TIME = struct.Struct("<Q")
 
 
 @dataclass(frozen=True)
 class PingReply:
-    """Ping reply body: the host's token, device clock at receipt and at reply (64-bit us)."""
+    """Ping reply body (28 bytes): the host's token, the device clock at receipt and at reply,
+    and the device's uptime clock at receipt (all 64-bit microseconds).
+
+    The uptime clock counts from power-on and is never set (SET_TIME moves only the device
+    clock); STIMULATE deadlines (``not_after_us``) are on the uptime clock.
+    """
 
     token: int
     device_rx_us: int
     device_tx_us: int
+    uptime_us: int
 
     def pack(self) -> bytes:
-        return PING_REPLY.pack(self.token, self.device_rx_us, self.device_tx_us)
+        return PING_REPLY.pack(self.token, self.device_rx_us, self.device_tx_us, self.uptime_us)
 
     @classmethod
     def unpack(cls, body: bytes) -> PingReply:
@@ -424,17 +431,41 @@ class CalibrationReply:
 
 
 # --------------------------------------------------------------------------- stimulation
-STIMULATE = struct.Struct("<BHIHII")
+STIMULATE = struct.Struct("<BHIHIIQ")
 MAC_SIZE = 16
+#: Furthest ahead of the device's uptime a STIMULATE deadline may lie (PROTOCOL.md 4.5).
+MAX_STIM_VALIDITY_US = 10_000_000
+#: Added to the last accepted stimulation counter at every power-on (PROTOCOL.md 8.2).
+COUNTER_BOOT_STEP = 65_536
 
 
 @dataclass(frozen=True)
 class Stimulate:
-    """STIMULATE (33 bytes): what to deliver, the replay counter and the MAC.
+    """STIMULATE (41 bytes in protocol 1.0): what to deliver, until when, the counter, the MAC.
 
-    ``interval_us`` is onset-to-onset between pulses of a pair or train (0 for a single pulse).
-    The MAC is the last 16 bytes of the payload and covers everything before it
-    (see :mod:`firmware_iface.auth`).
+    Attributes
+    ----------
+    mode : int
+        :class:`StimMode`: 0 single, 1 pair, 2 train.
+    pulse_count : int
+        1 for single, 2 for a pair, 2..max_pulses for a train.
+    intensity_ua : int
+        Pulse intensity in microamps.
+    width_us : int
+        Pulse width in microseconds.
+    interval_us : int
+        Onset-to-onset between pulses of a pair or train (0 for a single pulse).
+    counter : int
+        Replay counter: greater than the last one the device accepted.
+    not_after_us : int
+        Deadline on the device's uptime clock (64-bit microseconds, see :class:`PingReply`):
+        the device refuses the command (``EXPIRED``) once its uptime is past it.
+    mac : bytes
+        16 bytes, always the last of the payload; covers every byte before it
+        (see :mod:`firmware_iface.auth`).
+    extra : bytes
+        Fields a newer minor version appended after ``not_after_us`` (before the MAC); covered
+        by the MAC, otherwise ignored by a 1.0 reader.
     """
 
     mode: int
@@ -443,13 +474,16 @@ class Stimulate:
     width_us: int
     interval_us: int
     counter: int
+    not_after_us: int
     mac: bytes = b"\x00" * MAC_SIZE
+    extra: bytes = b""
 
     def signed_part(self) -> bytes:
+        """Every payload byte before the MAC (what the MAC covers)."""
         return STIMULATE.pack(
             self.mode, self.pulse_count, self.intensity_ua, self.width_us, self.interval_us,
-            self.counter,
-        )  # fmt: skip
+            self.counter, self.not_after_us,
+        ) + self.extra  # fmt: skip
 
     def pack(self) -> bytes:
         return self.signed_part() + self.mac
@@ -458,7 +492,8 @@ class Stimulate:
     def unpack(cls, payload: bytes) -> Stimulate:
         _need(payload, STIMULATE.size + MAC_SIZE, "STIMULATE")
         fields = STIMULATE.unpack_from(payload)
-        return cls(*fields, mac=bytes(payload[-MAC_SIZE:]))
+        extra = bytes(payload[STIMULATE.size : len(payload) - MAC_SIZE])
+        return cls(*fields, mac=bytes(payload[-MAC_SIZE:]), extra=extra)
 
 
 # --------------------------------------------------------------------------- events, status

@@ -15,7 +15,7 @@ from dataclasses import asdict
 import numpy as np
 
 from firmware_iface import auth
-from firmware_iface.codec import cobs_encode, crc16, encode_frame, frame_bytes
+from firmware_iface.codec import VERSION_BYTE, cobs_encode, crc16, encode_frame, frame_bytes
 from firmware_iface.messages import (
     PING,
     SET_TIME,
@@ -98,6 +98,7 @@ def payload_fields(msg_type: int, payload: bytes) -> dict:
     if t == MsgType.STIMULATE:
         d = asdict(Stimulate.unpack(payload))
         d["mac"] = d["mac"].hex()
+        d["extra"] = d["extra"].hex()  # fields a newer minor appended (empty in 1.0)
         return d
     if t == MsgType.PROMPT:
         kind, params = unpack_prompt(payload)
@@ -140,7 +141,8 @@ def payload_bytes(msg_type: int, f: dict) -> bytes:
     if t == MsgType.CALIBRATE:
         return Calibrate(**f).pack()
     if t == MsgType.STIMULATE:
-        return Stimulate(**{**f, "mac": bytes.fromhex(f["mac"])}).pack()
+        extra = bytes.fromhex(f.get("extra", ""))
+        return Stimulate(**{**f, "mac": bytes.fromhex(f["mac"]), "extra": extra}).pack()
     if t == MsgType.PROMPT:
         return pack_prompt(f["kind"], f["params"])
     if t == MsgType.PAIR:
@@ -158,16 +160,18 @@ def payload_bytes(msg_type: int, f: dict) -> bytes:
 
 
 # ---------------------------------------------------------------------- the vectors
-def _vector(name, direction, description, msg_type, seq, time_us, payload, **extra) -> dict:
-    raw = frame_bytes(msg_type, seq, time_us, payload)
+def _vector(
+    name, direction, description, msg_type, seq, time_us, payload, version=VERSION_BYTE, **extra
+) -> dict:
+    raw = frame_bytes(msg_type, seq, time_us, payload, version)
     return {
         "name": name,
         "direction": direction,
         "description": description,
-        "wire_hex": encode_frame(msg_type, seq, time_us, payload).hex(),
+        "wire_hex": encode_frame(msg_type, seq, time_us, payload, version).hex(),
         "frame_hex": raw.hex(),
         "crc16": f"0x{crc16(raw[:-2]):04x}",
-        "version": "1.0",
+        "version": f"{version >> 4}.{version & 0x0F}",
         "type": int(msg_type),
         "type_name": MsgType(msg_type).name,
         "seq": seq,
@@ -223,17 +227,34 @@ def build_vectors() -> dict:
             Calibrate(0, 1, 90000).pack(),
         )
     )
-    stim = auth.sign(Stimulate(1, 2, 12500, 500, 50000, 7), TEST_KEY, TEST_SERIAL)
+    stim = auth.sign(Stimulate(1, 2, 12500, 500, 50000, 7, 1_500_000), TEST_KEY, TEST_SERIAL)
     v.append(
         _vector(
             "stimulate_pair",
             H,
-            "STIMULATE pair 12.5 mA, 500 us, 50 ms apart, counter 7; MAC with the test "
-            "key 000102..1f and serial EMU-0001",
+            "STIMULATE pair 12.5 mA, 500 us, 50 ms apart, counter 7, valid until device uptime "
+            "1.5 s; MAC with the test key 000102..1f and serial EMU-0001",
             MsgType.STIMULATE,
             8,
             0,
             stim.pack(),
+            mac_key_hex=TEST_KEY.hex(),
+            mac_serial=TEST_SERIAL,
+        )
+    )
+    newer = Stimulate(0, 1, 2000, 200, 0, 8, 0x0000_0001_0000_0000, extra=bytes([1, 2, 3, 4]))
+    v.append(
+        _vector(
+            "stimulate_newer_minor",
+            H,
+            "STIMULATE from a 1.1 host: single 2 mA, 200 us, counter 8, deadline uptime 2^32 us "
+            "(past the 32-bit wrap), then 4 bytes a newer minor appended (01020304) before the "
+            "MAC; the MAC covers them. A 1.0 device verifies it and delivers the known fields",
+            MsgType.STIMULATE,
+            9,
+            0,
+            auth.sign(newer, TEST_KEY, TEST_SERIAL).pack(),
+            version=0x11,
             mac_key_hex=TEST_KEY.hex(),
             mac_serial=TEST_SERIAL,
         )
@@ -295,11 +316,13 @@ def build_vectors() -> dict:
         _vector(
             "ack_ping",
             D,
-            "ACK of PING: token, device clock at receipt and reply",
+            "ACK of PING: token, device clock at receipt and reply, uptime at receipt",
             MsgType.ACK,
             2,
             1_001_000,
-            Ack(5, MsgType.PING, PingReply(0xDEADBEEF, 1_000_990, 1_001_000).pack()).pack(),
+            Ack(
+                5, MsgType.PING, PingReply(0xDEADBEEF, 1_000_990, 1_001_000, 990_000).pack()
+            ).pack(),
         )
     )
     v.append(

@@ -19,6 +19,8 @@ from firmware_iface.codec import PROTOCOL_MAJOR, PROTOCOL_MINOR, StreamDecoder, 
 from firmware_iface.errors import MalformedMessage
 from firmware_iface.messages import (
     COMMAND_TYPES,
+    COUNTER_BOOT_STEP,
+    MAX_STIM_VALIDITY_US,
     PING,
     SET_TIME,
     STIM_FLAG_KEY,
@@ -69,6 +71,11 @@ class Faults:
         Do not answer unknown or malformed commands.
     greeting : bool
         Send a STATUS frame as soon as the link is up, before the host speaks.
+    ignore_expiry : bool
+        Deliver authenticated stimuli whatever their deadline (``not_after_us``).
+    ignore_limits : bool
+        Deliver authenticated stimuli beyond the intensity, width, pulse-count and interval
+        limits (state and BUSY are still checked).
     """
 
     skip_acks: bool = False
@@ -79,20 +86,40 @@ class Faults:
     stim_time_error_us: int = 0
     silent_on_malformed: bool = False
     greeting: bool = False
+    ignore_expiry: bool = False
+    ignore_limits: bool = False
 
 
 class DeviceClock:
-    """The device's 64-bit microsecond clock: drifts by ``drift_ppm``, can be set and run ahead."""
+    """The device's clocks: drift by ``drift_ppm``; the device clock can be set and run ahead.
+
+    ``now_us()`` is the device clock of PROTOCOL.md section 6 (SET_TIME moves it; in fast mode
+    the runner jumps it ahead). ``uptime_us()`` is the uptime clock of section 4.3: the same
+    crystal from power-on, never set. The emulator keeps it in real time (times the drift)
+    even in fast mode, so that a STIMULATE deadline the host computed from PING still means
+    real seconds: a held-back command expires in real time however fast the samples run.
+    """
 
     def __init__(self, drift_ppm: float = 0.0):
         self.drift_ppm = float(drift_ppm)
-        self._t0 = time.monotonic()
+        self.restart()
+
+    def restart(self, uptime_us: int = 0) -> None:
+        """Power-on: both clocks start again from ``uptime_us`` (0; more to test a device that
+        has been on for a while, e.g. past the 32-bit wrap of the header times)."""
+        self._t0 = time.monotonic() - uptime_us * 1e-6 / (1.0 + self.drift_ppm * 1e-6)
         self._offset_us = 0.0
         self._ahead_us = 0.0
 
+    def _elapsed_us(self) -> float:
+        return (time.monotonic() - self._t0) * 1e6 * (1.0 + self.drift_ppm * 1e-6)
+
     def now_us(self) -> int:
-        elapsed = (time.monotonic() - self._t0) * 1e6 * (1.0 + self.drift_ppm * 1e-6)
-        return int(self._offset_us + self._ahead_us + elapsed)
+        return int(self._offset_us + self._ahead_us + self._elapsed_us())
+
+    def uptime_us(self) -> int:
+        """Microseconds since power-on; SET_TIME and fast-mode jumps never move it."""
+        return int(self._elapsed_us())
 
     def set_us(self, value: int) -> None:
         self._offset_us += value - self.now_us()
@@ -181,7 +208,10 @@ class EmulatedDevice:
         self.dropped_samples = 0
         self._pulses: list[_Pulse] = []
         self._events: list[tuple[int, int, bytes]] = []  # (emg_index, type, payload) pending
-        self._last_pulse_us: int | None = None
+        # the last delivered pulse: (configuration number, EMG sample number, uptime); the
+        # minimum interval is measured on clocks SET_TIME cannot move (PROTOCOL.md 4.5)
+        self._last_pulse: tuple[int, int, int] | None = None
+        self._config_number = 0
         self._cal_points: dict[int, dict[int, tuple[int, float]]] = {}
         self._next_status_us = 0
         self.commands_seen: list[int] = []
@@ -216,6 +246,7 @@ class EmulatedDevice:
             )  # fmt: skip
         self._cal_points = {}
         self._run_t0_us: int | None = None  # device time of sample 0; set by the first START
+        self._config_number += 1  # the sample numbers restart
 
     def info(self) -> DeviceInfo:
         flags = STIM_FLAG_PRESENT | (STIM_FLAG_KEY if self.stim_key else 0)
@@ -335,11 +366,11 @@ class EmulatedDevice:
         self._ack(frame.seq, frame.msg_type)
 
     def _cmd_ping(self, frame) -> None:
-        rx = self.clock.now_us()
+        rx, uptime = self.clock.now_us(), self.clock.uptime_us()
         if len(frame.payload) < PING.size:
             raise MalformedMessage("PING needs a 4-byte token")
         (token,) = PING.unpack_from(frame.payload)
-        body = PingReply(token, rx, self.clock.now_us()).pack()
+        body = PingReply(token, rx, self.clock.now_us(), uptime).pack()
         self._ack(frame.seq, frame.msg_type, body)
 
     def _cmd_set_time(self, frame) -> None:
@@ -417,12 +448,14 @@ class EmulatedDevice:
 
     def _cmd_stimulate(self, frame) -> None:
         seq, typ = frame.seq, frame.msg_type
+        arrival_us, arrival_uptime = self.clock.now_us(), self.clock.uptime_us()
         cmd = Stimulate.unpack(frame.payload)
         if not self.faults.accept_unauthenticated:
             if self.stim_key is None:
                 self._error(seq, typ, ErrorCode.AUTH_REQUIRED, "device not paired")
                 return
-            if not auth.verify(cmd, self.stim_key, self.serial):
+            # the MAC covers the raw bytes before it, fields of a newer minor included (8.2)
+            if not auth.verify_payload(frame.payload, self.stim_key, self.serial):
                 self._error(seq, typ, ErrorCode.AUTH_FAILED, "bad MAC")
                 return
             if cmd.counter <= self.last_stim_counter:
@@ -430,13 +463,23 @@ class EmulatedDevice:
                             f"{self.last_stim_counter}")  # fmt: skip
                 return
             self.last_stim_counter = cmd.counter
-        problem = self._stim_problem(cmd)
+            if not self.faults.ignore_expiry:
+                ahead_us = cmd.not_after_us - arrival_uptime
+                if ahead_us < 0:
+                    self._error(seq, typ, ErrorCode.EXPIRED,
+                                f"deadline passed {-ahead_us / 1000:.1f} ms ago")  # fmt: skip
+                    return
+                if ahead_us > MAX_STIM_VALIDITY_US:
+                    self._error(seq, typ, ErrorCode.EXPIRED,
+                                f"deadline {ahead_us / 1e6:.1f} s ahead (max 10 s)")  # fmt: skip
+                    return
+        first = self._first_pulse_index(arrival_us)
+        problem = self._stim_problem(cmd, first, arrival_uptime)
         if problem:
             code, text = problem
             self._error(seq, typ, code, text)
             return
         rate = self.config.emg_rate_hz
-        first = self._emg.next_index + math.ceil(0.002 * rate)  # 2 ms after the command
         for k in range(cmd.pulse_count):
             index = first + round(k * cmd.interval_us * rate / 1e6)
             self._pulses.append(
@@ -445,7 +488,19 @@ class EmulatedDevice:
             self.source.stimulate(index, cmd.intensity_ua / 1000.0, cmd.width_us)
         self._ack(seq, typ, np.array([cmd.counter, first], "<u4").tobytes())
 
-    def _stim_problem(self, cmd: Stimulate):
+    def _first_pulse_index(self, arrival_us: int) -> int:
+        """The first EMG sample at least 2 ms after the command arrived (PROTOCOL.md 4.5).
+
+        From the sample clock at the arrival time, not from the last sample sent (which can
+        lag the arrival by a whole frame).
+        """
+        st = self._emg
+        if self._run_t0_us is None:
+            return st.next_index
+        due = math.ceil((arrival_us + 2000 - self._run_t0_us) * st.rate_hz * 1e-6)
+        return max(st.next_index, due)
+
+    def _stim_problem(self, cmd: Stimulate, first: int, arrival_uptime: int):
         lim = self.limits
         if self.state != DeviceState.STREAMING:
             return ErrorCode.BAD_STATE, "start streaming before stimulating"
@@ -454,6 +509,8 @@ class EmulatedDevice:
         expected = {StimMode.SINGLE: (1, 1), StimMode.PAIR: (2, 2), StimMode.TRAIN: (2, None)}
         if cmd.mode not in expected:
             return ErrorCode.MALFORMED, f"unknown stimulation mode {cmd.mode}"
+        if self.faults.ignore_limits:
+            return None
         lo, hi = expected[StimMode(cmd.mode)]
         hi = lim.max_pulses if hi is None else hi
         if not lo <= cmd.pulse_count <= min(hi, lim.max_pulses):
@@ -464,10 +521,17 @@ class EmulatedDevice:
             return ErrorCode.STIM_LIMIT, f"pulse width {cmd.width_us} us outside limits"
         if cmd.pulse_count > 1 and cmd.interval_us < lim.min_interval_us:
             return ErrorCode.STIM_LIMIT, f"interval {cmd.interval_us} us below the minimum"
-        if self._last_pulse_us is not None:
-            soon = self._sample_time_us(self._emg, self._emg.next_index) - self._last_pulse_us
-            if soon < lim.min_interval_us:
-                return ErrorCode.STIM_LIMIT, "too soon after the previous pulse"
+        if self._last_pulse is not None:
+            number, index, uptime = self._last_pulse
+            if number == self._config_number:  # one sample clock: count samples
+                gap_us = (first - index) * 1e6 / self.config.emg_rate_hz
+            else:  # a CONFIGURE restarted the sample numbers: the uptime clock
+                gap_us = arrival_uptime + 2000 - uptime
+            if gap_us < lim.min_interval_us:
+                return ErrorCode.STIM_LIMIT, (
+                    f"{gap_us / 1000:.1f} ms after the previous pulse "
+                    f"(min {lim.min_interval_us / 1000:g} ms)"
+                )
         return None
 
     # ------------------------------------------------------------------ events from outside
@@ -494,6 +558,27 @@ class EmulatedDevice:
         """The link to the host went away: back to IDLE, pending pulses cancelled (section 5)."""
         self.state = DeviceState.IDLE
         self._pulses.clear()
+
+    def power_cycle(self) -> None:
+        """Switch the device off and on: clocks from 0, IDLE, default configuration.
+
+        The key and the last accepted stimulation counter are persisted; the counter is raised
+        by :data:`~firmware_iface.messages.COUNTER_BOOT_STEP` (PROTOCOL.md 8.2), so a command
+        signed before the power cycle is never accepted after it, although the uptime clock
+        that its deadline refers to has started again from 0.
+        """
+        self.clock.restart()
+        self.state = DeviceState.IDLE
+        self._pulses.clear()
+        self._events.clear()
+        self._last_pulse = None
+        self._decoder = StreamDecoder()
+        self._out.clear()
+        self._seq = 0
+        self.spoken_to = False
+        self.pairing_open = False
+        self.last_stim_counter = min(0xFFFFFFFF, self.last_stim_counter + COUNTER_BOOT_STEP)
+        self._apply_config(Config())
 
     def open_pairing_window(self, seconds: float = 30.0) -> None:
         """The pairing button: one PAIR command is accepted within ``seconds`` (device time)."""
@@ -569,7 +654,7 @@ class EmulatedDevice:
         due = [p for p in self._pulses if p.emg_index < end_index]
         for p in due:
             t = self._sample_time_us(self._emg, p.emg_index)
-            self._last_pulse_us = t
+            self._last_pulse = (self._config_number, p.emg_index, self.clock.uptime_us())
             ev = StimEvent(p.emg_index, t + self.faults.stim_time_error_us, p.intensity_ua,
                            p.width_us, p.pulse_index, p.pulse_count, p.counter)  # fmt: skip
             self._send(MsgType.STIM_EVENT, ev.pack(), t)

@@ -1,6 +1,8 @@
+import re
+
 import pytest
 
-from firmware_iface.conformance import FAIL, PASS, SKIP, run_conformance
+from firmware_iface.conformance import CHECKS, FAIL, PASS, SKIP, run_conformance
 from firmware_iface.emulator import Faults, emulator_link, make_device
 
 KEY = bytes(range(1, 33))
@@ -16,14 +18,18 @@ def _run(faults=None, key=KEY, **kw):
 
 def test_emulator_passes_every_check():
     report = _run()
+    assert tuple(c.name for c in report.checks) == CHECKS
     statuses = {c.name: c.status for c in report.checks}
-    assert statuses.pop("clock vs host") == SKIP  # as fast as possible: no real-time clock
-    assert set(statuses.values()) == {PASS} and len(statuses) == 9, report.table()
+    # as fast as possible: no real-time clock to compare the device clock and the samples with
+    assert statuses.pop("clock vs host") == SKIP
+    assert statuses.pop("sampling rate vs clock") == SKIP
+    assert set(statuses.values()) == {PASS} and len(statuses) == 10, report.table()
     assert report.passed
 
 
-def _run_realtime(drift_ppm):
-    link = emulator_link(make_device(stim_key=KEY, drift_ppm=drift_ppm), speed="realtime")
+def _run_realtime(drift_ppm=0.0, faults=None):
+    device = make_device(stim_key=KEY, drift_ppm=drift_ppm, faults=faults)
+    link = emulator_link(device, speed="realtime")
     try:
         return run_conformance(link, stim_key=KEY, stream_seconds=1.0)
     finally:
@@ -32,9 +38,28 @@ def _run_realtime(drift_ppm):
 
 def test_realtime_emulator_passes_the_clock_check_and_a_drifting_one_fails():
     good = _run_realtime(0.0)
-    assert [c.status for c in good.checks] == [PASS] * 10, good.table()
+    assert [c.status for c in good.checks] == [PASS] * len(CHECKS), good.table()
+    assert "2 ms after the command" in next(
+        c.detail for c in good.checks if c.name == "stimulation timing"
+    )
+    # a drifting crystal: the device clock is off, its samples still follow it
     bad = _run_realtime(600.0)
     assert {c.name for c in bad.checks if c.status == FAIL} == {"clock vs host"}, bad.table()
+
+
+@pytest.mark.parametrize("ppm", [2000, -2000])
+def test_device_sampling_off_its_own_clock_fails_the_sampling_rate_check(ppm):
+    """Nominal time stamps on samples taken 2000 ppm too fast (or slow): the time stamps agree
+    with the configured rate, the device clock with the host, only the samples are off."""
+    report = _run_realtime(faults=Faults(rate_error_ppm=ppm))
+    failed = {c.name for c in report.checks if c.status == FAIL}
+    # the pulse, placed on the true sample clock, is then also off against the command
+    assert "sampling rate vs clock" in failed, report.table()
+    assert failed <= {"sampling rate vs clock", "stimulation timing"}, report.table()
+    assert report.status("timestamps vs rate") == PASS and report.status("clock vs host") == PASS
+    detail = next(c.detail for c in report.checks if c.name == "sampling rate vs clock")
+    measured = float(re.search(r"sampling rate ([+-]\d+) \+/- \d+ ppm", detail).group(1))
+    assert abs(measured - ppm) < 500, detail
 
 
 def test_without_key_pulse_timing_is_skipped_not_failed():
@@ -51,6 +76,8 @@ def test_without_key_pulse_timing_is_skipped_not_failed():
         (Faults(stim_time_error_us=300), {"stimulation timing"}),
         (Faults(silent_on_malformed=True), {"malformed commands"}),
         (Faults(accept_unauthenticated=True), {"stimulation auth"}),
+        (Faults(ignore_expiry=True), {"stimulation auth"}),
+        (Faults(ignore_limits=True), {"stimulation limits"}),
         # a dropped frame may also hold a pulse's sample, which then cannot be timed
         (Faults(greeting=True), {"silent until spoken to"}),
         (Faults(drop_frame_every=5), {"sequence continuity", "stimulation timing?"}),
@@ -71,4 +98,4 @@ def test_device_that_skips_acks_fails_and_battery_still_finishes():
     assert report.status("identify") == PASS
     assert report.status("configuration round trip") == FAIL
     assert report.status("start/stop") == FAIL
-    assert len(report.checks) == 10
+    assert len(report.checks) == len(CHECKS)

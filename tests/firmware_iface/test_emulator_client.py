@@ -124,7 +124,7 @@ def test_stimulation_without_key_is_refused_by_host_and_device(device):
         info = c.identify()
         from firmware_iface.messages import Stimulate
 
-        forged = Stimulate(0, 1, 5000, 200, 0, info.last_stim_counter + 1)
+        forged = Stimulate(0, 1, 5000, 200, 0, info.last_stim_counter + 1, c.stim_deadline_us())
         forged = auth.sign(forged, b"\x01" * 32, info.serial)  # wrong key
         with pytest.raises(CommandRejected) as err:
             c.command(MsgType.STIMULATE, forged.pack())
@@ -139,7 +139,8 @@ def test_replayed_stimulate_is_refused(client, key):
     info = client.identify()
     from firmware_iface.messages import Stimulate
 
-    replay = auth.sign(Stimulate(0, 1, 5000, 200, 0, info.last_stim_counter), key, info.serial)
+    replay = Stimulate(0, 1, 5000, 200, 0, info.last_stim_counter, client.stim_deadline_us())
+    replay = auth.sign(replay, key, info.serial)
     with pytest.raises(CommandRejected) as err:
         client.command(MsgType.STIMULATE, replay.pack())
     assert err.value.code == ErrorCode.REPLAY
@@ -154,8 +155,8 @@ def test_limits_enforced_by_host_and_by_device(client, key):
     info = client.identify()
     from firmware_iface.messages import Stimulate
 
-    over = auth.sign(Stimulate(0, 1, 200_000, 200, 0, info.last_stim_counter + 1), key,
-                     info.serial)  # fmt: skip
+    over = Stimulate(0, 1, 200_000, 200, 0, info.last_stim_counter + 1, client.stim_deadline_us())
+    over = auth.sign(over, key, info.serial)
     with pytest.raises(CommandRejected) as err:
         client.command(MsgType.STIMULATE, over.pack())
     assert err.value.code == ErrorCode.STIM_LIMIT

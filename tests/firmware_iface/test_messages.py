@@ -61,11 +61,12 @@ def test_device_info_round_trip_with_20_channels_fits_a_frame():
         Config(500, 1, 1, 0, 16, 1),
         Ack(65535, 0x02, b"xyz"),
         ErrorReply(7, 0x42, 1, "unknown command 0x42"),
-        PingReply(0xFFFFFFFF, 2**63, 2**63 + 5),
+        PingReply(0xFFFFFFFF, 2**63, 2**63 + 5, 2**64 - 1),
         StimEvent(12345, 99, 25_000, 1000, 1, 2, 17),
         Marker(5, 6, 1, 1),
         Status(1, 50, 3900, -250, 2, 40),
-        Stimulate(1, 2, 12_500, 500, 50_000, 9, bytes(range(16))),
+        Stimulate(1, 2, 12_500, 500, 50_000, 9, 2**64 - 1, bytes(range(16))),
+        Stimulate(0, 1, 1000, 100, 0, 10, 5, bytes(range(16)), extra=b"newer minor"),
         CalibrationReply(0, 1, -300, True, 0.012, 17.5),
     ],
 )
@@ -95,3 +96,15 @@ def test_prompt_round_trip_and_malformed():
     )
     with pytest.raises(MalformedMessage):
         unpack_prompt(b"\xff\xfe")
+
+
+def test_stimulate_layout_is_41_bytes_and_keeps_appended_fields_for_the_mac():
+    cmd = Stimulate(1, 2, 12_500, 500, 50_000, 9, 0x0102030405060708, bytes(range(16)))
+    raw = cmd.pack()
+    assert len(raw) == 41 and raw[17:25] == bytes.fromhex("0807060504030201")
+    assert raw[-16:] == bytes(range(16))
+    newer = raw[:25] + b"\xaa\xbb" + raw[25:]  # a 1.1 field appended before the MAC
+    back = Stimulate.unpack(newer)
+    assert back.extra == b"\xaa\xbb" and back.signed_part() == newer[:-16]
+    with pytest.raises(MalformedMessage):
+        Stimulate.unpack(raw[:40])

@@ -19,6 +19,11 @@ def _json(x):
     return json.loads(json.dumps(x))
 
 
+def _version_byte(vec):
+    major, minor = map(int, vec["version"].split("."))
+    return major << 4 | minor
+
+
 @pytest.mark.parametrize("vec", VECTORS, ids=[v["name"] for v in VECTORS])
 def test_decode_matches_meaning(vec):
     wire = bytes.fromhex(vec["wire_hex"])
@@ -35,7 +40,7 @@ def test_decode_matches_meaning(vec):
 @pytest.mark.parametrize("vec", VECTORS, ids=[v["name"] for v in VECTORS])
 def test_encode_matches_bytes(vec):
     payload = payload_bytes(vec["type"], vec["payload"])
-    wire = encode_frame(vec["type"], vec["seq"], vec["time_us"], payload)
+    wire = encode_frame(vec["type"], vec["seq"], vec["time_us"], payload, _version_byte(vec))
     assert wire.hex() == vec["wire_hex"]
     frame = bytes.fromhex(vec["frame_hex"])
     assert f"0x{crc16(frame[:-2]):04x}" == vec["crc16"]
@@ -49,6 +54,38 @@ def test_stimulate_vector_mac_verifies_with_the_documented_key():
     assert auth.verify(cmd, key, vec["mac_serial"])
     assert not auth.verify(cmd, bytes(32), vec["mac_serial"])
     assert not auth.verify(cmd, key, "EMU-0002")
+
+
+def test_newer_minor_stimulate_vector_is_verified_over_its_raw_bytes_and_delivered():
+    """PROTOCOL 3 and 8.2: the MAC covers every byte before it, appended fields included; a
+    1.0 device verifies the raw payload and executes the fields it knows."""
+    from firmware_iface.codec import StreamDecoder as Decoder
+    from firmware_iface.emulator import make_device
+    from firmware_iface.messages import Ack, Config, MsgType, StimEvent
+
+    vec = next(v for v in VECTORS if v["name"] == "stimulate_newer_minor")
+    wire = bytes.fromhex(vec["wire_hex"])
+    (frame,) = Decoder().feed(wire)
+    key = bytes.fromhex(vec["mac_key_hex"])
+    assert (frame.major, frame.minor) == (1, 1)
+    assert auth.verify_payload(frame.payload, key, vec["mac_serial"])
+    assert auth.verify(Stimulate.unpack(frame.payload), key, vec["mac_serial"])
+    tampered = bytearray(frame.payload)
+    tampered[-17] ^= 1  # an appended byte: covered by the MAC
+    assert not auth.verify_payload(bytes(tampered), key, vec["mac_serial"])
+
+    device = make_device(stim_key=key, serial=vec["mac_serial"])
+    device.clock.restart(uptime_us=2**32 - 200_000)  # 0.2 s before the vector's deadline
+    device.receive(encode_frame(MsgType.CONFIGURE, 1, 0, Config(emg_rate_hz=5000).pack()))
+    device.receive(encode_frame(MsgType.START, 2, 0))
+    device.receive(wire)
+    device.clock.run_ahead_to(device.clock.now_us() + 50_000)
+    device.advance(device.clock.now_us())
+    frames = Decoder().feed(device.take_output())
+    acks = [Ack.unpack(f.payload) for f in frames if f.msg_type == MsgType.ACK]
+    assert [a.acked_type for a in acks] == [MsgType.CONFIGURE, MsgType.START, MsgType.STIMULATE]
+    (pulse,) = [StimEvent.unpack(f.payload) for f in frames if f.msg_type == MsgType.STIM_EVENT]
+    assert (pulse.intensity_ua, pulse.width_us, pulse.counter) == (2000, 200, 8)
 
 
 def test_cobs_long_run_vector_has_a_full_block():

@@ -296,7 +296,7 @@ def test_e16_device_refuses_an_unsigned_stimulate():
     from firmware_iface.messages import ErrorCode, ErrorReply, MsgType, Stimulate
 
     device = make_device(stim_key=bytes(range(32)))
-    unsigned = Stimulate(0, 1, 10_000, 1000, 0, 1, b"\x00" * 16)
+    unsigned = Stimulate(0, 1, 10_000, 1000, 0, 1, 1_000_000, mac=b"\x00" * 16)
     device.receive(encode_frame(MsgType.STIMULATE, 1, 0, unsigned.pack()))
     (reply,) = StreamDecoder().feed(device.take_output())
     assert reply.msg_type == MsgType.ERROR

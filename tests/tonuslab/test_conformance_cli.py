@@ -21,7 +21,21 @@ def test_emulator_passes_over_a_pty(key_file, capsys):
         code = main(["conformance", pty.path, "--key-file", key_file, "--seconds", "1"])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert out.count("PASS") == 9 and "device conforms" in out
+    assert out.count("PASS") == 10 and "device conforms" in out
+
+
+@pytest.mark.parametrize("transport", ["pty", "tcp"])
+def test_realtime_emulator_passes_every_check_including_the_clocks(transport, key_file, capsys):
+    """In real time nothing is skipped: the device clock and the sampling rate are timed."""
+    device = make_device(stim_key=KEY)
+    server = (PtyEmulator if transport == "pty" else TcpEmulator)(device, speed="realtime")
+    with server:
+        url = server.path if transport == "pty" else server.url
+        code = main(["conformance", url, "--key-file", key_file, "--seconds", "1", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    statuses = {c["name"]: c["status"] for c in report["checks"]}
+    assert code == 0 and set(statuses.values()) == {"PASS"}, statuses
+    assert len(statuses) == 12
 
 
 def test_emulator_passes_over_tcp_as_json(key_file, capsys):
@@ -31,6 +45,7 @@ def test_emulator_passes_over_tcp_as_json(key_file, capsys):
     assert code == 0 and report["passed"]
     statuses = {c["name"]: c["status"] for c in report["checks"]}
     assert statuses.pop("clock vs host") == "SKIP"
+    assert statuses.pop("sampling rate vs clock") == "SKIP"
     assert set(statuses.values()) == {"PASS"}
 
 
