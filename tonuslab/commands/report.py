@@ -35,7 +35,8 @@ def run(args) -> int:
     if len(args.files) > 1:
         from tonuslab.compare import compare
 
-        summaries = load_summaries(args.files, run=args.run)
+        # the default run falls back to a fresh analysis; a named run must exist in every file
+        summaries = load_summaries(args.files, run=None if args.run == "default" else args.run)
         try:
             comparison = compare(summaries, times_h=parse_times(args.times))
         except UsageError as exc:
