@@ -13,7 +13,7 @@ from .hreflex import (
     recruitment_ladder,
     test_intensity_ma,
 )
-from .profiles import PROFILE_NAMES, Profile, get_profile
+from .profiles import GONIOMETER_ERRORS, PROFILE_NAMES, Profile, get_profile
 from .recording import Recording
 from .session import simulate_hreflex_session, simulate_stretch_session
 from .source import PatientSource
@@ -26,6 +26,7 @@ from .stretch import (
 )
 
 __all__ = [
+    "GONIOMETER_ERRORS",
     "PROFILE_NAMES",
     "PatientSource",
     "Profile",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .errors import ProfileError
 
-__all__ = ["PROFILE_NAMES", "Profile", "get_profile"]
+__all__ = ["GONIOMETER_ERRORS", "PROFILE_NAMES", "Profile", "get_profile"]
 
 
 @dataclass(frozen=True)
@@ -397,6 +397,30 @@ _PROFILES: dict[str, dict] = {
         references=("domain.md: FCR H latency about 16 ms", "Koelman JH et al. (1993) JNNP 56:776"),
     ),
 }
+
+#: Goniometer errors (gain, offset_deg) of the ``<name>_uncalibrated`` variants: an
+#: electrogoniometer read with its nominal scale, before the two-point calibration (gain within
+#: 3 %, offset of a few degrees from the mounting). The named profiles themselves read the true
+#: angle (gain 1, offset 0): neither tonuslab's validation harness nor the demo calibrates the
+#: goniometer, so an error there would bias every validated angle (docs/simulator.md).
+GONIOMETER_ERRORS: dict[str, tuple[float, float]] = {
+    "healthy": (1.025, 2.0),
+    "mild_elbow": (0.975, -2.5),
+    "moderate_elbow": (0.97, -3.0),
+    "severe_elbow": (1.03, 3.5),
+    "plantarflexor_clonus": (0.98, 4.0),
+    "plantarflexor_clonus_sustained": (1.02, -3.5),
+}
+for _name, (_gain, _offset) in GONIOMETER_ERRORS.items():
+    _PROFILES[f"{_name}_uncalibrated"] = dict(
+        _PROFILES[_name],
+        description=(
+            f"{_PROFILES[_name]['description']}; goniometer not calibrated "
+            f"(gain {_gain:g}, offset {_offset:+g} deg)"
+        ),
+        goniometer_gain=_gain,
+        goniometer_offset_deg=_offset,
+    )
 
 PROFILE_NAMES: tuple[str, ...] = tuple(_PROFILES)
 _FIELDS = {f.name for f in dataclasses.fields(Profile)}

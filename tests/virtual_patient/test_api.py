@@ -198,3 +198,29 @@ def test_a_nan_signal_is_never_quantised():
     with pytest.raises(vp.ProfileError, match="NaN"):
         for _ in range(10):
             src.emg_block(1000)
+
+
+def test_uncalibrated_variants_read_a_gain_and_offset_error_with_the_truth_in_true_angle():
+    prog = [StretchSpec(0.5, 100.0, end_deg=120.0, hold_s=2.0)]
+    ref = vp.simulate_stretch_session("moderate_elbow", seed=2, stretches=prog, n_emg=1)
+    unc = vp.simulate_stretch_session(
+        "moderate_elbow_uncalibrated", seed=2, stretches=prog, n_emg=1
+    )
+    # the patient is the same: EMG and every true angle and time of the truth
+    np.testing.assert_array_equal(unc.emg_counts, ref.emg_counts)
+    assert unc.truth["stretches"] == ref.truth["stretches"]
+    g = unc.truth["goniometer"]
+    assert (g["gain"], g["offset_deg"]) == vp.GONIOMETER_ERRORS["moderate_elbow"] == (0.97, -3.0)
+    # read with the nominal scale, the angle is off by 3-7 deg
+    err = unc.angle_deg - ref.angle_deg
+    assert np.abs(err).min() > 3.0 and np.abs(err).max() > 6.0
+    # the truth's own formula and a two-point calibration (rest, then held at 120 deg) undo it
+    t = unc.angle_time_s
+    s = unc.truth["stretches"][0]
+    rest = unc.angle_counts[t < 0.4, 0].mean()
+    hold = unc.angle_counts[(t > s["movement_end_s"] + 0.2) & (t < s["return_start_s"]), 0]
+    scale = (120.0 - 5.0) / (hold.mean() - rest)
+    calibrated = (unc.angle_counts[:, 0] - rest) * scale + 5.0
+    np.testing.assert_allclose(calibrated, ref.angle_deg, atol=0.1)
+    true = (g["sign"] * unc.angle_deg - g["offset_deg"]) / g["gain"]
+    np.testing.assert_allclose(true, ref.angle_deg, atol=0.05)

@@ -110,3 +110,60 @@ def test_stretch_prompt_through_the_emulator_moves_the_goniometer():
     assert s["reflex"] and s["peak_velocity_deg_s"] == pytest.approx(200, rel=0.05)
     assert deg.max() - deg[:5].mean() > 100.0
     assert deg.max() == pytest.approx(s["max_angle_deg"], abs=0.5)
+
+
+def _angle_blocks_until(client, index):
+    """Goniometer blocks until the stream has passed sample ``index``."""
+    blocks = []
+    for _ in range(2000):
+        for it in client.read(0.2):
+            if isinstance(it, client_mod.SampleBlock) and it.stream == 1:
+                blocks.append(it)
+        if blocks and max(b.first_index + b.n_samples for b in blocks) > index:
+            return blocks
+    raise AssertionError(f"the goniometer stream never reached sample {index}")
+
+
+@pytest.mark.timeout(60)
+def test_two_point_calibration_through_the_emulator_recovers_the_true_angle():
+    # goniometer gain 0.97, offset -3 deg: read with the nominal table the angle is 3-7 deg off
+    source = vp.PatientSource("moderate_elbow_uncalibrated", seed=3)
+    fa = 500.0
+    device = emulator.make_device(source, stim_key=KEY)
+    # a small link buffer keeps the fast device within about a second of the host
+    link = emulator.emulator_link(device, speed="fast", capacity=4096)
+    client = client_mod.DeviceClient(link, stim_key=KEY, command_timeout_s=2.0)
+    try:
+        info = client.configure(emg_rate_hz=1000, n_emg=1, emg_bits=16, n_angle=1,
+                                angle_rate_hz=int(fa))  # fmt: skip
+        nominal = info.angle_channels[0]
+        client.start()
+        _angle_blocks_until(client, int(0.5 * fa))
+        rest_deg = source.profile.rest_angle_deg  # the joint rests there (5 deg)
+        client.calibrate(0, 0, rest_deg)
+        client.prompt("stretch", velocity_deg_s=150, end_deg=120.0, hold_s=4.0)
+        for _ in range(100):
+            stretches = source.ground_truth()["stretches"]
+            if stretches:
+                break
+            client.read(0.05)
+        (s,) = stretches
+        # the examiner holds the joint at 120 deg: second calibration point during the hold
+        _angle_blocks_until(client, int((s["movement_end_s"] + 0.3) * fa))
+        reply = client.calibrate(0, 1, 120.0)
+        assert reply.complete
+        blocks = _angle_blocks_until(client, int((s["end_s"] + 0.5) * fa))
+        client.stop()
+    finally:
+        client.close()
+    # after the calibration: the rest of the hold, the return and rest, against the true angle
+    blocks.sort(key=lambda b: b.first_index)
+    first = blocks[0].first_index
+    counts = np.concatenate([b.counts for b in blocks])[:, 0].astype(float)
+    true = source.engine.joint_angle_deg(first, len(counts))
+    calibrated = (counts - reply.offset) * reply.scale
+    raw = (counts - nominal.offset) * nominal.scale
+    assert np.ptp(true) > 100.0  # the return from 120 deg is in the comparison
+    assert np.abs(calibrated - true).max() < 0.3
+    assert np.abs(calibrated - true).mean() < 0.1
+    assert np.abs(raw - true).min() > 3.0 and np.abs(raw - true).max() > 6.0
