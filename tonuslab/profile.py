@@ -51,14 +51,6 @@ SOURCES = {
     "(H-reflex depression at 0.1-5 Hz after spinal cord injury)",
 }
 
-#: Chronic-stroke H2/H1 (second H / first H at each stimulation rate) quoted in the domain guide;
-#: its primary source is not identified there. Not normalised to 0.1 Hz (0.93 at 0.1 Hz: some
-#: depression remains at 10 s intervals).
-STROKE_H2_H1 = {"0.1": 0.93, "0.2": 0.86, "0.3": 0.84, "1": 0.74}
-#: The same figures on this analysis's scale, H(rate) / H(0.1 Hz): each divided by the 0.1 Hz
-#: value (derived here, two decimals).
-STROKE_H2_H1_PER_0P1HZ = {k: round(v / STROKE_H2_H1["0.1"], 2) for k, v in STROKE_H2_H1.items()}
-
 
 def joint_of_muscle(muscle: str | None) -> str | None:
     """Joint whose movement stretches ``muscle`` ("elbow", "ankle", "wrist"), or None."""
@@ -439,6 +431,10 @@ def build_profile(summary: dict) -> Profile:
     # --- rate-dependent depression
     dep = summary.get("rate_dependent_depression") or None
     dep_ci = summary.get("rate_dependent_depression_ci") or None
+    # the chronic-stroke H2/H1 figures: one definition, in dsp.hreflex.presets (imported here,
+    # not at module level, to keep `import tonuslab` light)
+    from dsp.hreflex.presets import STROKE_H2_H1, STROKE_H2_H1_PER_0P1HZ
+
     withheld = summary.get("depression_not_interpretable")
     raw = ", ".join(f"{v:g} at {k} Hz" for k, v in STROKE_H2_H1.items())
     scaled = ", ".join(f"{v:g} at {k} Hz" for k, v in STROKE_H2_H1_PER_0P1HZ.items())

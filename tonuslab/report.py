@@ -21,7 +21,7 @@ import numpy as np
 
 from tonuslab import __version__
 from tonuslab.analysis import STIMULUS_COLUMNS, STRETCH_COLUMNS
-from tonuslab.profile import STROKE_H2_H1_PER_0P1HZ, build_profile
+from tonuslab.profile import build_profile
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;
@@ -409,13 +409,16 @@ def fig_recruitment(summary: dict):
     return fig
 
 
-#: Chronic-stroke reference curve on this plot's scale, H(rate) / H(0.1 Hz): the domain guide's
-#: H2/H1 figures (0.93, 0.86, 0.84, 0.74 at 0.1, 0.2, 0.3, 1 Hz) divided by the 0.1 Hz value.
-STROKE_DEPRESSION = {float(k): v for k, v in STROKE_H2_H1_PER_0P1HZ.items()}
-
-
 def fig_depression(summary: dict):
-    """H(rate) / H(0.1 Hz) of the session beside the chronic-stroke reference curve."""
+    """H(rate) / H(0.1 Hz) of the session beside the chronic-stroke reference curve.
+
+    The reference: the domain guide's chronic-stroke H2/H1 (0.93, 0.86, 0.84, 0.74 at 0.1, 0.2,
+    0.3, 1 Hz) divided by its 0.1 Hz value, the scale of this plot
+    (:data:`dsp.hreflex.presets.STROKE_H2_H1_PER_0P1HZ`).
+    """
+    from dsp.hreflex.presets import STROKE_H2_H1_PER_0P1HZ
+
+    stroke = {float(k): v for k, v in STROKE_H2_H1_PER_0P1HZ.items()}
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.6))
     withheld = summary.get("depression_not_interpretable")
@@ -433,8 +436,8 @@ def fig_depression(summary: dict):
         )
         ax.text(0.5, 0.6, text, ha="center", transform=ax.transAxes)
     ax.plot(
-        list(STROKE_DEPRESSION),
-        list(STROKE_DEPRESSION.values()),
+        list(stroke),
+        list(stroke.values()),
         "s--",
         color="#999",
         label="chronic stroke H2/H1, per 0.1 Hz value (reference)",

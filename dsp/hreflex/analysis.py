@@ -595,7 +595,9 @@ def analyze_hreflex(
         baseline_rate_hz,
         h_fit_sd_uv,
     )
-    ppd, ppd_detail = _paired_depression(idx, rate, usable, pair_role, h_amp)
+    ppd, ppd_ci, ppd_detail = _paired_depression(
+        idx, rate, usable, pair_role, h_amp, intensity, warnings
+    )
 
     det = [a for a in arts if a.detected]
     offs = np.array([a.offset_ms for a in det])
@@ -646,6 +648,7 @@ def analyze_hreflex(
         rate_dependent_depression_ci=rdd_ci,
         paired_pulse_depression=ppd,
         paired_pulse_depression_detail=ppd_detail,
+        paired_pulse_depression_ci=ppd_ci,
         artifact=artifact,
         stimuli=stimuli,
         exclusions=exclusions,
@@ -930,28 +933,95 @@ def _pair_roles(pidx: np.ndarray) -> np.ndarray:
     return role
 
 
-def _paired_depression(idx, rate, usable, pair_role, h_amp):
-    pairs: dict[str, list[tuple[float, float]]] = {}
+#: Pairs whose intensities differ by more than this factor are not pooled into one ratio.
+PAIR_INTENSITY_SPREAD = 1.1
+
+
+def _intensity_clusters(values: np.ndarray) -> list[np.ndarray]:
+    """Indices of ``values`` grouped so that each group spans at most PAIR_INTENSITY_SPREAD."""
+    order = np.argsort(values, kind="stable")
+    groups, cur, lo = [], [], None
+    for k in order:
+        v = values[k]
+        if cur and not v <= lo * PAIR_INTENSITY_SPREAD + 1e-9:
+            groups.append(np.array(cur))
+            cur = []
+        if not cur:
+            lo = v
+        cur.append(k)
+    if cur:
+        groups.append(np.array(cur))
+    return groups
+
+
+def _paired_ratio_se(h1: np.ndarray, h2: np.ndarray) -> float:
+    """SE of mean(h2) / mean(h1) by the delta method for paired samples (NaN if unknown).
+
+    ``var(r) = r^2 (s2^2 / (n m2^2) + s1^2 / (n m1^2) - 2 c12 / (n m1 m2))``, with the sample
+    covariance ``c12`` of the pairs (H1 and H2 of one pair share the excitability of the moment).
+    """
+    n = h1.size
+    m1, m2 = float(h1.mean()), float(h2.mean())
+    if n < 2 or not (m1 > 0 and m2 > 0):
+        return float("nan")
+    cov = np.cov(h1, h2, ddof=1)
+    r = m2 / m1
+    var = r**2 * (cov[1, 1] / (n * m2**2) + cov[0, 0] / (n * m1**2) - 2 * cov[0, 1] / (n * m1 * m2))
+    return float(math.sqrt(max(var, 0.0)))
+
+
+def _paired_depression(idx, rate, usable, pair_role, h_amp, intensity, warnings):
+    """Paired-pulse depression per interval: mean H2 / mean H1 with a 95% interval.
+
+    Pairs at one interval are pooled only within an intensity span of PAIR_INTENSITY_SPREAD; when
+    an interval holds several such groups, its ratio is the mean of the groups' ratios (SE
+    ``sqrt(sum SE^2) / k``) and a warning says so.
+    """
+    pairs: dict[str, list[tuple[float, float, int, int]]] = {}
     for i in range(1, idx.size):
         if pair_role[i] == 2 and pair_role[i - 1] == 1 and usable[i] and usable[i - 1]:
             dt = (idx[i] - idx[i - 1]) / rate
             key = f"{round(dt, 2):g}"
             pairs.setdefault(key, []).append((float(h_amp[i - 1]), float(h_amp[i]), i - 1, i))
-    out, detail = {}, []
+    out, ci, detail = {}, {}, []
     for key in sorted(pairs, key=float):
         a = np.array(pairs[key])
-        h1, h2 = float(a[:, 0].mean()), float(a[:, 1].mean())
-        r = h2 / h1 if h1 > 0 else float("nan")
-        out[key] = r
-        detail.append(
-            {
-                "interval_s": float(key),
-                "n_pairs": int(a.shape[0]),
-                "h1_mean_uv": h1,
-                "h2_mean_uv": h2,
-                "ratio_of_means": r,
-                "mean_of_ratios": float(np.mean(a[:, 1] / np.maximum(a[:, 0], 1e-12))),
-                "pairs": [[int(r[2]), int(r[3])] for r in a],
-            }
-        )
-    return out, detail
+        first = a[:, 2].astype(int)
+        groups = _intensity_clusters(np.asarray(intensity, float)[first])
+        ratios = []
+        for g in groups:
+            h1, h2 = a[g, 0], a[g, 1]
+            m1, m2 = float(h1.mean()), float(h2.mean())
+            r = m2 / m1 if m1 > 0 else float("nan")
+            se = _paired_ratio_se(h1, h2)
+            inten = np.asarray(intensity, float)[first[g]]
+            ratios.append((r, se))
+            detail.append(
+                {
+                    "interval_s": float(key),
+                    "intensity_ma": float(np.mean(inten)),
+                    "intensity_range_ma": [float(inten.min()), float(inten.max())],
+                    "n_pairs": int(g.size),
+                    "h1_mean_uv": m1,
+                    "h2_mean_uv": m2,
+                    "ratio_of_means": r,
+                    "ratio_se": se,
+                    "ratio_ci95": _ci95(r, se),
+                    "mean_of_ratios": float(np.mean(h2 / np.maximum(h1, 1e-12))),
+                    "pairs": [[int(p[2]), int(p[3])] for p in a[g]],
+                }
+            )
+        values = np.array([r for r, _ in ratios])
+        ses = np.array([e for _, e in ratios])
+        out[key] = float(np.mean(values))
+        ci[key] = _ci95(out[key], float(np.sqrt(np.sum(ses**2)) / len(ses)))
+        if len(groups) > 1:
+            spans = ", ".join(
+                f"{d['intensity_range_ma'][0]:g}-{d['intensity_range_ma'][1]:g} mA"
+                for d in detail[-len(groups) :]
+            )
+            warnings.append(
+                f"paired pulses at {key} s were given at {len(groups)} different intensities "
+                f"({spans}): not pooled; the ratio is the mean of the per-intensity ratios"
+            )
+    return out, ci, detail

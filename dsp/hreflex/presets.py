@@ -119,42 +119,91 @@ def get_preset(muscle: str) -> MusclePreset:
     return MUSCLE_PRESETS[key]
 
 
-#: Published reference values shown beside the numbers. No mapping to clinical scores
-#: (Ashworth, Tardieu) is given because none is validated (Koelman 1993; domain notes).
+#: Chronic-stroke H2/H1 (H of the conditioned, second pulse / H of the first, at each rate; keys
+#: are rates in Hz written as the result's keys) as quoted in the tonuslab domain guide, whose
+#: primary source is not identified there. Not normalised to 0.1 Hz: 0.93 at 0.1 Hz means some
+#: depression remains at 10 s intervals.
+STROKE_H2_H1 = {"0.1": 0.93, "0.2": 0.86, "0.3": 0.84, "1": 0.74}
+
+#: The same figures on the scale of ``rate_dependent_depression`` (H at rate / H at 0.1 Hz):
+#: each divided by the 0.1 Hz value (derived here, two decimals).
+STROKE_H2_H1_PER_0P1HZ = {k: round(v / STROKE_H2_H1["0.1"], 2) for k, v in STROKE_H2_H1.items()}
+
+_CRONE_1989 = (
+    "Crone C, Nielsen J (1989) Methodological implications of the post activation depression of "
+    "the soleus H-reflex in man. Exp Brain Res 78:28-32"
+)
+_SHIELDS_2011 = (
+    "Shields RK, Dudley-Javoroski S, Oza PD (2011) Low-frequency H-reflex depression in trained "
+    "human soleus after spinal cord injury. Neurosci Lett 499:88-92"
+)
+_GUIDE = "tonuslab domain guide (shared/guide/domain.md)"
+
+#: Published reference values shown beside the numbers, keyed like the result's fields (rate and
+#: interval keys written as the result writes them: "0.1", "1", "2.5"). No mapping to clinical
+#: scores (Ashworth, Tardieu) is given because none is validated (Koelman 1993; domain notes).
 REFERENCES: dict[str, dict] = {
     "hmax_mmax": {
         "typical": "about 0.3 in young healthy adults (soleus), lower with age; higher with reflex "
         "hyperexcitability; no validated spastic cut-off and no validated mapping to Ashworth "
         "scores",
-        "source": "Koelman et al. 1993, J Neurol Neurosurg Psychiatry 56:776",
+        "source": "Koelman JHTM et al. (1993) J Neurol Neurosurg Psychiatry 56:776",
+    },
+    "mmax_uv": {
+        "typical": "no reference range is shown: Mmax depends on electrode size and placement, "
+        "skin and subject; it is the denominator of Hmax/Mmax and the scale of the test "
+        "intensity (M as a fraction of Mmax). Record supramaximal stimuli so that it is reached",
+        "source": _GUIDE,
     },
     "h_latency_ms": {
-        "soleus": "about 30 ms; 30.8 +/- 2.6 ms at age 60-88; scales with leg length",
-        "fcr": "about 16 ms",
-        "source": "tonuslab domain notes (shared/guide/domain.md), soleus ageing norms",
+        "soleus": "30.8 +/- 2.6 ms (right leg; 103 healthy adults aged 60-88), correlated with "
+        "leg length, not with age",
+        "fcr": "about 16 ms (primary source not identified in our guide)",
+        "source": "Falco FJE et al. (1994) H reflex latency in the healthy elderly. Muscle Nerve "
+        "17:161-167 (soleus); " + _GUIDE + " (FCR)",
     },
     "m_latency_ms": {
-        "soleus": "a few ms to about 15 ms depending on the stimulation site",
-        "source": "tonuslab domain notes (shared/guide/domain.md)",
+        "soleus": "a few ms to about 15 ms depending on the stimulation site (primary source not "
+        "identified in our guide)",
+        "source": _GUIDE,
     },
     "recruitment_fits": {
         "typical": "M: 4-parameter sigmoid; H: product of two sigmoids or a skewed Gaussian",
-        "source": "Brinkworth et al. 2007, J Neurosci Methods 162:1",
+        "source": "Brinkworth RSA et al. (2007) J Neurosci Methods 162:1",
     },
     "test_intensity": {
-        "typical": "on the rising H limb with M at about 10-33% of Mmax; keep trials whose M stays "
-        "within 25 +/- 10% of Mmax",
-        "source": "tonuslab domain notes (shared/guide/domain.md)",
+        "typical": "on the rising H limb with M at about 10-33% of Mmax; quality control: keep "
+        "trials whose M stays within 25 +/- 10% of Mmax (the criterion used e.g. by Kao et al. "
+        "2010, M at 25% of Mmax)",
+        "source": _GUIDE + "; Kao PC, Lewis CL, Ferris DP (2010) J NeuroEng Rehabil 7:33",
     },
     "rate_dependent_depression": {
-        "chronic_stroke": {"1.0": 0.74, "0.3": 0.84, "0.2": 0.86, "0.1": 0.93},
-        "note": "H at each rate normalised to 0.1 Hz (the baseline rate); depression is reduced "
-        "(ratios nearer 1) in spasticity; frequency sweeps 0.1-5 Hz in spinal cord injury",
-        "source": "chronic-stroke H2/H1 ratios quoted in the domain notes; Shields et al. 2011 "
-        "(spinal cord injury frequency sweeps)",
+        "measure": "this analysis: mean H at rate f / mean H at 0.1 Hz, same intensity",
+        "chronic_stroke_h2_h1": dict(STROKE_H2_H1),
+        "chronic_stroke_h2_h1_measure": "H2/H1: H of the second pulse / H of the first at each "
+        "rate, not normalised to 0.1 Hz (hence 0.93, not 1, at 0.1 Hz)",
+        "chronic_stroke_per_0p1hz": dict(STROKE_H2_H1_PER_0P1HZ),
+        "chronic_stroke_per_0p1hz_measure": "the H2/H1 figures divided by their 0.1 Hz value "
+        "(derived here): comparable with this analysis's ratios",
+        "note": "depression is reduced (ratios nearer 1) in spasticity; post-activation "
+        "depression of the soleus H-reflex lasts more than 8 s, so 0.1 Hz is the baseline rate; "
+        "frequency sweeps 0.1-5 Hz after spinal cord injury: H at 1, 2 and 5 Hz lower than at 0.1 "
+        "or 0.2 Hz; no healthy normative curve and no validated cut-off",
+        "source": "chronic-stroke H2/H1: "
+        + _GUIDE
+        + " (primary source not identified); "
+        + _CRONE_1989
+        + "; "
+        + _SHIELDS_2011,
     },
     "paired_pulse_depression": {
-        "typical": "paired pulses at 2.5 and 5 s; second H smaller than the first",
-        "source": "tonuslab domain notes (shared/guide/domain.md)",
+        "measure": "this analysis: mean H2 / mean H1 of pairs at each interval (s)",
+        "chronic_stroke_h2_h1_at_interval_s": {"10": 0.93, "5": 0.86, "3.3": 0.84, "1": 0.74},
+        "chronic_stroke_h2_h1_at_interval_s_measure": "the chronic-stroke H2/H1 rates read as "
+        "intervals (1/f: 0.1 Hz = 10 s, 0.2 Hz = 5 s, 0.3 Hz = 3.3 s, 1 Hz = 1 s); comparable "
+        "with a pair only if the source's H2 is the second pulse of its train",
+        "typical": "pairs at 2.5 and 5 s; the second H is smaller than the first while "
+        "post-activation depression lasts (> 8 s)",
+        "source": _GUIDE + "; " + _CRONE_1989,
     },
 }

@@ -230,7 +230,13 @@ class HReflexResult:
     paired_pulse_depression : dict
         Interval (s, string key such as ``"2.5"``) -> mean H2 / mean H1.
     paired_pulse_depression_detail : list of dict
-        Per interval: n pairs, mean H1, mean H2, mean of per-pair ratios.
+        Per interval and intensity group: n pairs, mean H1, mean H2, ratio with ``ratio_se``
+        (delta method for paired samples, with the H1-H2 covariance) and ``ratio_ci95``, mean
+        of per-pair ratios, the pairs.
+    paired_pulse_depression_ci : dict
+        Interval -> 95 % interval ``[low, high]`` of H2 / H1 (None with a single pair). Pairs at
+        one interval but intensities more than 10% apart are not pooled: the interval's ratio is
+        the mean of the per-intensity ratios (a warning says so).
     artifact : dict
         Artifact summary: detected count, offset median / max (ms), saturation, blanking.
     stimuli : list of StimulusMeasure
@@ -274,6 +280,7 @@ class HReflexResult:
     warnings: list[str] = field(default_factory=list)
     parameters: dict = field(default_factory=dict)
     rate_dependent_depression_ci: dict[str, list[float] | None] = field(default_factory=dict)
+    paired_pulse_depression_ci: dict[str, list[float] | None] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """JSON-serialisable dict with stable keys (NaN -> None)."""
@@ -312,6 +319,10 @@ class HReflexResult:
             ],
             "paired_pulse_depression": {
                 k: _num(v) for k, v in self.paired_pulse_depression.items()
+            },
+            "paired_pulse_depression_ci": {
+                k: None if v is None else _pair(v)
+                for k, v in self.paired_pulse_depression_ci.items()
             },
             "paired_pulse_depression_detail": [
                 _clean(d) for d in self.paired_pulse_depression_detail

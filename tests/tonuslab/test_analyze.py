@@ -279,3 +279,19 @@ def test_hreflex_preset_from_the_muscle_name(hreflex_file, capsys, muscle, prese
     assert s["hreflex"]["muscle"] == preset
     flags = [f for f in s["quality_flags"] if "has no H-reflex preset" in f]
     assert bool(flags) == flagged
+
+
+def test_text_summary_shows_hreflex_numbers_with_their_references(hreflex_file, capsys):
+    assert main(["analyze", str(hreflex_file), "--no-write"]) == 0
+    out = capsys.readouterr().out
+    block = out[out.index("H-reflex (soleus preset") : out.index("Per stretch")]
+    labels = ("Mmax", "Hmax/Mmax", "H onset latency", "Test intensity",
+              "Rate depression (H / H at 0.1 Hz)", "Paired-pulse depression (H2 / H1)")  # fmt: skip
+    for label in labels:
+        line = next(i for i, t in enumerate(block.splitlines()) if t.strip().startswith(label))
+        following = block.splitlines()[line + 1 : line + 3]
+        assert any(t.strip().startswith("reference:") for t in following), label
+    assert "M stability:" in block and "Koelman" in block and "Falco" in block
+    assert "No value is mapped to clinical scores" in block
+    profile = out[out.index("Spasticity profile") : out.index("H-reflex (soleus preset")]
+    assert "0.93 at 0.1 Hz" not in profile  # the raw H2/H1 is never shown as H(rate)/H(0.1 Hz)

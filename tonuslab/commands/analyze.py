@@ -131,10 +131,97 @@ def format_summary(summary: dict) -> str:
     ]
     for key in SUMMARY_KEYS:
         lines.append(f"  {key:<28} {_fmt(summary.get(key))}")
-    lines += ["", build_profile(summary).format_text(), "", "Per stretch"]
+    lines += ["", build_profile(summary).format_text()]
+    if summary.get("hreflex"):
+        lines += ["", *hreflex_lines(summary)]
+    lines += ["", "Per stretch"]
     lines += _table(summary.get("stretches") or [], STRETCH_COLUMNS)
     lines += ["", "Per stimulus"]
     lines += _table(summary.get("stimuli") or [], STIMULUS_COLUMNS)
     lines += ["", "Quality flags"]
     lines += [f"  - {f}" for f in summary.get("quality_flags") or []] or ["  (none)"]
     return "\n".join(lines)
+
+
+def _ci(ci) -> str:
+    if not ci or ci[0] is None or ci[1] is None:
+        return ""
+    return f"  95% CI {_fmt(ci[0])} to {_fmt(ci[1])}"
+
+
+def _ref_text(ref: dict | None, *keys: str, unit: str = "") -> str:
+    """``reference: ... (source)`` from one entry of the analysis's ``references``."""
+    if not ref:
+        return "reference: -"
+    parts = []
+    for k in keys:
+        v = ref.get(k)
+        if isinstance(v, dict):
+            v = ", ".join(f"{x:g} at {rk}{' ' + unit if unit else ''}" for rk, x in v.items())
+        if v:
+            parts.append(str(v))
+    text = "; ".join(parts) or "-"
+    return f"reference: {text} ({ref.get('source', 'no source')})"
+
+
+def hreflex_lines(summary: dict) -> list[str]:
+    """The H-reflex numbers with intervals and, beside each, the reference values and sources.
+
+    Mmax, Hmax/Mmax, latencies, the test intensity with M stability, rate-dependent and
+    paired-pulse depression; no mapping to clinical scores. Depression of a time-compressed
+    session is withheld (``depression_not_interpretable``).
+    """
+    h = summary.get("hreflex") or {}
+    refs = h.get("references") or {}
+    muscle = h.get("muscle") or "soleus"
+    out = [f"H-reflex ({muscle} preset; reference values and sources beside each number)"]
+
+    def row(label, value, extra, *ref_lines):
+        out.append(f"  {label:<34} {value}{extra}")
+        out.extend(f"      {r}" for r in ref_lines if r)
+
+    row("Mmax", f"{_fmt(h.get('mmax_uv'))} uV", _ci(h.get("mmax_uv_ci")),
+        _ref_text(refs.get("mmax_uv"), "typical"))  # fmt: skip
+    row("Hmax/Mmax", _fmt(h.get("hmax_mmax")), _ci(h.get("hmax_mmax_ci")),
+        _ref_text(refs.get("hmax_mmax"), "typical"))  # fmt: skip
+    row("M onset latency", f"{_fmt(h.get('m_latency_ms'))} ms", "",
+        _ref_text(refs.get("m_latency_ms"), muscle))  # fmt: skip
+    row("H onset latency", f"{_fmt(h.get('h_latency_ms'))} ms", "",
+        _ref_text(refs.get("h_latency_ms"), muscle))  # fmt: skip
+    t = h.get("test_intensity") or {}
+    if t:
+        stability = (
+            f"M stability: {_fmt(t.get('n_trials'))} trials at {_fmt(t.get('trials_levels_ma'))} "
+            f"mA (up to {_fmt(t.get('intensity_distance_ma'))} mA away): M/Mmax "
+            f"{_fmt(t.get('m_fraction_mean'))} +/- {_fmt(t.get('m_fraction_sd'))}, "
+            f"{_fmt(t.get('fraction_in_qc_band'))} of trials in {_fmt(t.get('qc_band'))}"
+        )
+        row("Test intensity", f"{_fmt(t.get('intensity_ma'))} mA",
+            f"  (M at {_fmt(t.get('m_fraction'))} of Mmax; rising H limb: "
+            f"{_fmt(t.get('on_rising_h_limb'))})", stability,
+            _ref_text(refs.get("test_intensity"), "typical"))  # fmt: skip
+    else:
+        row("Test intensity", "-", "", _ref_text(refs.get("test_intensity"), "typical"))
+    withheld = summary.get("depression_not_interpretable")
+    for key, label, unit, ref_keys in (
+        ("rate_dependent_depression", "Rate depression (H / H at 0.1 Hz)", "Hz",
+         ("chronic_stroke_per_0p1hz", "chronic_stroke_per_0p1hz_measure")),
+        ("paired_pulse_depression", "Paired-pulse depression (H2 / H1)", "s",
+         ("typical", "chronic_stroke_h2_h1_at_interval_s",
+          "chronic_stroke_h2_h1_at_interval_s_measure")),
+    ):  # fmt: skip
+        values, cis = h.get(key) or {}, h.get(f"{key}_ci") or {}
+        if withheld:
+            text = "withheld: time-compressed session (not interpretable)"
+        else:
+            text = (
+                "; ".join(
+                    f"{k} {unit}: {_fmt(v)}{_ci(cis.get(k)).replace('  95% CI', ' [95% CI')}"
+                    + ("]" if _ci(cis.get(k)) else "")
+                    for k, v in values.items()
+                )
+                or "-"
+            )
+        row(label, text, "", _ref_text(refs.get(key), *ref_keys, unit=unit))
+    out.append("  No value is mapped to clinical scores (none is validated).")
+    return out

@@ -182,8 +182,11 @@ def compare(result, truth: dict) -> dict:
         realised = float(np.mean(h_true[pr[:, 1]]) / np.mean(h_true[pr[:, 0]]))
         model = _dep(prof, dt)
         est = d["ratio_of_means"]
+        ci = d.get("ratio_ci95")
         ppd[f"{dt:g}"] = {"est": est, "model": model, "realised": realised,
-                          "err_model": est - model, "err_realised": est - realised}  # fmt: skip
+                          "err_model": est - model, "err_realised": est - realised,
+                          "ci_covers_model": None if ci is None
+                          else bool(ci[0] <= model <= ci[1])}  # fmt: skip
     out["ppd"] = ppd
     out["n_excluded"] = len(result.exclusions)
     out["warnings"] = list(result.warnings)
@@ -255,7 +258,10 @@ def summarise(rows: list[dict]) -> dict:
             out[f"{kind}_{k}_vs_model"] = _summary([v["err_model"] for v in vals], TARGETS[kind])
             covers = [v["ci_covers_model"] for v in vals if v.get("ci_covers_model") is not None]
             if covers:
-                out.setdefault("depression_ci_coverage_model", {})[k] = float(np.mean(covers))
+                name = (
+                    "depression_ci_coverage_model" if kind == "rdd" else "paired_ci_coverage_model"
+                )
+                out.setdefault(name, {})[k] = float(np.mean(covers))
     return out
 
 
@@ -301,14 +307,14 @@ def _fmt(s, scale=1.0, unit=""):
         f"{s['max_abs'] * scale:.3g}{unit}"  # fmt: skip
 
 
-def _rdd_coverage_text(coverage: dict | None) -> str:
+def _rdd_coverage_text(coverage: dict | None, kind: str = "Rate-depression", unit="Hz") -> str:
     """``Rate depression 95% intervals cover the model value in ...`` (empty if none)."""
     if not coverage:
         return ""
     parts = ", ".join(
-        f"{v:.0%} at {k} Hz" for k, v in sorted(coverage.items(), key=lambda kv: float(kv[0]))
+        f"{v:.0%} at {k} {unit}" for k, v in sorted(coverage.items(), key=lambda kv: float(kv[0]))
     )
-    return f"Rate-depression 95% intervals cover the model's ratio in {parts} of sessions. "
+    return f"{kind} 95% intervals cover the model's ratio in {parts} of sessions. "
 
 
 def format_table(result: dict) -> str:
@@ -351,6 +357,7 @@ def format_table(result: dict) -> str:
         f"Hmax/Mmax 95% bootstrap interval covers the as-recorded truth in "
         f"{pooled['hmax_mmax_ci_coverage']:.0%} of sessions. "
         + _rdd_coverage_text(pooled.get("depression_ci_coverage_model"))
+        + _rdd_coverage_text(pooled.get("paired_ci_coverage_model"), "Paired-pulse", "s")
         + "Longest ADC saturation: "
         f"{pooled['saturated_ms_max']:.1f} ms; {pooled['n_saturated_2ms_total']} sweeps with M "
         "> 20% Mmax saturated >= 2 ms.",

@@ -17,8 +17,8 @@ STABLE_KEYS = {
     "h_latency_ms", "m_peak_latency_ms", "h_peak_latency_ms", "m_window", "h_window",
     "recruitment", "test_intensity", "rate_dependent_depression",
     "rate_dependent_depression_ci", "rate_dependent_depression_detail", "paired_pulse_depression",
-    "paired_pulse_depression_detail", "artifact", "stimuli", "exclusions", "references",
-    "warnings", "parameters",
+    "paired_pulse_depression_ci", "paired_pulse_depression_detail", "artifact", "stimuli",
+    "exclusions", "references", "warnings", "parameters",
 }  # fmt: skip
 
 
@@ -359,3 +359,62 @@ def test_m_stability_pools_trials_near_the_test_intensity_and_prefers_filled_lev
     assert d["n_trials"] == n12 + 1 and d["intensity_distance_ma"] == pytest.approx(0.92, abs=0.1)
     with pytest.raises(HReflexInputError, match="test_tolerance"):
         run(s, n_boot=0, test_tolerance=1.5)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_paired_pulse_interval_matches_a_numpy_reference_and_covers_the_truth(seed):
+    """Delta method for paired samples (H1-H2 covariance included), from the stimulus table."""
+    s = make_session(seed)
+    r = run(s, n_boot=0)
+    (d,) = r.paired_pulse_depression_detail
+    h = np.array([st.h_p2p_uv for st in r.stimuli])
+    pr = np.array(d["pairs"])
+    h1, h2 = h[pr[:, 0]], h[pr[:, 1]]
+    ratio = h2.mean() / h1.mean()
+    n, c = len(h1), np.cov(h1, h2)
+    var = ratio**2 * (c[1, 1] / (n * h2.mean() ** 2) + c[0, 0] / (n * h1.mean() ** 2)
+                      - 2 * c[0, 1] / (n * h1.mean() * h2.mean()))  # fmt: skip
+    half = 1.96 * np.sqrt(var)
+    np.testing.assert_allclose(d["ratio_ci95"], [ratio - half, ratio + half], rtol=1e-9)
+    assert r.paired_pulse_depression_ci["2.5"] == d["ratio_ci95"]
+    assert d["intensity_ma"] == 12.0 and d["n_pairs"] == 6
+    lo, hi = d["ratio_ci95"]
+    assert lo - 0.005 <= s["truth"]["ppd"] <= hi + 0.005
+
+
+def test_pairs_at_very_different_intensities_are_not_pooled_silently():
+    s = make_session(2)
+    inten = s["intensity"].copy()
+    pair_idx = np.nonzero(s["pulse_index"] == 1)[0]
+    for k in pair_idx[:3]:  # relabel three pairs as given at 18 mA
+        inten[k - 1 : k + 1] = 18.0
+    r = analyze_hreflex(s["emg_uv"], s["rate_hz"], s["idx"], inten,
+                        pulse_index=s["pulse_index"], n_boot=0)  # fmt: skip
+    details = r.paired_pulse_depression_detail
+    assert [(d["intensity_ma"], d["n_pairs"]) for d in details] == [(12.0, 3), (18.0, 3)]
+    assert r.paired_pulse_depression["2.5"] == pytest.approx(
+        np.mean([d["ratio_of_means"] for d in details])
+    )
+    assert any("2 different intensities (12-12 mA, 18-18 mA): not pooled" in w for w in r.warnings)
+
+
+def test_reference_figures_are_labelled_as_measured_and_keyed_like_the_results():
+    from dsp.hreflex.analysis import _rate_key
+    from dsp.hreflex.presets import REFERENCES, STROKE_H2_H1, STROKE_H2_H1_PER_0P1HZ
+
+    rdd = REFERENCES["rate_dependent_depression"]
+    # H2/H1 is not H(rate)/H(0.1 Hz): 0.93 at 0.1 Hz is the raw figure, 1 on the result's scale
+    assert rdd["chronic_stroke_h2_h1"]["0.1"] == 0.93 and "not normalised" in rdd[
+        "chronic_stroke_h2_h1_measure"]  # fmt: skip
+    assert rdd["chronic_stroke_per_0p1hz"] == {"0.1": 1.0, "0.2": 0.92, "0.3": 0.9, "1": 0.8}
+    assert set(STROKE_H2_H1) == {_rate_key(f) for f in (0.1, 0.2, 0.3, 1.0)}
+    r = run(make_session(14, rdd={0.1: 1.0, 0.2: 0.9, 0.3: 0.85, 1.0: 0.7}), n_boot=0)
+    assert set(STROKE_H2_H1_PER_0P1HZ) == set(r.rate_dependent_depression)
+    assert set(r.paired_pulse_depression) <= set(
+        REFERENCES["paired_pulse_depression"]["chronic_stroke_h2_h1_at_interval_s"]
+    ) | {"2.5"}
+    for key in ("mmax_uv", "hmax_mmax", "h_latency_ms", "test_intensity",
+                "rate_dependent_depression", "paired_pulse_depression"):  # fmt: skip
+        assert REFERENCES[key]["source"]
+    assert "Falco" in REFERENCES["h_latency_ms"]["source"]
+    assert "Crone" in rdd["source"] and "Shields" in rdd["source"]
