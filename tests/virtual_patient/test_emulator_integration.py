@@ -167,3 +167,68 @@ def test_two_point_calibration_through_the_emulator_recovers_the_true_angle():
     assert np.abs(calibrated - true).max() < 0.3
     assert np.abs(calibrated - true).mean() < 0.1
     assert np.abs(raw - true).min() > 3.0 and np.abs(raw - true).max() > 6.0
+
+
+def _collect_both(client, n_emg_samples, n_angle_samples):
+    """EMG and goniometer blocks until both streams hold that many samples: {stream: counts}."""
+    blocks = {0: [], 1: []}
+    need = {0: n_emg_samples, 1: n_angle_samples}
+    for _ in range(2000):
+        for it in client.read(0.2):
+            if isinstance(it, client_mod.SampleBlock):
+                blocks[it.stream].append(it)
+        if all(sum(b.n_samples for b in blocks[k]) >= need[k] for k in need):
+            break
+    out = {}
+    for k, bs in blocks.items():
+        bs.sort(key=lambda b: b.first_index)
+        assert bs[0].first_index == 0 and all(b.gap_before == 0 for b in bs)
+        out[k] = np.concatenate([b.counts for b in bs])[: need[k]]
+    return out
+
+
+@pytest.mark.timeout(60)
+def test_standalone_emulator_streams_the_virtual_patient_over_tcp():
+    import subprocess
+    import sys
+
+    links = pytest.importorskip("acquire.links")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "firmware_iface.emulator", "--tcp", "0", "--speed", "fast",
+         "--profile", "moderate_elbow", "--program", "tsrt", "--seed", "3",
+         "--serve-seconds", "50"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        url = proc.stdout.readline().strip()
+        assert url.startswith("tcp://127.0.0.1:")
+        client = client_mod.DeviceClient(links.open_link(url), command_timeout_s=5.0)
+        try:
+            assert client.identify().serial
+            client.configure(emg_rate_hz=2000, n_emg=2, emg_bits=16, n_angle=1,
+                             angle_rate_hz=500)  # fmt: skip
+            client.start()
+            got = _collect_both(client, 2000 * 6, 500 * 6)
+            client.stop()
+        finally:
+            client.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    # sample for sample the virtual patient of that profile, seed and programme
+    local = vp.PatientSource("moderate_elbow", seed=3, program="tsrt")
+    local.configure(2000.0, 2, 500.0, 1, 16)
+    np.testing.assert_array_equal(got[0], local.emg_block(2000 * 6))
+    np.testing.assert_array_equal(got[1], local.angle_block(500 * 6))
+    # the TSRT programme's first (slow) stretch starts at 2 s: the goniometer leaves rest
+    deg = got[1][:, 0] * 0.02
+    assert np.ptp(deg[:900]) < 0.5 and deg[-1] - deg[:900].mean() > 2.0
+
+
+def test_standalone_emulator_refuses_a_bad_profile_or_program(capsys):
+    from firmware_iface.emulator.__main__ import main
+
+    assert main(["--tcp", "0", "--profile", "nobody"]) == 2
+    assert "unknown profile 'nobody'" in capsys.readouterr().err
+    assert main(["--tcp", "0", "--program", "tsrt"]) == 2
+    assert "--program needs --profile" in capsys.readouterr().err
