@@ -237,7 +237,9 @@ class Recorder:
                 self.capture.write_json(HEAD, self._header())
             self.link = CapturingLink(link, self.capture)
             self.client = DeviceClient(self.link, stim_key=self.stim_key)
-            self.info = self.client.identify()
+            # STOP and drain first: a device may still stream for a host that vanished (a
+            # replay ends at a STOP, so it only gets the session's leading 0x00)
+            self.info = self.client.connect(stop_first=not self.replay)
             if self.config:
                 self.info = self.client.configure(**self.config)
             self._create_writer()
@@ -692,7 +694,7 @@ class Recorder:
             self.link = CapturingLink(link, self.capture)
             client = DeviceClient(self.link, stim_key=self.stim_key)
             try:
-                info = client.identify()
+                info = client.connect()
                 if info.serial != self.info.serial:
                     raise SourceError(
                         f"a different device ({info.serial}) answered at {self.url}; "

@@ -558,6 +558,56 @@ class DeviceClient:
         self._config_number += 1
 
     # ------------------------------------------------------------------ commands
+    def connect(
+        self, *, stop_first: bool = True, quiet_s: float = 0.1, max_drain_s: float = 2.0
+    ) -> DeviceInfo:
+        """Start a session robustly: STOP, drain until the line is quiet, then IDENTIFY.
+
+        A conforming device is silent until spoken to, but one may still be streaming for a
+        previous host that went away without STOP over a link that did not tell it (a serial
+        adapter that ignores DTR, a host process that died while another kept the port open).
+        STOP is idempotent; whatever arrives until ``quiet_s`` of silence (at most
+        ``max_drain_s``) is dropped, and the counters, sequence and stream tracking start
+        afresh (PROTOCOL.md section 7).
+
+        Parameters
+        ----------
+        stop_first : bool
+            Send STOP first (False: only the session's leading ``0x00``, e.g. for a replayed
+            capture, which ends at a STOP).
+        quiet_s : float
+            Silence that ends the drain.
+        max_drain_s : float
+            Longest drain.
+
+        Returns
+        -------
+        DeviceInfo
+            The IDENTIFY reply.
+
+        Raises
+        ------
+        CommandTimeout, CommandRejected, VersionMismatch, LinkClosed
+            As :meth:`command`; ``VersionMismatch`` also as :meth:`identify`.
+        """
+        if stop_first:
+            self.stop()
+        else:
+            self._write(b"")  # the 0x00 that opens every session
+        deadline = time.monotonic() + max_drain_s
+        with self._rx_lock:
+            while time.monotonic() < deadline:
+                if not self._pump(min(quiet_s, max(0.0, deadline - time.monotonic()))):
+                    break
+            with self._cond:
+                self._queue.clear()
+            self.stats = ClientStats()
+            self.decoder = StreamDecoder()
+            self._expected_seq = None
+            self._time.reset()
+            self.reset_stream_tracking()
+        return self.identify()
+
     def identify(self) -> DeviceInfo:
         """Ask who the device is; raises :class:`VersionMismatch` for another major version."""
         info = DeviceInfo.unpack(self.command(MsgType.IDENTIFY))

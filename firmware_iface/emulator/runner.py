@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import select
 import socket
+import termios
 import threading
+import time
 import tty
 
 from firmware_iface.emulator.device import DeviceClock, EmulatedDevice, Faults
@@ -157,29 +162,98 @@ def emulator_link(
     return EmulatorLink(host_end, runner)
 
 
+class _PtyMasterLink(FdLink):
+    """The device end of a pseudo-terminal, with the hang-up of a USB-serial port's DTR line.
+
+    The emulator holds a descriptor of the slave end until a host has opened the tty and
+    spoken (so that nothing hangs up before there is a host); then it lets go, and when the
+    host closes the port, no process has the slave open any more: the master reads EIO (poll:
+    HUP), which is what a real device sees as DTR dropping. Then ``on_hangup()`` runs, the
+    slave is held again (its stale input flushed), and the next host finds a device that is
+    silent until spoken to (PROTOCOL.md sections 1 and 5).
+    """
+
+    def __init__(self, master: int, path: str, on_hangup):
+        super().__init__(master)
+        self._path = path
+        self._on_hangup = on_hangup
+        self._hold: int | None = None
+        self._hold_slave()
+
+    def _hold_slave(self) -> None:
+        fd = os.open(self._path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        tty.setraw(fd)
+        termios.tcflush(fd, termios.TCIOFLUSH)
+        self._hold = fd
+
+    def _release_slave(self) -> None:
+        if self._hold is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._hold)
+            self._hold = None
+
+    def read(self, max_bytes: int, timeout_s: float) -> bytes:
+        if self._closed:
+            raise LinkClosed("link closed")
+        try:
+            ready, _, _ = select.select([self._fd], [], [], max(0.0, timeout_s))
+            if not ready:
+                return b""
+            data = os.read(self._fd, max_bytes)
+        except OSError as exc:
+            if exc.errno != errno.EIO:
+                raise LinkClosed(f"tty closed ({exc.strerror})") from exc
+            if self._hold is None:  # the host closed the port: DTR dropped
+                self._on_hangup()
+                self._hold_slave()
+            else:  # cannot happen while we hold the slave; do not spin if it does
+                time.sleep(min(timeout_s, 0.01))
+            return b""
+        if not data:
+            raise LinkClosed("tty closed")
+        self._release_slave()  # a host has opened the port and spoken
+        return data
+
+    def close(self) -> None:
+        self._release_slave()
+        super().close()
+
+
 class PtyEmulator:
-    """The emulator behind a real pseudo-terminal: open :attr:`path` with pyserial."""
+    """The emulator behind a real pseudo-terminal: open :attr:`path` with pyserial.
+
+    Like a USB-serial device, it returns to IDLE (streaming stopped, pending stimulation
+    cancelled) when the host closes the port, and is silent for the next host until that host
+    speaks. :attr:`hangups` counts the host closes seen.
+    """
 
     def __init__(self, device: EmulatedDevice | None = None, *, speed: str = "fast"):
         master, slave = os.openpty()
         tty.setraw(slave)
-        self._slave = slave  # kept open so the master never sees a hang-up between host opens
         self.path = os.ttyname(slave)
-        self.runner = DeviceRunner(
-            device or make_device(), FdLink(master), speed=speed, name="pty"
-        ).start()
+        self.hangups = 0
+        self.runner: DeviceRunner | None = None
+        link = _PtyMasterLink(master, self.path, self._host_closed_port)
+        os.close(slave)  # the link holds its own descriptor of the slave end
+        self.runner = DeviceRunner(device or make_device(), link, speed=speed, name="pty").start()
 
     @property
     def device(self) -> EmulatedDevice:
         return self.runner.device
 
+    def _host_closed_port(self) -> None:
+        """The host closed the tty (DTR drop): back to IDLE, output for the old host dropped."""
+        self.hangups += 1
+        with self.runner.lock:
+            self.device.host_lost()
+            self.device.take_output()
+
     def close(self) -> None:
+        """Unplug: the runner stops and the device loses its host."""
         self.runner.stop()
         self.runner.link.close()
-        try:
-            os.close(self._slave)
-        except OSError:
-            pass
+        with self.runner.lock:
+            self.device.host_lost()
 
     def __enter__(self):
         return self

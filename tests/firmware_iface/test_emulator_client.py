@@ -13,7 +13,7 @@ from firmware_iface.errors import (
     LinkClosed,
     StimulationRefused,
 )
-from firmware_iface.link import link_pair
+from firmware_iface.link import FdLink, link_pair
 from firmware_iface.messages import ErrorCode, MsgType
 
 from .conftest import collect
@@ -435,6 +435,55 @@ def test_tcp_device_returns_to_idle_when_the_host_disappears():
             assert second.read(0.3) == []  # silent: not streaming for the new host
         finally:
             second.close()
+
+
+def test_pty_device_returns_to_idle_when_the_host_closes_the_port():
+    """USB-serial: closing the port drops DTR; the device stops, and the next host to open
+    the port reads nothing before it speaks (PROTOCOL.md sections 1 and 5)."""
+    import serial
+
+    from firmware_iface.emulator import PtyEmulator
+
+    with PtyEmulator(make_device(), speed="realtime") as pty:
+        for session in range(3):
+            port = serial.Serial(pty.path, 921600, timeout=0.3)
+            try:
+                assert port.read(65536) == b""  # silent until spoken to, every session
+                port.write(b"\x00" + encode_frame(MsgType.START, 1, 0))
+                time.sleep(0.2)
+                assert len(port.read(65536)) > 1000  # streaming for this host
+            finally:
+                port.close()  # no STOP: the host crashed or was closed
+            deadline = time.monotonic() + 2.0
+            while pty.device.state != 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert pty.device.state == 0 and pty.hangups == session + 1
+        port = serial.Serial(pty.path, 921600, timeout=0.3)
+        try:
+            assert port.read(65536) == b""
+            client = DeviceClient(FdLink(port.fileno(), close_fd=False))
+            assert client.identify().state == 0
+        finally:
+            port.close()
+
+
+def test_connect_stops_a_device_left_streaming_and_drains_it():
+    """A device still streaming for a host that vanished without STOP on a link that did not
+    tell it: connect() sends STOP, drops what was in flight and starts with clean books."""
+    link = emulator_link(make_device(), speed="realtime")
+    first = DeviceClient(link)
+    first.start()
+    assert first.read(0.5)  # the first host streams, then goes away without STOP
+    second = DeviceClient(link)
+    info = second.connect()
+    assert info.state == 0
+    assert second.read(0.3) == []
+    assert second.stats.lost_frames == 0 and second.stats.frames == 1  # IDENTIFY's ACK only
+    assert second.decoder.stats.errors == 0
+    second.start()
+    blocks = [b for b in collect(second, 0.3) if isinstance(b, SampleBlock)]
+    assert blocks and all(b.gap_before == 0 for b in blocks)
+    second.close()
 
 
 def _two_runs(key, between):

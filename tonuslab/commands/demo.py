@@ -118,7 +118,7 @@ def run_demo(
     link = open_link(url)
     client = DeviceClient(link)
     try:
-        info = client.identify()
+        info = client.connect()
         client.start()
         blocks: dict[int, list] = {}
         events: list = []
