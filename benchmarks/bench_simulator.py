@@ -9,12 +9,18 @@ Measured in the same run:
   draws per sample (EMG carrier and amplifier noise) and a 3-section ``scipy.signal.sosfilt``
   band-pass of the carrier, for the same number of samples.
 
-Usage: ``python benchmarks/run.py simulator [--minutes M] [--repeats R]``.
+The target (issue 3: under 2 s) is judged on the batch's median **CPU time** of this process by
+default (``--criterion cpu``): on the shared 2-core machine the wall time mostly measures the
+other jobs (the yardstick slows down by the same factor). ``--criterion wall`` judges the wall
+time instead. Both are printed, with the load average. Returns 1 if the target is missed.
+
+Usage: ``python benchmarks/run.py simulator [--minutes M] [--repeats R] [--criterion cpu|wall]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -44,7 +50,15 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--stream-seconds", type=float, default=60.0)
+    ap.add_argument(
+        "--criterion",
+        choices=("cpu", "wall"),
+        default="cpu",
+        help="judge the < 2 s target on the process CPU time (default) or the wall time",
+    )
+    ap.add_argument("--target-s", type=float, default=2.0, help="target for 10 minutes (s)")
     args = ap.parse_args(argv)
+    load_before = os.getloadavg()[0]
     duration = 60.0 * args.minutes
     profile = vp.get_profile("moderate_elbow")
     n_levels = max(1, int(np.ceil(args.minutes * 60 / 330 * 4)))
@@ -96,19 +110,29 @@ def main(argv: list[str]) -> int:
     wall_y, cpu_y = _timed(yardstick, args.repeats)
     wall_s, cpu_s = _timed(stream, max(1, args.repeats // 2))
     msamp = n * N_EMG / 1e6
-    verdict = "PASS" if wall_b < 2 else "FAIL"
+    # the target is for 10 minutes; scale it for other lengths
+    target = args.target_s * args.minutes / 10.0
+    judged = cpu_b if args.criterion == "cpu" else wall_b
+    other_name, other = ("wall", wall_b) if args.criterion == "cpu" else ("CPU", cpu_b)
+    ok = judged < target
+    verdict = "PASS" if ok else "FAIL"
+    load_after = os.getloadavg()[0]
     lines = [
         f"{args.minutes:g} min, {N_EMG} EMG ch at {EMG_RATE_HZ:g} Hz + goniometer at "
-        f"{ANGLE_RATE_HZ:g} Hz ({msamp:.1f} M EMG samples), median of {args.repeats}",
+        f"{ANGLE_RATE_HZ:g} Hz ({msamp:.1f} M EMG samples), median of {args.repeats}; "
+        f"load average {load_before:.1f} before, {load_after:.1f} after",
         f"  virtual_patient batch      wall {wall_b:6.2f} s  cpu {cpu_b:6.2f} s  "
-        f"{msamp / wall_b:6.1f} Msamples/s  target < 2 s: {verdict}",
+        f"{msamp / cpu_b:6.1f} Msamples/s of CPU",
         f"  yardstick numpy+sosfilt    wall {wall_y:6.2f} s  cpu {cpu_y:6.2f} s  "
-        f"{msamp / wall_y:6.1f} Msamples/s",
+        f"{msamp / cpu_y:6.1f} Msamples/s of CPU",
         f"  PatientSource 20 ms blocks {stream_s:g} s of signal in wall {wall_s:.2f} s "
-        f"(cpu {cpu_s:.2f} s): real-time factor {stream_s / wall_s:.0f}x",
+        f"(cpu {cpu_s:.2f} s): real-time factor {stream_s / wall_s:.0f}x "
+        f"(CPU: {stream_s / cpu_s:.0f}x)",
+        f"  criterion: the batch's {args.criterion} time {judged:.2f} s < {target:g} s "
+        f"({other_name} time {other:.2f} s for information): {verdict}",
     ]
     print("\n".join(lines))
-    return 0
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
