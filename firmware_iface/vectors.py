@@ -15,7 +15,16 @@ from dataclasses import asdict
 import numpy as np
 
 from firmware_iface import auth
-from firmware_iface.codec import VERSION_BYTE, cobs_encode, crc16, encode_frame, frame_bytes
+from firmware_iface.codec import (
+    HEADER,
+    MAX_FRAME,
+    PROTOCOL_MAJOR,
+    VERSION_BYTE,
+    cobs_encode,
+    crc16,
+    encode_frame,
+    frame_bytes,
+)
 from firmware_iface.messages import (
     PING,
     SET_TIME,
@@ -176,7 +185,12 @@ def _vector(
         "type_name": MsgType(msg_type).name,
         "seq": seq,
         "time_us": time_us,
-        "payload": payload_fields(msg_type, payload),
+        # a frame of another major is never interpreted: its payload is given as bytes only
+        **(
+            {"payload": payload_fields(msg_type, payload)}
+            if version >> 4 == PROTOCOL_MAJOR
+            else {"payload_hex": payload.hex()}
+        ),
         **extra,
     }
 
@@ -336,6 +350,44 @@ def build_vectors() -> dict:
             Ack(8, MsgType.STIMULATE, struct.pack("<II", 7, 2010)).pack(),
         )
     )
+    cal = CalibrationReply(0, 1, -1234, True, 0.015625, -2048.5)
+    v.append(
+        _vector(
+            "ack_calibrate",
+            D,
+            "ACK of CALIBRATE point 1 (seq 7): raw -1234 counts, complete, new scale 0.015625 "
+            "deg/count and offset -2048.5 counts",
+            MsgType.ACK,
+            13,
+            1_002_500,
+            Ack(7, MsgType.CALIBRATE, cal.pack()).pack(),
+        )
+    )
+    v.append(
+        _vector(
+            "ack_get_status",
+            D,
+            "ACK of GET_STATUS (seq 9): streaming, 87 %, 4135 mV, 31.50 C, no loss",
+            MsgType.ACK,
+            14,
+            1_002_700,
+            Ack(9, MsgType.GET_STATUS, Status(1, 87, 4135, 3150, 0, 0).pack()).pack(),
+        )
+    )
+    v.append(
+        _vector(
+            "error_unsupported_version",
+            D,
+            "ERROR UNSUPPORTED_VERSION, in a 1.0 frame, to the major-2 IDENTIFY of "
+            "refuse/identify_major_2 (seq 1)",
+            MsgType.ERROR,
+            15,
+            1_005_000,
+            ErrorReply(
+                1, MsgType.IDENTIFY, ErrorCode.UNSUPPORTED_VERSION, "device speaks protocol 1.x"
+            ).pack(),
+        )
+    )
     v.append(
         _vector(
             "error_unknown",
@@ -442,6 +494,12 @@ def build_vectors() -> dict:
     good = bytes.fromhex(v[0]["wire_hex"])
     corrupt = bytearray(good)
     corrupt[1] ^= 0x01  # the version byte (a data byte, not a COBS code)
+    # one byte over the limit: a 1015-byte payload makes a 1025-byte frame (COBS itself fine)
+    oversized = (
+        HEADER.pack(VERSION_BYTE, MsgType.STATUS, 16, 0) + (b"\0" + b"A" * 100) * 10 + b"A" * 5
+    )
+    oversized += crc16(oversized).to_bytes(2, "little")
+    assert len(oversized) == MAX_FRAME + 1
     invalid = [
         {"name": "bad_crc", "description": "IDENTIFY with one flipped bit: CRC fails, drop it",
          "wire_hex": bytes(corrupt).hex(), "expect": "crc_error"},
@@ -449,6 +507,46 @@ def build_vectors() -> dict:
          "wire_hex": "0511220000", "expect": "cobs_error"},
         {"name": "too_short", "description": "valid COBS but only 3 bytes: length error",
          "wire_hex": cobs_encode(b"\x10\x01\x00").hex() + "00", "expect": "length_error"},
+        {"name": "oversized", "description": "a valid frame (CRC correct) of 1025 bytes, one over "
+         "the 1024-byte limit (payload 1015 bytes): length error, drop it",
+         "wire_hex": cobs_encode(oversized).hex() + "00", "expect": "length_error"},
+        {"name": "no_delimiter", "description": "1031 non-zero bytes, then a delimiter: more than "
+         "a maximal encoded frame without 0x00; discard up to the delimiter (bounded memory)",
+         "wire_hex": "01" * 1031 + "00", "expect": "oversize"},
+    ]  # fmt: skip
+    # a frame whose last 254 bytes are non-zero: canonical COBS ends with a 0xFF block and no
+    # empty block after it; an encoder that appends the empty block (0x01) is also valid
+    counts = np.full((126, 1), 0x0101, dtype=np.int32)  # 252 bytes, then the 2 CRC bytes
+    long_payload = Samples(0, 0, counts, 2).pack()
+    seq = next(  # one whose CRC bytes are non-zero too
+        q
+        for q in range(1, 1000)
+        if 0 not in frame_bytes(MsgType.SAMPLES, q, 6000, long_payload)[-2:]
+    )  # CRC bytes non-zero too
+    canonical = encode_frame(MsgType.SAMPLES, seq, 6000, long_payload)
+    assert canonical[-256] == 0xFF
+    noncanonical = canonical[:-1] + b"\x01\x00"
+    accept = [
+        {**_vector("samples_254_run_noncanonical", D,
+                   "126 samples of 0x0101 (16 bit): the frame ends with 254 non-zero bytes; this "
+                   "wire form has the empty block 0x01 after the final 0xFF block, which the "
+                   "canonical encoder omits (canonical_wire_hex); decoders accept both",
+                   MsgType.SAMPLES, seq, 6000, long_payload),
+         "wire_hex": noncanonical.hex(), "canonical_wire_hex": canonical.hex()},
+    ]  # fmt: skip
+    refuse = [
+        {**_vector("identify_major_2", H,
+                   "IDENTIFY in a protocol 2.0 header (0x20): valid COBS and CRC, but a 1.0 "
+                   "device must answer ERROR UNSUPPORTED_VERSION (vector "
+                   "error_unsupported_version) and do nothing else",
+                   MsgType.IDENTIFY, 1, 0, b"", version=0x20),
+         "expect": "device: ERROR UNSUPPORTED_VERSION"},
+        {**_vector("ack_major_2", D,
+                   "an ACK in a protocol 2.0 header: a 1.0 host never interprets it and stops, "
+                   "telling the user to upgrade (the reference host: VersionMismatch)",
+                   MsgType.ACK, 0, 1_000_000, Ack(1, MsgType.IDENTIFY, b"\x02\x00").pack(),
+                   version=0x20),
+         "expect": "host: stop (another major version)"},
     ]  # fmt: skip
     return {
         "protocol": "tonuslab device protocol 1.0 (firmware_iface/PROTOCOL.md)",
@@ -459,6 +557,8 @@ def build_vectors() -> dict:
         ),
         "crc_check": {"input_ascii": "123456789", "crc16": "0x29b1"},
         "vectors": v,
+        "accept": accept,
+        "refuse": refuse,
         "invalid": invalid,
     }
 

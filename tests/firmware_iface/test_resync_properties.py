@@ -1,5 +1,7 @@
 """Property tests: the decoder resynchronises within the next frame after any damage."""
 
+from datetime import timedelta
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -10,7 +12,12 @@ frame_st = st.tuples(
     st.binary(max_size=300),
 )  # fmt: skip
 frames_st = st.lists(frame_st, min_size=3, max_size=12)
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+#: "No hang": every example must finish within a second (decoding it takes microseconds to a few
+#: milliseconds; a slow example fails as DeadlineExceeded, a real hang ends in pytest-timeout).
+DEADLINE = timedelta(seconds=1)
+SETTINGS = settings(
+    max_examples=150, deadline=DEADLINE, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 def _wire(frames):
@@ -83,3 +90,17 @@ def test_garbage_before_and_between_frames(frames, garbage):
     originals = list(map(tuple, frames))
     # garbage can swallow at most the frame right after it (if it ends without a delimiter)
     assert originals[2:] == got[-len(originals[2:]) :] or originals[2:] == []
+
+
+@SETTINGS
+@given(st.lists(st.binary(max_size=5000), max_size=8), st.lists(st.integers(0, 40_000)))
+def test_arbitrary_bytes_give_frames_or_counted_errors_in_bounded_memory(chunks, cuts):
+    """Any bytes, in any chunks: only frames come out, everything else is counted, the buffer
+    stays under one maximal frame, and a valid frame after the garbage is received."""
+    data = b"".join(chunks)
+    decoded, dec = _feed_in_chunks(data, cuts)
+    assert all(isinstance(f.payload, bytes) for f in decoded)
+    assert dec.buffered <= MAX_ENCODED
+    assert dec.stats.bytes_in == len(data)
+    marker = encode_frame(0x93, 7, 7, b"after the garbage")
+    assert _keys(dec.feed(b"\x00" + marker))[-1] == (0x93, 7, 7, b"after the garbage")

@@ -101,8 +101,56 @@ def test_invalid_vectors_are_dropped_and_counted(vec):
         "crc_error": "crc_errors",
         "cobs_error": "cobs_errors",
         "length_error": "length_errors",
+        "oversize": "oversize",
     }
-    assert getattr(dec.stats, field[vec["expect"]]) == 1
+    assert getattr(dec.stats, field[vec["expect"]]) == 1 == dec.stats.errors
+    # and the receiver is back in step: the next frame decodes
+    assert len(dec.feed(bytes.fromhex(VECTORS[0]["wire_hex"]))) == 1
+
+
+@pytest.mark.parametrize("vec", DATA["accept"], ids=[v["name"] for v in DATA["accept"]])
+def test_noncanonical_cobs_is_accepted_by_both_decoders(vec):
+    from firmware_iface.fastdecode import decode_samples
+
+    wire = bytes.fromhex(vec["wire_hex"])
+    assert wire != bytes.fromhex(vec["canonical_wire_hex"])
+    assert cobs_decode(wire[:-1]).hex() == vec["frame_hex"]
+    dec = StreamDecoder()
+    (frame,) = dec.feed(wire)
+    assert dec.stats.errors == 0
+    assert _json(payload_fields(frame.msg_type, frame.payload)) == vec["payload"]
+    fast = decode_samples(wire)
+    assert fast.n_frames == 1 and fast.cobs_errors == fast.length_errors == fast.crc_errors == 0
+    assert fast.streams[0].counts.tolist() == vec["payload"]["counts"]
+    # the canonical encoder writes the other form
+    payload = payload_bytes(vec["type"], vec["payload"])
+    encoded = encode_frame(vec["type"], vec["seq"], vec["time_us"], payload)
+    assert encoded.hex() == vec["canonical_wire_hex"]
+
+
+def test_major_2_frames_are_refused_by_device_and_host():
+    from firmware_iface.client import DeviceClient
+    from firmware_iface.emulator import make_device
+    from firmware_iface.errors import VersionMismatch
+    from firmware_iface.link import link_pair
+
+    refuse = {v["name"]: v for v in DATA["refuse"]}
+    # the device answers the major-2 IDENTIFY with exactly the error_unsupported_version payload
+    wire = bytes.fromhex(refuse["identify_major_2"]["wire_hex"])
+    (frame,) = StreamDecoder().feed(wire)
+    assert (frame.major, frame.msg_type, frame.seq) == (2, 1, 1)
+    device = make_device()
+    device.receive(wire)
+    (reply,) = StreamDecoder().feed(device.take_output())
+    expected = next(v for v in VECTORS if v["name"] == "error_unsupported_version")
+    assert (reply.msg_type, reply.version) == (expected["type"], 0x10)
+    assert _json(payload_fields(reply.msg_type, reply.payload)) == expected["payload"]
+    # a host that receives the major-2 ACK stops with VersionMismatch
+    host, dev = link_pair()
+    dev.write(bytes.fromhex(refuse["ack_major_2"]["wire_hex"]))
+    with DeviceClient(host, command_timeout_s=2.0, retries=0) as client:
+        with pytest.raises(VersionMismatch, match="upgrade"):
+            client.identify()
 
 
 def test_crc_check_value_in_file():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pathlib
 import sys
+from datetime import timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -17,7 +18,7 @@ import harnesses  # noqa: E402
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 
 
-@SETTINGS
+@settings(SETTINGS, deadline=timedelta(seconds=1))  # "no hang": each example within a second
 @given(st.binary(max_size=4096))
 def test_decoder_on_arbitrary_bytes(data):
     harnesses.decoder(data)
