@@ -1,5 +1,12 @@
-"""`tonuslab report`: one self-contained HTML file, rendered in a real headless Chromium."""
+"""`tonuslab report`: one self-contained HTML file, rendered in a real headless Chromium.
 
+Without selenium or Chromium the browser tests skip, except under CI (environment variable ``CI``
+set and not ``0``/``false``, as ``.ci/run`` exports it), where a missing browser is a failure.
+"""
+
+import base64
+import io
+import os
 import pathlib
 import re
 import shutil
@@ -14,13 +21,25 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _no_browser(reason: str):
+    if _in_ci():
+        pytest.fail(f"{reason}: the browser check must run in CI (.ci/run installs chromium)")
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="module")
 def browser():
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        _no_browser("selenium is not installed")
     if not (pathlib.Path(CHROMIUM).exists() and pathlib.Path(CHROMEDRIVER).exists()):
-        pytest.skip("headless chromium not installed")
+        _no_browser(f"headless chromium not installed ({CHROMIUM}, {CHROMEDRIVER})")
     profile = tempfile.mkdtemp(prefix="tl-chromium-")
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
@@ -54,6 +73,36 @@ def _figures_in_browser(driver, path):
     )
 
 
+def _ink(png: bytes) -> tuple[float, float]:
+    """(pixel SD, fraction of pixels unlike the most common colour) of a PNG image."""
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int32)
+    flat = rgb.reshape(-1, 3)
+    colours, counts = np.unique(flat, axis=0, return_counts=True)
+    background = colours[np.argmax(counts)]
+    differs = np.abs(flat - background).sum(axis=1) > 30
+    return float(rgb.std()), float(differs.mean())
+
+
+def _assert_figures_not_blank(driver, html_path):
+    """Every embedded PNG decodes to a drawing, and every rendered figure shows one."""
+    from selenium.webdriver.common.by import By
+
+    html = html_path.read_text()
+    embedded = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", html)
+    assert embedded
+    for data in embedded:
+        sd, ink = _ink(base64.b64decode(data))
+        assert sd > 5.0 and ink > 0.01, (html_path.name, sd, ink)
+    for element in driver.find_elements(By.TAG_NAME, "img"):
+        driver.execute_script("arguments[0].scrollIntoView(true);", element)
+        sd, ink = _ink(element.screenshot_as_png)  # what the browser painted
+        assert sd > 5.0 and ink > 0.01, (element.get_attribute("data-figure"), sd, ink)
+    sd, _ = _ink(driver.get_screenshot_as_png())
+    assert sd > 5.0  # the page itself is not blank
+
+
 def test_single_session_reports_render(browser, stretch_file, hreflex_file, tmp_path, capsys):
     out1, out2 = tmp_path / "stretch.html", tmp_path / "hreflex.html"
     assert main(["report", str(stretch_file), "-o", str(out1)]) == 0
@@ -70,6 +119,7 @@ def test_single_session_reports_render(browser, stretch_file, hreflex_file, tmp_
         assert names == expected
         assert all(i["complete"] and i["w"] > 100 and i["h"] > 50 for i in page["imgs"])
         assert page["text"] > 500 and page["height"] > 800  # not blank
+        _assert_figures_not_blank(browser, out)
     text = out1.read_text()
     assert "Spasticity profile" in text and "Tardieu summary" in text and "Quality flags" in text
     assert (
@@ -98,6 +148,7 @@ def test_comparison_report_renders(browser, stretch_file, tmp_path, synth, capsy
     names = [i["name"] for i in page["imgs"]]
     assert names.count("comparison") == 1 and names.count("dsrt") == 4
     assert all(i["w"] > 0 for i in page["imgs"])
+    _assert_figures_not_blank(browser, out)
     html = out.read_text()
     assert "Comparison over time" in html and "class='beyond'" in html
     assert "responder" in html
