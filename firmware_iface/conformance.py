@@ -486,10 +486,10 @@ class _Battery:
         # from the most harmless probe to the least; each exceeds one limit by the smallest
         # step with everything else at its minimum, and the battery stops at the first one
         # delivered (on a bench: a load, never a person)
-        probes = [
-            ("interval", StimMode.PAIR, 2, low, width, lim.min_interval_us - 1),
-            ("pulse count", StimMode.TRAIN, lim.max_pulses + 1, low, width, step),
-        ]
+        probes = []
+        if lim.min_interval_us > 0:
+            probes.append(("interval", StimMode.PAIR, 2, low, width, lim.min_interval_us - 1))
+        probes.append(("pulse count", StimMode.TRAIN, lim.max_pulses + 1, low, width, step))
         if width > 1:
             probes.append(("width below minimum", StimMode.SINGLE, 1, low, width - 1, 0))
         probes += [

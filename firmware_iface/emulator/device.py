@@ -64,7 +64,7 @@ class Faults:
     drop_frame_every : int
         Skip every n-th sample frame (a device-side overrun; counted in STATUS).
     accept_unauthenticated : bool
-        Deliver stimuli whatever the MAC and counter (an unsafe device).
+        Deliver stimuli whatever the MAC, counter and deadline (an unsafe device).
     stim_time_error_us : int
         Added to the device time reported in STIM_EVENT frames.
     silent_on_malformed : bool

@@ -181,7 +181,10 @@ class _PtyMasterLink(FdLink):
         self._hold_slave()
 
     def _hold_slave(self) -> None:
-        fd = os.open(self._path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        try:
+            fd = os.open(self._path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        except OSError as exc:  # the emulator is being closed
+            raise LinkClosed(f"pty {self._path} gone ({exc.strerror})") from exc
         tty.setraw(fd)
         termios.tcflush(fd, termios.TCIOFLUSH)
         self._hold = fd
@@ -203,6 +206,8 @@ class _PtyMasterLink(FdLink):
         except OSError as exc:
             if exc.errno != errno.EIO:
                 raise LinkClosed(f"tty closed ({exc.strerror})") from exc
+            if self._closed:
+                raise LinkClosed("link closed") from exc
             if self._hold is None:  # the host closed the port: DTR dropped
                 self._on_hangup()
                 self._hold_slave()
