@@ -30,6 +30,8 @@ import numpy as np
 from acquire.errors import AcquisitionError
 
 BLOCK_RECRUITMENT = "recruitment"
+#: The fine part of a coarse-then-fine recruitment ladder (placed around the coarse H peak).
+BLOCK_RECRUITMENT_FINE = "recruitment_fine"
 
 
 class PlanError(AcquisitionError):
@@ -76,9 +78,17 @@ class HReflexProtocolConfig:
     Attributes
     ----------
     ladder_ma : sequence of float
-        Recruitment intensities, mA (each delivered ``ladder_repeats`` times).
+        Coarse recruitment intensities, mA (each delivered ``ladder_repeats`` times).
     ladder_repeats : int
         Repeats of each ladder intensity.
+    fine_ladder_pulses : int
+        Pulses added after the coarse ladder around the H peak it showed (coarse-then-fine, as
+        labs do: the H peak is narrow, and Hmax is pinned by the pulses near it). Their
+        intensities are resolved after the coarse ladder (:func:`choose_fine_center`); 0 turns
+        the fine ladder off.
+    fine_span : float
+        Half-width of the fine ladder as a fraction of the coarse ladder's range (0.15: +/-3.9 mA
+        for 4-30 mA), evenly spaced, in random order, clipped to the coarse range.
     order : {"ascending", "random"}
         Order of the recruitment pulses.
     interval_s : float
@@ -116,7 +126,9 @@ class HReflexProtocolConfig:
     """
 
     ladder_ma: Sequence[float] = tuple(np.round(np.arange(4.0, 30.01, 2.0), 3))
-    ladder_repeats: int = 2
+    ladder_repeats: int = 1
+    fine_ladder_pulses: int = 14
+    fine_span: float = 0.15
     order: str = "random"
     interval_s: float = 10.0
     jitter_s: float = 2.0
@@ -158,9 +170,11 @@ class PlannedPulse:
     pair_interval_s : float
         Onset-to-onset within a pair, s (0 for a single pulse).
     block : str
-        ``"recruitment"``, ``"rate_<f>hz"`` or ``"pair_<dt>s"``.
+        ``"recruitment"``, ``"recruitment_fine"``, ``"rate_<f>hz"`` or ``"pair_<dt>s"``.
     rate_hz : float
         Nominal rate of the block (recruitment: ``1 / interval_s``; pairs: NaN).
+    fine_offset_ma : float
+        Fine-ladder pulses: offset from the coarse H peak, mA (NaN otherwise).
     """
 
     number: int
@@ -171,6 +185,7 @@ class PlannedPulse:
     pair_interval_s: float
     block: str
     rate_hz: float
+    fine_offset_ma: float = float("nan")
 
 
 #: Shortest recruitment interval that keeps post-activation depression out of the ladder, s
@@ -203,12 +218,28 @@ class HReflexPlan:
         return sum(2 if p.mode == "pair" else 1 for p in self.pulses)
 
     def with_test_intensity(self, intensity_ma: float) -> HReflexPlan:
-        """The plan with every unresolved (test) intensity set, re-checked against the limits."""
+        """The plan with every unresolved test intensity (rate blocks, pairs) set, re-checked
+        against the limits."""
         _check_intensity(float(intensity_ma), self.limits, "test_intensity_ma")
         pulses = [
-            p if p.intensity_ma is not None else replace(p, intensity_ma=float(intensity_ma))
+            p
+            if p.intensity_ma is not None or p.block == BLOCK_RECRUITMENT_FINE
+            else replace(p, intensity_ma=float(intensity_ma))
             for p in self.pulses
         ]
+        return HReflexPlan(pulses, self.config, self.limits, self.time_scale, list(self.warnings))
+
+    def with_fine_center(self, center_ma: float) -> HReflexPlan:
+        """The plan with the fine-ladder intensities set to ``center_ma`` + their offsets,
+        clipped to the coarse ladder's range and re-checked against the limits."""
+        lo, hi = min(self.config.ladder_ma), max(self.config.ladder_ma)
+        pulses = []
+        for p in self.pulses:
+            if p.block == BLOCK_RECRUITMENT_FINE and p.intensity_ma is None:
+                v = round(min(max(float(center_ma) + p.fine_offset_ma, lo), hi), 3)
+                _check_intensity(v, self.limits, "fine ladder intensity")
+                p = replace(p, intensity_ma=v)
+            pulses.append(p)
         return HReflexPlan(pulses, self.config, self.limits, self.time_scale, list(self.warnings))
 
     def to_dict(self) -> dict:
@@ -295,6 +326,11 @@ def make_plan(
             )
     if c.ladder_repeats < 1 or c.pulses_per_block < 0 or c.pairs_per_interval < 0:
         raise PlanError("ladder_repeats must be >= 1; pulses_per_block, pairs_per_interval >= 0")
+    if c.fine_ladder_pulses < 0 or not 0.0 < c.fine_span <= 0.5:
+        raise PlanError(
+            f"fine_ladder_pulses={c.fine_ladder_pulses} must be >= 0 and fine_span={c.fine_span} "
+            "in (0, 0.5]"
+        )
     if int(c.emg_channel) != c.emg_channel or c.emg_channel < 0:
         raise PlanError(f"emg_channel={c.emg_channel} must be a channel number >= 0")
     if c.gate_band_uv is not None and not (
@@ -333,6 +369,16 @@ def make_plan(
                 1.0 / c.interval_s,
             )
         )
+        t += c.interval_s + float(rng.uniform(0.0, c.jitter_s))
+    half = c.fine_span * (max(ladder) - min(ladder))
+    offsets = np.linspace(-half, half, c.fine_ladder_pulses) if c.fine_ladder_pulses > 1 else [0.0]
+    for off in rng.permutation(np.asarray(offsets, float))[: c.fine_ladder_pulses]:
+        pulses.append(
+            PlannedPulse(
+                len(pulses), t, None, c.width_us, "single", 0.0, BLOCK_RECRUITMENT_FINE,
+                1.0 / c.interval_s, float(off),
+            )
+        )  # fmt: skip
         t += c.interval_s + float(rng.uniform(0.0, c.jitter_s))
     test = None if c.test_intensity_ma is None else float(c.test_intensity_ma)
     for f in c.rate_blocks_hz:
@@ -538,7 +584,9 @@ def choose_test_intensity(records: list[PulseRecord], m_fraction: float = 0.2) -
     rows = [
         (r.intensity_ma, r.m_p2p_uv, r.h_p2p_uv)
         for r in records
-        if r.block == BLOCK_RECRUITMENT and r.status == "delivered" and r.m_p2p_uv is not None
+        if r.block in (BLOCK_RECRUITMENT, BLOCK_RECRUITMENT_FINE)
+        and r.status == "delivered"
+        and r.m_p2p_uv is not None
     ]
     if len(rows) < 3:
         return None
@@ -559,6 +607,27 @@ def choose_test_intensity(records: list[PulseRecord], m_fraction: float = 0.2) -
     return round(min(value, i_hmax), 2)
 
 
+def choose_fine_center(records: list[PulseRecord]) -> float | None:
+    """The H peak of the coarse ladder (mA), where the fine ladder is centred.
+
+    Median quick H peak-to-peak per coarse intensity, smoothed over neighbouring intensities (a
+    3-point running mean: one large H from trial-to-trial variability should not move the fine
+    ladder), and the intensity of its maximum. None when fewer than 3 intensities have a
+    measured H.
+    """
+    rows = [
+        (round(r.intensity_ma, 6), r.h_p2p_uv)
+        for r in records
+        if r.block == BLOCK_RECRUITMENT and r.status == "delivered" and r.h_p2p_uv is not None
+    ]
+    levels = sorted({i for i, _ in rows})
+    if len(levels) < 3:
+        return None
+    h = np.array([np.median([v for i, v in rows if i == lv]) for lv in levels])
+    smooth = np.convolve(np.pad(h, 1, mode="edge"), np.ones(3) / 3.0, mode="valid")
+    return float(levels[int(np.argmax(smooth))])
+
+
 class HReflexRunner:
     """Drive a device client through an :class:`HReflexPlan`.
 
@@ -574,6 +643,11 @@ class HReflexRunner:
         ``f(records) -> float`` called after the recruitment when the plan has no test intensity;
         its answer is checked against the limits. Default :func:`choose_test_intensity` (M at
         20% of the largest M seen, on the rising H limb).
+    choose_fine_center : callable, optional
+        ``f(records) -> float or None`` called after the coarse ladder when the plan has a fine
+        ladder: its centre, mA. Default :func:`choose_fine_center` (the coarse H peak); None
+        (no H seen) centres it on the middle of the coarse range, with a message in the first
+        fine pulse's record.
     muscle : {"soleus", "fcr"}
         Response windows of the runner's quick M/H measures (:data:`RESPONSE_WINDOWS_MS`), which
         choose the test intensity: the FCR H-wave (~16 ms) lies inside the soleus M window, so
@@ -592,6 +666,7 @@ class HReflexRunner:
         plan: HReflexPlan,
         *,
         choose_test_intensity: Callable[[list[PulseRecord]], float] | None = None,
+        choose_fine_center: Callable[[list[PulseRecord]], float | None] | None = None,
         on_record: Callable[[PulseRecord], None] | None = None,
         poll_s: float = 0.002,
         muscle: str = "soleus",
@@ -617,6 +692,8 @@ class HReflexRunner:
         self.monitor = monitor
         self.plan = plan
         self.choose_test_intensity = choose_test_intensity or choose_test_intensity_default
+        self.choose_fine_center = choose_fine_center or choose_fine_center_default
+        self.fine_center_ma: float | None = None
         self.on_record = on_record
         self.muscle = muscle
         self.windows = RESPONSE_WINDOWS_MS[muscle]
@@ -686,6 +763,21 @@ class HReflexRunner:
         min_gap = round(plan.limits.min_interval_s * scale * rate)
         lead = 0  # how far ahead of the host's view the device places a pulse (samples)
         for k, p in enumerate(pulses):
+            fine_note = ""
+            if p.intensity_ma is None and p.block == BLOCK_RECRUITMENT_FINE:
+                center = self.choose_fine_center(list(self.records))
+                if center is None:
+                    lo, hi = min(plan.config.ladder_ma), max(plan.config.ladder_ma)
+                    center = 0.5 * (lo + hi)
+                    fine_note = (
+                        f"no H in the coarse ladder: fine ladder centred on {center:g} mA, the "
+                        "middle of the coarse range"
+                    )
+                self.fine_center_ma = float(center)
+                plan = plan.with_fine_center(center)
+                self.plan = plan
+                pulses[k:] = plan.pulses[k:]
+                p = pulses[k]
             if p.intensity_ma is None:
                 v = (
                     None
@@ -721,6 +813,7 @@ class HReflexRunner:
                 planned_emg_index=int(target),
                 status="",
                 time_compressed=scale != 1.0,
+                message=fine_note,
             )
             if gate is not None:
                 waited = 0
@@ -767,7 +860,10 @@ class HReflexRunner:
                 shift = 0
                 last = rec.first_emg_index + round(rec.pair_interval_s * rate)
                 earliest = last + min_gap
-            if rec.first_emg_index is not None and p.block == BLOCK_RECRUITMENT:
+            if rec.first_emg_index is not None and p.block in (
+                BLOCK_RECRUITMENT,
+                BLOCK_RECRUITMENT_FINE,
+            ):
                 self._measure(rec, rate)  # rate blocks and pairs keep their timing
             self._finish(rec)
         return self.records
@@ -816,6 +912,7 @@ class HReflexRunner:
 
 
 choose_test_intensity_default = choose_test_intensity
+choose_fine_center_default = choose_fine_center
 
 
 def _first_index(reply) -> int | None:

@@ -20,9 +20,13 @@ from acquire.protocols.hreflex import (
 def test_default_plan_shape_and_intervals():
     plan = make_plan(HReflexProtocolConfig(test_intensity_ma=12.0))
     assert PROTOCOLS["hreflex"] == "acquire.protocols.hreflex"
-    rec = [p for p in plan.pulses if p.block == "recruitment"]
-    assert len(rec) == 14 * 2
-    gaps = np.diff([p.t_s for p in rec])
+    coarse = [p for p in plan.pulses if p.block == "recruitment"]
+    fine = [p for p in plan.pulses if p.block == "recruitment_fine"]
+    assert len(coarse) == 14 and len(fine) == 14  # coarse-then-fine ladder
+    assert all(p.intensity_ma is None for p in fine)  # resolved after the coarse ladder
+    offsets = sorted(p.fine_offset_ma for p in fine)
+    assert offsets[0] == pytest.approx(-0.15 * 26) and offsets[-1] == pytest.approx(0.15 * 26)
+    gaps = np.diff([p.t_s for p in coarse + fine])
     assert gaps.min() >= 10.0 and gaps.max() <= 12.0  # >= 10 s with jitter
     for f in (0.1, 0.2, 0.3, 1.0, 2.0):
         blk = [p for p in plan.pulses if p.block == f"rate_{f:g}hz"]
@@ -69,8 +73,15 @@ def test_plans_breaking_limits_are_refused(cfg, limits, match):
 def test_test_intensity_resolved_later_and_checked():
     plan = make_plan(HReflexProtocolConfig())
     assert any(p.intensity_ma is None for p in plan.pulses)
-    resolved = plan.with_test_intensity(11.0)
+    resolved = plan.with_fine_center(12.0).with_test_intensity(11.0)
     assert all(p.intensity_ma is not None for p in resolved.pulses)
+    fine = [p.intensity_ma for p in resolved.pulses if p.block == "recruitment_fine"]
+    assert min(fine) == pytest.approx(12.0 - 3.9) and max(fine) == pytest.approx(12.0 + 3.9)
+    # clipped to the coarse range (4-30 mA)
+    edge = [p.intensity_ma for p in plan.with_fine_center(5.0).pulses if p.block.endswith("fine")]
+    assert min(edge) == 4.0 and max(edge) == pytest.approx(8.9)
+    with pytest.raises(PlanError, match="fine ladder intensity"):
+        plan.with_fine_center(float("nan"))
     with pytest.raises(PlanError):
         plan.with_test_intensity(100.0)
 
@@ -158,3 +169,17 @@ def test_runner_windows_follow_the_muscle():
     # the FCR H-wave (~16 ms) sits inside the soleus M window: the muscle must reach the runner
     assert RESPONSE_WINDOWS_MS["soleus"]["m"][0] < 16.0 < RESPONSE_WINDOWS_MS["soleus"]["m"][1]
     assert RESPONSE_WINDOWS_MS["fcr"]["m"][1] < 16.0 < RESPONSE_WINDOWS_MS["fcr"]["h"][1]
+
+
+def test_fine_center_is_the_smoothed_coarse_h_peak():
+    from acquire.protocols.hreflex import PulseRecord, choose_fine_center
+
+    def rec(i, h, block="recruitment"):
+        return PulseRecord(0, block, "single", i, 1000, 0.0, 0.1, 0, "delivered", h_p2p_uv=h)
+
+    h = {4: 50, 6: 400, 8: 900, 10: 1000, 12: 700, 14: 1300, 16: 100, 18: 50}  # 14: one outlier
+    ladder = [rec(i, v) for i, v in h.items()]
+    # 3-point means: 8 -> 767, 10 -> 867, 12 -> 1000, 14 -> 700: the peak region, not the outlier
+    assert choose_fine_center(ladder) == 12.0
+    assert choose_fine_center(ladder[:2]) is None
+    assert choose_fine_center([*ladder[:2], rec(9, 5000.0, block="rate_1hz")]) is None

@@ -14,6 +14,7 @@ from acquire.protocols.hreflex import (
     HReflexRunner,
     PlanError,
     StimulationStopped,
+    choose_fine_center,
     choose_test_intensity,
     device_is_emulated,
     make_plan,
@@ -71,19 +72,28 @@ def test_runner_drives_the_emulated_device_and_the_session_analyses(tmp_path):
         pairs_per_interval=2, gate_band_uv=(0.0, 60.0), test_intensity_ma=None,
     )  # fmt: skip
     plan = make_plan(cfg, time_scale=0.1)
-    box, seen, truth, _ = _record(tmp_path, plan)
+    box, seen, truth, runner = _record(tmp_path, plan)
     assert "error" not in box, box.get("error")
     records = box["records"]
     assert len(records) == len(plan.pulses) == len(seen)
     assert all(r.time_compressed for r in records)
     delivered = [r for r in records if r.status == "delivered"]
     assert len(delivered) >= len(records) - 2  # the gate may skip a pulse or two
+    # coarse-then-fine: the fine ladder sits on the coarse ladder's (quick) H peak
+    coarse = [r for r in records if r.block == "recruitment"]
+    fine = [r for r in records if r.block == "recruitment_fine"]
+    assert len(coarse) == 16 and len(fine) == 14
+    assert runner.fine_center_ma == choose_fine_center(coarse)
+    assert abs(runner.fine_center_ma - truth["hreflex"]["i_hmax_ma"]) <= 4.0  # a 2 mA ladder
+    span = 0.15 * (36.0 - 6.0)
+    assert min(r.intensity_ma for r in fine) == pytest.approx(runner.fine_center_ma - span)
+    assert max(r.intensity_ma for r in fine) == pytest.approx(runner.fine_center_ma + span)
     # the automatic test intensity: M at ~20% of the largest M, on the rising H limb
-    test = {r.intensity_ma for r in records if r.block != "recruitment"}
+    test = {r.intensity_ma for r in records if not r.block.startswith("recruitment")}
     assert len(test) == 1
     (test_ma,) = test
     assert 11.0 <= test_ma <= 18.0
-    assert test_ma == choose_test_intensity([r for r in records if r.block == "recruitment"])
+    assert test_ma == choose_test_intensity(coarse + fine)
     with open_session(tmp_path / "h.h5") as s:
         stim = [e for e in s.events if e["kind"] == "stimulus"]
         n_expected = sum(2 if r.mode == "pair" else 1 for r in delivered)
@@ -201,6 +211,7 @@ def test_gate_waits_then_skips_on_active_background_on_the_gated_channel(tmp_pat
         ladder_ma=(8.0, 12.0, 16.0, 20.0, 24.0), ladder_repeats=1, order="ascending",
         rate_blocks_hz=(1.0,), pulses_per_block=4, paired_intervals_s=(), pairs_per_interval=0,
         gate_band_uv=(0.0, 60.0), gate_timeout_s=5.0, test_intensity_ma=14.0, emg_channel=1,
+        fine_ladder_pulses=0,
     )  # fmt: skip
     scale, rate = 0.1, 5000
     plan = make_plan(cfg, time_scale=scale)

@@ -1,10 +1,13 @@
 """``tonuslab validate hreflex``: H-reflex metrics against the virtual patient's ground truth.
 
 Each seed simulates one session per H-reflex profile (``soleus_healthy``, ``soleus_spastic``,
-``fcr_healthy``) at a sampling rate cycling through 4, 5, 8 and 10 kHz: a recruitment ladder
-over the profile's intensity range in 61 steps (31 with ``--quick``), 10 s apart, random order;
-frequency blocks at 0.1, 0.2, 0.3, 1 and 2 Hz (10 pulses each) and 10 pairs each at 2.5 and 5 s
-at the profile's test intensity. The simulator adds background EMG, amplifier noise, mains hum,
+``fcr_healthy``) at a sampling rate cycling through 4, 5, 8 and 10 kHz: a coarse-then-fine
+recruitment ladder of 61 pulses (31 with ``--quick``), 10 s apart: 31 (16) levels over the
+profile's intensity range in random order, then 30 (15) levels spread over +/-15% of the range
+around the H peak of the coarse pass (analysed from its recording, as a lab would), random order
+(``simulate(..., ladder="uniform")`` gives the former uniform ladder); frequency blocks at
+0.1, 0.2, 0.3, 1 and 2 Hz (10 pulses each) and 10 pairs each at 2.5 and 5 s at the profile's
+test intensity. The simulator adds background EMG, amplifier noise, mains hum,
 occasional pops, trial-to-trial variability (M CV 3%, H CV 12%, latency jitter) and a stimulus
 artifact that saturates the ADC for up to about 2 ms at the upper intensities.
 
@@ -50,16 +53,57 @@ TARGETS = {
 }
 
 
+#: Half-width of the fine ladder around the coarse pass's H peak, as a fraction of the profile's
+#: intensity range (FCR: +/-3.5 mA of a 2-25 mA range, the width of its H bump).
+FINE_SPAN = 0.15
+
+
+def coarse_fine_ladders(profile, steps: int):
+    """(coarse levels, fine offsets): ``steps // 2 + 1`` levels over the whole range and
+    ``steps - steps // 2`` offsets spanning +/-FINE_SPAN of the range, to be centred on the H
+    peak the coarse pass shows (mA)."""
+    lo, hi = profile.stim_range_ma
+    n_coarse = steps // 2
+    coarse = np.round(np.linspace(lo, hi, n_coarse + 1), 3)
+    half = FINE_SPAN * (hi - lo)
+    fine = np.linspace(-half, half, steps - n_coarse)
+    return coarse, fine
+
+
 def session_program(
-    profile, rng: np.random.Generator, quick: bool = False, ladder_steps: int | None = None
+    profile,
+    rng: np.random.Generator,
+    quick: bool = False,
+    ladder_steps: int | None = None,
+    *,
+    fine_center_ma: float | None = None,
+    coarse_only: bool = False,
 ):
-    """The stimulus program of one validation session (list of ``virtual_patient.Stimulus``)."""
+    """The stimulus program of one validation session (list of ``virtual_patient.Stimulus``).
+
+    Without ``fine_center_ma``: one uniform ladder of ``ladder_steps`` (60; 30 quick) steps. With
+    it (the coarse-then-fine protocol, :func:`simulate`): a coarse ladder of half the pulses over
+    the range, then the other half spread over +/-FINE_SPAN of the range around
+    ``fine_center_ma`` (the H peak of the coarse pass), each part in random order, 10 s apart;
+    ``coarse_only`` stops after the coarse part. Then the rate blocks and pairs.
+    """
     import virtual_patient as vp
 
     lo, hi = profile.stim_range_ma
     steps = ladder_steps or (30 if quick else 60)
-    step = round((hi - lo) / steps, 2)
-    ladder = vp.recruitment_ladder(profile, step_ma=step, interval_s=10.0, order="random", rng=rng)
+    if fine_center_ma is None and not coarse_only:
+        step = round((hi - lo) / steps, 2)
+        ladder = vp.recruitment_ladder(
+            profile, step_ma=step, interval_s=10.0, order="random", rng=rng
+        )
+    else:
+        coarse, fine = coarse_fine_ladders(profile, steps)
+        levels = list(rng.permutation(coarse))
+        if coarse_only:
+            return [vp.Stimulus(1.0 + 10.0 * k, float(v)) for k, v in enumerate(levels)]
+        fine_levels = np.clip(np.round(fine_center_ma + fine, 3), lo, hi)
+        levels += list(rng.permutation(fine_levels))
+        ladder = [vp.Stimulus(1.0 + 10.0 * k, float(v)) for k, v in enumerate(levels)]
     test = vp.test_intensity_ma(profile)
     t = ladder[-1].time_s + 20.0
     blocks = vp.frequency_blocks(
@@ -72,13 +116,50 @@ def session_program(
     return ladder + blocks + pairs
 
 
-def simulate(profile_name: str, seed: int, rate_hz: float, quick: bool = False, ladder_steps=None):
-    """Simulate one validation session; returns the ``virtual_patient.Recording``."""
+def coarse_h_peak_ma(rec) -> float:
+    """Intensity of the H peak in a coarse recruitment pass, from the recorded EMG (mA).
+
+    What a lab does between the coarse and the fine ladder: analyse the coarse pass
+    (:func:`dsp.hreflex.analyze_hreflex`, no bootstrap) and take the fitted H peak; when the fit
+    fails, the intensity of the largest measured H.
+    """
+    res = analyse(rec, n_boot=0)
+    peak = res.h_fit.intensity_at_max_ma
+    if res.h_fit.converged and np.isfinite(peak):
+        return float(peak)
+    h = np.array([s.h_p2p_uv for s in res.stimuli])
+    return float(res.stimuli[int(np.nanargmax(h))].intensity_ma)
+
+
+def simulate(
+    profile_name: str,
+    seed: int,
+    rate_hz: float,
+    quick: bool = False,
+    ladder_steps=None,
+    ladder: str = "coarse-fine",
+):
+    """Simulate one validation session; returns the ``virtual_patient.Recording``.
+
+    ``ladder="coarse-fine"`` (default): the coarse pass is simulated first and analysed to place
+    the fine ladder around its H peak; the full session is then simulated with the same seed,
+    so its coarse part is the very same recording (the simulator draws every pulse and noise
+    chunk from the seed and its index). ``ladder="uniform"``: one uniform ladder.
+    """
     import virtual_patient as vp
 
+    if ladder not in ("coarse-fine", "uniform"):
+        raise ValueError(f"ladder={ladder!r} must be 'coarse-fine' or 'uniform'")
     profile = vp.get_profile(profile_name)
+    center = None
+    if ladder == "coarse-fine":
+        coarse = session_program(
+            profile, np.random.default_rng([seed, 7]), quick, ladder_steps, coarse_only=True
+        )
+        first = vp.simulate_hreflex_session(profile, seed=seed, emg_rate_hz=rate_hz, stimuli=coarse)
+        center = coarse_h_peak_ma(first)
     rng = np.random.default_rng([seed, 7])
-    program = session_program(profile, rng, quick, ladder_steps)
+    program = session_program(profile, rng, quick, ladder_steps, fine_center_ma=center)
     return vp.simulate_hreflex_session(profile, seed=seed, emg_rate_hz=rate_hz, stimuli=program)
 
 
