@@ -39,7 +39,11 @@ _JOINT_OF_MUSCLE = {
 SOURCES = {
     "calota2008": "Calota A, Feldman AG, Levin MF (2008) Clin Neurophysiol 119:2329-2337",
     "levin2024": "Levin MF, Piscitelli D, Khayat J (2024) Clin Neurophysiol 165:138",
-    "blanchette2016": "Blanchette AK et al. (2016) Phys Ther 96:687",
+    "blanchette2016": "Blanchette AK et al. (2016) Phys Ther 96:687 (inter-evaluator "
+    "reliability, 28 people after stroke, ICC(2,1) 0.851)",
+    "review2025": "Metric properties of the TSRT as a measure of spasticity: systematic review "
+    "with meta-analysis (2025) Arch Physiother, doi:10.33393/aop.2025.3428 (pooled ICC "
+    "0.55-0.69)",
     "weir2005": "Weir JP (2005) J Strength Cond Res 19:231 (SEM and minimal difference)",
     "tardieu": "Tardieu scale as summarised by Haugh AB et al. (2006) Disabil Rehabil 28:899",
     "koelman1993": "Koelman JHTM et al. (1993) J Neurol Neurosurg Psychiatry 56:776",
@@ -80,16 +84,18 @@ def srd_from_icc(sd: float, icc: float) -> float:
 SRD_TABLE: dict[tuple[str, str], dict] = {
     ("tsrt_deg", "ankle"): {
         "srd": srd_from_icc(13.0, 0.85),
-        "how": "ankle plantar-flexor TSRT after stroke, 66 +/- 13 deg with test-retest ICC 0.85 "
-        "(Blanchette 2016, as quoted in the domain guide): SEM = 13*sqrt(0.15) = 5.0 deg, "
+        "how": "ankle plantar-flexor TSRT after stroke, 66 +/- 13 deg with ICC(2,1) 0.85 "
+        "(inter-evaluator, same day; Blanchette 2016): SEM = 13*sqrt(0.15) = 5.0 deg, "
         "SRD = 2.77*SEM (Weir 2005)",
         "sources": ["blanchette2016", "weir2005", "domain_guide"],
     },
     ("tsrt_deg", "elbow"): {
         "srd": 32.0,
-        "how": "published MDC95 of elbow-flexor TSRT after stroke, 32 deg with ICC 0.65 "
-        "(Calota 2008, as quoted in the domain guide), used as is",
-        "sources": ["calota2008", "domain_guide"],
+        "how": "MDC95 of elbow-flexor TSRT after stroke, 32 deg with ICC 0.65, as quoted in the "
+        "domain guide and used as is; we have not verified the primary study (Calota 2008 is the "
+        "elbow protocol; the 2025 systematic review pools ICC 0.55-0.69 with high measurement "
+        "error)",
+        "sources": ["domain_guide", "review2025", "calota2008"],
     },
 }
 
