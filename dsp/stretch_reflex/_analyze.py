@@ -16,7 +16,12 @@ from dsp.stretch_reflex._emg import (
 )
 from dsp.stretch_reflex._fit import fit_dsrt_line, ols, robust_inliers
 from dsp.stretch_reflex._kinematics import find_stretches, smooth_kinematics
-from dsp.stretch_reflex._onsets import TKEO_DEFAULTS, OnsetSignals, detector_names
+from dsp.stretch_reflex._onsets import (
+    TKEO_DEFAULTS,
+    OnsetSignals,
+    check_detector_params,
+    detector_names,
+)
 from dsp.stretch_reflex._result import StretchRecord, StretchReflexResult
 
 #: Reasons recorded in ``StretchRecord.exclusion_reasons``.
@@ -93,22 +98,86 @@ def _widen(ci: tuple[float, float], centre: float, sd: float) -> tuple[float, fl
     )
 
 
-def _catch_dip(v: np.ndarray, limit: int, min_rise: float) -> tuple[float, float, int]:
-    """The catch: the deepest velocity drop (from the running maximum) before index ``limit``
-    that is followed by a re-acceleration of at least ``min_rise`` (the release).
+def _catch(
+    v: np.ndarray,
+    limit: int,
+    min_drop: float,
+    min_rise: float,
+    min_residual: float,
+    window: int,
+    ease: float = 0.25,
+) -> tuple[bool, bool, int]:
+    """Catch and release in the velocity after the reflex onset.
 
-    Returns (drop, rise, index of the velocity minimum); (0, 0, -1) when there is none.
+    The catch is a deceleration that interrupts the movement: within ``limit`` samples the
+    velocity falls at least ``min_drop`` below its running maximum. It is told apart from the
+    ordinary end of the stretch by what follows the fall:
+
+    * **release**: within ``limit`` samples of reaching ``min_drop`` the velocity rises again by
+      ``min_rise`` from its lowest point after the fall (Tardieu's "catch then release"); or
+    * **catch without release**: the fall was abrupt (``min_drop`` lost within ``window``
+      samples) and levels off before ``limit`` (the velocity lost over the next ``window``
+      samples is at most ``ease`` x the steepest such loss since the fall began), while the limb
+      keeps moving at ``min_residual`` or more for ``2 * window`` samples.
+
+    At the end of a stretch the velocity keeps falling until the limb is nearly at rest, and a
+    gentle slowing by the examiner is not abrupt: neither is a catch.
+
+    Parameters
+    ----------
+    v : ndarray, shape (n,)
+        Velocity in deg/s from the reflex onset to the stretch end.
+    limit : int
+        Catch window in samples: the fall must reach ``min_drop`` (and a catch without release
+        must level off) before this index.
+    min_drop, min_rise, min_residual : float
+        In deg/s.
+    window : int
+        Samples over which a fall is judged abrupt or levelled (about 50 ms).
+    ease : float
+        Fraction of the steepest fall below which the fall has levelled off.
+
+    Returns
+    -------
+    catch, release : bool
+    k_end : int
+        Index where the catch's fall ends (the velocity minimum of a released catch, the start
+        of the slower movement otherwise); -1 without a catch. The catch time (maximal
+        deceleration) lies before it.
     """
-    if len(v) < 3:
-        return 0.0, 0.0, -1
+    n = len(v)
+    if n < 3:
+        return False, False, -1
     v = np.where(np.isfinite(v), v, -np.inf)
-    drop = (np.maximum.accumulate(v) - v)[:limit]
-    rise = (np.maximum.accumulate(v[::-1])[::-1] - v)[:limit]
-    ok = rise >= min_rise
-    if not np.any(ok):
-        return 0.0, 0.0, -1
-    k = int(np.argmax(np.where(ok, drop, -np.inf)))
-    return float(drop[k]), float(rise[k]), k
+    runmax = np.maximum.accumulate(v)
+    hit = np.flatnonzero((runmax - v)[:limit] >= min_drop)
+    if not len(hit):
+        return False, False, -1
+    k1 = int(hit[0])
+    after = v[k1 : k1 + limit]
+    rise = after - np.minimum.accumulate(after)
+    if np.max(rise) >= min_rise:  # released: the catch ends at the lowest velocity before
+        kr = int(np.argmax(rise >= min_rise))
+        return True, True, k1 + int(np.argmin(after[: kr + 1]))
+    w = max(1, window)
+    hold = 2 * w
+    k0 = int(np.flatnonzero(v[: k1 + 1] >= runmax[k1])[-1])  # where the fall began
+    if k0 >= n - hold:
+        return False, False, -1
+    fall = v[k0 : n - w] - v[k0 + w :]  # velocity lost over the next ``w`` samples
+    steepest = np.maximum.accumulate(fall)[: n - hold - k0]
+    k = np.arange(k0, n - hold)
+    slowest = np.lib.stride_tricks.sliding_window_view(v, hold + 1).min(axis=1)[k0:]
+    level = (
+        (k >= k1)
+        & (k < limit)
+        & (fall[: len(k)] <= ease * steepest)
+        & (steepest >= min_drop)
+        & (slowest >= min_residual)
+    )
+    if not np.any(level):
+        return False, False, -1
+    return True, False, int(k[np.argmax(level)])
 
 
 def _usable_channel(x: np.ndarray, rate_hz: float, channel: int) -> str | None:
@@ -170,10 +239,14 @@ def analyze_stretch_reflex(
     catch_drop_fraction: float = 0.2,
     release_fraction: float = 0.05,
     catch_window_s: float = 0.4,
+    catch_residual_fraction: float = 0.2,
     clonus_min_beats: int = 4,
     gain_tail_s: float = 0.1,
     min_fit_stretches: int = 4,
     min_velocity_spread_deg_s: float = 50.0,
+    slow_max_velocity_deg_s: float = 30.0,
+    max_mu_p_value: float = 0.05,
+    min_reflex_consistency: float = 0.5,
     n_bootstrap: int = 2000,
     seed: int | np.random.Generator | None = 0,
     detector_sensitivity: bool = True,
@@ -207,8 +280,9 @@ def analyze_stretch_reflex(
         ``threshold_sd`` SD for ``min_on_s``), ``"tkeo"`` (the same on the Teager-Kaiser energy)
         or ``"changepoint"`` (variance changepoint refined around the threshold onset).
     prompt_times_s : sequence of float, optional
-        Times of stretch prompts (events). Each prompt takes the first stretch starting after it
-        (up to 0.25 s early) and before the next prompt; stretches without a prompt are ignored.
+        Times of stretch prompts (events), in s from the start. Each prompt takes the first
+        stretch starting after it (up to 0.25 s early) and before the next prompt; stretches
+        without a prompt are ignored.
     reflex_delay_s : float
         Conduction and electromechanical delay subtracted from the EMG onset before reading the
         angle. The literature convention (and the default) is 0: DSRT = angle at EMG onset.
@@ -221,8 +295,10 @@ def analyze_stretch_reflex(
         burst and moves onsets earlier by tens of ms on large reflexes; the envelope low-pass
         already rejects most of the mains ripple.
     detector_params : dict, optional
-        Extra keyword arguments per detector name, passed to :func:`dsp.onsets.detect_onsets`
-        (e.g. ``{"tkeo": {"k_sd": 10}}``).
+        Extra parameters per detector name (e.g. ``{"tkeo": {"k_sd": 10}}``): ``threshold``
+        accepts ``k_sd``, ``min_duration_s``, ``min_off_s``; ``tkeo`` the same and ``band_hz``;
+        ``changepoint`` ``ratio``, ``min_duration_s``, ``penalty``, ``max_changes``,
+        ``decimate`` (see :mod:`dsp.onsets`). Filters and baseline are set by the analysis.
     baseline_s : float
         Length of the pre-stretch window (baseline for the onset detectors and the pre-stretch
         EMG level).
@@ -237,13 +313,18 @@ def analyze_stretch_reflex(
     irregular_fraction : float
         A stretch is irregular when, before the reflex onset, the velocity dips and recovers by
         more than this fraction of its peak (or it stopped and restarted).
-    catch_drop_fraction, release_fraction, catch_window_s : float
+    catch_drop_fraction, release_fraction, catch_window_s, catch_residual_fraction : float
         Catch: within ``catch_window_s`` after the onset the velocity falls from its running
-        maximum by at least ``catch_drop_fraction`` of the onset velocity (and 5 deg/s), and
-        then rises again by ``release_fraction`` of it (and 2 deg/s) before the end of the
-        stretch (the release).
+        maximum by at least ``catch_drop_fraction`` of the onset velocity (and 5 deg/s). It is
+        a catch when the movement then either resumes, the velocity rising again within
+        ``catch_window_s`` by ``release_fraction`` of the onset velocity (and 5 deg/s, and 6 x
+        the goniometer's velocity noise at rest): the **release**; or goes on slower without a
+        release: the fall was abrupt (``catch_drop_fraction`` of the onset velocity lost within
+        50 ms), levels off within the window (less than a quarter of the steepest 50 ms loss)
+        and the velocity stays >= ``catch_residual_fraction`` of the onset velocity (and
+        ``on_velocity_deg_s``) for 100 ms. The ordinary end of a stretch is neither.
     clonus_min_beats : int
-        Fewest regular beats (3-12 Hz) that make a clonus episode (beats: peaks of the 20 Hz
+        Fewest regular beats (4-12 Hz) that make a clonus episode (beats: peaks of the 20 Hz
         envelope standing out from both the resting noise and the tonic reflex activity).
     gain_tail_s : float
         The stretch window for the RMS-EMG gain extends this far past the stretch end.
@@ -251,12 +332,22 @@ def analyze_stretch_reflex(
         Fewest DSRTs for a regression (fewer: TSRT is NaN, reported as outside the range).
     min_velocity_spread_deg_s : float
         Narrower onset-velocity ranges raise a "poorly determined" warning.
+    slow_max_velocity_deg_s : float
+        The slowest stretches (which give R2 and the estimated range) should stay below this
+        median peak velocity (Tardieu V1); faster ones raise a warning.
+    max_mu_p_value, min_reflex_consistency : float
+        A fitted line is a velocity-dependent reflex (and its TSRT can be inside the range) when
+        mu > 0 with a one-sided OLS p-value below ``max_mu_p_value``, and at least
+        ``min_reflex_consistency`` of the stretches that went 5 deg past the line's DSRT at
+        their peak velocity show a reflex.
     n_bootstrap : int
         Bootstrap resamples for the 95% intervals (0 disables them).
     seed : int or numpy.random.Generator, optional
         Seed or generator for the bootstrap.
     detector_sensitivity : bool
-        Also refit lambda with every detector and report the spread.
+        Also refit lambda and mu with every detector, report the spread and widen the 95%
+        intervals by it. Off, the intervals are sampling-only and under-cover (a warning says
+        so).
 
     Returns
     -------
@@ -266,7 +357,8 @@ def analyze_stretch_reflex(
     Raises
     ------
     dsp.SignalError
-        Bad shapes, rates, channel, detector or range; Inf samples (NaN marks gaps); an analysed
+        Bad shapes, rates, channel, detector, ``detector_params`` (unknown detector or
+        parameter, wrong type or range), prompts or range; Inf samples (NaN marks gaps); an analysed
         EMG channel that is flat or stuck at one value in more than half of the recording
         (saturated amplifier, electrode off), where "no reflex" would be a false finding.
     """
@@ -305,16 +397,19 @@ def analyze_stretch_reflex(
         "tkeo": {**TKEO_DEFAULTS, "band_hz": (30.0, min(300.0, hi_hz))},
         "changepoint": {},
     }
-    for name, extra in (detector_params or {}).items():
-        if name not in detectors:
-            raise SignalError(f"detector_params names unknown detector {name!r}")
-        det_params.setdefault(name, {}).update(extra)
+    for name, extra in check_detector_params(detector_params).items():
+        det_params[name].update(extra)
     if passive_range_deg is not None:
         pr = tuple(float(v) for v in passive_range_deg)
         if len(pr) != 2 or not (math.isfinite(pr[0]) and math.isfinite(pr[1])) or pr[0] >= pr[1]:
             raise SignalError(
                 f"passive_range_deg must be (low, high) with low < high, got {passive_range_deg}"
             )
+    prompt_arr = None
+    if prompt_times_s is not None:
+        prompt_arr = _as_float_array(prompt_times_s, "prompt_times_s").ravel()
+        if not np.all(np.isfinite(prompt_arr)):
+            raise SignalError("prompt_times_s must hold finite times in seconds")
     if emg.shape[0] < emg_rate * 0.5 or angle.shape[0] < ang_rate * 0.5:
         raise SignalError("recording shorter than 0.5 s; record at least one full stretch")
     if not 0 <= reflex_delay_s < 0.5:
@@ -347,11 +442,27 @@ def analyze_stretch_reflex(
         "min_excursion_deg": min_excursion_deg,
         "active_factor": active_factor,
         "irregular_fraction": irregular_fraction,
+        "rest_velocity_deg_s": rest_velocity_deg_s,
         "catch_drop_fraction": catch_drop_fraction,
         "release_fraction": release_fraction,
         "catch_window_s": catch_window_s,
+        "catch_residual_fraction": catch_residual_fraction,
         "clonus_min_beats": clonus_min_beats,
+        "gain_tail_s": gain_tail_s,
+        "min_fit_stretches": min_fit_stretches,
+        "min_velocity_spread_deg_s": min_velocity_spread_deg_s,
+        "slow_max_velocity_deg_s": slow_max_velocity_deg_s,
+        "max_mu_p_value": max_mu_p_value,
+        "min_reflex_consistency": min_reflex_consistency,
         "n_bootstrap": n_bootstrap,
+        "seed": (
+            "numpy.random.Generator given by the caller"
+            if isinstance(seed, np.random.Generator)
+            else (None if seed is None else int(seed))
+        ),
+        "detector_sensitivity": bool(detector_sensitivity),
+        "passive_range_deg": None if passive_range_deg is None else list(pr),
+        "prompt_times_s": None if prompt_arr is None else prompt_arr.tolist(),
         "channel": int(channel),
     }
     warnings: list[str] = [quality_warning] if quality_warning else []
@@ -364,6 +475,7 @@ def analyze_stretch_reflex(
     gaps_present = bool(np.any(~np.isfinite(angle)) or np.any(~np.isfinite(emg[:, channel])))
     if gaps_present:
         warnings.append("recording has gaps (NaN samples); stretches touching them are excluded")
+    vel10 = smooth_kinematics(angle, ang_rate, 10.0)[1]
     moves = find_stretches(
         ang,
         vel,
@@ -373,11 +485,18 @@ def analyze_stretch_reflex(
         min_excursion_deg=min_excursion_deg,
         merge_gap_s=0.25,
         max_backtrack_s=30.0,
-        smooth_velocity=smooth_kinematics(angle, ang_rate, 10.0)[1],
+        smooth_velocity=vel10,
+    )
+    # goniometer noise on the velocity (robust SD at rest): a release must stand out of it
+    at_rest = np.abs(vel10) <= rest_velocity_deg_s
+    vel_noise = (
+        1.4826 * float(np.median(np.abs(vel[at_rest] - np.median(vel[at_rest]))))
+        if np.count_nonzero(at_rest) > 10
+        else 0.0
     )
     prompts = None
-    if prompt_times_s is not None:
-        prompts = np.sort(np.asarray(prompt_times_s, dtype=float).ravel())
+    if prompt_arr is not None:
+        prompts = np.sort(prompt_arr)
         chosen, matched = [], []
         for k, p in enumerate(prompts):
             nxt = prompts[k + 1] if k + 1 < len(prompts) else math.inf
@@ -462,23 +581,23 @@ def analyze_stretch_reflex(
             burst = x[on:off]
             rec.burst_rms_uv = _rms(burst)
             rec.burst_iemg_uv_s = float(np.nansum(np.abs(burst)) / emg_rate)
-            # catch: largest deceleration after onset; a dip with release marks a clear catch
+            # catch: a deceleration interrupting the movement (released or not); catch time =
+            # the largest deceleration after onset (up to the end of the catch when there is one)
             ia = int(min(m.end, max(m.start, math.ceil(rec.onset_s * ang_rate))))
             ref_idx = max(m.start, int(t_dsrt * ang_rate))
             if m.end - ia >= 2:
                 v_after = vel[ia : m.end + 1]
                 v_on = max(rec.onset_velocity_deg_s, 1e-9)
-                drop, _rise, kd = _catch_dip(
+                caught, released, kd = _catch(
                     v_after,
                     max(1, round(catch_window_s * ang_rate)),
-                    max(release_fraction * v_on, 2.0),
+                    max(catch_drop_fraction * v_on, 5.0),
+                    max(release_fraction * v_on, 5.0, 6.0 * vel_noise),
+                    max(catch_residual_fraction * v_on, on_velocity_deg_s),
+                    max(1, round(0.05 * ang_rate)),
                 )
-                if drop >= max(catch_drop_fraction * v_on, 5.0):
-                    stop = ia + kd
-                    rec.catch_detected = True
-                    rec.release = True
-                else:
-                    stop = m.end
+                rec.catch_detected, rec.release = caught, released
+                stop = ia + kd if caught else m.end
                 kc = ia + int(np.nanargmin(acc[ia : stop + 1]))
                 rec.catch_s = kc / ang_rate
                 rec.catch_angle_deg = float(ang[kc])
@@ -526,11 +645,32 @@ def analyze_stretch_reflex(
         fit = None
     tsrt = fit.tsrt_deg if fit else math.nan
     mu = fit.mu_s if fit else math.nan
+    mu_p = fit.mu_p_value if fit else math.nan
+    # a velocity-dependent reflex: the DSRT falls with velocity, and significantly so (a few
+    # false onsets on a healthy muscle give a line too, with a random lambda)
+    velocity_dependent = bool(fit is not None and mu > 0 and mu_p < max_mu_p_value)
+    # the line must also explain which stretches show a reflex: every stretch that went 5 deg
+    # past the line's DSRT at its peak velocity should have one (false onsets on a healthy
+    # muscle give a line through a few stretches while most stretches past it stay silent)
+    consistency = math.nan
+    if fit is not None and mu > 0:
+        clean_recs = [
+            r for r in records if not ({REASON_GAP, REASON_ACTIVE} & set(r.exclusion_reasons))
+        ]
+        expected = [
+            r for r in clean_recs if r.end_angle_deg >= tsrt - mu * r.peak_velocity_deg_s + 5.0
+        ]
+        if expected:
+            consistency = sum(r.reflex for r in expected) / len(expected)
+    consistent = bool(consistency >= min_reflex_consistency)
+    velocity_dependent = velocity_dependent and consistent
     quality = {
         "gaps_present": gaps_present,
         "few_stretches": len(fit_idx) < max(min_fit_stretches, 8),
         "narrow_velocity_spread": bool(not (spread >= min_velocity_spread_deg_s)),
         "mu_negative": bool(fit is not None and mu < 0),
+        "not_velocity_dependent": bool(fit is not None and not velocity_dependent),
+        "interval_sampling_only": not detector_sensitivity,
     }
     quality["fit_poorly_determined"] = bool(
         fit is None or quality["few_stretches"] or quality["narrow_velocity_spread"]
@@ -553,6 +693,25 @@ def analyze_stretch_reflex(
         if quality["mu_negative"]:
             warnings.append(
                 "mu < 0: DSRT rises with velocity, not the expected velocity dependence"
+            )
+        if quality["not_velocity_dependent"]:
+            if not (mu > 0 and mu_p < max_mu_p_value):
+                why = (
+                    f"DSRT does not fall significantly with velocity (mu = {mu:.3f} s, "
+                    f"one-sided p = {mu_p:.2g}, need mu > 0 and p < {max_mu_p_value:g})"
+                )
+            else:
+                why = (
+                    f"the DSRT line does not explain which stretches show a reflex (only "
+                    f"{consistency:.0%} of the stretches that passed it had one, need "
+                    f"{min_reflex_consistency:.0%}): its DSRTs look like false onsets"
+                )
+            warnings.append(f"{why}; no velocity-dependent reflex, TSRT reported outside the range")
+        if not detector_sensitivity and n_bootstrap > 0:
+            warnings.append(
+                "detector_sensitivity=False: the 95% intervals hold the bootstrap (sampling) "
+                "uncertainty only, not the onset-detector uncertainty, and under-cover the "
+                "truth (docs/validation.md#stretch-reflex)"
             )
     n_excl = {}
     for r in records:
@@ -611,7 +770,27 @@ def analyze_stretch_reflex(
         range_source = "slow stretches"
     else:
         range_deg, range_source = (math.nan, math.nan), "slow stretches"
-    inside = bool(fit is not None and range_deg[0] <= tsrt <= range_deg[1])
+    inside = bool(velocity_dependent and range_deg[0] <= tsrt <= range_deg[1])
+    # R2 and the estimated range come from the slowest stretches: they must be slow (Tardieu
+    # V1) and not cut short by the reflex
+    quality["slow_stretches_not_slow"] = False
+    quality["slow_stretches_reflexive"] = False
+    if slow:
+        slow_v = float(np.median([r.peak_velocity_deg_s for r in slow]))
+        if slow_v > slow_max_velocity_deg_s:
+            quality["slow_stretches_not_slow"] = True
+            warnings.append(
+                f"the slowest stretches reached {slow_v:.0f} deg/s (median peak, > "
+                f"{slow_max_velocity_deg_s:g} deg/s): R2 (passive range) may be cut short by "
+                "the stretch reflex; add slow stretches (Tardieu V1)"
+            )
+        resisted = [r for r in slow if r.catch_detected or r.clonus]
+        if resisted:
+            quality["slow_stretches_reflexive"] = True
+            warnings.append(
+                f"{len(resisted)} of the {len(slow)} slowest stretches show a catch or clonus: "
+                "R2 (passive range) may be limited by the reflex; stretch more slowly"
+            )
     grades = sorted(_stretch_grade(r) for r in fast)
     grade = int(grades[(len(grades) - 1) // 2]) if grades else 0
 
@@ -642,6 +821,8 @@ def analyze_stretch_reflex(
         mu_s=mu,
         mu_ci_s=mu_ci,
         mu_ci_sampling_s=fit.mu_ci_s if fit else (math.nan, math.nan),
+        mu_p_value=mu_p,
+        reflex_consistency=consistency,
         r2=fit.r2 if fit else math.nan,
         n_stretches=len(records),
         n_valid=len(fit_idx),
@@ -674,4 +855,4 @@ def _stretch_grade(r: StretchRecord) -> int:
         return 4 if r.clonus_duration_s >= 10.0 else 3
     if r.catch_detected and r.release:
         return 2
-    return 1
+    return 1  # EMG response without a catch, or a catch that is not released

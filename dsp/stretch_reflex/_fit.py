@@ -9,7 +9,11 @@ import numpy as np
 
 @dataclass
 class LineFit:
-    """DSRT = lambda - mu * velocity, fitted by least squares."""
+    """DSRT = lambda - mu * velocity, fitted by least squares.
+
+    ``mu_p_value`` is the one-sided p-value of mu > 0 (OLS t-test of the slope, n - 2 degrees
+    of freedom; NaN with fewer than 3 points).
+    """
 
     tsrt_deg: float
     mu_s: float
@@ -17,6 +21,7 @@ class LineFit:
     n: int
     tsrt_ci_deg: tuple[float, float]
     mu_ci_s: tuple[float, float]
+    mu_p_value: float = np.nan
 
 
 def robust_inliers(
@@ -62,6 +67,34 @@ def ols(velocity: np.ndarray, dsrt: np.ndarray) -> tuple[float, float, float]:
     return float(intercept), float(slope), float(r2)
 
 
+def mu_p_value(velocity: np.ndarray, dsrt: np.ndarray) -> float:
+    """One-sided p-value that DSRT falls with velocity (mu > 0): OLS slope t-test.
+
+    Parameters
+    ----------
+    velocity, dsrt : ndarray, shape (n,)
+        Onset velocities (deg/s) and DSRTs (deg).
+
+    Returns
+    -------
+    float
+        P(T >= -slope / se) with T ~ t(n - 2); 0 for a perfect falling line, 1 for a perfect
+        rising one, NaN with fewer than 3 points or no velocity spread.
+    """
+    from scipy import stats
+
+    n = len(velocity)
+    if n < 3 or np.ptp(velocity) <= 0:
+        return np.nan
+    a, b, _ = ols(velocity, dsrt)
+    sxx = float(np.sum((velocity - velocity.mean()) ** 2))
+    ssr = float(np.sum((dsrt - a - b * velocity) ** 2))
+    se = np.sqrt(ssr / (n - 2) / sxx)
+    if se == 0:
+        return 0.0 if b < 0 else 1.0
+    return float(stats.t.sf(-b / se, n - 2))
+
+
 def bootstrap_lines(
     velocity: np.ndarray, dsrt: np.ndarray, n_boot: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -100,8 +133,9 @@ def fit_dsrt_line(
     nan2 = (np.nan, np.nan)
     if not np.isfinite(a):
         return LineFit(np.nan, np.nan, np.nan, n, nan2, nan2)
+    p = mu_p_value(velocity, dsrt)
     if n < 3 or n_boot < 1:
-        return LineFit(a, -b, r2, n, nan2, nan2)
+        return LineFit(a, -b, r2, n, nan2, nan2, p)
     ia, sb = bootstrap_lines(velocity, dsrt, n_boot, rng)
     alpha = 1.0 - level
     widen = stats.t.ppf(1 - alpha / 2, max(n - 2, 1)) / stats.norm.ppf(1 - alpha / 2)
@@ -112,4 +146,6 @@ def fit_dsrt_line(
 
     lam_ci = interval(ia, a)
     mu_lo, mu_hi = interval(-sb, -b)
-    return LineFit(a, -b, r2, n, (float(lam_ci[0]), float(lam_ci[1])), (float(mu_lo), float(mu_hi)))
+    return LineFit(
+        a, -b, r2, n, (float(lam_ci[0]), float(lam_ci[1])), (float(mu_lo), float(mu_hi)), p
+    )

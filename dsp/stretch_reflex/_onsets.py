@@ -20,15 +20,127 @@ is the reflex onset.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+
 import numpy as np
 
 from dsp.envelopes import tkeo
+from dsp.errors import SignalError
 from dsp.filters import apply_zero_phase, design_bandpass, design_lowpass, padlen_for
 from dsp.onsets import DETECTORS, detect_onsets_changepoint, detect_onsets_threshold
 from dsp.stretch_reflex._emg import lowpass_envelope, per_run
 
 #: Defaults of the TKEO rule (as dsp.onsets.detect_onsets_tkeo).
 TKEO_DEFAULTS = {"k_sd": 8.0, "min_duration_s": 0.025, "band_hz": (30.0, 300.0)}
+
+
+#: Parameters each detector accepts in ``detector_params`` and what they must be. The filters
+#: (band-pass, envelope low-pass) and the baseline window are set by the analysis itself.
+DETECTOR_PARAMS: dict[str, dict[str, str]] = {
+    "threshold": {"k_sd": "positive", "min_duration_s": "positive", "min_off_s": "positive|None"},
+    "tkeo": {
+        "k_sd": "positive",
+        "min_duration_s": "positive",
+        "min_off_s": "positive|None",
+        "band_hz": "band",
+    },
+    "changepoint": {
+        "ratio": "positive",
+        "min_duration_s": "positive",
+        "penalty": "positive",
+        "max_changes": "integer",
+        "decimate": "integer|None",
+    },
+}
+
+_KIND_TEXT = {
+    "positive": "a finite number > 0",
+    "positive|None": "a finite number > 0 or None",
+    "integer": "an integer >= 1",
+    "integer|None": "an integer >= 1 or None",
+    "band": "(low_hz, high_hz) with 0 < low < high",
+}
+
+
+def _is_real(x) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(
+        x, (bool, np.bool_)
+    )
+
+
+def _value_ok(kind: str, value) -> bool:
+    if value is None:
+        return kind.endswith("|None")
+    kind = kind.removesuffix("|None")
+    if kind == "positive":
+        return _is_real(value) and math.isfinite(value) and value > 0
+    if kind == "integer":
+        return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
+    if kind == "band":
+        return (
+            isinstance(value, (tuple, list))
+            and len(value) == 2
+            and all(_is_real(v) and math.isfinite(v) for v in value)
+            and 0 < value[0] < value[1]
+        )
+    return False
+
+
+def check_detector_params(params) -> dict[str, dict]:
+    """Validate ``detector_params`` against each detector's accepted parameters.
+
+    Parameters
+    ----------
+    params : dict or None
+        ``{detector name: {parameter: value}}``; see :data:`DETECTOR_PARAMS`.
+
+    Returns
+    -------
+    dict
+        A copy with tuples for bands (empty when ``params`` is None).
+
+    Raises
+    ------
+    dsp.SignalError
+        One line naming the detector and parameter: unknown detector or parameter, a value of
+        the wrong type or out of range.
+    """
+    if params is None:
+        return {}
+    if not isinstance(params, Mapping):
+        raise SignalError(
+            "detector_params must be a dict {detector: {parameter: value}}, got "
+            f"{type(params).__name__}"
+        )
+    out: dict[str, dict] = {}
+    for name, extra in params.items():
+        if name not in DETECTOR_PARAMS:
+            raise SignalError(
+                f"detector_params names unknown detector {name!r}; use one of "
+                f"{', '.join(DETECTOR_PARAMS)}"
+            )
+        allowed = DETECTOR_PARAMS[name]
+        if not isinstance(extra, Mapping):
+            raise SignalError(
+                f"detector_params[{name!r}] must be a dict of parameters ({', '.join(allowed)})"
+                f", got {type(extra).__name__}"
+            )
+        clean = {}
+        for key, value in extra.items():
+            if key not in allowed:
+                raise SignalError(
+                    f"detector_params[{name!r}] has unknown parameter {key!r}; {name} accepts "
+                    f"{', '.join(allowed)}"
+                )
+            if not _value_ok(allowed[key], value):
+                raise SignalError(
+                    f"detector_params[{name!r}][{key!r}] must be {_KIND_TEXT[allowed[key]]}, "
+                    f"got {value!r}"
+                )
+            clean[key] = tuple(float(v) for v in value) if allowed[key] == "band" else value
+        out[name] = clean
+    return out
 
 
 def detector_names() -> tuple[str, ...]:

@@ -41,13 +41,14 @@ class ClonusEpisode:
     Attributes
     ----------
     start_s, end_s : float
-        Onset of the first burst and end of the last burst, in seconds from the recording start.
+        Envelope peaks of the first and the last burst, in seconds from the recording start.
     n_beats : int
-        Number of bursts in the run (at least ``min_clonus_beats``).
+        Number of bursts in the run (at least ``clonus_min_beats``; one missed beat bridged).
     frequency_hz : float
         Burst rate, 1 / median inter-burst interval.
     duration_s : float
-        ``end_s - start_s``.
+        ``end_s - start_s`` plus one period (1 / ``frequency_hz``): n beats span n periods, so
+        the first-to-last peak time alone is one period short.
     """
 
     start_s: float
@@ -110,11 +111,14 @@ class StretchRecord:
     onset_to_catch_s : float
         ``catch_s - onset_s``.
     catch_detected : bool
-        The deceleration interrupts the movement: velocity falls by at least
-        ``catch_drop_fraction`` of the onset velocity before the end of the stretch.
+        A deceleration interrupts the movement within ``catch_window_s`` of the onset: the
+        velocity falls by at least ``catch_drop_fraction`` of the onset velocity and then either
+        resumes (``release``) or goes on slower (an abrupt fall that levels off while the limb
+        still moves); the ordinary end of the stretch is not a catch. Tardieu's R1 uses the
+        catch angle of such stretches; no release is needed.
     release : bool
         After the catch the movement resumes (velocity rises again by ``release_fraction`` of the
-        onset velocity): Tardieu's "catch then release".
+        onset velocity): Tardieu's "catch then release" (grade 2).
     clonus : list of ClonusEpisode
         Rhythmic burst runs from the reflex onset until the next stretch (or a gap).
     used_in_fit : bool
@@ -189,6 +193,13 @@ class StretchReflexResult:
         95% interval of mu, built as ``tsrt_ci_deg``.
     mu_ci_sampling_s : tuple of float
         Case-bootstrap 95% interval of mu alone.
+    mu_p_value : float
+        One-sided p-value of mu > 0 (OLS t-test of the slope; NaN when not fitted).
+    reflex_consistency : float
+        Fraction of the stretches that went 5 deg past the fitted line's DSRT at their peak
+        velocity (gaps and active muscle left out) that show a reflex; NaN when not fitted or
+        mu <= 0. A velocity-dependent reflex explains which stretches elicit one (about 1);
+        false onsets on a healthy muscle do not (about 0.25 on the simulator).
     r2 : float
         Coefficient of determination of the regression.
     n_stretches : int
@@ -205,8 +216,10 @@ class StretchReflexResult:
     range_source : str
         ``"given"`` or ``"slow stretches"``.
     tsrt_inside_range : bool
-        True when lambda lies inside ``range_deg`` (spasticity present, Calota 2008). False when
-        it lies outside or when no velocity-dependent reflex was found.
+        True when the fit shows a velocity-dependent reflex (at least ``min_fit_stretches``
+        DSRTs, mu > 0 with ``mu_p_value`` < ``max_mu_p_value``, ``reflex_consistency`` >=
+        ``min_reflex_consistency``) and lambda lies inside ``range_deg`` (spasticity present,
+        Calota 2008). False when it lies outside or when no velocity-dependent reflex was found.
     detector : str
         Onset detector of the reported DSRTs.
     detector_tsrt_deg : dict of str to float
@@ -217,14 +230,18 @@ class StretchReflexResult:
     tsrt_spread_deg : float
         max - min of ``detector_tsrt_deg`` (finite values).
     tardieu_r1_deg : float
-        Catch angle at the fastest stretches (median), NaN when no catch.
+        Catch angle at the fastest stretches (median over those with a catch, released or
+        not), NaN unless at least half of them show a catch.
     tardieu_r2_deg : float
-        Passive range end: largest angle reached at the slowest stretches (median).
+        Passive range end: largest angle reached at the slowest stretches (median); see the
+        ``slow_stretches_*`` quality flags.
     tardieu_r2_minus_r1_deg : float
         Dynamic component R2 - R1.
     tardieu_grade : int
-        Instrumented quality grade 0-4 from the fastest stretches: 0 no reflex, 1 EMG response
-        without catch, 2 catch then release, 3 clonus shorter than 10 s, 4 clonus of 10 s or more.
+        Instrumented quality grade 0-4 from the fastest stretches (median of per-stretch
+        grades): 0 no reflex, 1 EMG response without "catch then release" (no catch, or a catch
+        without release), 2 catch then release, 3 clonus shorter than 10 s, 4 clonus of 10 s or
+        more (clonus duration = first to last beat + one period).
     emg_gain : dict
         ``low_velocity_rms_uv``, ``high_velocity_rms_uv``, ``difference_uv``, ``ratio``,
         ``amplitude_slope_uv_per_deg_s`` (burst RMS against onset velocity), ``n_low``, ``n_high``.
@@ -234,9 +251,14 @@ class StretchReflexResult:
         Quality warnings (mu < 0, few stretches, narrow velocity spread, gaps, ...).
     quality : dict
         Machine-readable flags: ``mu_negative``, ``few_stretches``, ``narrow_velocity_spread``,
-        ``fit_poorly_determined``, ``gaps_present``.
+        ``fit_poorly_determined``, ``not_velocity_dependent`` (a line was fitted but fails the
+        velocity-dependence test), ``interval_sampling_only`` (``detector_sensitivity`` off),
+        ``slow_stretches_not_slow``, ``slow_stretches_reflexive`` (catch or clonus in the
+        slowest stretches), ``gaps_present``.
     settings : dict
-        The analysis settings used (detector, thresholds, filters, delay, bootstrap size, seed).
+        Every argument of the analysis except the signals and rates (detector and its
+        parameters, thresholds, filters, delay, range, prompts, bootstrap size, seed, ...),
+        JSON-ready.
     """
 
     tsrt_deg: float
@@ -245,6 +267,8 @@ class StretchReflexResult:
     mu_s: float
     mu_ci_s: tuple[float, float]
     mu_ci_sampling_s: tuple[float, float]
+    mu_p_value: float
+    reflex_consistency: float
     r2: float
     n_stretches: int
     n_valid: int

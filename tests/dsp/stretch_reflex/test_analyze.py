@@ -100,6 +100,31 @@ def test_catch_then_release_gives_grade_2_and_catch_time(catch_session):
     assert r.tardieu_r2_minus_r1_deg == pytest.approx(r.tardieu_r2_deg - r.tardieu_r1_deg)
 
 
+def test_catch_without_release_gives_r1_but_not_grade_2():
+    # the velocity falls to 40 % 40 ms after the EMG onset and stays low until the end of the
+    # stretch: Tardieu's R1 (the catch angle) needs no release; "catch then release" (grade 2)
+    # does
+    s = make_session(seed=3, catch=True, catch_release=False)
+    r = run(s)
+    assert r.n_reflex == 10
+    for rec, tr in zip(r.stretches, s.truth, strict=True):
+        assert rec.catch_detected, rec.index
+        assert not rec.release, rec.index
+        assert rec.catch_s == pytest.approx(tr["catch_s"], abs=0.01)
+        assert rec.onset_to_catch_s == pytest.approx(rec.catch_s - rec.onset_s)
+        assert 0.04 < rec.onset_to_catch_s < 0.1  # truth: 0.07 s after the true onset
+        assert rec.catch_deceleration_deg_s2 > 0
+    peaks = [rec.peak_velocity_deg_s for rec in r.stretches]
+    fast = [
+        rec.catch_angle_deg
+        for rec in r.stretches
+        if rec.peak_velocity_deg_s >= np.percentile(peaks, 80)
+    ]
+    assert math.isfinite(r.tardieu_r1_deg)
+    assert r.tardieu_r1_deg == pytest.approx(np.median(fast))
+    assert r.tardieu_grade == 1
+
+
 def test_reflex_without_catch_is_grade_1():
     r = run(make_session(seed=4))
     assert r.n_reflex == 10
@@ -128,6 +153,30 @@ def test_clonus_episodes_and_grade(clonus_s, grade):
         assert ep.duration_s == pytest.approx(clonus_s, abs=0.6)
         assert ep.n_beats >= int(clonus_s * 6) - 2
         assert rec.clonus_duration_s == ep.duration_s
+
+
+@pytest.mark.parametrize(("n_beats", "grade"), [(61, 3), (63, 4)])
+def test_clonus_grade_boundary_at_10_s(n_beats, grade):
+    # 6.25 Hz: 61 beats last 9.76 s (grade 3), 63 beats 10.08 s (grade 4); first-to-last peak
+    # of 63 beats is only 9.92 s, one period short of the clonus' duration. The 40 ms reflex
+    # burst is beat 0, followed by n_beats - 1 bursts one period apart.
+    f = 6.25
+    s = make_session(
+        velocities=(60, 240, 60, 240),
+        seed=15,
+        burst_s=0.04,
+        clonus_hz=f,
+        clonus_beats=n_beats - 1,
+        rest_s=n_beats / f + 1.5,
+    )
+    r = run(s, detector_sensitivity=False, n_bootstrap=0)
+    for rec in r.stretches:
+        ep = max(rec.clonus, key=lambda c: c.duration_s)
+        assert ep.n_beats == n_beats
+        assert ep.frequency_hz == pytest.approx(f, rel=0.01)
+        assert ep.duration_s == pytest.approx(n_beats / f, abs=0.03)
+        assert ep.duration_s == pytest.approx(ep.end_s - ep.start_s + 1 / ep.frequency_hz)
+    assert r.tardieu_grade == grade
 
 
 def test_no_reflex_is_recorded_not_dropped():
@@ -214,6 +263,56 @@ def test_velocity_gain():
     assert g["n_low"] == 2 and g["n_high"] == 2
 
 
+def test_burst_rms_iemg_and_duration_of_a_known_burst():
+    # the reflex burst is a 97 Hz sine of known amplitude for 0.2 s: RMS = A / sqrt 2,
+    # iEMG = 2 A 0.2 s / pi; the burst ends when the envelope stays below the onset threshold
+    # for 50 ms (the 50 Hz envelope's decay adds about 10 ms)
+    s = make_session(seed=16, burst_sine_hz=97.0)
+    r = run(s)
+    for rec, tr in zip(r.stretches, s.truth, strict=True):
+        assert 0.0 <= rec.burst_duration_s - tr["burst_duration_s"] <= 0.045, rec.index
+        assert rec.burst_iemg_uv_s == pytest.approx(tr["burst_iemg_uv_s"], rel=0.05)
+        assert rec.burst_rms_uv == pytest.approx(tr["burst_rms_uv"], rel=0.12)
+    # the fastest stretches carry the biggest bursts (0.4 uV per deg/s + 20 uV)
+    assert r.stretches[4].burst_iemg_uv_s > 3 * r.stretches[0].burst_iemg_uv_s
+
+
+def test_slow_stretches_that_are_not_slow_or_caught_are_flagged(catch_session):
+    fast_only = run(make_session(velocities=(60, 120, 180, 240) * 2, seed=17))
+    assert fast_only.quality["slow_stretches_not_slow"]
+    assert any("slowest stretches reached" in w for w in fast_only.warnings)
+    # catch_session: the reflex catches the 20 deg/s stretches too
+    r = run(catch_session)
+    assert r.quality["slow_stretches_reflexive"]
+    assert any("show a catch or clonus" in w for w in r.warnings)
+    plain = run(make_session(seed=4))  # slow stretches with a reflex but no catch: fine
+    assert not plain.quality["slow_stretches_not_slow"]
+    assert not plain.quality["slow_stretches_reflexive"]
+
+
+def test_sampling_only_interval_is_flagged(catch_session):
+    r = run(catch_session, detector_sensitivity=False)
+    assert r.quality["interval_sampling_only"]
+    assert any("sampling" in w and "detector_sensitivity=False" in w for w in r.warnings)
+    assert r.tsrt_ci_deg == r.tsrt_ci_sampling_deg
+    full = run(catch_session)
+    assert not full.quality["interval_sampling_only"]
+    assert full.tsrt_ci_deg[0] <= full.tsrt_ci_sampling_deg[0]
+
+
+def test_inside_range_needs_a_significant_velocity_dependence():
+    s = make_session(seed=18)
+    r = run(s)
+    assert r.mu_p_value < 1e-6 and not r.quality["not_velocity_dependent"]
+    assert r.tsrt_inside_range
+    # DSRTs that do not fall with velocity: lambda = 50 deg lies in the range, mu = 0
+    flat = run(make_session(lam=50.0, mu=0.0, delay_s=0.0, seed=18))
+    assert 0 < flat.tsrt_deg < 100 and flat.range_deg[0] < flat.tsrt_deg < flat.range_deg[1]
+    assert flat.quality["not_velocity_dependent"]
+    assert not flat.tsrt_inside_range
+    assert any("does not fall significantly" in w for w in flat.warnings)
+
+
 def test_to_dict_is_json_with_stable_keys(catch_session):
     r = run(catch_session)
     d = json.loads(json.dumps(r.to_dict(), allow_nan=False))
@@ -286,6 +385,8 @@ def test_multichannel_and_channel_choice():
         ({"emg_uv": np.zeros((10, 2, 2))}, "emg_uv"),
         ({"angle_deg": np.zeros((10, 3))}, "angle_deg"),
         ({"emg_uv": np.zeros(100)}, "shorter"),
+        ({"prompt_times_s": ["soon"]}, "prompt_times_s"),
+        ({"prompt_times_s": [1.0, np.nan]}, "prompt_times_s"),
     ],
 )
 def test_bad_input_raises_signal_error(kwargs, match):
@@ -299,6 +400,55 @@ def test_bad_input_raises_signal_error(kwargs, match):
     args.update(kwargs)
     with pytest.raises(SignalError, match=match):
         analyze_stretch_reflex(**args)
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"threshold": {"foo": 1}}, r"detector_params\['threshold'\] has unknown parameter 'foo'"),
+        ({"threshold": {"lowpass_hz": 10}}, "unknown parameter 'lowpass_hz'"),
+        ({"threshold": {"k_sd": "3"}}, r"\['k_sd'\] must be a finite number > 0"),
+        ({"threshold": {"k_sd": -1}}, "must be a finite number > 0"),
+        ({"tkeo": 5}, r"detector_params\['tkeo'\] must be a dict"),
+        ({"tkeo": {"band_hz": 3}}, r"\['band_hz'\] must be \(low_hz, high_hz\)"),
+        ({"changepoint": {"max_changes": 2.5}}, "must be an integer >= 1"),
+        ({"changepoint": {"penalty": None}}, "must be a finite number > 0"),
+        ({"magic": {}}, "unknown detector 'magic'"),
+        ([("threshold", {})], "detector_params must be a dict"),
+    ],
+)
+def test_bad_detector_params_raise_one_line_signal_error(params, match):
+    s = make_session(velocities=(60, 120), seed=0)
+    with pytest.raises(SignalError, match=match) as info:
+        run(s, detector_params=params)
+    assert "\n" not in str(info.value)
+
+
+def test_good_detector_params_are_used_and_echoed():
+    s = make_session(velocities=(60, 120), seed=0)
+    r = run(s, detector_params={"tkeo": {"k_sd": 10, "band_hz": [40, 250]}})
+    assert r.settings["detector_params"]["tkeo"]["k_sd"] == 10
+    assert r.settings["detector_params"]["tkeo"]["band_hz"] == [40.0, 250.0]
+
+
+def test_settings_echo_every_argument():
+    import inspect
+
+    s = make_session(velocities=(60, 120), seed=0)
+    r = run(s, seed=7, passive_range_deg=(0, 110), prompt_times_s=s.prompts_s)
+    kwonly = [
+        name
+        for name, p in inspect.signature(analyze_stretch_reflex).parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    ]
+    assert set(kwonly) <= set(r.settings), set(kwonly) - set(r.settings)
+    assert r.settings["seed"] == 7
+    assert r.settings["passive_range_deg"] == [0.0, 110.0]
+    assert r.settings["detector_sensitivity"] is True
+    assert r.settings["prompt_times_s"] == pytest.approx(s.prompts_s)
+    json.dumps(r.settings, allow_nan=False)
+    g = run(s, seed=np.random.default_rng(1), n_bootstrap=10)
+    assert "Generator" in g.settings["seed"]
 
 
 def test_false_early_onset_is_an_outlier_not_a_dsrt():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dsp.stretch_reflex._analyze import _catch_dip, _dip_depth
+from dsp.stretch_reflex._analyze import _catch, _dip_depth
 from dsp.stretch_reflex._emg import burst_offset, clonus_episodes
 from dsp.stretch_reflex._fit import bootstrap_lines, fit_dsrt_line, ols, robust_inliers
 from dsp.stretch_reflex._kinematics import find_stretches, finite_runs, smooth_kinematics
@@ -51,13 +51,16 @@ def test_fit_under_determined_gives_nan():
     assert np.isnan(f.tsrt_deg) and np.isnan(f.tsrt_ci_deg[0])
 
 
-def _beats(rate, t0, f, n, amp, dur, jitter=0.0, seed=0):
+def _beats(rate, t0, f, n, amp, dur, jitter=0.0, seed=0, fade_s=None, level=3.0):
+    """Envelope (uV) with ``n`` Gaussian beats at ``f`` Hz from ``t0`` on a ``level`` uV floor;
+    ``fade_s``: the beat amplitude decays as exp(-(t - t0) / fade_s) (a fatigable clonus)."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(dur * rate)) / rate
-    env = np.full(t.shape, 3.0) + rng.normal(0, 0.3, t.shape)
+    env = np.full(t.shape, level) + rng.normal(0, 0.3, t.shape)
     for k in range(n):
         tk = t0 + k / f + rng.normal(0, jitter)
-        env += amp * np.exp(-0.5 * ((t - tk) / 0.012) ** 2)
+        a = amp if fade_s is None else amp * np.exp(-(k / f) / fade_s)
+        env += a * np.exp(-0.5 * ((t - tk) / 0.012) ** 2)
     return env
 
 
@@ -70,7 +73,24 @@ def test_clonus_episode_counts_beats_and_rate():
     assert ep.n_beats == 30
     assert ep.frequency_hz == pytest.approx(6.0, abs=0.15)
     assert ep.start_s == pytest.approx(1.0, abs=0.01)
-    assert ep.duration_s == pytest.approx(29 / 6.0, abs=0.05)
+    assert ep.end_s - ep.start_s == pytest.approx(29 / 6.0, abs=0.05)  # first to last peak
+    assert ep.duration_s == pytest.approx(30 / 6.0, abs=0.05)  # 30 beats = 30 periods
+
+
+def test_fading_clonus_is_followed_to_its_last_beats():
+    # 31 beats at 6 Hz fading to 5 % of the first (the simulator's fatigable clonus) over
+    # 15 uV of tonic activity: the strong beats start the episode, the rhythm is then tracked
+    # through the weak ones (a prominence of 8 x the noise SD is still required)
+    rate = 2000.0
+    env = _beats(rate, 1.0, 6.0, 31, 60.0, 8.0, jitter=0.004, fade_s=5.0 / 3.0, level=15.0)
+    ep = clonus_episodes(env, rate, 0, len(env), 0.3, min_beats=4)
+    assert len(ep) == 1
+    assert ep[0].n_beats >= 27
+    assert ep[0].duration_s == pytest.approx(31 / 6.0, abs=0.7)
+    # without tracking (weak beats must stand out of the running median as much as strong
+    # ones) the episode stops where the beats sink below the tonic level (after about 14)
+    short = clonus_episodes(env, rate, 0, len(env), 0.3, min_beats=4, track_prominence=1.0)
+    assert short[0].n_beats < 20
 
 
 def test_clonus_needs_regular_beats_and_enough_of_them():
@@ -85,19 +105,36 @@ def test_clonus_needs_regular_beats_and_enough_of_them():
     assert clonus_episodes(irregular, rate, 0, len(irregular), 0.3, min_beats=4) == []
 
 
-def test_catch_dip_needs_a_release():
-    v = np.concatenate(
-        [
-            np.linspace(0, 200, 50),
-            np.linspace(200, 80, 20),
-            np.linspace(80, 150, 20),
-            np.linspace(150, 0, 40),
-        ]
+def _ramp(v0, v1, n):
+    """``n`` samples from ``v0`` towards ``v1`` (raised cosine)."""
+    return v0 + (v1 - v0) * 0.5 * (1 - np.cos(np.pi * np.arange(n) / n))
+
+
+def test_catch_with_and_without_release_and_not_at_the_stretch_end():
+    # 500 Hz samples from the reflex onset; catch window 200 samples (0.4 s), 50 ms = 25 samples
+    kw = {"limit": 200, "min_drop": 40.0, "min_rise": 10.0, "min_residual": 40.0, "window": 25}
+    # fall 200 -> 80 deg/s in 40 ms, release back to 150, then the end of the stretch
+    released = np.concatenate(
+        [np.full(30, 200.0), _ramp(200, 80, 20), _ramp(80, 150, 30), _ramp(150, 0, 80)]
     )
-    drop, rise, k = _catch_dip(v, 100, 10.0)
-    assert drop == pytest.approx(120) and rise == pytest.approx(70) and v[k] == pytest.approx(80)
+    caught, release, k = _catch(released, **kw)
+    assert caught and release
+    assert released[k] == pytest.approx(np.min(released[30:80]), abs=1.0)  # velocity minimum
+    # fall 200 -> 80 deg/s in 40 ms, then the stretch goes on at 80 deg/s: a catch, no release
+    held = np.concatenate([np.full(30, 200.0), _ramp(200, 80, 20), np.full(150, 80.0)])
+    caught, release, k = _catch(held, **kw)
+    assert caught and not release
+    assert 30 <= k <= 55  # where the fall levels off
+    # the ordinary end of a stretch: the velocity falls to rest, never levels off while moving
+    end = np.concatenate([np.full(30, 200.0), _ramp(200, 0, 100), np.zeros(50)])
+    assert _catch(end, **kw) == (False, False, -1)
+    # a gentle slowing by the examiner (200 -> 150 deg/s over 0.3 s) then a steady pace: not
+    # abrupt enough for a catch (40 deg/s are lost in no 50 ms window)
+    gentle = np.concatenate([np.full(30, 200.0), _ramp(200, 150, 150), np.full(150, 150.0)])
+    assert _catch(gentle, **kw)[0] is False
+    # a smooth stretch: no drop at all
     smooth = np.concatenate([np.linspace(0, 200, 50), np.linspace(200, 0, 80)])
-    assert _catch_dip(smooth, 100, 10.0)[0] == pytest.approx(0.0)  # no drop: no catch
+    assert _catch(smooth, **{**kw, "limit": 40})[0] is False
     assert _dip_depth(smooth)[0] == pytest.approx(0.0)
 
 
