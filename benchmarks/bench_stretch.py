@@ -5,13 +5,19 @@
 The session is simulated once (virtual patient ``moderate_elbow``: 40 manual stretches, 8 at each
 of 5 velocities, 8 EMG channels at 2 kHz, goniometer at 500 Hz). Timed with a warm JIT cache
 (one untimed call first), medians of ``--repeats`` runs, wall-clock time and process CPU time
-(the sum over threads; on a shared, oversubscribed machine the CPU time is the stable figure):
+(the sum over threads; both printed, with the load average; on a shared, oversubscribed machine
+the CPU time shows how much of the wall time was waiting for a core):
 
 * ``analyze_stretch_reflex`` on channel 0 with everything on (3 detectors, bootstrap 2000);
 * the same with ``detector_sensitivity=False``;
 * all 8 channels analysed one after the other (for scale);
 * yardstick, scipy in the same run: ``sosfiltfilt`` 20-450 Hz band-pass + 50 Hz envelope of
   channel 0, and the band-pass of all 8 channels (what any analysis must at least do).
+
+Target (issue 6): the session analysed in under 1 s with a warm JIT cache. The analysis takes
+one EMG channel (the tested muscle), so the target is per analysed channel: the **wall time**
+of the first row must be under 1 s. The 8-channel row is printed for scale. Exit status 1 when
+the target is missed (``python benchmarks/run.py stretch`` passes it on).
 """
 
 from __future__ import annotations
@@ -97,19 +103,25 @@ def main(argv: list[str]) -> int:
         ),
         ("scipy yardstick: band-pass of 8 channels", lambda: signal.sosfiltfilt(bp, emg, axis=0)),
     ]
-    print(f"median of {args.repeats} runs, warm JIT cache (wall / CPU of all threads):")
-    ok = True
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(
+        f"median of {args.repeats} runs, warm JIT cache, load average {load:.1f} "
+        f"on {os.cpu_count()} cores (wall / CPU of all threads):"
+    )
+    figures = {}
     for name, fn in rows:
         wall, cpu = _median_time(fn, args.repeats)
+        figures[name] = (wall, cpu)
         print(f"  {name:<64s} {wall * 1e3:8.1f} ms / {cpu * 1e3:8.1f} ms")
-        if name.endswith("all detectors") and min(wall, cpu) >= 1.0:
-            ok = False
+    wall, cpu = figures[rows[0][0]]
+    wall8, _ = figures[rows[2][0]]
+    ok = wall < 1.0
     print(
-        "target: one channel with every detector under 1 s (CPU time when the machine is shared)"
-        " ->",
-        "met" if ok else "MISSED",
+        f"target: one analysed channel (all detectors, bootstrap 2000) under 1 s wall -> "
+        f"{'met' if ok else 'MISSED'} ({wall:.2f} s wall, {cpu:.2f} s CPU; all 8 channels one "
+        f"by one: {wall8:.2f} s wall, not the target)"
     )
-    return 0
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -180,33 +180,69 @@ def _catch(
     return True, False, int(k[np.argmax(level)])
 
 
+def _stuck_fractions(x: np.ndarray, rate_hz: float) -> tuple[float, float]:
+    """Saturated and flat fractions of one EMG channel, as :func:`dsp.quality.channel_quality`
+    defines them (its powerline and SNR estimates, a quarter of this analysis' time, are not
+    needed here).
+
+    Parameters
+    ----------
+    x : ndarray, shape (n,)
+        EMG in uV, NaN in gaps (at least one finite sample).
+    rate_hz : float
+
+    Returns
+    -------
+    saturation, flat : float
+        Fraction of the finite samples in runs of >= 3 consecutive samples at the channel's
+        own extremes; fraction of the gap-free 1 s windows whose SD is below 0.5 uV (NaN when
+        there is none).
+    """
+    finite = np.isfinite(x)
+    lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
+    sat = 0.0
+    if hi > lo:
+        at = finite & ((x <= lo) | (x >= hi))
+        edges = np.diff(np.concatenate(([0], at.astype(np.int8), [0])))
+        runs = np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)
+        sat = float(runs[runs >= 3].sum()) / int(finite.sum())
+    win = max(1, round(rate_hz))
+    nw = len(x) // win
+    if nw == 0:
+        return sat, math.nan
+    blocks = x[: nw * win].reshape(nw, win)
+    ok = np.all(np.isfinite(blocks), axis=1)
+    if not np.any(ok):
+        return sat, math.nan
+    sds = np.std(blocks[ok], axis=1, ddof=1 if win > 1 else 0)
+    return sat, float(np.mean(sds < 0.5))
+
+
 def _usable_channel(x: np.ndarray, rate_hz: float, channel: int) -> str | None:
     """Refuse a channel that cannot show a reflex; return a warning for a partly damaged one.
 
     A saturated amplifier or an open electrode gives a flat (stuck) trace, and a flat trace
     has no reflex to detect: reporting "no reflex" there would pass a broken recording off as
-    a healthy muscle. ``dsp.quality.channel_quality`` decides.
+    a healthy muscle. The tests are those of ``dsp.quality.channel_quality``.
 
     Raises
     ------
     dsp.SignalError
         When more than half of the channel is flat or stuck at a rail.
     """
-    from dsp.quality import channel_quality
-
     if not np.isfinite(x).any():
         raise SignalError(f"EMG channel {channel} holds no samples (all gaps)")
-    q = channel_quality(x, rate_hz)[0]
-    stuck = max(q.flat_fraction if np.isfinite(q.flat_fraction) else 0.0, q.saturation_fraction)
+    saturation, flat = _stuck_fractions(x, rate_hz)
+    stuck = max(flat if np.isfinite(flat) else 0.0, saturation)
     if stuck > 0.5:
         raise SignalError(
             f"EMG channel {channel} is flat or stuck at one value in {stuck:.0%} of the recording "
             "(amplifier saturated or electrode off): no reflex can be judged; check the "
             "electrode and the gain, or analyse another channel"
         )
-    if q.saturation_fraction > 0.001:
+    if saturation > 0.001:
         return (
-            f"EMG channel {channel} is saturated in {q.saturation_fraction:.1%} of samples: "
+            f"EMG channel {channel} is saturated in {saturation:.1%} of samples: "
             "burst amplitudes of the affected stretches are underestimated"
         )
     return None

@@ -451,6 +451,17 @@ def test_settings_echo_every_argument():
     assert "Generator" in g.settings["seed"]
 
 
+def test_stuck_channel_is_refused_and_a_clipped_one_warned():
+    s = make_session(seed=19)
+    dead = s.emg_uv.copy()
+    dead[: int(0.6 * len(dead))] = 0.0  # electrode off for 60 % of the recording
+    with pytest.raises(SignalError, match="flat or stuck at one value in 6"):
+        analyze_stretch_reflex(dead, s.emg_rate_hz, s.angle_deg, s.angle_rate_hz)
+    clipped = np.clip(s.emg_uv, -15.0, 15.0)  # amplifier rails at +/-15 uV
+    r = analyze_stretch_reflex(clipped, s.emg_rate_hz, s.angle_deg, s.angle_rate_hz)
+    assert any("saturated in" in w for w in r.warnings)
+
+
 def test_false_early_onset_is_an_outlier_not_a_dsrt():
     s = make_session(seed=14, velocities=(20, 60, 120, 180, 240) * 2)
     emg = s.emg_uv.copy()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dsp.stretch_reflex._analyze import _catch, _dip_depth
+from dsp.quality import channel_quality
+from dsp.stretch_reflex._analyze import _catch, _dip_depth, _stuck_fractions
 from dsp.stretch_reflex._emg import burst_offset, clonus_episodes
 from dsp.stretch_reflex._fit import bootstrap_lines, fit_dsrt_line, ols, robust_inliers
 from dsp.stretch_reflex._kinematics import find_stretches, finite_runs, smooth_kinematics
@@ -198,3 +199,23 @@ def test_robust_inliers_drop_wild_dsrts_only():
     keep = robust_inliers(v, d)
     assert list(np.flatnonzero(~keep)) == [3, 11]
     assert robust_inliers(v[:5], d[:5]).all()  # too few points to judge
+
+
+@pytest.mark.parametrize("case", ["clean", "flat", "clipped", "gap_and_flat", "sparse_gaps"])
+def test_stuck_fractions_match_channel_quality(case):
+    # the analysis' own flat / saturation test gives dsp.quality.channel_quality's figures
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 5, 20000)
+    if case == "flat":
+        x[:12000] = 0.0
+    elif case == "clipped":
+        x = np.clip(x, -6, 6)
+    elif case == "gap_and_flat":
+        x[5000:5100] = np.nan
+        x[8000:16000] = 3.0
+    elif case == "sparse_gaps":
+        x[::7] = np.nan
+    q = channel_quality(x, 2000.0)[0]
+    sat, flat = _stuck_fractions(x, 2000.0)
+    assert sat == pytest.approx(q.saturation_fraction)
+    assert flat == pytest.approx(q.flat_fraction, nan_ok=True)
