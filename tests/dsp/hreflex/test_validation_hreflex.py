@@ -59,16 +59,43 @@ def test_table_formats_and_is_markdown():
     assert np.isfinite(result["pooled"]["h_latency_ms"]["max_abs"])
 
 
+#: The published 50-seed figures (docs/validation.md, "H-reflex": commit cabc135, simulator at
+#: 234d349): share of sessions within the target. The slow test asserts them as floors, less
+#: MARGIN (a few sessions of 150), so an accuracy drop fails the run.
+PUBLISHED = {
+    "hmax_mmax_rel": 0.94,
+    "mmax_rel": 1.0,
+    "m_latency_ms": 1.0,
+    "h_latency_ms": 1.0,
+    "hmax_mmax_rel_vs_realised": 1.0,
+    "rdd_0.2_vs_model": 0.68,
+    "rdd_0.3_vs_model": 0.59,
+    "rdd_1_vs_model": 0.84,
+    "rdd_2_vs_model": 0.93,
+    "ppd_2.5_vs_model": 0.87,
+    "ppd_5_vs_model": 0.73,
+}
+PUBLISHED_BY_PROFILE = {"soleus_healthy": 0.94, "soleus_spastic": 0.96, "fcr_healthy": 0.92}
+PUBLISHED_COVERAGE = {"hmax_mmax": 0.93, "0.2": 0.91, "0.3": 0.87, "1": 0.92, "2": 0.95}
+MARGIN = 0.04
+
+
 @pytest.mark.slow
-def test_fifty_seeds_meet_the_measurement_budgets():
+def test_fifty_seeds_meet_the_published_figures():
     """The published run (``tonuslab validate hreflex --seeds 50``); see docs/validation.md."""
     result = V.run(seeds=50)
     p = result["pooled"]
-    assert p["mmax_rel"]["within_target"] >= 0.99
-    assert p["m_latency_ms"]["within_target"] >= 0.95
-    assert p["h_latency_ms"]["within_target"] >= 0.9
-    assert p["hmax_mmax_rel_vs_realised"]["within_target"] >= 0.99
+    # the issue's targets where they were met, and no drop below the published figures
+    assert p["hmax_mmax_rel"]["within_target"] >= 0.90
+    for key, share in PUBLISHED.items():
+        assert p[key]["within_target"] >= share - MARGIN, (key, p[key]["within_target"])
+    for name, share in PUBLISHED_BY_PROFILE.items():
+        within = result["by_profile"][name]["hmax_mmax_rel"]["within_target"]
+        assert within >= share - 2 * MARGIN, (name, within)  # 50 sessions each: wider margin
+    assert p["mmax_rel"]["within_target"] == 1.0  # Mmax within 3% in every session
     for k, v in p.items():
         if k.endswith("_vs_realised") and k.startswith(("rdd_", "ppd_")):
             assert v["within_target"] >= 0.98, k
-    assert p["hmax_mmax_ci_coverage"] >= 0.85
+    assert p["hmax_mmax_ci_coverage"] >= PUBLISHED_COVERAGE["hmax_mmax"] - MARGIN
+    for rate, share in p["depression_ci_coverage_model"].items():
+        assert share >= PUBLISHED_COVERAGE[rate] - MARGIN, (rate, share)
