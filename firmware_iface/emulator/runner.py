@@ -77,9 +77,16 @@ class DeviceRunner:
                     due = dev.next_due_us()
                     if due is not None:
                         if self.speed == "fast":
+                            # frame by frame, each the moment it completes on the device clock
+                            # (as in real time): the clock never runs ahead of the last frame
+                            # sent by more than the real time that passes, so a command arrives
+                            # where the host has seen the samples
                             target = due + FAST_STEP_US
-                            dev.clock.run_ahead_to(target)
-                            dev.advance(target)
+                            while due is not None and due <= target:
+                                dev.clock.run_ahead_to(due)
+                                if not dev.advance(due):
+                                    break
+                                due = dev.next_due_us()
                         else:
                             dev.advance(dev.clock.now_us())
                     out = dev.take_output()

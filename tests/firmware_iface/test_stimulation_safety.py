@@ -203,9 +203,9 @@ def test_busy_while_a_pair_runs_then_the_interval_applies_from_its_last_pulse():
     assert b.stimulate(mode=2, count=60, interval_us=20_000) == ("ERR", ErrorCode.BUSY)
     assert len(b.run(40_000)) == 1
     assert b.stimulate() == ("ERR", ErrorCode.BUSY)  # the second pulse is still to come
-    pulses = b.run(70_000)
+    pulses = b.run(80_000)  # past the end of the frame that holds the second pulse
     assert len(pulses) == 1 and pulses[0].pulse_index == 1
-    # the last pulse was about 8 ms ago: a first pulse 10 ms after it is refused on the sample
+    # the last pulse was about 20 ms ago: a first pulse 20 ms after it is refused on the sample
     # clock; 60 ms of samples later it is accepted
     assert b.stimulate() == ("ERR", ErrorCode.STIM_LIMIT)
     b.run(60_000)
