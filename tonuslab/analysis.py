@@ -328,17 +328,25 @@ def _recorded_hreflex(session) -> dict:
 
 
 def _hreflex_preset(muscle, flags: list[str]) -> str:
-    """Preset for the session's muscle; unknown or missing muscles get soleus and a flag."""
+    """Preset for the session's muscle.
+
+    Named muscles map directly (:func:`dsp.hreflex.presets.preset_for_muscle`); another muscle
+    of the wrist or the ankle gets that joint's preset (FCR, soleus) and a flag; anything else
+    gets soleus and a flag.
+    """
     from dsp.hreflex.presets import preset_for_muscle
 
     preset = preset_for_muscle(muscle)
-    if preset is None:
-        what = f"muscle {muscle!r} has no H-reflex preset" if muscle else "no muscle recorded"
-        flags.append(
-            f"hreflex: {what}: the soleus M/H search ranges were used (presets: soleus, "
-            "gastrocnemius, flexor carpi radialis); set --muscle or --m-window/--h-window"
-        )
-        preset = "soleus"
+    if preset is not None:
+        return preset
+    joint = joint_of_muscle(muscle)
+    preset = {"wrist": "fcr", "ankle": "soleus"}.get(joint, "soleus")
+    what = f"muscle {muscle!r} has no H-reflex preset" if muscle else "no muscle recorded"
+    why = f" (a {joint} muscle)" if joint in ("wrist", "ankle") else ""
+    flags.append(
+        f"hreflex: {what}: the {preset} M/H search ranges were used{why} (presets: soleus, "
+        "gastrocnemius, flexor carpi radialis); set --muscle or --m-window/--h-window"
+    )
     return preset
 
 

@@ -271,7 +271,7 @@ def test_time_compressed_recording_is_flagged_and_its_depression_withheld(capsys
 @pytest.mark.parametrize(
     "muscle,preset,flagged",
     [("medial gastrocnemius", "soleus", False), ("Soleus (left)", "soleus", False),
-     ("biceps", "soleus", True)],
+     ("biceps", "soleus", True), ("wrist_flexor", "fcr", True)],
 )  # fmt: skip
 def test_hreflex_preset_from_the_muscle_name(hreflex_file, capsys, muscle, preset, flagged):
     assert main(["analyze", str(hreflex_file), "--json", "--no-write", "--muscle", muscle]) == 0
