@@ -394,7 +394,8 @@ def analyze_stretch_reflex(
     ------
     dsp.SignalError
         Bad shapes, rates, channel, detector, ``detector_params`` (unknown detector or
-        parameter, wrong type or range), prompts or range; Inf samples (NaN marks gaps); an analysed
+        parameter, wrong type or range), prompts or range; EMG and angle covering different
+        durations at the given rates (a wrong rate); Inf samples (NaN marks gaps); an analysed
         EMG channel that is flat or stuck at one value in more than half of the recording
         (saturated amplifier, electrode off), where "no reflex" would be a false finding.
     """
@@ -448,6 +449,13 @@ def analyze_stretch_reflex(
             raise SignalError("prompt_times_s must hold finite times in seconds")
     if emg.shape[0] < emg_rate * 0.5 or angle.shape[0] < ang_rate * 0.5:
         raise SignalError("recording shorter than 0.5 s; record at least one full stretch")
+    emg_duration_s, angle_duration_s = emg.shape[0] / emg_rate, angle.shape[0] / ang_rate
+    if abs(emg_duration_s - angle_duration_s) > max(1.0, 0.005 * angle_duration_s):
+        raise SignalError(
+            f"the EMG covers {emg_duration_s:.2f} s at {emg_rate:g} Hz but the angle "
+            f"{angle_duration_s:.2f} s at {ang_rate:g} Hz; both streams start together and must "
+            "cover the same time: check the two sampling rates"
+        )
     if not 0 <= reflex_delay_s < 0.5:
         raise SignalError(f"reflex_delay_s must be in [0, 0.5) s, got {reflex_delay_s}")
     for name, values in (("emg_uv", emg[:, channel]), ("angle_deg", angle)):

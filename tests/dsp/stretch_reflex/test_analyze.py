@@ -387,6 +387,7 @@ def test_multichannel_and_channel_choice():
         ({"emg_uv": np.zeros(100)}, "shorter"),
         ({"prompt_times_s": ["soon"]}, "prompt_times_s"),
         ({"prompt_times_s": [1.0, np.nan]}, "prompt_times_s"),
+        ({"emg_rate_hz": 1500.0}, "check the two sampling rates"),  # the file's rate is wrong
     ],
 )
 def test_bad_input_raises_signal_error(kwargs, match):
