@@ -323,7 +323,7 @@ class Recorder:
             self._scale[stream] = np.array([c["scale"] for c in chans])
             self._offset[stream] = np.array([c["offset"] for c in chans])
         n_emg = len(self._scale["emg"])
-        self._emg_ring = _Ring(int(self._rates["emg"] * 2), n_emg)
+        self._emg_ring = _Ring(int(self._rates["emg"] * self.RECENT_EMG_S), n_emg)
         if "angle" in self._rates:
             self._angle_ring = _Ring(max(8, int(self._rates["angle"] * 2)), 1)
 
@@ -469,6 +469,23 @@ class Recorder:
         with self._lock:
             return self._emg_ring.last(n_samples).copy()
 
+    def emg_uv_between(self, first_index: int, stop_index: int) -> np.ndarray | None:
+        """EMG of device samples ``[first_index, stop_index)`` in uV, (n, n_emg), read atomically.
+
+        Returns None when the recent-EMG buffer (:attr:`RECENT_EMG_S`) does not hold the whole
+        span: not received yet, or already overwritten. Unlike :meth:`latest_emg_index` followed by
+        :meth:`recent_emg_uv`, no sample can arrive between the two reads.
+        """
+        with self._lock:
+            latest = self.latest_emg_index()
+            if self._emg_ring is None or stop_index <= first_index or stop_index - 1 > latest:
+                return None
+            n_back = latest - first_index + 1
+            if n_back > min(self._emg_ring.total, self._emg_ring.buf.shape[0]):
+                return None
+            x = self._emg_ring.last(n_back)
+            return x[: stop_index - first_index].copy()
+
     def recent_angle_deg(self, n_samples: int) -> np.ndarray:
         """Newest angle samples (sign-corrected first angle channel), oldest first."""
         if self._angle_ring is None:
@@ -566,6 +583,11 @@ class Recorder:
             if row > end:
                 self.stats.gap_samples[stream] += row - end
                 self._emit("gap", {"stream": stream, "start_index": end, "n_samples": row - end})
+                # the recent-signal rings stay aligned with device sample numbers: NaN for the gap
+                ring = self._emg_ring if stream == "emg" else self._angle_ring
+                if ring is not None:
+                    n_fill = min(row - end, ring.buf.shape[0])
+                    ring.push(np.full((n_fill, ring.buf.shape[1]), np.nan))
             self.writer.append(
                 stream, counts, start_index=row, gap_reason=self._gap_reason[stream],
                 host_time_s=arrival,
@@ -744,6 +766,10 @@ class Recorder:
     #: levels, angle and velocity); counters and session time are updated at every step. The
     #: refresh at every step (about 200 a second) cost 6 % of a core.
     STATS_INTERVAL_S = 0.1
+    #: Seconds of device time held for :meth:`recent_emg_uv` / :meth:`emg_uv_between` (the
+    #: H-reflex gate and quick measures; 10 s: 6.4 MB at 16 channels x 5 kHz). A reader that
+    #: falls further behind (a starved thread while the emulator runs fast) gets None.
+    RECENT_EMG_S = 10.0
 
     def _update_clock(self, *, final: bool = False) -> None:
         if self.writer is None or "emg" not in self._origin_time:

@@ -509,6 +509,10 @@ class EmgMonitor(Protocol):
     def recent_emg_uv(self, n_samples: int) -> np.ndarray:
         """The newest ``n_samples`` EMG samples, uV, shape (n, n_channels), oldest first."""
 
+    # Optional: ``emg_uv_between(first_index, stop_index) -> ndarray | None``, the EMG of device
+    # samples [first_index, stop_index) read atomically (None when not held). The quick M/H
+    # measures use it when present; otherwise they retry until two reads of the clock agree.
+
 
 @dataclass
 class PulseRecord:
@@ -887,18 +891,26 @@ class HReflexRunner:
         end_ms = self.windows["h"][1] + 2.0
         last = rec.first_emg_index + round(end_ms * rate / 1000.0)
         self._wait_for_index(last)
-        for _ in range(20):  # the recorder appends from another thread: read a stable view
-            latest = self.monitor.latest_emg_index()
-            n = latest - rec.first_emg_index + 1
-            x = np.asarray(self.monitor.recent_emg_uv(n), dtype=float)
-            if self.monitor.latest_emg_index() == latest:
-                break
+        between = getattr(self.monitor, "emg_uv_between", None)
+        if between is not None:  # one atomic read (the Recorder has it)
+            x = between(rec.first_emg_index, last + 1)
+            if x is None:
+                return  # the recorder's buffer no longer holds the pulse
+            x = np.asarray(x, dtype=float)
         else:
-            return
+            for _ in range(200):  # the recorder appends from another thread: read a stable view
+                latest = self.monitor.latest_emg_index()
+                n = latest - rec.first_emg_index + 1
+                x = np.asarray(self.monitor.recent_emg_uv(n), dtype=float)
+                if self.monitor.latest_emg_index() == latest:
+                    break
+                time.sleep(0.001)
+            else:
+                return
+            if x.shape[0] < n:
+                return  # the recorder's buffer no longer holds the pulse
         if x.ndim == 2:
             x = x[:, self.channel]
-        if x.shape[0] < n:
-            return  # the recorder's buffer no longer holds the pulse
         for name in ("m", "h"):
             a, b = (round(v * rate / 1000.0) for v in self.windows[name])
             seg = x[a:b]

@@ -94,12 +94,14 @@ class ArtifactOffset:
 
 
 def _sharp_onset(x: np.ndarray, a: int, b: int, base_len: int, threshold_sd: float) -> int | None:
-    """First sample in ``x[a:b]`` whose step from the previous sample is at least half the
-    largest step there and ``threshold_sd`` robust SDs of the baseline's steps; None if none.
+    """First sample in ``x[a:b]`` whose step from the previous sample is at least a quarter of
+    the largest step there and ``threshold_sd`` robust SDs of the baseline's steps; None if none.
 
     A stimulus artifact arrives as a step of one or two samples; M- and H-waves rise over a
     millisecond or more, so their sample-to-sample steps are far smaller even when the waves
-    are larger than the artifact.
+    are larger than the artifact. A quarter, not a half: a biphasic artifact that saturates
+    rail to rail steps by one rail at its onset and by two at its phase reversal, so with half
+    the onset qualified or not by the sign of the noise just before it.
     """
     base = x[max(a - base_len, 0) : a]
     base = base[np.isfinite(base)]
@@ -113,7 +115,7 @@ def _sharp_onset(x: np.ndarray, a: int, b: int, base_len: int, threshold_sd: flo
     peak = float(step.max())
     if peak < threshold_sd * sd:
         return None
-    return a + int(np.argmax(step >= 0.5 * peak))
+    return a + int(np.argmax(step >= max(0.25 * peak, threshold_sd * sd)))
 
 
 def session_artifact_offset(
@@ -306,9 +308,12 @@ def find_artifacts(
             onset, detected = min(max(ev + shift, 0), n - 1), False
         else:
             onset = a + int(np.argmax(dev >= 0.5 * peak))
-            # Step back over the rising edge while still clearly above the noise.
+            # Step back over the artifact's rising edge: samples clearly above the noise *and*
+            # a real part of the artifact (5% of its peak), not background EMG that happens to
+            # stand above the baseline's median just before the pulse.
             lim = max(onset - 3, a)
-            while onset > lim and abs(x[onset - 1] - med) > 4.0 * sd:
+            edge = max(4.0 * sd, 0.05 * peak)
+            while onset > lim and abs(x[onset - 1] - med) > edge:
                 onset -= 1
             detected = True
         sat = 0

@@ -117,3 +117,26 @@ def test_clock_mapping_recovers_device_drift_under_jitter(tmp_path):
         assert clock["n_pings"] >= 10 and s.clock["pings"].shape[0] == clock["n_pings"]
         # arrival-time stamping would scatter by the jitter; the envelope residual is far less
         assert clock["residual_sd_s"] < 0.005
+
+
+def test_emg_between_device_indices_matches_the_file_across_gaps(tmp_path):
+    """The runner's atomic read of recent EMG: aligned with device sample numbers, gaps NaN."""
+    device = make_device(SimpleSource(seed=5), faults=Faults(drop_frame_every=5))
+    opener = lambda url: emulator_link(device)  # noqa: E731
+    rec = Recorder("sim://faulty", tmp_path / "b.h5", config=CONFIG, link_opener=opener)
+    rec.open()
+    while rec.latest_emg_index() < (Recorder.RECENT_EMG_S + 1) * 2000:
+        rec.step(0.02)
+    latest = rec.latest_emg_index()
+    first, stop = latest - 3000, latest - 100
+    window = rec.emg_uv_between(first, stop)
+    assert rec.emg_uv_between(latest - 10, latest + 2) is None  # not received yet
+    held = int(2000 * Recorder.RECENT_EMG_S)
+    assert rec.emg_uv_between(latest - held - 10, latest - held + 10) is None  # older than held
+    rec.close()
+    with open_session(tmp_path / "b.h5") as s:
+        emg = np.asarray(s.emg_uv)
+        origin = s.emg.first_device_sample  # row i is device sample origin + i
+    expected = emg[first - origin : stop - origin]
+    assert np.isnan(expected).any()  # the span holds dropped frames
+    np.testing.assert_array_equal(window, expected)

@@ -148,6 +148,47 @@ def test_session_offset_ignores_m_waves_larger_than_the_artifact():
     assert off.n_sweeps == 5 and off.n_found == 5 and not off.at_range_edge
 
 
+def test_session_offset_of_a_biphasic_artifact_saturating_rail_to_rail():
+    """The onset step (one rail) is half the phase-reversal step (two rails): still the onset,
+    whatever the sign of the noise just before it."""
+    from dsp.hreflex import session_artifact_offset
+
+    rng = np.random.default_rng(7)
+    rate, rail = 5000.0, 10000.0
+    x = rng.normal(0, 5, 60000)
+    events = np.arange(5000, 55000, 5000)
+    for k, e in enumerate(events):
+        x[e - 1] = 4.0 if k % 2 else -4.0  # both signs of noise before the onset
+        x[e : e + 5] = rail  # positive phase, saturated
+        x[e + 5 : e + 8] = -rail  # negative phase, saturated
+        x[e + 8 : e + 40] += -rail * np.exp(-np.arange(32) / 6.0)  # decaying tail
+    off = session_artifact_offset(x, rate, events, np.linspace(10, 30, events.size))
+    assert off.found and off.offset_ms == 0.0 and off.spread_ms == 0.0
+
+
+def test_artifact_onset_not_moved_by_background_just_before_the_pulse():
+    """Background EMG standing 20-25 uV above the baseline just before a rail-to-rail artifact
+    is not its rising edge: the onset stays on the event (it was put 0.6 ms early)."""
+    from dsp.hreflex import find_artifacts
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(0, 2, 20000)
+    events = np.array([5000, 10000, 15000])
+    for e in events:
+        x[e - 10 : e] += np.linspace(0, 25, 10)  # background rising just before the pulse
+        x[e : e + 5] = 10000.0
+        x[e + 5 : e + 8] = -10000.0
+    found = find_artifacts(x, 5000.0, events, rail_uv=10000.0)
+    assert [f.onset_index for f in found] == events.tolist()
+    assert all(f.offset_ms == 0.0 for f in found)
+    # a genuine rising edge (half the peak one sample early) is still stepped over
+    y = rng.normal(0, 2, 20000)
+    y[events - 1] = 5000.0
+    for e in events:
+        y[e : e + 5] = 10000.0
+    assert [f.onset_index for f in find_artifacts(y, 5000.0, events)] == (events - 1).tolist()
+
+
 def test_background_gating_excludes_with_reason():
     s = make_session(6, high_background=(3, 10))
     r = run(s)
