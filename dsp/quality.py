@@ -183,6 +183,40 @@ def _window_sd(x, win):
     return out
 
 
+def _stuck_fractions(x, rate_hz, *, flat_sd_uv=0.5, window_s=1.0, rails_uv=None):
+    """Saturated and flat fractions of one EMG channel (no validation: callers validate).
+
+    Shared by :func:`channel_quality` and the stretch-reflex channel check.
+
+    Parameters
+    ----------
+    x : ndarray, float64, shape (n,)
+        EMG in uV, NaN in gaps, at least one finite sample.
+    rate_hz : float
+        Sampling rate, Hz.
+    flat_sd_uv, window_s : float
+        A ``window_s`` window whose SD is below ``flat_sd_uv`` is flat.
+    rails_uv : (float, float), optional
+        ADC limits, uV; without them, runs of >= 3 samples at the channel's own extremes count.
+
+    Returns
+    -------
+    saturation, flat : float
+        Fraction of the finite samples at the rails; fraction of the gap-free windows that are
+        flat (NaN when there is none).
+    """
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    n_ok = int(np.isfinite(x).sum())
+    if rails_uv is None:
+        lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
+        sat = _rail_samples(x, lo, hi, 3) / n_ok if hi > lo else 0.0
+    else:
+        sat = _rail_samples(x, float(rails_uv[0]), float(rails_uv[1]), 1) / n_ok
+    sds = _window_sd(x, max(1, round(window_s * rate_hz)))
+    sds = sds[np.isfinite(sds)]
+    return float(sat), float((sds < flat_sd_uv).mean()) if sds.size else math.nan
+
+
 def _finite_runs(mask: np.ndarray) -> list[tuple[int, int]]:
     edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
     return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
@@ -358,14 +392,10 @@ def channel_quality(
                 )
             )
             continue
-        if rails_uv is None:
-            lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
-            sat = _rail_samples(x, lo, hi, 3) / n_ok if hi > lo else 0.0
-        else:
-            sat = _rail_samples(x, rail_lo, rail_hi, 1) / n_ok
-        sds = _window_sd(x, win)
-        sds = sds[np.isfinite(sds)]
-        flat_fraction = float((sds < flat).mean()) if sds.size else math.nan
+        sat, flat_fraction = _stuck_fractions(
+            x, rate_hz, flat_sd_uv=flat, window_s=win / rate_hz,
+            rails_uv=None if rails_uv is None else (rail_lo, rail_hi),
+        )  # fmt: skip
         pl = _powerline_ratio(x, rate_hz, float(line_hz))
         snr, activity = _snr_db(x, rate_hz)
         off = bool(

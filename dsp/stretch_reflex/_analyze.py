@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from dsp.errors import SignalError
+from dsp.quality import _stuck_fractions
 from dsp.stretch_reflex._emg import (
     burst_offset,
     clonus_episodes,
@@ -180,44 +181,6 @@ def _catch(
     return True, False, int(k[np.argmax(level)])
 
 
-def _stuck_fractions(x: np.ndarray, rate_hz: float) -> tuple[float, float]:
-    """Saturated and flat fractions of one EMG channel, as :func:`dsp.quality.channel_quality`
-    defines them (its powerline and SNR estimates, a quarter of this analysis' time, are not
-    needed here).
-
-    Parameters
-    ----------
-    x : ndarray, shape (n,)
-        EMG in uV, NaN in gaps (at least one finite sample).
-    rate_hz : float
-
-    Returns
-    -------
-    saturation, flat : float
-        Fraction of the finite samples in runs of >= 3 consecutive samples at the channel's
-        own extremes; fraction of the gap-free 1 s windows whose SD is below 0.5 uV (NaN when
-        there is none).
-    """
-    finite = np.isfinite(x)
-    lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
-    sat = 0.0
-    if hi > lo:
-        at = finite & ((x <= lo) | (x >= hi))
-        edges = np.diff(np.concatenate(([0], at.astype(np.int8), [0])))
-        runs = np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)
-        sat = float(runs[runs >= 3].sum()) / int(finite.sum())
-    win = max(1, round(rate_hz))
-    nw = len(x) // win
-    if nw == 0:
-        return sat, math.nan
-    blocks = x[: nw * win].reshape(nw, win)
-    ok = np.all(np.isfinite(blocks), axis=1)
-    if not np.any(ok):
-        return sat, math.nan
-    sds = np.std(blocks[ok], axis=1, ddof=1 if win > 1 else 0)
-    return sat, float(np.mean(sds < 0.5))
-
-
 def _usable_channel(x: np.ndarray, rate_hz: float, channel: int) -> str | None:
     """Refuse a channel that cannot show a reflex; return a warning for a partly damaged one.
 
@@ -232,6 +195,7 @@ def _usable_channel(x: np.ndarray, rate_hz: float, channel: int) -> str | None:
     """
     if not np.isfinite(x).any():
         raise SignalError(f"EMG channel {channel} holds no samples (all gaps)")
+    # dsp.quality's definitions, without its powerline and SNR estimates (a quarter of the time)
     saturation, flat = _stuck_fractions(x, rate_hz)
     stuck = max(flat if np.isfinite(flat) else 0.0, saturation)
     if stuck > 0.5:
