@@ -462,7 +462,14 @@ class Recorder:
 
     @property
     def emg_rate_hz(self) -> float:
+        """EMG sampling rate, Hz (NaN before :meth:`open`)."""
         return self._rates.get("emg", float("nan"))
+
+    @property
+    def angle_rate_hz(self) -> float | None:
+        """Angle sampling rate, Hz (None when the device streams no angle, or before
+        :meth:`open`)."""
+        return self._rates.get("angle")
 
     def recent_emg_uv(self, n_samples: int) -> np.ndarray:
         """Newest ``n_samples`` EMG samples in uV, (n, n_emg), oldest first."""

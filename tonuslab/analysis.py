@@ -279,52 +279,12 @@ TIME_COMPRESSED_NOTE = (
 def _recorded_hreflex(session) -> dict:
     """What the recorder's ``hreflex`` protocol saved in the session's notes.
 
-    The recorder stores one ``protocol`` note (the plan: config, limits, ``time_scale``,
-    ``time_compressed``) and one ``hreflex_pulse`` note per planned pulse (block, nominal rate in
-    device time, status, the gate's background bins, ``first_emg_index`` = the stimulus event's
-    EMG sample). Returns ``{}`` for a session without them (imported, simulated).
-
-    Returns
-    -------
-    dict
-        ``gate_band_uv`` (list or None), ``gate_channel`` (int), ``time_scale`` (float or None),
-        ``time_compressed`` (bool), ``pulses`` (dict: stimulus EMG sample index -> pulse note
-        params, delivered pulses only), ``n_skipped_background`` (int), ``n_pulse_notes`` (int).
+    Parsed by the protocol's own notes module (:func:`acquire.protocols.hreflex.notes.read_notes`,
+    the one parser of what its runner writes); ``{}`` for a session without them.
     """
-    plan, pulses, skipped, n_notes, compressed = None, {}, 0, 0, False
-    for e in session.events:
-        if e.get("kind") != "note":
-            continue
-        params = e.get("params") or {}
-        if e.get("label") == "protocol" and isinstance(params.get("hreflex"), dict):
-            plan = params["hreflex"]
-        elif e.get("label") == "hreflex_pulse":
-            n_notes += 1
-            compressed |= bool(params.get("time_compressed"))
-            if params.get("status") == "skipped_background":
-                skipped += 1
-            elif params.get("status") == "delivered" and params.get("first_emg_index") is not None:
-                pulses[int(params["first_emg_index"])] = params
-    meta = session.metadata
-    if plan is None and not pulses and not meta.get("time_compressed"):
-        return {}
-    config = (plan or {}).get("config") or {}
-    scale = (plan or {}).get("time_scale")
-    compressed = (
-        compressed
-        or bool(meta.get("time_compressed"))
-        or bool((plan or {}).get("time_compressed"))
-        or (scale is not None and float(scale) != 1.0)
-    )
-    return {
-        "gate_band_uv": config.get("gate_band_uv"),
-        "gate_channel": int(config.get("emg_channel", 0) or 0),
-        "time_scale": None if scale is None else float(scale),
-        "time_compressed": bool(compressed),
-        "pulses": pulses,
-        "n_skipped_background": skipped,
-        "n_pulse_notes": n_notes,
-    }
+    from acquire.protocols.hreflex.notes import read_notes
+
+    return read_notes(session.events, session.metadata)
 
 
 def _hreflex_preset(muscle, flags: list[str]) -> str:

@@ -210,8 +210,8 @@ class StretchProtocol:
 
     def attach(self) -> None:
         rec = self.recorder
-        self._angle_rate = rec._rates.get("angle", 0.0)
-        self._emg_rate = rec._rates["emg"]
+        self._angle_rate = rec.angle_rate_hz or 0.0
+        self._emg_rate = rec.emg_rate_hz
         if not self._angle_rate:
             self.on_message("stretch protocol needs a goniometer channel: running as free")
             self.done = True

@@ -25,6 +25,12 @@ class MusclePreset:
         (start, end) of the epoch cut around each stimulus, ms (start negative).
     background_ms : tuple of float
         (start, end) of the background-EMG bin before the stimulus, ms (a 50 ms bin by default).
+    quick_m_ms, quick_h_ms : tuple of float
+        (start, end) of the recorder's quick M and H peak-to-peak windows, ms after the pulse's
+        first EMG sample (``acquire.protocols.hreflex``: they choose the test intensity and the
+        centre of the fine ladder while recording). They start later than the search ranges
+        because the recorder reads the raw EMG, artifact included, and nothing is located from
+        the data. Not analysis settings: :meth:`to_dict` leaves them out.
     """
 
     name: str
@@ -32,21 +38,43 @@ class MusclePreset:
     h_search_ms: tuple[float, float]
     epoch_ms: tuple[float, float] = (-100.0, 100.0)
     background_ms: tuple[float, float] = (-55.0, -5.0)
+    quick_m_ms: tuple[float, float] = (4.0, 20.0)
+    quick_h_ms: tuple[float, float] = (22.0, 50.0)
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        """The analysis settings (the quick recording windows are not among them), JSON-ready."""
+        return {
+            k: list(v) if isinstance(v, tuple) else v
+            for k, v in asdict(self).items()
+            if k not in _RECORDING_FIELDS
+        }
+
+    def quick_windows_ms(self) -> dict[str, tuple[float, float]]:
+        """The recorder's quick windows, ``{"m": (start, end), "h": (start, end)}``, ms."""
+        return {"m": self.quick_m_ms, "h": self.quick_h_ms}
+
+
+#: Fields of :class:`MusclePreset` that belong to the recording, not to the analysis.
+_RECORDING_FIELDS = ("quick_m_ms", "quick_h_ms")
 
 
 #: Presets by muscle name. Aliases: ``flexor_carpi_radialis`` = ``fcr``.
 #: Soleus (tibial nerve in the popliteal fossa): M a few ms to ~15 ms, H about 30 ms
 #: (30.8 +/- 2.6 ms at 60-88 years, scales with leg length). FCR (median nerve at the elbow):
 #: H about 16 ms. Search ranges are deliberately wide; the windows are located from the data.
+#: This is the one table of M/H timing: the analysis reads the search ranges, the recorder's
+#: ``hreflex`` runner the quick windows (the FCR H-wave, ~16 ms, lies inside the soleus quick M
+#: window, so the recorder must know the muscle).
 MUSCLE_PRESETS: dict[str, MusclePreset] = {
-    "soleus": MusclePreset("soleus", m_search_ms=(1.5, 20.0), h_search_ms=(20.0, 50.0)),
-    "fcr": MusclePreset(
-        "fcr", m_search_ms=(1.0, 11.0), h_search_ms=(11.0, 30.0), epoch_ms=(-100.0, 60.0)
+    "soleus": MusclePreset(
+        "soleus", m_search_ms=(1.5, 20.0), h_search_ms=(20.0, 50.0),
+        quick_m_ms=(4.0, 20.0), quick_h_ms=(22.0, 50.0),
     ),
-}
+    "fcr": MusclePreset(
+        "fcr", m_search_ms=(1.0, 11.0), h_search_ms=(11.0, 30.0), epoch_ms=(-100.0, 60.0),
+        quick_m_ms=(2.5, 11.0), quick_h_ms=(12.0, 30.0),
+    ),
+}  # fmt: skip
 MUSCLE_ALIASES = {"flexor_carpi_radialis": "fcr", "sol": "soleus"}
 
 #: Muscles recorded with the preset of another (name fragment -> preset). The gastrocnemii share

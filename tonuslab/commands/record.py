@@ -333,8 +333,7 @@ def _runner_muscle(muscle: str | None) -> tuple[str, str | None]:
 
 
 def _start_hreflex(args, rec, view, hreflex, plan):
-    def on_record(r):
-        rec.add_host_event("note", label="hreflex_pulse", params=r.to_dict())
+    def on_record(r):  # the runner has stored the pulse's note (acquire.protocols.hreflex.notes)
         view.message(
             f"pulse {r.number} {r.block} {r.intensity_ma:g} mA: {r.status}"
             + (f" ({r.message})" if r.message else "")
@@ -343,18 +342,7 @@ def _start_hreflex(args, rec, view, hreflex, plan):
     muscle, note = _runner_muscle(getattr(args, "muscle", None))
     for text in [*plan.warnings, *([note] if note else [])]:
         view.message(f"warning: {text}")
-    rec.add_host_event(
-        "note",
-        label="protocol",
-        params={
-            "hreflex": plan.to_dict(),
-            "runner": {
-                "muscle": muscle,
-                "windows_ms": {k: list(v) for k, v in hreflex.RESPONSE_WINDOWS_MS[muscle].items()},
-                "emg_channel": int(plan.config.emg_channel),
-            },
-        },
-    )
+    # the runner writes the protocol note and one note per pulse into the recorder
     runner = hreflex.HReflexRunner(rec.client, rec, plan, on_record=on_record, muscle=muscle)
 
     def target():
@@ -387,19 +375,20 @@ def _start_lsl(rec, view):
 
     pub = LslPublisher(
         channels,
-        rec._rates["emg"],
-        rec._rates.get("angle", 1.0),
+        rec.emg_rate_hz,
+        rec.angle_rate_hz or 1.0,
         name=f"tonuslab-{rec.info.serial}",
         device_to_host=device_to_host,
     )
 
     def push(stream, row, phys, counts):
-        t = row / rec._rates[stream]  # session time = device time since EMG row 0
+        t = row / rates[stream]  # session time = device time since EMG row 0
         if stream == "emg":
             pub.push_emg(counts, t)
         else:
             pub.push_angle(counts, t)  # as measured (no sign correction), like the file
 
+    rates = {"emg": rec.emg_rate_hz, "angle": rec.angle_rate_hz}
     rec.block_listeners.append(push)
     view.message(f"LSL outlets {pub.name}-EMG and {pub.name}-Angle are live")
     return pub
