@@ -171,6 +171,58 @@ def test_runner_windows_follow_the_muscle():
     assert RESPONSE_WINDOWS_MS["fcr"]["m"][1] < 16.0 < RESPONSE_WINDOWS_MS["fcr"]["h"][1]
 
 
+def test_runner_windows_come_from_the_dsp_preset_table():
+    from acquire.protocols.hreflex import RESPONSE_WINDOWS_MS, response_windows_ms
+    from dsp.hreflex.presets import MUSCLE_PRESETS
+
+    for name, preset in MUSCLE_PRESETS.items():
+        assert response_windows_ms(name) == {"m": preset.quick_m_ms, "h": preset.quick_h_ms}
+        assert RESPONSE_WINDOWS_MS[name] == response_windows_ms(name)
+        # the quick windows are recording settings, not analysis settings
+        assert "quick_m_ms" not in preset.to_dict() and "m_search_ms" in preset.to_dict()
+    with pytest.raises(PlanError, match="muscle='biceps'"):
+        response_windows_ms("biceps")
+
+
+class _Sink:
+    """A session's event list (what the recorder's add_host_event appends to)."""
+
+    def __init__(self):
+        self.events = []
+
+    def add_host_event(self, kind, *, label="", params=None):
+        self.events.append({"kind": kind, "label": label, "params": dict(params or {})})
+
+
+def test_notes_written_by_the_protocol_are_read_back_by_its_parser():
+    from acquire.protocols.hreflex import (
+        PulseRecord,
+        read_notes,
+        write_protocol_note,
+        write_pulse_note,
+    )
+
+    plan = make_plan(HReflexProtocolConfig(test_intensity_ma=10, gate_band_uv=(0.0, 30.0)),
+                     time_scale=0.1)  # fmt: skip
+    sink = _Sink()
+    assert read_notes(sink.events) == {}
+    write_protocol_note(sink, plan, muscle="fcr", windows_ms={"m": (2.5, 11.0), "h": (12.0, 30.0)},
+                        emg_channel=1)  # fmt: skip
+    base = dict(block="recruitment", mode="single", intensity_ma=8.0, width_us=1000,
+                pair_interval_s=0.0, rate_hz=0.1, planned_emg_index=0,
+                time_compressed=True)  # fmt: skip
+    write_pulse_note(sink, PulseRecord(0, status="delivered", first_emg_index=500, **base))
+    write_pulse_note(sink, PulseRecord(1, status="skipped_background", **base))
+    write_pulse_note(sink, PulseRecord(2, status="delivered", first_emg_index=None, **base))
+    r = read_notes(sink.events, {})
+    assert r["gate_band_uv"] == [0.0, 30.0] and r["time_scale"] == 0.1 and r["time_compressed"]
+    assert r["n_pulse_notes"] == 3 and r["n_skipped_background"] == 1
+    assert list(r["pulses"]) == [500] and r["pulses"][500]["number"] == 0
+    assert sink.events[0]["params"]["runner"] == {
+        "muscle": "fcr", "windows_ms": {"m": [2.5, 11.0], "h": [12.0, 30.0]}, "emg_channel": 1
+    }  # fmt: skip
+
+
 def test_fine_center_is_the_smoothed_coarse_h_peak():
     from acquire.protocols.hreflex import PulseRecord, choose_fine_center
 

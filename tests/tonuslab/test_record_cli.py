@@ -211,3 +211,73 @@ def test_unsafe_stimulation_plan_is_refused_before_anything_opens(tmp_path):
     assert proc.returncode == 2 and "safety" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not out.exists() and not (tmp_path / "never.capture").exists()
+
+
+def _hreflex_notes(path):
+    with open_session(path) as s:
+        notes = [e for e in s.events if e["kind"] == "note"]
+        n_stimuli = len(s.stimuli()["stim_sample_index"])
+    (protocol,) = [e["params"] for e in notes if e["label"] == "protocol"]
+    pulses = [e["params"] for e in notes if e["label"] == "hreflex_pulse"]
+    return protocol, pulses, n_stimuli
+
+
+def test_python_api_records_the_same_hreflex_notes_as_the_cli(tmp_path):
+    """The runner writes the record: a script on the Recorder stores what ``tonuslab record`` does.
+
+    The emulator runs fast, so sample indices follow host scheduling; everything the plan fixes
+    (plan note, runner settings, every pulse's block, mode, intensity, width, rate, status and
+    the note's fields) must be the same.
+    """
+    import threading
+
+    from acquire.protocols.hreflex import HReflexProtocolConfig, HReflexRunner, make_plan
+    from acquire.recorder import Recorder
+    from firmware_iface.auth import new_key, write_key_file
+
+    key = new_key()
+    key_file = write_key_file(tmp_path / "stim.key", key)
+    url = "sim://soleus_healthy?seed=6&speed=fast"
+    cli_out = tmp_path / "cli.h5"
+    proc = tonuslab(
+        "record", url, "-o", cli_out, "--protocol", "hreflex", "--key-file", key_file,
+        "--time-scale", "0.05", "--duration", "60", "--emg-rate", "5000", "--n-emg", "1",
+        "--plain", "--muscle", "soleus", "--ladder", "6,12,18,24,30", "--order", "ascending",
+        "--test-intensity", "12", "--rate-blocks", "1,2", "--pair-intervals", "2.5",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "hreflex protocol complete" in proc.stdout
+
+    cfg = HReflexProtocolConfig(
+        ladder_ma=(6.0, 12.0, 18.0, 24.0, 30.0), order="ascending", test_intensity_ma=12.0,
+        rate_blocks_hz=(1.0, 2.0), paired_intervals_s=(2.5,),
+    )  # fmt: skip
+    api_out = tmp_path / "api.h5"
+    rec = Recorder(
+        f"{url}&key_file={key_file}", api_out, metadata={"muscle": "soleus"},
+        config=dict(emg_rate_hz=5000, n_emg=1), stim_key=key,
+    )  # fmt: skip
+    rec.open()
+    runner = HReflexRunner(rec.client, rec, make_plan(cfg, time_scale=0.05), muscle="soleus")
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    while thread.is_alive():
+        rec.step(0.02)
+    end = rec.latest_emg_index() + 1000
+    while rec.latest_emg_index() < end:
+        rec.step(0.02)
+    rec.close()
+
+    cli, api = _hreflex_notes(cli_out), _hreflex_notes(api_out)
+    assert api[0] == cli[0]  # plan, limits, runner muscle / windows / channel
+    assert api[0]["runner"]["windows_ms"] == {"m": [4.0, 20.0], "h": [22.0, 50.0]}
+    assert len(api[1]) == len(cli[1]) == len(runner.records) > 10
+    timing = {"planned_emg_index", "first_emg_index", "background_uv", "gate_wait_s", "message",
+              "m_p2p_uv", "h_p2p_uv"}  # fmt: skip
+    for a, c in zip(api[1], cli[1], strict=True):
+        assert sorted(a) == sorted(c)
+        if a["block"] != "recruitment_fine":  # the fine ladder follows the measured H peak
+            assert {k: v for k, v in a.items() if k not in timing} == {
+                k: v for k, v in c.items() if k not in timing
+            }
+    assert api[2] == cli[2]  # one device stimulus event per delivered pulse (pairs: two)
