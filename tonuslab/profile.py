@@ -266,9 +266,27 @@ def build_profile(summary: dict) -> Profile:
     """
     muscle = summary.get("muscle")
     joint = summary.get("joint") or joint_of_muscle(muscle)
-    comps: list[Component] = []
+    comps = [
+        *_tsrt_components(summary, joint),
+        *_mu_components(summary, joint),
+        *_tardieu_components(summary, joint),
+        *_gain_components(summary, joint),
+        *_hmax_mmax_components(summary, joint),
+        *_depression_components(summary, joint),
+    ]
 
-    # --- TSRT against the passive range
+    not_validated = [
+        "no composite spasticity index is computed: none is validated",
+        "no value is mapped to (Modified) Ashworth scores: the literature supports no mapping",
+        "Hmax/Mmax and depression have no validated cut-off for spasticity",
+        "SRDs exist only for TSRT (elbow, ankle); other changes cannot be called real yet",
+    ]
+    return Profile(muscle=muscle, joint=joint, components=comps, not_validated=not_validated)
+
+
+def _tsrt_components(summary: dict, joint: str | None) -> list[Component]:
+    """The profile's component(s): TSRT against the passive range."""
+    comps: list[Component] = []
     tsrt = summary.get("tsrt_deg")
     rng = summary.get("passive_range_deg")
     inside = summary.get("tsrt_inside_range")
@@ -321,8 +339,12 @@ def build_profile(summary: dict) -> Profile:
             note=note or ("" if srd else "no published SRD for this joint"),
         )
     )
+    return comps
 
-    # --- mu
+
+def _mu_components(summary: dict, joint: str | None) -> list[Component]:
+    """The profile's component(s): mu."""
+    comps: list[Component] = []
     mu = summary.get("mu_s")
     comps.append(
         Component(
@@ -340,8 +362,12 @@ def build_profile(summary: dict) -> Profile:
             note="no published SRD or cut-off for mu",
         )
     )
+    return comps
 
-    # --- Tardieu grade and R2 - R1
+
+def _tardieu_components(summary: dict, joint: str | None) -> list[Component]:
+    """The profile's component(s): Tardieu grade and R2 - R1."""
+    comps: list[Component] = []
     grade = summary.get("tardieu_grade")
     r1, r2 = summary.get("tardieu_r1_deg"), summary.get("tardieu_r2_deg")
     comps.append(
@@ -390,8 +416,12 @@ def build_profile(summary: dict) -> Profile:
             + ("" if dyn is None or dyn_ci else "; no interval (too few slow or fast stretches)"),
         )
     )
+    return comps
 
-    # --- EMG gain
+
+def _gain_components(summary: dict, joint: str | None) -> list[Component]:
+    """The profile's component(s): EMG gain."""
+    comps: list[Component] = []
     comps.append(
         Component(
             key="emg_gain",
@@ -414,8 +444,12 @@ def build_profile(summary: dict) -> Profile:
             ),
         )
     )
+    return comps
 
-    # --- Hmax/Mmax
+
+def _hmax_mmax_components(summary: dict, joint: str | None) -> list[Component]:
+    """The profile's component(s): Hmax/Mmax."""
+    comps: list[Component] = []
     ratio = summary.get("hmax_mmax")
     comps.append(
         Component(
@@ -433,8 +467,12 @@ def build_profile(summary: dict) -> Profile:
             note="" if ratio is not None else "no H-reflex recruitment analysis",
         )
     )
+    return comps
 
-    # --- rate-dependent depression
+
+def _depression_components(summary: dict, joint: str | None) -> list[Component]:
+    """The profile's component(s): rate-dependent depression."""
+    comps: list[Component] = []
     dep = summary.get("rate_dependent_depression") or None
     dep_ci = summary.get("rate_dependent_depression_ci") or None
     # the chronic-stroke H2/H1 figures: one definition, in dsp.hreflex.presets (imported here,
@@ -463,11 +501,4 @@ def build_profile(summary: dict) -> Profile:
             "source is not identified in our guide",
         )
     )
-
-    not_validated = [
-        "no composite spasticity index is computed: none is validated",
-        "no value is mapped to (Modified) Ashworth scores: the literature supports no mapping",
-        "Hmax/Mmax and depression have no validated cut-off for spasticity",
-        "SRDs exist only for TSRT (elbow, ankle); other changes cannot be called real yet",
-    ]
-    return Profile(muscle=muscle, joint=joint, components=comps, not_validated=not_validated)
+    return comps

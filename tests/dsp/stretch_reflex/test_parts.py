@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from dsp.quality import _stuck_fractions, channel_quality
-from dsp.stretch_reflex._analyze import _catch, _dip_depth
 from dsp.stretch_reflex._emg import burst_offset, clonus_episodes
 from dsp.stretch_reflex._fit import bootstrap_lines, fit_dsrt_line, ols, robust_inliers
 from dsp.stretch_reflex._kinematics import find_stretches, finite_runs, smooth_kinematics
+from dsp.stretch_reflex._stretches import _catch, _dip_depth
 
 
 def test_ols_recovers_exact_line():
