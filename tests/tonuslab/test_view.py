@@ -274,6 +274,7 @@ def test_live_stretch_view_prompts_traces_marker_and_stop(tmp_path, browser):
         step = _wait(browser, "const t = document.getElementById('step').textContent;"
                               "return t.startsWith('stretch') ? t : null")  # fmt: skip
         assert re.match(r"stretch 1/2 at 90(\.0)? deg/s", step), step
+        assert browser.find_element("id", "next").text == "next: ladder stretch at 180 deg/s"
         # traces move: the canvas changes while data arrives, frames keep coming
         shot = browser.execute_script("return document.getElementById('traces').toDataURL()")
         f0 = browser.execute_script("return window.tonusView.frames")
@@ -287,7 +288,8 @@ def test_live_stretch_view_prompts_traces_marker_and_stop(tmp_path, browser):
             "return Array.from(document.querySelectorAll('#stretches tbody tr')[0].cells)"
             ".map(c => c.textContent)")
         assert row[2] == "90" and abs(float(row[3]) - 90) < 30, row
-        assert browser.find_element("id", "next").text == "next: ladder stretch at 180 deg/s"
+        _wait(browser, "return document.getElementById('step').textContent"
+                       ".includes('next: stretch 2/2 at 180')")  # resting before prompt 2
         browser.find_element("id", "marker").click()
         _wait(browser, "return document.getElementById('log').textContent.includes('marker')")
         stop = browser.find_element("id", "stop")

@@ -412,6 +412,8 @@ class LiveModel:
             phase, v = p.steps[step]
             out.update(total=total, step=step + 1, phase=phase, velocity_deg_s=v,
                        state="done" if p.done else p._state)  # fmt: skip
+            if p._state == "prompt" and not p.done:
+                out["rest_s"] = max(0.0, float(p._next_prompt_t - p._t))
             if step + 1 < total and not p.done:
                 out["next"] = {"phase": p.steps[step + 1][0], "velocity_deg_s": p.steps[step + 1][1]}
         r = self.runner

@@ -366,10 +366,13 @@
     if (p.total) {
       $("prompt").hidden = false;
       $("stretchtable").hidden = false;
-      const stepText = p.state === "done" ? `stretch protocol complete (${p.total} stretches)` :
-        `stretch ${p.step}/${p.total} at ${p.velocity_deg_s} deg/s` + (p.state === "moving" ? " \u2014 moving" : p.state === "prompt" ? " \u2014 rest" : "");
+      const here = `stretch ${p.step}/${p.total} at ${p.velocity_deg_s} deg/s`;
+      let stepText = here + (p.state === "moving" ? " \u2014 moving" : "");
+      let nextText = p.next ? `next: ${p.next.phase} stretch at ${p.next.velocity_deg_s} deg/s` : "last stretch";
+      if (p.state === "done") { stepText = `stretch protocol complete (${p.total} stretches)`; nextText = ""; }
+      else if (p.rest_s !== undefined) { stepText = `rest ${Math.ceil(p.rest_s)} s \u2014 next: ${here}`; nextText = `(${p.phase})`; }
       $("step").textContent = stepText;
-      $("next").textContent = p.next ? `next: ${p.next.phase} stretch at ${p.next.velocity_deg_s} deg/s` : "";
+      $("next").textContent = nextText;
       S.targetVel = p.state === "done" ? NaN : p.velocity_deg_s;
     }
     if (p.n_pulses !== undefined) {
@@ -393,6 +396,8 @@
       if (e.kind === "status") continue;
       if (e.kind === "note" && e.label === "stretch_result") addStretchRow(e.params);
       if (e.kind === "note" && e.label !== "stretch_result" && e.label !== "hreflex_pulse") continue;
+      // live: the protocol's own messages say the same as its prompt and note events, better
+      if (S.live && (e.kind === "prompt" || e.kind === "note")) continue;
       if (e.kind === "stimulus" && !S.live) continue;
       logLine(e);
     }
@@ -476,7 +481,7 @@
   function post(path) {
     return fetch(url(path), { method: "POST", cache: "no-store" }).then((r) => r.json()).catch(() => null);
   }
-  let stopArmed = 0;
+  let stopArmed = -Infinity;
   $("stop").addEventListener("click", () => {
     const b = $("stop");
     if (performance.now() - stopArmed < 4000) {
@@ -621,6 +626,27 @@
     drawSweeps(); drawRecruitment();
   }
 
+  function analysisTable(an) {
+    const t = document.createElement("table");
+    t.id = "analysis";
+    t.innerHTML = "<caption>stored analysis (run " + an.run + ")</caption><thead><tr><th>#</th>" +
+      "<th>start s</th><th>peak deg/s</th><th>onset s</th><th>DSRT deg</th><th>velocity at onset</th><th>in fit</th></tr></thead>";
+    const tb = document.createElement("tbody");
+    for (const st of an.stretches) {
+      const tr = document.createElement("tr");
+      for (const c of [st.index + 1, fmt(nz(st.start_s), 2), fmt(nz(st.peak_velocity_deg_s)), fmt(nz(st.onset_s), 2),
+                       fmt(nz(st.dsrt_deg), 1), fmt(nz(st.onset_velocity_deg_s)), st.used_in_fit ? "yes" : "no"]) {
+        const td = document.createElement("td"); td.textContent = c; tr.appendChild(td);
+      }
+      tr.addEventListener("click", () => centreOn(nz(st.start_s) + 2));
+      tb.appendChild(tr);
+    }
+    t.appendChild(tb);
+    const sec = $("stretchtable");
+    sec.hidden = false;
+    sec.appendChild(t);
+  }
+
   // ------------------------------------------------------------------ frames
   function frame() {
     V.frames++;
@@ -664,6 +690,8 @@
         info.analysis ? `analysis run "${info.analysis.run}"` + (info.analysis.tsrt_deg !== null ? `, TSRT ${fmt(info.analysis.tsrt_deg, 1)} deg` : "") : "no stored analysis",
         info.gaps.length ? `${info.gaps.length} gaps` : "no gaps"].filter(Boolean).join(" \u00b7 ");
       addEvents(info.events.concat(info.gaps.map((g) => Object.assign({ kind: "gap", label: "", params: { stream: g.stream, n_samples: g.n_samples } }, g))));
+      if (S.events.some((e) => e.label === "stretch_result")) $("stretchtable").hidden = false;
+      if (info.analysis && info.analysis.stretches.length) analysisTable(info.analysis);
       setupReviewControls();
       const first = Math.min(info.duration_s, 60);
       setView(0, first);
