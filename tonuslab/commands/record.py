@@ -78,6 +78,18 @@ def add_arguments(parser) -> None:
     )
     acq.add_argument("--lsl", action="store_true", help="publish EMG and angle on LSL")
     acq.add_argument("--plain", action="store_true", help="log lines instead of the live view")
+    web = parser.add_argument_group("browser view")
+    web.add_argument(
+        "--view", action="store_true",
+        help="serve the live view in the browser (127.0.0.1; prints its URL with a token)",
+    )  # fmt: skip
+    web.add_argument("--open", action="store_true", help="also open the default browser")
+    web.add_argument("--view-port", type=int, help="port of the view (default: a free one)")
+    web.add_argument(
+        "--view-host",
+        help="serve the view on this interface instead of loopback (e.g. 0.0.0.0 for a tablet "
+        "on the lab network; printed with a warning)",
+    )  # fmt: skip
     st = parser.add_argument_group("stretch protocol")
     st.add_argument(
         "--velocities",
@@ -153,6 +165,7 @@ def run(args) -> int:
         raise UsageError("--duration must be positive")
     if args.output.suffix not in (".h5", ".hdf5"):
         raise UsageError(f"the session file should end in .h5, got {args.output.name}")
+    _check_view_args(args)
     stim_key = None
     key_file = args.key_file or os.environ.get("TONUSLAB_STIM_KEY_FILE")
     url = args.url
@@ -185,6 +198,7 @@ def run(args) -> int:
     )
     stop_stim = threading.Event()
     runner = None
+    web = None
 
     def on_signal(signum, frame):
         stop_stim.set()
@@ -195,13 +209,20 @@ def run(args) -> int:
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         rec.open()
+        if getattr(args, "view", False):
+            web = _start_web_view(args, rec)
+            view = WebTee(view, web)
         view.start(rec)
         rec.listeners.append(view.on_event)
         protocol = None
         if args.protocol == "stretch":
             protocol = _stretch_protocol(args, rec, view)
+            if web is not None:
+                web.model.attach_protocol(protocol)
         elif args.protocol == "hreflex":
             runner = _start_hreflex(args, rec, view, *hreflex_plan)
+            if web is not None:
+                web.model.attach_runner(runner)
         publisher = _start_lsl(rec, view) if args.lsl else None
         state = _loop(rec, view, protocol, runner, args)
         if publisher is not None:
@@ -214,8 +235,61 @@ def run(args) -> int:
         if rec.writer is not None:
             rec.close()
         view.stop()
+        if web is not None:
+            web.model.close()
+            _linger(web)
+            web.stop()
     view.summary(rec, state)
+    if web is not None:
+        print(f"live view: {web.requests} requests, {web.bytes_sent / 1e3:.0f} kB sent", flush=True)
     return 0
+
+
+def _linger(server, seconds: float = 1.0) -> None:
+    """Keep serving briefly after the end so an open page fetches the final state."""
+    if server.requests:
+        deadline = time.monotonic() + seconds
+        seen = server.requests
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            if server.requests > seen + 1:  # the page has polled the ended state
+                break
+
+
+def _check_view_args(args) -> None:
+    if not getattr(args, "view", False):
+        given = [o for o, v in (("--open", getattr(args, "open", False)),
+                                ("--view-port", getattr(args, "view_port", None)),
+                                ("--view-host", getattr(args, "view_host", None))) if v]  # fmt: skip
+        if given:
+            raise UsageError(f"{', '.join(given)} need --view")
+        return
+    if args.view_port is not None and not 0 <= args.view_port <= 65535:
+        raise UsageError(f"--view-port must be 0..65535, got {args.view_port}")
+
+
+def _start_web_view(args, rec):
+    """Serve the live view of ``rec``; prints its URL (and a warning off loopback)."""
+    from tonuslab.view import ViewServer, lan_warning
+    from tonuslab.view.live import LiveModel
+
+    model = LiveModel()
+    model.attach(rec, protocol_name=args.protocol)
+    host = args.view_host or "127.0.0.1"
+    try:
+        server = ViewServer(model, host=host, port=args.view_port or 0).start()
+    except Exception:
+        model.close()
+        raise
+    warning = lan_warning(host)
+    if warning:
+        print(warning, flush=True)
+    print(f"live view: {server.url}", flush=True)
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(server.url)
+    return server
 
 
 def _loop(rec, view, protocol, runner, args) -> str:
@@ -524,6 +598,42 @@ class LiveView(PlainLog):
         sys.stdout.write(out)
         sys.stdout.flush()
         self._lines = len(lines)
+
+
+class WebTee:
+    """The terminal (or plain) view plus the browser view: messages go to both, and the page's
+    buttons come back as the terminal's keys (``m`` marker, ``s`` stop stimulation, ``q`` stop),
+    handled by the recording loop itself."""
+
+    def __init__(self, inner, server) -> None:
+        self.inner = inner
+        self.server = server
+        self.model = server.model
+
+    def start(self, rec) -> None:
+        self.inner.start(rec)
+
+    def on_event(self, kind: str, data: dict) -> None:
+        self.inner.on_event(kind, data)
+
+    def message(self, text: str) -> None:
+        self.inner.message(text)
+        self.model.on_event("message", {"label": text})
+
+    def keys(self) -> list[str]:
+        out = list(self.inner.keys())
+        while self.model.actions:
+            out.append(self.model.actions.popleft())
+        return out
+
+    def tick(self, rec) -> None:
+        self.inner.tick(rec)
+
+    def stop(self) -> None:
+        self.inner.stop()
+
+    def summary(self, rec, state: str) -> None:
+        self.inner.summary(rec, state)
 
 
 def _hms(seconds: float) -> str:
