@@ -1,4 +1,4 @@
-"""``tonuslab import FILE -o session.h5``: EDF/EDF+ or CSV to a tonuslab session file."""
+"""``tonuslab import FILE -o session.h5``: EDF/EDF+, CSV, XDF, C3D or OpenSignals to a session."""
 
 from __future__ import annotations
 
@@ -9,27 +9,56 @@ import warnings
 from tonuslab.errors import UsageError
 
 NAME = "import"
-HELP = "Import an EDF/EDF+ or CSV recording as a session file (analyses like a recorded one)."
+HELP = (
+    "Import an EDF/EDF+, CSV, XDF (LabRecorder), C3D or OpenSignals recording as a session file "
+    "(analyses like a recorded one)."
+)
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("file", type=pathlib.Path, help="EDF/EDF+ (.edf, .bdf) or CSV file")
+    parser.add_argument(
+        "file",
+        type=pathlib.Path,
+        help="EDF/EDF+ (.edf, .bdf), CSV (.csv, .txt), XDF (.xdf, .xdfz), C3D (.c3d) or "
+        "OpenSignals (.txt, .h5) file",
+    )
     parser.add_argument("-o", "--out", type=pathlib.Path, required=True, help="session file (.h5)")
-    parser.add_argument("--format", choices=["auto", "edf", "csv"], default="auto")
+    parser.add_argument(
+        "--format", choices=["auto", "edf", "csv", "xdf", "c3d", "opensignals"], default="auto"
+    )
     parser.add_argument(
         "--emg",
         action="append",
         metavar="CHANNEL[:UNIT]",
-        help="EMG channel/column (repeatable); CSV unit uV (default), mV or V. "
-        "EDF default: every channel in uV/mV",
+        help="EMG channel/column (repeatable); unit uV (default for CSV), mV or V overrides the "
+        "file's. EDF default: every channel in uV/mV. XDF: STREAM[:CH,CH...][:UNIT] (default: "
+        "the stream of type EMG). C3D: analog label. OpenSignals: A1, A2...",
     )
-    parser.add_argument("--angle", metavar="CHANNEL", help="goniometer channel/column (deg)")
+    parser.add_argument(
+        "--angle",
+        metavar="CHANNEL",
+        help="goniometer channel/column (deg). XDF: STREAM[:CH]; C3D: analog label or "
+        "POINT[:X|Y|Z]",
+    )
     parser.add_argument("--time", metavar="COLUMN", help="CSV time column in seconds")
     parser.add_argument(
         "--stim",
         metavar="COLUMN",
         help="CSV column of stimulus intensity (mA) while a pulse is delivered, 0 elsewhere: "
-        "each rising edge is one stimulus",
+        "each rising edge is one stimulus. XDF: a marker stream, or STREAM:CH of a TTL channel. "
+        "OpenSignals: a digital input (I1...)",
+    )
+    parser.add_argument(
+        "--no-header",
+        action="store_true",
+        help="CSV without a header row: give columns by 0-based index (--emg 1 --angle 2)",
+    )
+    parser.add_argument(
+        "--jitter-ms",
+        type=float,
+        default=5.0,
+        help="XDF: jitter margin of the gap rule (a stamp step beyond 1.5 periods plus this is "
+        "a gap; default 5 ms)",
     )
     parser.add_argument(
         "--rate",
@@ -64,16 +93,15 @@ def _options(args) -> dict:
 
 
 def run(args) -> int:
-    from tonuslab.io_import import ImportDataWarning
+    from tonuslab.io_import import FORMATS, ImportDataWarning, detect_format
 
     fmt = args.format
     if fmt == "auto":
-        suffix = args.file.suffix.lower()
-        fmt = {".edf": "edf", ".bdf": "edf", ".rec": "edf", ".csv": "csv", ".txt": "csv"}.get(
-            suffix
-        )
+        fmt = detect_format(args.file)
         if fmt is None:
-            raise UsageError(f"cannot tell the format of {args.file}: use --format edf|csv")
+            raise UsageError(
+                f"cannot tell the format of {args.file}: use --format {'|'.join(FORMATS)}"
+            )
     if not args.file.exists():
         raise FileNotFoundError(2, "No such file", str(args.file))
     with warnings.catch_warnings(record=True) as caught:
@@ -89,34 +117,52 @@ def run(args) -> int:
 
 
 def _convert(fmt: str, args):
-    from tonuslab.io_import import import_csv, import_edf
+    from tonuslab import io_import
 
+    common = {"overwrite": args.overwrite, **_options(args)}
+    if fmt != "csv" and (args.time or args.no_header):
+        raise UsageError("--time and --no-header are for CSV files")
     if fmt == "edf":
-        if args.time or args.stim:
-            raise UsageError("--time and --stim are for CSV; EDF+ stimuli come from annotations")
-        emg = [e.split(":", 1)[0] for e in args.emg] if args.emg else None
-        out = import_edf(
+        if args.stim:
+            raise UsageError("--stim is not for EDF: EDF+ stimuli come from annotations")
+        return io_import.import_edf(
             args.file,
             args.out,
-            emg_channels=emg,
+            emg_channels=args.emg or None,
             angle_channel=args.angle,
-            overwrite=args.overwrite,
             emg_rate_hz=args.rate,
-            **_options(args),
+            **common,
         )
-    else:
-        if not args.emg:
-            raise UsageError("CSV import needs the EMG column(s): --emg COLUMN[:UNIT]")
-        emg_map = {}
-        for spec in args.emg:
-            name, _, unit = spec.partition(":")
-            emg_map[name] = unit or "uV"
-        out = import_csv(
+    if fmt == "xdf":
+        if args.emg and len(args.emg) > 1:
+            raise UsageError("XDF: give the EMG channels in one --emg STREAM:CH,CH,...")
+        return io_import.import_xdf(
             args.file,
             args.out,
-            channel_map={"emg": emg_map, "angle": args.angle, "time": args.time, "stim": args.stim},
-            rate_hz=args.rate,
-            overwrite=args.overwrite,
-            **_options(args),
+            emg=args.emg[0] if args.emg else None,
+            angle=args.angle,
+            stim=args.stim,
+            jitter_ms=args.jitter_ms,
+            **common,
         )
-    return out
+    if fmt == "c3d":
+        return io_import.import_c3d(args.file, args.out, emg=args.emg, angle=args.angle, **common)
+    if fmt == "opensignals":
+        emg = [e.partition(":")[0] for e in args.emg] if args.emg else None
+        return io_import.import_opensignals(
+            args.file, args.out, emg=emg, angle=args.angle, stim=args.stim, **common
+        )
+    if not args.emg and not args.angle:
+        raise UsageError("CSV import needs the EMG column(s): --emg COLUMN[:UNIT] (or --angle)")
+    emg_map = {}
+    for spec in args.emg or []:
+        name, _, unit = spec.partition(":")
+        emg_map[name] = unit or "uV"
+    return io_import.import_csv(
+        args.file,
+        args.out,
+        channel_map={"emg": emg_map, "angle": args.angle, "time": args.time, "stim": args.stim},
+        rate_hz=args.rate,
+        no_header=args.no_header,
+        **common,
+    )
