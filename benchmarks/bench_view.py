@@ -77,8 +77,10 @@ def _record(seconds: float, view: bool, driver=None) -> dict:
     if m:
         result["requests"], result["kb"] = int(m.group(1)), int(m.group(2))
     m = re.search(r"saved .*?: ([\d.]+) s, state (\w+), (\d+) samples missing", text)
-    result["session_s"], result["state"], result["missing"] = float(m.group(1)), m.group(2), int(
-        m.group(3)
+    result["session_s"], result["state"], result["missing"] = (
+        float(m.group(1)),
+        m.group(2),
+        int(m.group(3)),
     )
     out.unlink(missing_ok=True)
     return result
@@ -162,8 +164,10 @@ def main(argv: list[str]) -> int:
         extra = viewed["cpu_s"] / viewed["wall_s"] - alone["cpu_s"] / alone["wall_s"]
         print(f"  view adds {100 * extra:.1f}% of one core to the recorder process")
         kbit_s = viewed["kb"] * 8 / viewed["session_s"]
-        print(f"  sent to the page: {viewed['kb']} kB in {viewed['requests']} requests = "
-              f"{kbit_s:.0f} kbit/s ({kbit_s / 1000:.2f} Mbit/s)")
+        print(
+            f"  sent to the page: {viewed['kb']} kB in {viewed['requests']} requests = "
+            f"{kbit_s:.0f} kbit/s ({kbit_s / 1000:.2f} Mbit/s)"
+        )
         print(f"  page frame rate in headless Chromium: {viewed['fps']:.1f} frames/s")
         if "--skip-open" not in argv:
             t = time.monotonic()
@@ -171,10 +175,14 @@ def main(argv: list[str]) -> int:
             made = time.monotonic() - t
             size = path.stat().st_size / 1e6
             o = _open_time(driver, path)
-            print(f"review: 1 h, 16 ch, 4 kHz file ({size:.0f} MB; written in {made:.0f} s "
-                  "if not cached)")
-            print(f"  tonuslab view: URL after {o['url_s']:.2f} s, first window (60 s) drawn "
-                  f"after {o['open_s']:.2f} s (window request {o['first_window_ms']:.0f} ms)")
+            print(
+                f"review: 1 h, 16 ch, 4 kHz file ({size:.0f} MB; written in {made:.0f} s "
+                "if not cached)"
+            )
+            print(
+                f"  tonuslab view: URL after {o['url_s']:.2f} s, first window (60 s) drawn "
+                f"after {o['open_s']:.2f} s (window request {o['first_window_ms']:.0f} ms)"
+            )
             print(f"  whole-file overview window: {o['overview_ms']:.0f} ms ({o['range'][:60]})")
     finally:
         driver.quit()

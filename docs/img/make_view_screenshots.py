@@ -76,8 +76,21 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "tonuslab", "analyze", str(tmp / "h.h5")],
                        cwd=ROOT, env=ENV, capture_output=True, check=False)  # fmt: skip
         proc, url = start(["view", str(tmp / "s.h5"), "--seconds", "60"], r"review: (\S+)")
-        subprocess.run([sys.executable, "-m", "tonuslab", "analyze", str(tmp / "s.h5"),
-                        "--passive-range", "0", "140"], cwd=ROOT, env=ENV, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tonuslab",
+                "analyze",
+                str(tmp / "s.h5"),
+                "--passive-range",
+                "0",
+                "140",
+            ],
+            cwd=ROOT,
+            env=ENV,
+            capture_output=True,
+        )
         proc.terminate()
         proc.wait()
         proc, url = start(["view", str(tmp / "s.h5"), "--seconds", "60"], r"review: (\S+)")

@@ -228,9 +228,11 @@ class BitalinoDevice:
                 analog[:, k] = np.clip(analog[:, k], 0, (1 << bits) - 1)
             del scale_uv, offset
             digital[:, 0] = (idx < self._ttl_until).astype(np.int64)
-        raw = np.frombuffer(
-            bp.encode_frames(idx & 0xF, digital, analog), dtype=np.uint8
-        ).reshape(n, -1).copy()
+        raw = (
+            np.frombuffer(bp.encode_frames(idx & 0xF, digital, analog), dtype=np.uint8)
+            .reshape(n, -1)
+            .copy()
+        )
         self.frame_number += n
         keep = np.ones(n, dtype=bool)
         if f.drop_every:
@@ -496,9 +498,7 @@ def main(argv: list[str] | None = None) -> int:
         where_s = server.address
     (c0, d0), (c1, d1) = device.gonio_cal_points()
     print(where_s, flush=True)
-    print(
-        f"bitalino://{where_s}?emg=A1&gonio=A2&gonio_cal={c0:g}:{d0:g},{c1:g}:{d1:g}", flush=True
-    )
+    print(f"bitalino://{where_s}?emg=A1&gonio=A2&gonio_cal={c0:g}:{d0:g},{c1:g}:{d1:g}", flush=True)
     try:
         deadline = None if args.serve_seconds is None else time.monotonic() + args.serve_seconds
         while deadline is None or time.monotonic() < deadline:

@@ -313,7 +313,10 @@ class TrignoServer:
                     t_frame = sent_frames * FRAME_INTERVAL_S
                     sent_frames += 1
                     frame = dev.frame()
-                    if f.stall_at_s is not None and f.stall_at_s <= t_frame < f.stall_at_s + f.stall_s:
+                    if (
+                        f.stall_at_s is not None
+                        and f.stall_at_s <= t_frame < f.stall_at_s + f.stall_s
+                    ):
                         continue  # lost
                     held.append(frame)
                 paused = f.pause_at_s is not None and f.pause_at_s <= el < f.pause_at_s + f.pause_s

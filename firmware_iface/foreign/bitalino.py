@@ -255,7 +255,7 @@ def decode_rows(frames: np.ndarray, n_channels: int) -> tuple[np.ndarray, np.nda
 
 def encode_state(analog6, battery: int, threshold: int, digital4) -> bytes:
     """The 16-byte reply to the state command."""
-    words = list(int(v) & 0x3FF for v in analog6) + [int(battery) & 0x3FF]
+    words = [*list(int(v) & 1023 for v in analog6), int(battery) & 1023]
     buf = bytearray()
     for w in words:
         buf += bytes((w & 0xFF, w >> 8))

@@ -8,7 +8,6 @@ or Chromium the browser tests skip, except under CI (``CI`` set), where that is 
 from __future__ import annotations
 
 import http.client
-import json
 import os
 import pathlib
 import re
@@ -57,9 +56,18 @@ def browser():
     profile = tempfile.mkdtemp(prefix="tl-chromium-")
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", f"--user-data-dir={profile}", "--window-size=1280,1000"):  # fmt: skip
+    for arg in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--window-size=1280,1000",
+    ):
         opts.add_argument(arg)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
@@ -280,16 +288,22 @@ def test_live_stretch_view_prompts_traces_marker_and_stop(tmp_path, browser):
         f0 = browser.execute_script("return window.tonusView.frames")
         time.sleep(1.0)
         shot2 = browser.execute_script("return document.getElementById('traces').toDataURL()")
-        f1, polls = browser.execute_script("return [window.tonusView.frames, window.tonusView.polls]")
+        f1, polls = browser.execute_script(
+            "return [window.tonusView.frames, window.tonusView.polls]"
+        )
         assert shot2 != shot and f1 - f0 >= 20 and polls >= 5
         # the stretch result (velocity vs target) shows in the table
         _wait(browser, "return document.querySelectorAll('#stretches tbody tr').length >= 1", 40)
         row = browser.execute_script(
             "return Array.from(document.querySelectorAll('#stretches tbody tr')[0].cells)"
-            ".map(c => c.textContent)")
+            ".map(c => c.textContent)"
+        )
         assert row[2] == "90" and abs(float(row[3]) - 90) < 30, row
-        _wait(browser, "return document.getElementById('step').textContent"
-                       ".includes('next: stretch 2/2 at 180')")  # resting before prompt 2
+        _wait(
+            browser,
+            "return document.getElementById('step').textContent"
+            ".includes('next: stretch 2/2 at 180')",
+        )  # resting before prompt 2
         browser.find_element("id", "marker").click()
         _wait(browser, "return document.getElementById('log').textContent.includes('marker')")
         stop = browser.find_element("id", "stop")
@@ -308,7 +322,7 @@ def test_live_stretch_view_prompts_traces_marker_and_stop(tmp_path, browser):
         assert s.state == "complete"
         assert s.emg.n_samples > 0 and not s.gaps
         assert any(e["kind"] == "marker" for e in s.events)
-        assert [e["params"]["velocity_deg_s"] for e in s.events if e["kind"] == "prompt"][0] == 90
+        assert next(e["params"]["velocity_deg_s"] for e in s.events if e["kind"] == "prompt") == 90
 
 
 def test_live_hreflex_view_shows_one_sweep_per_pulse(tmp_path, browser):

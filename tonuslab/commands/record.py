@@ -258,9 +258,15 @@ def _linger(server, seconds: float = 1.0) -> None:
 
 def _check_view_args(args) -> None:
     if not getattr(args, "view", False):
-        given = [o for o, v in (("--open", getattr(args, "open", False)),
-                                ("--view-port", getattr(args, "view_port", None)),
-                                ("--view-host", getattr(args, "view_host", None))) if v]  # fmt: skip
+        given = [
+            o
+            for o, v in (
+                ("--open", getattr(args, "open", False)),
+                ("--view-port", getattr(args, "view_port", None)),
+                ("--view-host", getattr(args, "view_host", None)),
+            )
+            if v
+        ]
         if given:
             raise UsageError(f"{', '.join(given)} need --view")
         return

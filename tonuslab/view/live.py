@@ -154,7 +154,7 @@ class LiveModel:
         self.emg_names = [c["name"] for c in chans if c["kind"] == "emg"]
         rates = dict(rec._rates)
         self.rates = rates
-        cap = int(round(self.history_s / self.column_s))
+        cap = round(self.history_s / self.column_s)
         n_emg = len(self.emg_names)
         self._emg = _StreamColumns(rates["emg"], n_emg, self.column_s)
         self._emg_ring = _ColumnRing(cap, n_emg, 3)  # min, max, envelope
@@ -415,7 +415,10 @@ class LiveModel:
             if p._state == "prompt" and not p.done:
                 out["rest_s"] = max(0.0, float(p._next_prompt_t - p._t))
             if step + 1 < total and not p.done:
-                out["next"] = {"phase": p.steps[step + 1][0], "velocity_deg_s": p.steps[step + 1][1]}
+                out["next"] = {
+                    "phase": p.steps[step + 1][0],
+                    "velocity_deg_s": p.steps[step + 1][1],
+                }
         r = self.runner
         if r is not None:
             pulses = r.plan.pulses

@@ -84,13 +84,25 @@ class ReviewModel:
                 t = None if idx is None or idx < 0 else idx / rate
             if t is None or ev["kind"] == "status":
                 continue
-            events.append({"kind": ev["kind"], "label": ev.get("label") or "", "time_s": t,
-                           "params": _small(ev.get("params"), ev)})  # fmt: skip
+            events.append(
+                {
+                    "kind": ev["kind"],
+                    "label": ev.get("label") or "",
+                    "time_s": t,
+                    "params": _small(ev.get("params"), ev),
+                }
+            )
         gaps = []
         for g in s.gaps:
             r = emg.rate_hz if g["stream"] == "emg" else self.angle.rate_hz
-            gaps.append({"stream": g["stream"], "time_s": g["start_index"] / r,
-                         "duration_s": g["n_samples"] / r, "n_samples": int(g["n_samples"])})  # fmt: skip
+            gaps.append(
+                {
+                    "stream": g["stream"],
+                    "time_s": g["start_index"] / r,
+                    "duration_s": g["n_samples"] / r,
+                    "n_samples": int(g["n_samples"]),
+                }
+            )
         out = {
             "mode": "review",
             "file": self.path.name,
@@ -112,12 +124,27 @@ class ReviewModel:
         sm = self.summary
         if sm is None:
             return None
-        keep = ("index", "start_s", "end_s", "peak_velocity_deg_s", "onset_s", "dsrt_deg",
-                "onset_velocity_deg_s", "reflex", "used_in_fit", "catch_s", "catch_angle_deg")  # fmt: skip
+        keep = (
+            "index",
+            "start_s",
+            "end_s",
+            "peak_velocity_deg_s",
+            "onset_s",
+            "dsrt_deg",
+            "onset_velocity_deg_s",
+            "reflex",
+            "used_in_fit",
+            "catch_s",
+            "catch_angle_deg",
+        )
         stretches = [{k: _num(st.get(k)) for k in keep} for st in sm.get("stretches") or []]
-        out = {"run": sm["_run"], "stretches": stretches,
-               "tsrt_deg": _num(sm.get("tsrt_deg")), "mu_s": _num(sm.get("mu_s")),
-               "hmax_mmax": _num(sm.get("hmax_mmax"))}  # fmt: skip
+        out = {
+            "run": sm["_run"],
+            "stretches": stretches,
+            "tsrt_deg": _num(sm.get("tsrt_deg")),
+            "mu_s": _num(sm.get("mu_s")),
+            "hmax_mmax": _num(sm.get("hmax_mmax")),
+        }
         h = sm.get("hreflex")
         if isinstance(h, dict):
             off = ((h.get("artifact") or {}).get("session_offset_ms")) or 0.0
@@ -177,9 +204,16 @@ class ReviewModel:
             y = _physical(ds[a:b, channel : channel + 1], self.emg, [channel])[:, 0]
             step = max(1, y.size // 400)
             y = y[: (y.size // step) * step].reshape(-1, step).mean(axis=1)
-            out.append({"id": k, "time_s": i / rate, "intensity_ma": _num(ev.get("intensity_ma")),
-                        "t0_ms": -pre_ms, "dt_ms": 1000.0 * step / rate,
-                        "y": to_json_rows(y[:, None])[0]})  # fmt: skip
+            out.append(
+                {
+                    "id": k,
+                    "time_s": i / rate,
+                    "intensity_ma": _num(ev.get("intensity_ma")),
+                    "t0_ms": -pre_ms,
+                    "dt_ms": 1000.0 * step / rate,
+                    "y": to_json_rows(y[:, None])[0],
+                }
+            )
         return {"channel": channel, "sweeps": out}
 
 
@@ -233,10 +267,15 @@ def _decimate(stream, t0_s, t1_s, cols, *, channels=None, sign=1, envelope=False
                 avg[k] = column_mean(x, x.shape[0])[0]
             if envelope:
                 m = (x.shape[0] // env_spc) * env_spc
-                env[k] = (np.nanmean(column_envelope(x[:m], env_spc), axis=0) if m
-                          else np.nan)  # fmt: skip
-    out = {"start_s": stream.t0_s + a / rate, "dt_s": spc / rate, "n": n_cols,
-           "sampled": bool(sampled), "min": to_json_rows(lo), "max": to_json_rows(hi)}  # fmt: skip
+                env[k] = np.nanmean(column_envelope(x[:m], env_spc), axis=0) if m else np.nan
+    out = {
+        "start_s": stream.t0_s + a / rate,
+        "dt_s": spc / rate,
+        "n": n_cols,
+        "sampled": bool(sampled),
+        "min": to_json_rows(lo),
+        "max": to_json_rows(hi),
+    }
     if envelope:
         out["env"] = to_json_rows(env)
     if mean:
