@@ -98,9 +98,19 @@ def test_runner_drives_the_emulated_device_and_the_session_analyses(tmp_path):
         stim = [e for e in s.events if e["kind"] == "stimulus"]
         n_expected = sum(2 if r.mode == "pair" else 1 for r in delivered)
         assert len(stim) == n_expected
-        assert [round(e["intensity_ma"], 3) for e in stim if e["pulse_index"] == 0] == [
-            round(r.intensity_ma, 3) for r in delivered
-        ]
+        # every delivered pulse is the device's stimulus event at the recorded sample
+        by_index = {e["emg_sample_index"]: e for e in stim}
+        for r in delivered:
+            assert round(by_index[r.first_emg_index]["intensity_ma"], 3) == round(r.intensity_ma, 3)
+        # a rate block went out as one device-timed train: exact intervals in device samples
+        for block in {r.block for r in delivered if r.block.startswith("rate_")}:
+            members = [r for r in delivered if r.block == block]
+            pidx_block = [by_index[r.first_emg_index]["pulse_index"] for r in members]
+            assert pidx_block == list(range(len(members)))
+            steps = np.diff([r.first_emg_index for r in members])
+            assert steps.size and np.all(
+                steps == round(5000 / members[0].rate_hz)
+            )  # compressed rate
         emg = np.asarray(s.emg_uv[:, 0], dtype=float)
         idx = np.array([e["emg_sample_index"] for e in stim])
         # safety in device time: no two pulses closer than the (compressed) minimum interval
@@ -227,8 +237,9 @@ def test_gate_waits_then_skips_on_active_background_on_the_gated_channel(tmp_pat
     rec.open()
     seen = []
     # pulse 0 fails 4 gate checks (waits 4 x 50 ms) then goes; pulse 2 never sees a quiet
-    # background and is skipped after the (compressed) 0.5 s timeout; pulse 6 (rate block) waits
-    monitor = ActiveBackground(rec, seen, {0: 4, 2: math.inf, 6: 2}, channel=1, always=(0,))
+    # background and is skipped after the (compressed) 0.5 s timeout; the rate block (pulses
+    # 5-8, one device-timed train) waits before its first pulse
+    monitor = ActiveBackground(rec, seen, {0: 4, 2: math.inf, 5: 2}, channel=1, always=(0,))
     runner = HReflexRunner(rec.client, monitor, plan, on_record=seen.append)
     box = {}
     thread = threading.Thread(target=lambda: box.update(records=runner.run()), daemon=True)
@@ -245,10 +256,9 @@ def test_gate_waits_then_skips_on_active_background_on_the_gated_channel(tmp_pat
     ] * 6
     assert records[0].gate_wait_s == pytest.approx(0.2)
     assert records[2].gate_wait_s == pytest.approx(5.0 * scale)
-    # in a rate block compressed to 0.1 s intervals the previous pulse's own response can fall
-    # in the gate's 100 ms and add a step: at least the forced wait
-    assert records[6].gate_wait_s >= 0.1 - 1e-9
-    assert all(records[k].gate_wait_s == 0 for k in (1, 3, 4))
+    # the train is gated once, before its first pulse: at least the forced wait
+    assert records[5].gate_wait_s >= 0.1 - 1e-9
+    assert all(records[k].gate_wait_s == 0 for k in (1, 3, 4, 6, 7, 8))
     assert "outside [0.0, 60.0] uV" in records[2].message
     assert max(records[2].background_uv) > 60.0  # the gate's bins are recorded
     # the skipped pulse's wait shifts what follows: pulse 3 is planned at its spacing from the

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -82,6 +82,24 @@ def _stimulate(client, pulse: PlannedPulse, time_scale: float):
             interval_ms=pulse.pair_interval_s * time_scale * 1000.0,
         )  # fmt: skip
     return client.stimulate(float(pulse.intensity_ma), int(pulse.width_us), mode="single")
+
+
+def _train_interval_us(train: list[PlannedPulse], time_scale: float) -> int:
+    """Onset-to-onset interval of a train, in whole microseconds as the command carries it."""
+    return round((train[1].t_s - train[0].t_s) * time_scale * 1e6)
+
+
+def _max_train_pulses(client) -> int:
+    """Pulses one STIMULATE may carry: the smaller of the device's and the host's limits."""
+    caps = []
+    for limits in (
+        getattr(getattr(client, "info", None), "limits", None),
+        getattr(client, "host_limits", None),
+    ):
+        n = getattr(limits, "max_pulses", None)
+        if isinstance(n, int) and n > 0:
+            caps.append(n)
+    return min(caps) if caps else 1
 
 
 def device_is_emulated(client) -> bool:
@@ -335,7 +353,9 @@ class HReflexRunner:
         earliest = start
         min_gap = round(plan.limits.min_interval_s * scale * rate)
         lead = 0  # how far ahead of the host's view the device places a pulse (samples)
-        for k, p in enumerate(pulses):
+        k = 0
+        while k < len(pulses):
+            p = pulses[k]
             fine_note = ""
             if p.intensity_ma is None and p.block == BLOCK_RECRUITMENT_FINE:
                 center = self.choose_fine_center(list(self.records))
@@ -412,12 +432,16 @@ class HReflexRunner:
                         f"{list(gate.band_uv)} uV for {plan.config.gate_timeout_s * scale:g} s"
                     )
                     self._finish(rec)
+                    k += 1
                     continue
             if self._stop.is_set():
                 raise StimulationStopped("stimulation stopped by the operator")
+            # a rate block goes out as one device-timed train: the device spaces its pulses
+            # on its own sample clock, so a busy host cannot stretch the block's intervals
+            train = self._train_members(pulses, k)
             view = self.monitor.latest_emg_index()
             try:
-                reply = self._send(p, scale, rate)
+                reply = self._send(p, scale, rate, train=train)
             except AcquisitionError:
                 raise
             except Exception as exc:  # the device refused (limit, auth): record and stop
@@ -439,15 +463,63 @@ class HReflexRunner:
             ):
                 self._measure(rec, rate)  # rate blocks and pairs keep their timing
             self._finish(rec)
+            for j, q in enumerate(train[1:], start=1):
+                follower = replace(
+                    rec,
+                    number=q.number,
+                    planned_emg_index=int(target + round((q.t_s - p.t_s) * scale * rate)),
+                    background_uv=[],  # gated once, before the train
+                    gate_wait_s=0.0,
+                    message="",
+                )
+                if rec.first_emg_index is not None:
+                    follower.first_emg_index = rec.first_emg_index + round(
+                        j * _train_interval_us(train, scale) * rate / 1e6
+                    )
+                self._finish(follower)
+            if len(train) > 1 and rec.first_emg_index is not None:
+                last = rec.first_emg_index + round(
+                    (len(train) - 1) * _train_interval_us(train, scale) * rate / 1e6
+                )
+                anchor = (last, train[-1].t_s)
+                earliest = last + min_gap
+            k += max(len(train), 1)
         return self.records
 
-    def _send(self, p: PlannedPulse, scale: float, rate: float):
+    def _train_members(self, pulses: list[PlannedPulse], k: int) -> list[PlannedPulse]:
+        """The pulses from ``k`` that go out as one train: a rate block's evenly spaced singles
+        at one intensity, at most the device's and the host's pulses per command."""
+        p = pulses[k]
+        if p.mode != "single" or not str(p.block).startswith("rate_"):
+            return [p]
+        cap = _max_train_pulses(self.client)
+        members = [p]
+        period = None
+        for q in pulses[k + 1 :]:
+            if len(members) >= cap or q.block != p.block or q.mode != "single":
+                break
+            if q.intensity_ma is None or float(q.intensity_ma) != float(p.intensity_ma):
+                break
+            step = q.t_s - members[-1].t_s
+            if period is None:
+                period = step
+            elif abs(step - period) > 1e-9:
+                break
+            members.append(q)
+        return members
+
+    def _send(self, p: PlannedPulse, scale: float, rate: float, train=None):
         """Stimulate; while the device reports BUSY (a pair still running), wait and resend."""
         from firmware_iface.errors import CommandRejected
         from firmware_iface.messages import ErrorCode
 
         for _ in range(200):
             try:
+                if train is not None and len(train) > 1:
+                    return self.client.stimulate(
+                        float(p.intensity_ma), int(p.width_us), mode="train",
+                        pulses=len(train), interval_ms=_train_interval_us(train, scale) / 1000.0,
+                    )  # fmt: skip
                 return _stimulate(self.client, p, scale)
             except CommandRejected as exc:
                 if exc.code != ErrorCode.BUSY:
