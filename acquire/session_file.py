@@ -44,6 +44,7 @@ from acquire.errors import (
     SessionFileError,
     TruncatedSessionError,
 )
+from acquire.jsonable import json_default
 
 __all__ = [
     "FILL_VALUE",
@@ -632,7 +633,7 @@ class SessionWriter:
                 float(width_us) if width_us is not None else float("nan"),
                 int(pulse_index),
                 str(label),
-                json.dumps(dict(params or {}), sort_keys=True, default=_json_default),
+                json.dumps(dict(params or {}), sort_keys=True, default=json_default),
             )
         )
         self.maybe_flush()
@@ -1379,18 +1380,10 @@ def _tonuslab_version() -> str:
         return "unknown"
 
 
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
-
-
 def _write_attrs(obj, mapping: Mapping) -> None:
     for key, value in mapping.items():
         if isinstance(value, Mapping):
-            obj.attrs[key] = json.dumps(value, sort_keys=True, default=_json_default)
+            obj.attrs[key] = json.dumps(value, sort_keys=True, default=json_default)
             obj.attrs[f"{key}__json"] = True
         elif isinstance(value, str):
             obj.attrs[key] = value

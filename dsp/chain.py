@@ -23,7 +23,7 @@ from dsp import _design as D
 from dsp import _filter_kernels as K
 from dsp import _validate as V
 from dsp._jit import njit, prange
-from dsp.envelopes import RESUM_EVERY, _centered_mean_sq_group
+from dsp.envelopes import _centered_mean_sq_group, _moving_rms_trailing
 from dsp.errors import SignalError
 from dsp.filters import _out_array, design_bandpass, design_notch, padlen_for
 
@@ -132,23 +132,8 @@ def _stream_kernel(x, y, sos, z, ring, acc, n_seen, size):
     n, nch = x.shape
     for c0 in range(0, nch, K.GROUP):
         K._run_rows(sos, x, y, z, c0, min(nch, c0 + K.GROUP), 0, n, 1)
-    for i in range(n):
-        k = n_seen + i
-        slot = k % size
-        for c in range(nch):
-            v = abs(y[i, c])
-            sq = v * v
-            acc[c] += sq - ring[slot, c]
-            ring[slot, c] = sq
-        if (k + 1) % RESUM_EVERY == 0:
-            for c in range(nch):
-                acc[c] = 0.0
-            for r in range(size):
-                for c in range(nch):
-                    acc[c] += ring[r, c]
-        count = min(k + 1, size)
-        for c in range(nch):
-            y[i, c] = np.sqrt(max(acc[c], 0.0) / count)
+    # |y|^2 == y^2: rectification and the trailing RMS are the envelope module's one kernel
+    _moving_rms_trailing(y, y, size, ring, acc, n_seen)
 
 
 class StreamingConditioner:

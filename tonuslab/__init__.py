@@ -7,12 +7,7 @@ reports. The work is done by :mod:`firmware_iface` (device protocol), :mod:`acqu
 Researcher's entry point: :func:`open` (see ``docs/api.md``).
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("tonuslab")
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0.0.0+unknown"
+from tonuslab._version import __version__
 
 
 def open(path):

@@ -18,7 +18,23 @@ import time
 from tonuslab.analysis import SUMMARY_KEYS
 from tonuslab.errors import UsageError
 
-#: CSV columns, in order (``depression_<rate>hz`` columns follow for the rates found).
+#: Summary keys whose value is a mapping with its own columns (``depression_<rate>hz``).
+_DYNAMIC_KEYS = ("rate_dependent_depression",)
+
+
+def _flat_columns(key: str) -> tuple[str, ...]:
+    """Cohort columns of one summary key: an interval ``x_ci[_unit]`` becomes two columns
+    ``x_ci_low[_unit]``, ``x_ci_high[_unit]``; mappings get columns of their own."""
+    if key in _DYNAMIC_KEYS:
+        return ()
+    base, ci, unit = key.partition("_ci")
+    if ci and (not unit or unit.startswith("_")):
+        return (f"{base}_ci_low{unit}", f"{base}_ci_high{unit}")
+    return (key,)
+
+
+#: CSV columns, in order (``depression_<rate>hz`` columns follow for the rates found): the
+#: file's identity, then :data:`tonuslab.analysis.SUMMARY_KEYS` flattened, then bookkeeping.
 BASE_COLUMNS = (
     "file",
     "status",
@@ -27,22 +43,7 @@ BASE_COLUMNS = (
     "muscle",
     "session_label",
     "analyses",
-    "tsrt_deg",
-    "tsrt_ci_low_deg",
-    "tsrt_ci_high_deg",
-    "mu_s",
-    "r2",
-    "n_stretches",
-    "tsrt_inside_range",
-    "tardieu_r1_deg",
-    "tardieu_r2_deg",
-    "tardieu_grade",
-    "emg_gain",
-    "hmax_mmax",
-    "hmax_mmax_ci_low",
-    "hmax_mmax_ci_high",
-    "m_latency_ms",
-    "h_latency_ms",
+    *(c for k in SUMMARY_KEYS for c in _flat_columns(k)),
     "n_quality_flags",
     "seconds",
 )
@@ -108,14 +109,12 @@ def analyze_one(path: str, parameters: dict | None = None, write: bool = True) -
         row["seconds"] = round(time.perf_counter() - t0, 3)
         return row
     for k in SUMMARY_KEYS:
-        if k not in ("tsrt_ci_deg", "hmax_mmax_ci", "rate_dependent_depression"):
+        cols = _flat_columns(k)
+        if len(cols) == 1:
             row[k] = s.get(k)
-    for key, lo, hi in (
-        ("tsrt_ci_deg", "tsrt_ci_low_deg", "tsrt_ci_high_deg"),
-        ("hmax_mmax_ci", "hmax_mmax_ci_low", "hmax_mmax_ci_high"),
-    ):
-        ci = s.get(key) or [None, None]
-        row[lo], row[hi] = ci[0], ci[1]
+        elif len(cols) == 2:  # an interval
+            ci = s.get(k) or [None, None]
+            row[cols[0]], row[cols[1]] = ci[0], ci[1]
     for rate, ratio in (s.get("rate_dependent_depression") or {}).items():
         row[f"depression_{rate}hz"] = ratio
     row.update(

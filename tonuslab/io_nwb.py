@@ -55,7 +55,8 @@ def export_nwb(session_path, out, *, summary: dict | None = None, overwrite: boo
         from pynwb.event import EventsTable
         from pynwb.file import Subject
 
-    from tonuslab.analysis import analyze_session, read_results, supported_analyses
+    from tonuslab.analysis import analyze_session, supported_analyses
+    from tonuslab.results import read_results
     from tonuslab.session import open_session
 
     out = pathlib.Path(out)

@@ -615,7 +615,8 @@ def write_report(
         With several files and no ``comparison``: compare them over time (one subject and
         muscle). False reports unrelated sessions side by side.
     """
-    from tonuslab.analysis import analyze_session, read_results
+    from tonuslab.analysis import analyze_session
+    from tonuslab.results import read_results
     from tonuslab.session import open_session
 
     files = [pathlib.Path(f) for f in files]

@@ -320,7 +320,7 @@ class Session:
         return stims
 
     def _load_results(self):
-        from tonuslab.analysis import read_results
+        from tonuslab.results import read_results
 
         f = getattr(self._reader, "file", None)
         return read_results(f if f is not None and f.id.valid else self.path)

@@ -25,6 +25,7 @@ from acquire.ble.link import (
     describe_ble_error,
     is_ble_address,
 )
+from firmware_iface.gatt import NOTIFY_CHAR_UUID, SERVICE_UUID, WRITE_CHAR_UUID
 
 __all__ = [
     "DEFAULT_BACKOFF_S",
@@ -46,10 +47,6 @@ __all__ = [
     "registered_backend",
 ]
 
-# GATT layout, firmware_iface/PROTOCOL.md "BLE transport".
-SERVICE_UUID = "7f3a0001-5c1e-4d6b-9a2f-3b8e1c0d7a51"
-WRITE_CHAR_UUID = "7f3a0002-5c1e-4d6b-9a2f-3b8e1c0d7a51"
-NOTIFY_CHAR_UUID = "7f3a0003-5c1e-4d6b-9a2f-3b8e1c0d7a51"
 
 #: Named bleak backends selectable with ``ble://...?backend=NAME`` (see :func:`register_backend`).
 _BACKENDS: dict[str, dict[str, Any]] = {}

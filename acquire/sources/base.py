@@ -99,6 +99,7 @@ from typing import ClassVar
 import numpy as np
 
 from acquire.errors import SourceError
+from acquire.jsonable import json_default
 
 #: Default resolution of EMG quantised from floats: 0.001 uV (1 nV) per count.
 EMG_RESOLUTION_UV = 0.001
@@ -295,7 +296,7 @@ def encode_chunk(chunk: Chunk) -> bytes:
         "meta": chunk.meta,
         "arrays": [[k, a.dtype.str, list(a.shape)] for k, a in arrays.items()],
     }
-    text = json.dumps(head, sort_keys=True, default=_json_default).encode()
+    text = json.dumps(head, sort_keys=True, default=json_default).encode()
     return b"".join([_LEN.pack(len(text)), text, *(a.tobytes() for a in arrays.values())])
 
 
@@ -312,11 +313,3 @@ def decode_chunk(payload: bytes, host_time_s: float) -> Chunk:
         arrays[name] = a.copy()
         pos += count * dt.itemsize
     return Chunk(head["tag"], head["meta"], arrays, host_time_s)
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")

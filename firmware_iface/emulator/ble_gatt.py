@@ -19,10 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 
-#: GATT layout of the tonuslab device (kept equal to ``acquire.ble``'s by a test).
-SERVICE_UUID = "7f3a0001-5c1e-4d6b-9a2f-3b8e1c0d7a51"
-WRITE_CHAR_UUID = "7f3a0002-5c1e-4d6b-9a2f-3b8e1c0d7a51"
-NOTIFY_CHAR_UUID = "7f3a0003-5c1e-4d6b-9a2f-3b8e1c0d7a51"
+from firmware_iface.gatt import NOTIFY_CHAR_UUID, SERVICE_UUID, WRITE_CHAR_UUID
 
 DEFAULT_ADDRESS = "D0:D0:D0:D0:D0:01"
 DEFAULT_NAME = "tonuslab-emu"

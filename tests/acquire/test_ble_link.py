@@ -65,11 +65,21 @@ def wait_for(predicate, timeout_s=10.0):
     return False
 
 
-def test_gatt_layout_is_the_same_on_both_sides():
-    assert (SERVICE_UUID, WRITE_CHAR_UUID, NOTIFY_CHAR_UUID) == (
-        ble_gatt.SERVICE_UUID,
-        ble_gatt.WRITE_CHAR_UUID,
-        ble_gatt.NOTIFY_CHAR_UUID,
+def test_gatt_layout_is_the_one_in_the_protocol_spec():
+    """Both sides import firmware_iface.gatt; the spec's table is what a firmware team reads."""
+    import pathlib
+    import re
+
+    import firmware_iface
+
+    spec = (pathlib.Path(firmware_iface.__file__).parent / "PROTOCOL.md").read_text()
+    section = spec[spec.index("## 9. BLE transport") :]
+    uuids = re.findall(r"`([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})`", section)
+    assert uuids[:3] == [SERVICE_UUID, WRITE_CHAR_UUID, NOTIFY_CHAR_UUID]
+    assert (ble_gatt.SERVICE_UUID, ble_gatt.WRITE_CHAR_UUID, ble_gatt.NOTIFY_CHAR_UUID) == (
+        SERVICE_UUID,
+        WRITE_CHAR_UUID,
+        NOTIFY_CHAR_UUID,
     )
 
 

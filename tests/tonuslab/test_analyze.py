@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 import tonuslab
-from tonuslab.analysis import SUMMARY_KEYS, input_sha256, read_results
+from tonuslab.analysis import SUMMARY_KEYS
 from tonuslab.cli import main
+from tonuslab.results import input_sha256, read_results
 
 
 def _counts(path):

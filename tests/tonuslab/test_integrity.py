@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import tonuslab
-from tonuslab.analysis import analyze_file, input_sha256, read_results, summarize, write_results
+from tonuslab.analysis import analyze_file, summarize
+from tonuslab.results import input_sha256, read_results, write_results
 from tonuslab.session import Session
 
 
@@ -100,7 +101,8 @@ def test_time_vectors_of_in_memory_and_angle_less_sessions(hreflex_file):
 
 _WRITER_LOOP = """
 import sys
-from tonuslab.analysis import read_results, summarize, write_results
+from tonuslab.analysis import summarize
+from tonuslab.results import read_results, write_results
 path, run, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 print("ready", flush=True)
 sys.stdin.readline()  # start together
@@ -146,6 +148,7 @@ def test_concurrent_analyses_of_one_file_both_survive(tmp_path, stretch_copy):
     assert runs["runA"]["parameters"] == {"i": n - 1, "run": "runA"}
     assert runs["runB"]["parameters"] == {"i": n - 1, "run": "runB"}
     assert not list(tmp_path.glob(".stretch.h5.analysis-*.tmp"))
+    assert not list(tmp_path.glob(".stretch.h5.analysis.lock"))  # the last writer removed it
 
 
 def test_a_held_lock_makes_the_writer_wait_and_stale_copies_go(stretch_copy):
@@ -167,3 +170,4 @@ def test_a_held_lock_makes_the_writer_wait_and_stale_copies_go(stretch_copy):
         os.close(fd)
     write_results(stretch_copy, summarize(None, None), run="x")
     assert not stale.exists() and "x" in read_results(stretch_copy)
+    assert not lock.exists()  # removed by the writer that held it last

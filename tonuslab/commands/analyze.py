@@ -7,13 +7,13 @@ import pathlib
 
 from tonuslab._output import emit
 from tonuslab.analysis import (
-    DEFAULT_RUN,
     STIMULUS_COLUMNS,
     STRETCH_COLUMNS,
     SUMMARY_KEYS,
     analyze_file,
 )
 from tonuslab.profile import build_profile
+from tonuslab.results import DEFAULT_RUN
 
 NAME = "analyze"
 HELP = "Analyse a session (stretch reflex, H-reflex) and store the results in the file."

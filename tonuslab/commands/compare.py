@@ -76,7 +76,8 @@ def load_summaries(files, run: str | None = None) -> list[dict]:
     UsageError
         A file has no run ``run``.
     """
-    from tonuslab.analysis import DEFAULT_RUN, analyze_file, read_results
+    from tonuslab.analysis import analyze_file
+    from tonuslab.results import DEFAULT_RUN, read_results
     from tonuslab.session import open_session
 
     out = []
