@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from acquire.errors import CaptureError, DiskFullError
-from acquire.session_file import _is_disk_full
+from acquire.session_file._h5 import _is_disk_full
 
 MAGIC = b"TLCAP\x00\x01\n"
 HEADER = struct.Struct("<BId")

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from acquire.errors import AcquisitionError
+from firmware_iface.scaling import ChannelScaling
 
 
 class LslError(AcquisitionError):
@@ -245,12 +246,11 @@ class LslPublisher:
 
 
 def _converter(channels: Sequence[dict]) -> Callable[[np.ndarray], np.ndarray]:
-    scale = np.array([float(c.get("scale", 1.0)) for c in channels], dtype=np.float64)
-    offset = np.array([float(c.get("offset", 0.0)) for c in channels], dtype=np.float64)
+    scaling = ChannelScaling.from_channels(channels)
 
     def convert(data: np.ndarray) -> np.ndarray:
         if np.issubdtype(data.dtype, np.integer):
-            return np.ascontiguousarray(((data - offset) * scale).astype(np.float32))
+            return np.ascontiguousarray(scaling.to_physical(data).astype(np.float32))
         return np.ascontiguousarray(data, dtype=np.float32)
 
     return convert

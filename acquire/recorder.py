@@ -34,6 +34,7 @@ from acquire.capture import EVENT, HEAD, LINK, CaptureWriter, CapturingLink, cap
 from acquire.clock import ClockFitter
 from acquire.errors import AcquisitionError, LinkLostError, SessionFileError, SourceError
 from acquire.session_file import SessionWriter, validate_metadata
+from firmware_iface.scaling import ChannelScaling
 
 log = logging.getLogger("acquire.recorder")
 
@@ -185,8 +186,7 @@ class Recorder:
         self._origin: dict[str, int] = {}
         self._origin_time: dict[str, int] = {}
         self._rates: dict[str, float] = {}
-        self._scale: dict[str, np.ndarray] = {}
-        self._offset: dict[str, np.ndarray] = {}
+        self._scaling: dict[str, ChannelScaling] = {}
         self._emg_ring: _Ring | None = None
         self._angle_ring: _Ring | None = None
         self._lost_since: float | None = None
@@ -320,9 +320,8 @@ class Recorder:
         self.writer.set_attrs(**attrs)
         for stream in self._rates:
             chans = [c for c in channels if c["kind"] == stream]
-            self._scale[stream] = np.array([c["scale"] for c in chans])
-            self._offset[stream] = np.array([c["offset"] for c in chans])
-        n_emg = len(self._scale["emg"])
+            self._scaling[stream] = ChannelScaling.from_channels(chans)
+        n_emg = self._scaling["emg"].n_channels
         self._emg_ring = _Ring(int(self._rates["emg"] * self.RECENT_EMG_S), n_emg)
         if "angle" in self._rates:
             self._angle_ring = _Ring(max(8, int(self._rates["angle"] * 2)), 1)
@@ -605,7 +604,7 @@ class Recorder:
             rate = self._rates[stream]
             last_us = block.device_time_us + round((block.n_samples - 1) * 1e6 / rate)
             self._fitter.add_arrival(last_us, arrival)
-            phys = (counts - self._offset[stream]) * self._scale[stream]
+            phys = self._scaling[stream].to_physical(counts)
             if stream == "emg":
                 self._emg_ring.push(phys)
             else:

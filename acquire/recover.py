@@ -19,12 +19,8 @@ import h5py
 
 from acquire.capture import capture_path_for
 from acquire.errors import CaptureError, SessionFileError, TruncatedSessionError
-from acquire.session_file import (
-    SessionWriter,
-    _read_attrs,
-    _row_dict,
-    open_session,
-)
+from acquire.session_file import SessionWriter, open_session
+from acquire.session_file._h5 import _read_attrs, _row_dict
 
 
 @dataclass

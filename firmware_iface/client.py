@@ -57,6 +57,7 @@ from firmware_iface.messages import (
     Stream,
     pack_prompt,
 )
+from firmware_iface.scaling import ChannelScaling
 
 #: What ``_wait_reply`` returns when a frame of another protocol major arrived instead of a reply.
 _FOREIGN_MAJOR = object()
@@ -826,9 +827,7 @@ class DeviceClient:
 
 def to_physical(counts: np.ndarray, channels: list[ChannelInfo]) -> np.ndarray:
     """Counts ``(n, ch)`` to physical units with the channel table's scale and offset."""
-    scale = np.array([c.scale for c in channels], dtype=np.float64)
-    offset = np.array([c.offset for c in channels], dtype=np.float64)
-    return (counts.astype(np.float64) - offset) * scale
+    return ChannelScaling.from_channels(channels).to_physical(counts)
 
 
 def check_stim_limits(

@@ -45,4 +45,13 @@ def build_profile(summary: dict):
     return _build(summary)
 
 
-__all__ = ["__version__", "analyze", "build_profile", "open"]
+def __getattr__(name: str):
+    # tonuslab.Session / tonuslab.Stimulus, imported on first use (keeps `import tonuslab` light)
+    if name in ("Session", "Stimulus"):
+        from tonuslab import session
+
+        return getattr(session, name)
+    raise AttributeError(f"module 'tonuslab' has no attribute {name!r}")
+
+
+__all__ = ["Session", "Stimulus", "__version__", "analyze", "build_profile", "open"]

@@ -19,6 +19,7 @@ import pathlib
 import numpy as np
 
 from acquire.jsonable import json_default
+from acquire.session_file.stimuli import stimulus_arrays
 from dsp.errors import SignalError
 from tonuslab._version import __version__
 from tonuslab.errors import SessionFileError, UsageError
@@ -345,13 +346,14 @@ def _run_hreflex(session, channel: int, muscle, params: dict, flags: list[str]) 
                 (0.0, 60.0) if not scale else (8.0 * scale, 15.0 * scale)
             )
             flags.append(f"hreflex: {TIME_COMPRESSED_NOTE}")
+    arrays = stimulus_arrays(stims)
     result = analyze_hreflex(
         session.emg_uv,
         session.emg_rate_hz,
-        np.array([s.emg_sample_index for s in stims], dtype=np.int64),
-        np.array([s.intensity_ma for s in stims], dtype=float),
-        stim_width_us=None if any(w is None for w in widths) else np.array(widths, dtype=float),
-        pulse_index=np.array([s.pulse_index for s in stims], dtype=np.int64),
+        arrays["stim_sample_index"],
+        arrays["stim_intensity_ma"],
+        stim_width_us=None if any(w is None for w in widths) else arrays["stim_width_us"],
+        pulse_index=arrays["pulse_index"],
         muscle=preset,
         channel=channel,
         **options,

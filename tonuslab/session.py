@@ -12,36 +12,13 @@ from __future__ import annotations
 
 import json
 import pathlib
-from dataclasses import dataclass
 
 import numpy as np
 
+from acquire.session_file.stimuli import Stimulus, stimulus_arrays
 from tonuslab.errors import SessionFileError, UsageError
 
-
-@dataclass
-class Stimulus:
-    """One stimulus pulse.
-
-    Attributes
-    ----------
-    emg_sample_index : int
-        Sample (row of ``emg_uv``) at which the pulse was delivered.
-    time_s : float
-        Its time on the session clock.
-    intensity_ma : float
-        Intensity in mA.
-    width_us : float | None
-        Pulse width in microseconds.
-    pulse_index : int
-        0 for a single pulse or the first of a pair, 1 for the second.
-    """
-
-    emg_sample_index: int
-    time_s: float
-    intensity_ma: float
-    width_us: float | None = None
-    pulse_index: int = 0
+__all__ = ["Session", "Stimulus", "open_session", "save_recording"]
 
 
 class Session:
@@ -131,17 +108,74 @@ class Session:
             )
 
     def __getattr__(self, name):
-        if name.startswith("_"):
-            raise AttributeError(name)
         if name in _LAZY:
             return self._get(name)
-        if self._reader is not None and hasattr(self._reader, name):
-            return getattr(self._reader, name)  # device, channels, clock, state, emg, angle...
-        raise AttributeError(name)
+        raise AttributeError(f"'Session' object has no attribute {name!r}")
+
+    # -- what only a file has: the reader's own, named here one by one ---------------------
+    def _reader_attr(self, name: str, default=None):
+        if self._reader is None:
+            return default
+        self._check_open(name)
+        return getattr(self._reader, name)
+
+    @property
+    def device(self) -> dict:
+        """The recording device's attributes (``/device``; empty in memory)."""
+        return self._reader_attr("device", {})
+
+    @property
+    def attrs(self) -> dict:
+        """The file's root attributes (format, state, writer, times; empty in memory)."""
+        return self._reader_attr("attrs", {})
+
+    @property
+    def channels(self) -> list[dict]:
+        """The channel table: name, stream, kind, unit, scale, offset, filters (file only)."""
+        return self._reader_attr("channels", [])
+
+    @property
+    def clock(self) -> dict:
+        """The device-to-host clock mapping (anchors, pings; empty in memory)."""
+        return self._reader_attr("clock", {})
+
+    @property
+    def state(self) -> str:
+        """``complete``, ``recording``, ``recovered``... (``complete`` for in-memory sessions)."""
+        return self._reader_attr("state", "complete")
+
+    @property
+    def format_version(self) -> str | None:
+        """Schema version of the file (None in memory)."""
+        return self._reader_attr("format_version")
+
+    @property
+    def emg(self):
+        """The EMG :class:`acquire.session_file.Stream` (windowed reads; None in memory)."""
+        return self._reader_attr("emg")
+
+    @property
+    def angle(self):
+        """The angle :class:`acquire.session_file.Stream` (None without one or in memory)."""
+        return self._reader_attr("angle")
+
+    @property
+    def emg_counts(self) -> np.ndarray | None:
+        """Raw EMG counts as stored, int32 ``(n_samples, n_channels)`` (None in memory)."""
+        return self._reader_attr("emg_counts")
+
+    @property
+    def goniometer_deg(self) -> np.ndarray | None:
+        """Goniometer in degrees as recorded, ``(m, n_angle)``, before the direction sign."""
+        return self._reader_attr("goniometer_deg")
+
+    def stimulus_arrays(self) -> dict[str, np.ndarray]:
+        """Stimuli as arrays for :func:`dsp.hreflex.analyze_hreflex`."""
+        return stimulus_arrays(self.stimuli)
 
     @property
     def reader(self):
-        """The underlying :class:`acquire.session_file.Session` (None for in-memory sessions)."""
+        """The underlying :class:`acquire.session_file.SessionReader` (None in memory)."""
         return self._reader
 
     @property
@@ -298,26 +332,7 @@ class Session:
         return float(_first(self._reader, "t0_s", default=0.0) or 0.0)
 
     def _load_stimuli(self):
-        stims = []
-        for e in self.events:
-            kind = str(e.get("kind", e.get("type", ""))).lower()
-            if not kind.startswith("stim"):
-                continue
-            index = e.get("emg_sample_index", e.get("sample_index"))
-            if index is None and e.get("time_s") is not None:
-                index = round((float(e["time_s"]) - self.t0_s) * self.emg_rate_hz)
-            if index is None:
-                continue
-            stims.append(
-                Stimulus(
-                    emg_sample_index=int(index),
-                    time_s=float(e.get("time_s", self.t0_s + int(index) / self.emg_rate_hz)),
-                    intensity_ma=float(e.get("intensity_ma", np.nan)),
-                    width_us=_finite_or_none(e.get("width_us")),
-                    pulse_index=int(e.get("pulse_index", 0) or 0),
-                )
-            )
-        return stims
+        return list(self._reader.stimuli)
 
     def _load_results(self):
         from tonuslab.results import read_results
@@ -366,14 +381,6 @@ def _iso_utc(value) -> str | None:
     if t.tzinfo is None:
         t = t.replace(tzinfo=_dt.UTC)
     return t.isoformat()
-
-
-def _finite_or_none(v):
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if np.isfinite(f) else None
 
 
 def _as_dict(obj) -> dict:

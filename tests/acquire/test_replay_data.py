@@ -48,7 +48,7 @@ def test_sample_capture_replays_to_the_stored_expectation(tmp_path, name):
 
 def test_hreflex_sample_has_stimuli_at_emg_samples():
     with open_session(ROOT / "data" / "sessions" / "hreflex_soleus_spastic.h5") as s:
-        stim = s.stimuli()
+        stim = s.stimulus_arrays()
         assert len(stim["stim_sample_index"]) == 10
         assert stim["stim_intensity_ma"].tolist()[:3] == [4.0, 8.0, 12.0]
         assert (np.diff(stim["stim_sample_index"]) == 5000).all()

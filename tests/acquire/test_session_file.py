@@ -135,7 +135,7 @@ def test_roundtrip_physical_units_time_vectors_and_gaps(tmp_path):
         assert s.device["firmware_version"] == "1.4.2"
         assert [c["name"] for c in s.channels] == ["emg0", "emg1", "gonio"]
         assert s.channels[0]["highpass_hz"] == 10.0
-        stim = s.stimuli()
+        stim = s.stimulus_arrays()
         assert stim["stim_sample_index"].tolist() == [100]
         assert stim["stim_intensity_ma"].tolist() == [2.5]
         kinds = [e["kind"] for e in s.events]
@@ -312,17 +312,6 @@ def test_writer_flushes_within_a_second_and_other_process_reads(tmp_path):
     finally:
         w.close()
     assert read_in_other_process(path) == ["complete", 1024, ["m"]]
-
-
-def test_results_group_writable_for_analysis(tmp_path):
-    path, _, _ = make_file(tmp_path / "s.h5")
-    with open_session(path, mode="r+") as s:
-        g = s.results_group.create_group("stretch_reflex_1")
-        g.attrs["tsrt_deg"] = 42.0
-        g["dsrt_deg"] = np.arange(3.0)
-    with open_session(path) as s:
-        assert s.results["stretch_reflex_1"]["tsrt_deg"] == 42.0
-        np.testing.assert_array_equal(s.results["stretch_reflex_1"]["dsrt_deg"], [0, 1, 2])
 
 
 @settings(max_examples=25, deadline=None)

@@ -110,7 +110,7 @@ def test_record_from_a_replay_url_reproduces_the_capture(tmp_path):
         open_session(ROOT / "data" / "sessions" / "hreflex_soleus_spastic.h5") as ref,
     ):
         np.testing.assert_array_equal(s.emg_counts, ref.emg_counts)
-        assert len(s.stimuli()["stim_sample_index"]) == 10
+        assert len(s.stimulus_arrays()["stim_sample_index"]) == 10
 
 
 INLET = """
@@ -169,7 +169,7 @@ def test_hreflex_protocol_from_the_cli(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "delivered" in proc.stdout
     with open_session(out) as s:
-        stim = s.stimuli()
+        stim = s.stimulus_arrays()
         pulses = [e for e in s.events if e["label"] == "hreflex_pulse"]
         delivered = [p for p in pulses if p["params"]["status"] == "delivered"]
         assert len(stim["stim_sample_index"]) >= 3
@@ -216,7 +216,7 @@ def test_unsafe_stimulation_plan_is_refused_before_anything_opens(tmp_path):
 def _hreflex_notes(path):
     with open_session(path) as s:
         notes = [e for e in s.events if e["kind"] == "note"]
-        n_stimuli = len(s.stimuli()["stim_sample_index"])
+        n_stimuli = len(s.stimulus_arrays()["stim_sample_index"])
     (protocol,) = [e["params"] for e in notes if e["label"] == "protocol"]
     pulses = [e["params"] for e in notes if e["label"] == "hreflex_pulse"]
     return protocol, pulses, n_stimuli

@@ -350,7 +350,7 @@ def test_live_hreflex_view_shows_one_sweep_per_pulse(tmp_path, browser):
         if proc.poll() is None:
             proc.kill()
     with open_session(out) as s:
-        n_stim = len(s.stimuli()["stim_sample_index"])
+        n_stim = len(s.stimulus_arrays()["stim_sample_index"])
         assert s.state == "complete"
     assert n_stim >= 3 and n_page == n_stim == n_points
 
