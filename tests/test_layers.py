@@ -122,3 +122,20 @@ def test_firmware_iface_keeps_the_same_jit_options_as_dsp():
 
     assert firmware_iface._jit.JIT_OPTIONS == dsp._jit.JIT_OPTIONS
     assert firmware_iface._jit.JIT_DISABLED == dsp._jit.JIT_DISABLED
+
+
+def test_deprecated_names_still_work_for_one_release():
+    import warnings
+
+    import acquire.session_file as sf
+    import tonuslab
+    import tonuslab.analysis
+    import tonuslab.results
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert sf.Session is sf.SessionReader
+    assert any(issubclass(w.category, DeprecationWarning) for w in caught)
+    assert tonuslab.analysis.write_results is tonuslab.results.write_results
+    assert tonuslab.Stimulus is sf.Stimulus  # one Stimulus class, one Session class
+    assert tonuslab.Session.__module__ == "tonuslab.session"

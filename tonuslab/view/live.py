@@ -26,8 +26,13 @@ from tonuslab.view.decimate import (
     to_json_rows,
 )
 
-#: Default windows (ms after the pulse) when the recording has no H-reflex runner note.
-DEFAULT_WINDOWS_MS = {"m": (4.0, 20.0), "h": (22.0, 50.0)}
+
+def default_windows_ms() -> dict[str, tuple[float, float]]:
+    """M/H windows (ms after the pulse) when the recording has no H-reflex runner note: the
+    soleus preset of the one timing table (``dsp.hreflex.presets``), as the runner uses."""
+    from acquire.protocols.hreflex.runner import response_windows_ms
+
+    return response_windows_ms("soleus")
 
 
 class _ColumnRing:
@@ -152,7 +157,9 @@ class LiveModel:
         chans = [c.to_dict() for c in rec.info.channels]
         self.channels = chans
         self.emg_names = [c["name"] for c in chans if c["kind"] == "emg"]
-        rates = dict(rec._rates)
+        rates = {"emg": rec.emg_rate_hz}
+        if rec.angle_rate_hz is not None:
+            rates["angle"] = rec.angle_rate_hz
         self.rates = rates
         cap = round(self.history_s / self.column_s)
         n_emg = len(self.emg_names)
@@ -171,7 +178,7 @@ class LiveModel:
         # raw ring of EMG for the sweeps (all channels, 4 s)
         self._raw = np.full((int(rates["emg"] * 4), n_emg), np.nan)
         self._raw_total = 0
-        self.windows_ms = dict(DEFAULT_WINDOWS_MS)
+        self.windows_ms = default_windows_ms()
         self.sweep_channel = 0
         self.gate_band_uv = None
         rec.block_listeners.append(self.on_block)
