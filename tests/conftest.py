@@ -2,6 +2,10 @@
 
 import os
 import pathlib
+import sys
+
+# tests/naive.py (the NumPy references of the kernels) is imported as ``naive`` by the tests
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 # A writable, stable Numba cache for local runs (CI sets its own).
 os.environ.setdefault(

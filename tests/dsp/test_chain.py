@@ -4,35 +4,14 @@ import itertools
 
 import numpy as np
 import pytest
-import scipy.ndimage
-import scipy.signal
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from naive import scipy_causal_chain, scipy_chain
 
 from dsp import SignalError
 from dsp import chain as C
 
 RATE = 2000.0
-
-
-def scipy_chain(x, rate_hz=RATE, line_hz=50.0, size=100):
-    bp = scipy.signal.butter(4, [20, 450], btype="bandpass", fs=rate_hz, output="sos")
-    y = scipy.signal.sosfiltfilt(bp, x, axis=0)
-    if line_hz is not None:
-        nt = np.array([np.concatenate(scipy.signal.iirnotch(line_hz, 30, fs=rate_hz))])
-        y = scipy.signal.sosfiltfilt(nt, y, axis=0)
-    return np.sqrt(scipy.ndimage.uniform_filter1d(np.abs(y) ** 2, size, axis=0))
-
-
-def scipy_causal_chain(x, rate_hz=RATE, size=100):
-    """Slow reference of the streaming chain: sosfilt, |.|, trailing mean of squares."""
-    bp = scipy.signal.butter(4, [20, 450], btype="bandpass", fs=rate_hz, output="sos")
-    nt = np.array([np.concatenate(scipy.signal.iirnotch(50.0, 30, fs=rate_hz))])
-    y = np.abs(scipy.signal.sosfilt(np.vstack([bp, nt]), x, axis=0))
-    cs = np.cumsum(np.vstack([np.zeros((1, x.shape[1])), y**2]), axis=0)
-    n = np.arange(1, x.shape[0] + 1)
-    lo = np.maximum(n - size, 0)
-    return np.sqrt((cs[n] - cs[lo]) / (n - lo)[:, None])
 
 
 @pytest.mark.parametrize("n_channels", [1, 3, 8, 16, 19])

@@ -4,27 +4,12 @@ import numpy as np
 import pytest
 import scipy.ndimage
 import scipy.signal
+from naive import reference_moving_rms_trailing, reference_tkeo
 
 from dsp import SignalError
 from dsp import envelopes as E
 
 RATE = 2000.0
-
-
-def reference_moving_rms_trailing(x, size):
-    """Slow reference: explicit loop over windows."""
-    out = np.empty_like(x, dtype=float)
-    for i in range(x.shape[0]):
-        w = x[max(0, i - size + 1) : i + 1]
-        out[i] = np.sqrt(np.mean(w**2, axis=0))
-    return out
-
-
-def reference_tkeo(x):
-    out = np.empty_like(x, dtype=float)
-    out[1:-1] = x[1:-1] ** 2 - x[:-2] * x[2:]
-    out[0], out[-1] = out[1], out[-2]
-    return out
 
 
 @pytest.mark.parametrize(("n", "size"), [(3000, 100), (5000, 99), (60, 100), (7, 3), (1, 4)])

@@ -3,20 +3,12 @@
 import numpy as np
 import pytest
 import scipy.signal
+from naive import reference_convolve, reference_velocity_runs, reference_widen_runs
 
 from dsp import SignalError
 from dsp import kinematics as K
 
 RATE = 500.0
-
-
-def reference_convolve(x, h):
-    """Slow reference of the interior FIR: explicit sums."""
-    half = len(h) // 2
-    out = np.full(len(x), np.nan)
-    for i in range(half, len(x) - half):
-        out[i] = sum(h[k] * x[i + half - k] for k in range(len(h)))
-    return out
 
 
 def motion(seed=0, n=3000):
@@ -151,29 +143,6 @@ def test_counts_to_degrees_parameters_are_signal_errors(scale, offset, message):
         K.counts_to_degrees([1, 2], scale, offset)
 
 
-def reference_velocity_runs(v, high, low):
-    """Slow reference of the hysteresis run finder."""
-    runs = []
-    i, n = 0, len(v)
-    while i < n:
-        if np.isfinite(v[i]) and abs(v[i]) > high:
-            sgn = 1 if v[i] > 0 else -1
-            a = i
-            while a > 0 and np.isfinite(v[a - 1]) and sgn * v[a - 1] > low:
-                a -= 1
-            b = i
-            while b < n and np.isfinite(v[b]) and sgn * v[b] > low:
-                b += 1
-            if runs and runs[-1][2] == sgn and a <= runs[-1][1]:
-                runs[-1][1] = max(runs[-1][1], b)
-            else:
-                runs.append([a, b, sgn])
-            i = max(b, i + 1)
-        else:
-            i += 1
-    return runs
-
-
 def random_velocities(seed, width, n=20):
     """Smoothed random velocity traces (deg/s) with three NaN samples each."""
     rng = np.random.default_rng(seed)
@@ -187,21 +156,6 @@ def test_velocity_runs_kernel_matches_reference():
     for v in random_velocities(5, 15):
         s, e, g = K._velocity_runs(v, 8.0, 2.0)
         assert [list(t) for t in zip(s, e, g, strict=True)] == reference_velocity_runs(v, 8.0, 2.0)
-
-
-def reference_widen_runs(v_slow, starts, ends, signs, rest):
-    """Slow reference of the boundary widening."""
-    lows, highs = [], []
-    for a, b, sgn in zip(starts, ends, signs, strict=True):
-        lo = a
-        while lo > 0 and np.isfinite(v_slow[lo - 1]) and sgn * v_slow[lo - 1] > rest:
-            lo -= 1
-        hi = b
-        while hi < len(v_slow) and np.isfinite(v_slow[hi]) and sgn * v_slow[hi] > rest:
-            hi += 1
-        lows.append(lo)
-        highs.append(hi)
-    return lows, highs
 
 
 def test_widen_runs_kernel_matches_reference():

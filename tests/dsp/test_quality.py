@@ -4,43 +4,12 @@ import json
 
 import numpy as np
 import pytest
-import scipy.signal
+from naive import reference_gaps, reference_rail_samples, reference_snr, reference_window_sd
 
 from dsp import SignalError
 from dsp import quality as Q
 
 RATE = 2000.0
-
-
-def reference_gaps(x):
-    bad = np.isnan(x).any(axis=1) if x.ndim == 2 else np.isnan(x)
-    runs, start = [], None
-    for i, b in enumerate(bad):
-        if b and start is None:
-            start = i
-        if not b and start is not None:
-            runs.append([start, i])
-            start = None
-    if start is not None:
-        runs.append([start, len(bad)])
-    return np.array(runs, dtype=np.int64).reshape(-1, 2)
-
-
-def reference_rail_samples(x, lo, hi, min_run):
-    at = (x <= lo) | (x >= hi)
-    total, run = 0, 0
-    for a in [*at, False]:
-        if a:
-            run += 1
-        else:
-            total += run if run >= min_run else 0
-            run = 0
-    return total
-
-
-def reference_window_sd(x, win):
-    m = len(x) // win
-    return np.array([np.std(x[i * win : (i + 1) * win], ddof=1) for i in range(m)])
 
 
 @pytest.fixture(scope="module")
@@ -112,29 +81,6 @@ def test_bad_rails_are_a_signal_error(rails):
 
 
 # ---------------------------------------------------------------------------------- SNR
-
-
-def reference_snr(x, rate_hz):
-    """Slow reference of the SNR definition in channel_quality (one run of samples, scipy)."""
-    sos = scipy.signal.butter(
-        4, [20, min(450, 0.45 * rate_hz)], btype="bandpass", fs=rate_hz, output="sos"
-    )
-    y = scipy.signal.sosfiltfilt(sos, x)
-    win = round(max(0.05, 20 / (min(450, 0.45 * rate_hz) - 20)) * rate_hz)
-    p = np.array([np.mean(y[i : i + win] ** 2) for i in range(0, len(y) - win + 1, win)])
-    quiet = np.sort(p)[: int(np.ceil(0.1 * len(p)))]
-    floor = quiet.mean()
-    if floor == 0:
-        return np.nan, np.nan
-    above = p > 4 * floor
-    active = np.zeros(len(p), bool)
-    for i in range(len(p)):
-        run_prev = i > 0 and above[i - 1]
-        run_next = i + 1 < len(p) and above[i + 1]
-        active[i] = above[i] and (run_prev or run_next)  # runs of >= 2 windows
-    if not active.any():
-        return np.nan, 0.0
-    return 10 * np.log10(p[active].mean() / floor), active.mean()
 
 
 def emg(rate_hz=RATE, seconds=20.0, noise_uv=5.0, burst_uv=0.0, hum_uv=0.0, line_hz=50.0, seed=3):

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from naive import reference_decode
 
 from firmware_iface.codec import StreamDecoder, encode_frame
 from firmware_iface.emulator import make_device
@@ -21,22 +22,6 @@ def _capture(config: Config, seconds: float, seed=0, **faults) -> bytes:
     return dev.take_output()
 
 
-def _reference(buf: bytes) -> dict:
-    """The slow path: StreamDecoder + Samples.unpack, concatenated per stream."""
-    per = {}
-    for frame in StreamDecoder().feed(buf):
-        if frame.msg_type == MsgType.SAMPLES:
-            s = Samples.unpack(frame.payload)
-            per.setdefault(s.stream, []).append(s)
-    return {
-        k: (
-            np.concatenate([s.counts for s in v]),
-            np.concatenate([s.first_index + np.arange(len(s.counts)) for s in v]),
-        )
-        for k, v in per.items()
-    }
-
-
 @pytest.mark.parametrize(
     "config",
     [
@@ -48,7 +33,7 @@ def _reference(buf: bytes) -> dict:
 def test_fast_decode_matches_the_reference_decoder(config):
     buf = _capture(config, 0.5)
     fast = decode_samples(buf)
-    ref = _reference(buf)
+    ref = reference_decode(buf)
     assert set(fast.streams) == set(ref)
     for sid, (counts, index) in ref.items():
         np.testing.assert_array_equal(fast.streams[sid].counts, counts)
@@ -62,7 +47,7 @@ def test_fast_decode_counts_gaps_and_corruption_like_the_reference():
     for pos in rng.choice(len(buf), 20, replace=False):
         buf[pos] ^= 0x5A
     fast = decode_samples(bytes(buf))
-    ref = _reference(bytes(buf))
+    ref = reference_decode(bytes(buf))
     dec = StreamDecoder()
     dec.feed(bytes(buf))
     assert fast.cobs_errors + fast.length_errors + fast.crc_errors == dec.stats.errors
