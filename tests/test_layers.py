@@ -139,3 +139,18 @@ def test_deprecated_names_still_work_for_one_release():
     assert tonuslab.analysis.write_results is tonuslab.results.write_results
     assert tonuslab.Stimulus is sf.Stimulus  # one Stimulus class, one Session class
     assert tonuslab.Session.__module__ == "tonuslab.session"
+
+
+def test_one_stimulus_and_one_session_class_in_the_tree():
+    """``Stimulus`` and ``Session`` are each defined once (the simulator's program item is
+    ``StimulusSpec``, like ``StretchSpec``)."""
+    defined: dict[str, list[str]] = {"Stimulus": [], "Session": []}
+    for pkg in PACKAGES:
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ClassDef) and node.name in defined:
+                    defined[node.name].append(str(path.relative_to(ROOT)))
+    assert defined == {
+        "Stimulus": ["acquire/session_file/stimuli.py"],
+        "Session": ["tonuslab/session.py"],
+    }

@@ -5,7 +5,7 @@ Pure NumPy/SciPy; imports no device I/O and nothing else of tonuslab. See docs/s
 
 from .errors import ProfileError, ProgramError, SourceStateError, VirtualPatientError
 from .hreflex import (
-    Stimulus,
+    StimulusSpec,
     depression_factor,
     frequency_blocks,
     paired_pulses,
@@ -34,7 +34,7 @@ __all__ = [
     "ProgramError",
     "Recording",
     "SourceStateError",
-    "Stimulus",
+    "StimulusSpec",
     "StretchSpec",
     "VirtualPatientError",
     "depression_factor",
@@ -51,3 +51,11 @@ __all__ = [
     "test_intensity_ma",
     "tsrt_protocol",
 ]
+
+
+def __getattr__(name: str):
+    if name == "Stimulus":  # the old name of StimulusSpec; removed in the next release
+        from . import hreflex
+
+        return hreflex.__getattr__(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,7 +17,7 @@ from .errors import ProgramError
 from .profiles import Profile
 
 __all__ = [
-    "Stimulus",
+    "StimulusSpec",
     "depression_factor",
     "frequency_blocks",
     "paired_pulses",
@@ -29,7 +29,7 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class Stimulus:
+class StimulusSpec:
     """One stimulus pulse of a program.
 
     Parameters
@@ -183,7 +183,7 @@ def recruitment_ladder(
     rng: np.random.Generator | None = None,
     start_s: float = 1.0,
     width_us: int = 1000,
-) -> list[Stimulus]:
+) -> list[StimulusSpec]:
     """Stimuli at increasing (or shuffled) intensities, ``interval_s`` apart.
 
     Parameters
@@ -204,7 +204,7 @@ def recruitment_ladder(
 
     Returns
     -------
-    list of Stimulus
+    list of StimulusSpec
     """
     lo = p.stim_range_ma[0] if start_ma is None else start_ma
     hi = p.stim_range_ma[1] if stop_ma is None else stop_ma
@@ -217,7 +217,9 @@ def recruitment_ladder(
         levels = rng.permutation(levels)
     elif order != "ascending":
         raise ProgramError(f"order must be 'ascending' or 'random', got {order!r}")
-    return [Stimulus(start_s + k * interval_s, float(v), width_us) for k, v in enumerate(levels)]
+    return [
+        StimulusSpec(start_s + k * interval_s, float(v), width_us) for k, v in enumerate(levels)
+    ]
 
 
 def frequency_blocks(
@@ -228,7 +230,7 @@ def frequency_blocks(
     rest_s: float = 20.0,
     start_s: float = 1.0,
     width_us: int = 1000,
-) -> list[Stimulus]:
+) -> list[StimulusSpec]:
     """Blocks of ``n_per_block`` stimuli at each frequency, separated by ``rest_s``.
 
     Parameters
@@ -245,7 +247,7 @@ def frequency_blocks(
 
     Returns
     -------
-    list of Stimulus
+    list of StimulusSpec
         ``pulse_index`` counts pulses within a block (0 for the first).
     """
     out = []
@@ -254,7 +256,7 @@ def frequency_blocks(
         if f <= 0:
             raise ProgramError("frequencies must be > 0 Hz")
         for k in range(n_per_block):
-            out.append(Stimulus(round(t + k / f, 6), float(intensity_ma), width_us, k))
+            out.append(StimulusSpec(round(t + k / f, 6), float(intensity_ma), width_us, k))
         t += (n_per_block - 1) / f + rest_s
     return out
 
@@ -267,7 +269,7 @@ def paired_pulses(
     rest_s: float = 20.0,
     start_s: float = 1.0,
     width_us: int = 1000,
-) -> list[Stimulus]:
+) -> list[StimulusSpec]:
     """``n_pairs`` pairs of pulses at each conditioning-test interval.
 
     Parameters
@@ -283,14 +285,23 @@ def paired_pulses(
 
     Returns
     -------
-    list of Stimulus
+    list of StimulusSpec
         Conditioning pulses have ``pulse_index`` 0, test pulses 1.
     """
     out = []
     t = start_s
     for isi in intervals_s:
         for _ in range(n_pairs):
-            out.append(Stimulus(round(t, 6), float(intensity_ma), width_us, 0))
-            out.append(Stimulus(round(t + isi, 6), float(intensity_ma), width_us, 1))
+            out.append(StimulusSpec(round(t, 6), float(intensity_ma), width_us, 0))
+            out.append(StimulusSpec(round(t + isi, 6), float(intensity_ma), width_us, 1))
             t += isi + rest_s
     return out
+
+
+def __getattr__(name: str):
+    if name == "Stimulus":  # the old name (before issue 14); removed in the next release
+        import warnings
+
+        warnings.warn("virtual_patient.Stimulus is now StimulusSpec", DeprecationWarning, 2)
+        return StimulusSpec
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

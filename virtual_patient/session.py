@@ -9,7 +9,7 @@ import numpy as np
 
 from .engine import Engine
 from .errors import ProgramError
-from .hreflex import Stimulus, recruitment_ladder
+from .hreflex import StimulusSpec, recruitment_ladder
 from .profiles import Profile, get_profile
 from .recording import Recording
 from .stretch import StretchSpec, tsrt_protocol
@@ -116,7 +116,7 @@ def simulate_hreflex_session(
     seed: int,
     emg_rate_hz: float = 5000.0,
     angle_rate_hz: float = 500.0,
-    stimuli: Sequence[Stimulus] | None = None,
+    stimuli: Sequence[StimulusSpec] | None = None,
     n_emg: int = 1,
     emg_bits: int = 16,
     duration_s: float | None = None,
@@ -128,7 +128,7 @@ def simulate_hreflex_session(
     profile : str or Profile
     seed : int
     emg_rate_hz, angle_rate_hz : float
-    stimuli : sequence of Stimulus, optional
+    stimuli : sequence of StimulusSpec, optional
         The program, in time order; default :func:`recruitment_ladder` over the profile's
         ``stim_range_ma`` in 1 mA steps, 10 s apart.
     n_emg : int

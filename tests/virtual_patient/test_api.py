@@ -91,7 +91,7 @@ def test_no_global_random_state_used():
     np.random.seed(0)  # noqa: NPY002
     before = np.random.get_state()[1].copy()  # noqa: NPY002
     vp.simulate_hreflex_session(
-        "soleus_healthy", seed=1, stimuli=[vp.Stimulus(0.5, 15.0)], duration_s=1.0
+        "soleus_healthy", seed=1, stimuli=[vp.StimulusSpec(0.5, 15.0)], duration_s=1.0
     )
     np.testing.assert_array_equal(np.random.get_state()[1], before)  # noqa: NPY002
 
@@ -122,7 +122,9 @@ def test_bad_programs_fail_clearly():
         )
     with pytest.raises(vp.ProgramError, match="increasing sample order"):
         vp.simulate_hreflex_session(
-            "soleus_healthy", seed=0, stimuli=[vp.Stimulus(2.0, 10.0), vp.Stimulus(1.0, 10.0)]
+            "soleus_healthy",
+            seed=0,
+            stimuli=[vp.StimulusSpec(2.0, 10.0), vp.StimulusSpec(1.0, 10.0)],
         )
     with pytest.raises(vp.ProgramError, match="passive range"):
         vp.simulate_stretch_session("healthy", seed=0, stretches=[StretchSpec(1.0, 50.0, 400.0)])

@@ -128,7 +128,7 @@ def test_goniometer_gain_offset_noise_and_quantisation():
 def test_background_emg_fluctuates_slowly_and_truth_reports_it():
     over = dict(noise_scale=0.0, artifact_uv_per_ma=0.0, mmax_uv=0.0)
     p = vp.get_profile("soleus_healthy", tonic_emg_uv=20.0, **over)
-    stimuli = [vp.Stimulus(2.0 + 3.0 * k, 10.0) for k in range(10)]
+    stimuli = [vp.StimulusSpec(2.0 + 3.0 * k, 10.0) for k in range(10)]
     rec = vp.simulate_hreflex_session(p, seed=9, stimuli=stimuli, emg_rate_hz=2000.0)
     x = rec.emg_uv[:, 0]
     win = x[: len(x) // 1000 * 1000].reshape(-1, 1000)  # 0.5 s windows

@@ -18,7 +18,9 @@ def _window(rec, ev, lo_ms, hi_ms, ch=0):
 @pytest.mark.parametrize(("profile", "h_ms"), [("soleus_healthy", 30.0), ("fcr_healthy", 16.0)])
 def test_measured_waves_match_truth(profile, h_ms):
     p = vp.get_profile(profile, **QUIET)
-    stimuli = [vp.Stimulus(1.0 + 10 * k, i) for k, i in enumerate((vp.test_intensity_ma(p), 30.0))]
+    stimuli = [
+        vp.StimulusSpec(1.0 + 10 * k, i) for k, i in enumerate((vp.test_intensity_ma(p), 30.0))
+    ]
     rec = vp.simulate_hreflex_session(p, seed=3, stimuli=stimuli)
     for ev, tr in zip(rec.events, rec.truth["stimuli"], strict=True):
         assert tr["h_latency_ms"] == pytest.approx(h_ms, abs=1.5)
@@ -142,7 +144,7 @@ def test_paired_pulses_measured_h2_h1_follows_the_depression(profile):
 
 def test_stimulus_artifact_saturates_the_adc_for_a_few_ms():
     p = vp.get_profile("soleus_healthy")
-    rec = vp.simulate_hreflex_session(p, seed=7, stimuli=[vp.Stimulus(1.0, 30.0)])
+    rec = vp.simulate_hreflex_session(p, seed=7, stimuli=[vp.StimulusSpec(1.0, 30.0)])
     (ev,) = rec.events
     fs = rec.emg_rate_hz
     seg = rec.emg_counts[ev["emg_sample_index"] : ev["emg_sample_index"] + int(0.02 * fs), 0]
@@ -152,14 +154,14 @@ def test_stimulus_artifact_saturates_the_adc_for_a_few_ms():
     before = rec.emg_uv[ev["emg_sample_index"] - 200 : ev["emg_sample_index"], 0]
     assert np.abs(before).max() < 100.0
     # a weak stimulus does not saturate
-    rec2 = vp.simulate_hreflex_session(p, seed=7, stimuli=[vp.Stimulus(1.0, 5.0)])
+    rec2 = vp.simulate_hreflex_session(p, seed=7, stimuli=[vp.StimulusSpec(1.0, 5.0)])
     assert np.abs(rec2.emg_counts).max() < 2**15 - 1
 
 
 def test_trial_to_trial_variability_and_latency_jitter():
     p = vp.get_profile("soleus_healthy")
     it = vp.test_intensity_ma(p)
-    stimuli = [vp.Stimulus(1.0 + 20 * k, it) for k in range(40)]
+    stimuli = [vp.StimulusSpec(1.0 + 20 * k, it) for k in range(40)]
     rec = vp.simulate_hreflex_session(p, seed=8, stimuli=stimuli, duration_s=1.0)
     st = rec.truth["stimuli"]
     h = np.array([s["h_model_p2p_uv"] for s in st])

@@ -100,10 +100,10 @@ def session_program(
         coarse, fine = coarse_fine_ladders(profile, steps)
         levels = list(rng.permutation(coarse))
         if coarse_only:
-            return [vp.Stimulus(1.0 + 10.0 * k, float(v)) for k, v in enumerate(levels)]
+            return [vp.StimulusSpec(1.0 + 10.0 * k, float(v)) for k, v in enumerate(levels)]
         fine_levels = np.clip(np.round(fine_center_ma + fine, 3), lo, hi)
         levels += list(rng.permutation(fine_levels))
-        ladder = [vp.Stimulus(1.0 + 10.0 * k, float(v)) for k, v in enumerate(levels)]
+        ladder = [vp.StimulusSpec(1.0 + 10.0 * k, float(v)) for k, v in enumerate(levels)]
     test = vp.test_intensity_ma(profile)
     t = ladder[-1].time_s + 20.0
     blocks = vp.frequency_blocks(
