@@ -224,11 +224,27 @@ def write_csv(rows: list[dict], out) -> pathlib.Path:
         key=lambda k: float(k[len("depression_") : -2]),
     )
     cols = [*BASE_COLUMNS, *extra]
+    from tonuslab.output import atomic_output
+
     out = pathlib.Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as fh:
+    with atomic_output(out) as tmp, tmp.open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
         for r in rows:
-            w.writerow({k: "" if r.get(k) is None else r.get(k) for k in cols})
+            w.writerow({k: csv_cell(r.get(k)) for k in cols})
     return out
+
+
+#: First characters that make a spreadsheet read a text cell as a formula (OWASP CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value):
+    """A cohort-table cell: empty for None; text that a spreadsheet would run as a formula
+    (starting with ``= + - @``, tab or CR) is prefixed with ``'``. Numbers are written as
+    they are (a negative number is not text)."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value

@@ -184,10 +184,11 @@ def export_nwb(session_path, out, *, summary: dict | None = None, overwrite: boo
                     reason=str(g.get("reason", "")),
                 )
             nwb.add_time_intervals(gi)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with warnings.catch_warnings():
+        from tonuslab.output import atomic_output
+
+        with atomic_output(out) as tmp, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with NWBHDF5IO(str(out), "w") as io:
+            with NWBHDF5IO(str(tmp), "w") as io:
                 io.write(nwb)
     return out
 

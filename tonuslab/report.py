@@ -648,6 +648,8 @@ def write_report(
         f"{len(files)} session(s). Numbers come with their uncertainty and reference values; "
         "nothing here is mapped to Ashworth scores.</p>" + "\n".join(body) + "</body></html>"
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(doc, encoding="utf-8")
+    from tonuslab.output import atomic_output
+
+    with atomic_output(out) as tmp:
+        tmp.write_text(doc, encoding="utf-8")
     return out

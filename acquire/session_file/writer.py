@@ -490,6 +490,7 @@ class SessionWriter:
             raise
         self._last_flush = time.monotonic()
         self.n_flushes += 1
+        self._flushed_rows = dict(self._written)  # on disk and readable from here on
 
     def close(self, state: str = "complete") -> None:
         """Write everything, set the final ``state`` and close the file (idempotent)."""
@@ -574,17 +575,32 @@ class SessionWriter:
                 action()
             except Exception:
                 pass
+        rate = self._rates["emg"]
+        flushed = getattr(self, "_flushed_rows", {}).get("emg", 0)
         if getattr(self._f, "id", None) is not None and self._f.id.valid:
             # HDF5 could not close the file (its last writes met ENOSPC). Releasing these
             # handles later would make HDF5 crash (segmentation fault) in its error path, so
             # they are kept for the life of the process; the flushed data on disk is unaffected.
             _UNCLOSABLE_AFTER_DISK_FULL.append((self._f, dict(self._ds), self._clock))
-        rate = self._rates["emg"]
+            raise DiskFullError(
+                f"disk full while writing {self.path}: recording stopped; the file could not be "
+                f"closed: the {flushed / rate:.1f} s of EMG flushed before are intact (free "
+                "space, then 'tonuslab recover' to repair it and add the rest from the capture)"
+            ) from exc
+        check = _check_after_disk_full(self.path, self._flushed_rows_by_stream(n))
+        received = check.get("emg", (n.get("emg", 0), 0))[0]
+        cut = sum(c for _, c in check.values())
+        note = f"; {cut} unreadable row(s) written as the disk filled were cut off" if cut else ""
         raise DiskFullError(
-            f"disk full while writing {self.path}: recording stopped; "
-            f"{n.get('emg', 0) / rate:.1f} s of EMG on disk are intact "
-            "(free space, then 'tonuslab recover' to add the rest from the capture)"
+            f"disk full while writing {self.path}: recording stopped; {received / rate:.1f} s "
+            f"of EMG on disk are intact{note} (free space, then 'tonuslab recover' to add the "
+            "rest from the capture)"
         ) from exc
+
+    def _flushed_rows_by_stream(self, written: dict) -> dict[str, tuple[int, int]]:
+        """``{stream: (rows known flushed, rows written)}`` at the disk-full stop."""
+        flushed = getattr(self, "_flushed_rows", {})
+        return {s: (min(flushed.get(s, 0), written[s]), written[s]) for s in written}
 
     def _write_pending(self) -> None:
         for stream, blocks in self._buffers.items():
@@ -718,3 +734,64 @@ def write_session(
         w._write_pending()
         w.close(state)
     return pathlib.Path(path)
+
+
+def _check_after_disk_full(path, rows: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+    """Read back what a disk-full stop left and cut off rows that cannot be read.
+
+    Rows before the last successful flush are on disk; the chunks written after it are read back
+    one by one, and the dataset is shortened to the first chunk that fails to read (HDF5 could
+    write its index but not its data as the disk filled). Only the dataset's shape changes:
+    that needs no new space.
+
+    Parameters
+    ----------
+    path : path-like
+        The closed session file.
+    rows : dict
+        ``{stream: (rows flushed, rows written)}``.
+
+    Returns
+    -------
+    dict
+        ``{stream: (rows received and readable, rows cut off)}``; ``rows received`` counts the
+        readable rows that hold samples (fill values excluded).
+    """
+    out: dict[str, tuple[int, int]] = {}
+    try:
+        f = h5py.File(path, "r+", locking=False)
+    except Exception:  # cannot reopen: report what was flushed
+        return {s: (flushed, 0) for s, (flushed, _) in rows.items()}
+    try:
+        for stream, (flushed, _written) in rows.items():
+            ds = f["streams"][stream]["counts"]
+            n = int(ds.shape[0])
+            step = int(ds.chunks[0]) if ds.chunks else 4096
+            start = (min(flushed, n) // step) * step
+            good = n
+            for a in range(start, n, step):
+                try:
+                    ds[a : min(a + step, n)]
+                except Exception:
+                    good = a
+                    break
+            if good < n:
+                try:
+                    ds.resize(good, axis=0)
+                except Exception:
+                    good = min(good, flushed)
+            fill = ds.fillvalue
+            received = 0
+            for a in range(0, good, step * 64):
+                block = ds[a : min(a + step * 64, good)]
+                received += int(np.count_nonzero(~np.all(block == fill, axis=1)))
+            out[stream] = (received, n - good)
+        f.flush()
+    except Exception:
+        out = {s: (flushed, 0) for s, (flushed, _) in rows.items()}
+    finally:
+        try:
+            f.close()
+        except Exception:
+            pass
+    return out
