@@ -73,7 +73,7 @@ def _detect(method: str, y: np.ndarray, rate_hz: float) -> np.ndarray:
     if method == "neurokit2":
         import neurokit2 as nk
 
-        _, info = nk.emg_process(y, sampling_rate=int(round(rate_hz)))
+        _, info = nk.emg_process(y, sampling_rate=round(rate_hz))
         return np.asarray(info["EMG_Onsets"], int)
     raise ValueError(f"unknown method {method!r}")
 
@@ -229,10 +229,7 @@ def format_table(result: dict) -> str:
     ]
     for m, s in result["summary"].items():
         usable = s["channels"] - s["channels_failed"]
-        met = (
-            s["exact_counts"] == s["channels"]
-            and s["median_abs_error_ms"] < BUDGET_MEDIAN_ABS_MS
-        )
+        met = s["exact_counts"] == s["channels"] and s["median_abs_error_ms"] < BUDGET_MEDIAN_ABS_MS
         lines.append(
             f"| {m} | {s['exact_counts']}/{s['channels']}"
             + (f" ({s['channels_failed']} failed)" if s["channels_failed"] else "")

@@ -46,10 +46,18 @@ SOURCES = {
         [],
         "EMGFlow/data/",
         {
-            "sample_data_01.csv": "07360ca4651ab6c5e171ca30b453537bfad4a3d8266c5d73c5dc1a05997daa36",
-            "sample_data_02.csv": "f8d57cea38486f8763b35cd817f483c1e59d15b25aa0c16a5b5f9bf73265394a",
-            "sample_data_03.csv": "99aa76087e0a57f7aee19b8848f30594ee0a438b4f9739ef6124323845a3e152",
-            "sample_data_04.csv": "a648167c02bec928b16d288051713db9b645023558f0feeb17d9d6765c81ab19",
+            "sample_data_01.csv": (
+                "07360ca4651ab6c5e171ca30b453537bfad4a3d8266c5d73c5dc1a05997daa36"
+            ),
+            "sample_data_02.csv": (
+                "f8d57cea38486f8763b35cd817f483c1e59d15b25aa0c16a5b5f9bf73265394a"
+            ),
+            "sample_data_03.csv": (
+                "99aa76087e0a57f7aee19b8848f30594ee0a438b4f9739ef6124323845a3e152"
+            ),
+            "sample_data_04.csv": (
+                "a648167c02bec928b16d288051713db9b645023558f0feeb17d9d6765c81ab19"
+            ),
         },
     ),
     "libemg": (
@@ -168,7 +176,8 @@ def read_marks(path: pathlib.Path = MARKS_PATH) -> dict[tuple[str, str], dict]:
     marks: dict[tuple[str, str], dict] = {}
     with path.open(newline="", encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
-            entry = marks.setdefault((row["recording"], row["channel"]), {"bursts": [], "unsure": []})
+            key = (row["recording"], row["channel"])
+            entry = marks.setdefault(key, {"bursts": [], "unsure": []})
             if row["kind"] == "none":
                 continue
             span = (float(row["start_s"]), float(row["end_s"]))
