@@ -15,11 +15,13 @@ offset is the first sample after the burst (``n_samples`` when the burst runs to
 
 Baseline
     By default (``baseline_s="quietest"``) the baseline is the quietest ``quiet_window_s``
-    (0.5 s) of the test signal: the window, slid in steps of a tenth of its length, with the
-    lowest mean. A real recording need not start at rest (the subject may already be
-    contracting, or an amplifier may settle during the first 100 ms), so the first 100 ms
-    (Hodges & Bui 1996's pre-movement baseline) is only right when the protocol guarantees it;
-    give ``baseline_s=(start_s, end_s)`` then. With the quietest window the whole signal is
+    (1 s) of the test signal: the window, slid in steps of a tenth of its length, with the
+    lowest mean. The minimum over many windows underestimates the rest level a little; the
+    longer the window, the less (on the real recordings of ``docs/validation.md`` 0.25 s and
+    0.5 s windows gave false alarms that 1 s did not). A real recording need not start at rest
+    (the subject may already be contracting, or an amplifier may settle during the first
+    100 ms), so the first 100 ms (Hodges & Bui 1996's pre-movement baseline) is only right when
+    the protocol guarantees it; give ``baseline_s=(start_s, end_s)`` then. With the quietest window the whole signal is
     searched; with a given window only the samples after it.
 
 Minimum on and off times (defaults, and where they come from)
@@ -77,7 +79,7 @@ class OnsetCapWarning(UserWarning):
 
 
 #: Length of the quietest-window baseline (s) used when ``baseline_s="quietest"``.
-QUIET_WINDOW_S = 0.5
+QUIET_WINDOW_S = 1.0
 
 
 @dataclass
@@ -485,7 +487,7 @@ def detect_onsets_threshold(
         (start, end) in seconds from the first sample, e.g. rest before a cue (Hodges & Bui
         1996 used the 100 ms before the movement).
     quiet_window_s : float
-        Length of the quietest-window baseline, s (default 0.5; ignored with a given window).
+        Length of the quietest-window baseline, s (default 1; ignored with a given window).
     k_sd : float
         Threshold in baseline SDs (Hodges & Bui grid: 1, 2, 3).
     min_duration_s : float

@@ -1,0 +1,69 @@
+"""Real-EMG validation of the onset detectors against hand marks (docs/validation.md)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tonuslab.validation import real_emg as R
+from tonuslab.validation import real_emg_data as D
+
+
+def test_score_counts_hits_fragments_false_alarms_and_ignores_unsure():
+    bursts = [(1.0, 2.0), (5.0, 6.0)]
+    unsure = [(7.0, 9.0)]
+    s = R.score(np.array([0.7, 1.2, 5.03, 7.5, 3.0]), bursts, unsure)
+    assert s["hits"] == 2 and s["fragments"] == 1 and s["false"] == 1
+    assert s["count"] == 4 and s["n_marked"] == 2  # 7.5 s is unsure: not counted
+    assert s["errors_ms"] == pytest.approx([-300.0, 30.0])
+    miss = R.score(np.array([0.2]), bursts, unsure)  # 0.8 s early: not this burst
+    assert miss["hits"] == 0 and miss["false"] == 1 and miss["errors_ms"] == [None, None]
+
+
+def test_marks_table_is_well_formed():
+    marks = D.read_marks()
+    recordings = {f"{src}/{name.removesuffix('.csv')}" for src, (*_, files) in D.SOURCES.items()
+                  for name in files}  # fmt: skip
+    assert {rec for rec, _ in marks} == recordings
+    n_bursts = 0
+    for m in marks.values():
+        spans = sorted(m["bursts"] + m["unsure"])
+        assert all(a < b for a, b in spans)
+        assert all(b0 <= a1 + 1e-9 for (_, b0), (a1, _) in zip(spans, spans[1:], strict=False))
+        n_bursts += len(m["bursts"])
+    assert len(marks) == 11 and n_bursts == 10
+
+
+def test_pieces_split_at_gaps_and_cut_the_notch_settling_time():
+    x = np.random.default_rng(0).normal(size=20000)
+    x[5000:5100] = np.nan
+    x[18200:18300] = np.nan  # leaves a 0.85 s run at the end: too short
+    ch = D.Channel("r", "c", 2000.0, x, 50.0, [], [])
+    got = [(a, y.size) for a, y in R.pieces(ch)]
+    cut = round(R.NOTCH_SETTLE_S * 2000)
+    assert got == [(cut, 5000 - 2 * cut), (5100 + cut, 13100 - 2 * cut)]
+
+
+@pytest.fixture(scope="module")
+def real_result():
+    try:
+        return R.run()
+    except D.DataUnavailable as exc:
+        pytest.skip(f"real recordings not available offline: {exc}")
+
+
+@pytest.mark.slow
+def test_default_detector_meets_the_real_burst_budget(real_result):
+    s = real_result["summary"]["threshold"]
+    assert s["n_marked"] == 10 and s["channels"] == 11
+    assert s["exact_counts"] == 11  # count exact on every channel
+    assert s["hits"] == 10 and s["fragments"] == 0 and s["false"] == 0
+    assert s["median_abs_error_ms"] < R.BUDGET_MEDIAN_ABS_MS
+
+
+@pytest.mark.slow
+def test_real_table_lists_every_detector_and_channel(real_result):
+    table = R.format_table(real_result)
+    for m in R.OURS:
+        assert f"| {m} |" in table
+    assert table.count("| emgflow/") == 8 and table.count("| libemg/") == 3
