@@ -21,8 +21,8 @@ Baseline
     0.5 s windows gave false alarms that 1 s did not). A real recording need not start at rest
     (the subject may already be contracting, or an amplifier may settle during the first
     100 ms), so the first 100 ms (Hodges & Bui 1996's pre-movement baseline) is only right when
-    the protocol guarantees it; give ``baseline_s=(start_s, end_s)`` then. With the quietest window the whole signal is
-    searched; with a given window only the samples after it.
+    the protocol guarantees it; give ``baseline_s=(start_s, end_s)`` then. With the quietest
+    window the whole signal is searched; with a given window only the samples after it.
 
 Minimum on and off times (defaults, and where they come from)
     ``min_duration_s`` (time above threshold before an onset is accepted): Hodges & Bui (1996,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -29,7 +31,7 @@ def test_marks_table_is_well_formed():
     for m in marks.values():
         spans = sorted(m["bursts"] + m["unsure"])
         assert all(a < b for a, b in spans)
-        assert all(b0 <= a1 + 1e-9 for (_, b0), (a1, _) in zip(spans, spans[1:], strict=False))
+        assert all(b0 <= a1 + 1e-9 for (_, b0), (a1, _) in itertools.pairwise(spans))
         n_bursts += len(m["bursts"])
     assert len(marks) == 11 and n_bursts == 10
 
