@@ -74,6 +74,13 @@ def test_headerless_file_is_refused_without_no_header(tmp_path, capsys):
     assert not (tmp_path / "out.h5").exists()
 
 
+def test_headerless_file_whose_first_row_has_a_null_cell_is_refused(tmp_path, capsys):
+    rows = ["1.5,NULL,3"] + [f"{i},{i + 1},{i + 2}" for i in range(20)]
+    (tmp_path / "nh.csv").write_text("\n".join(rows) + "\n")
+    assert _import(tmp_path, "nh.csv", "--emg", "1", "--rate", "100") == 2
+    assert "--no-header" in _one_line_refusal(capsys)
+
+
 def test_no_header_reads_every_row_by_column_index(tmp_path, capsys):
     data = np.array([[(i * 7 + j) % 13 - 6 for j in range(8)] for i in range(500)], float)
     (tmp_path / "myo.csv").write_text("\n".join(",".join(f"{v:g}" for v in r) for r in data) + "\n")

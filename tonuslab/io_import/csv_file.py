@@ -85,6 +85,13 @@ def _read_rows(path: pathlib.Path) -> tuple[list[list[str]], str, bool]:
     return rows, delimiter, delimiter != ","
 
 
+def _looks_like_data(cells: list[str], decimal_comma: bool) -> bool:
+    """True when a would-be header row is numbers (and missing-sample spellings), not names."""
+    filled = [c.strip() for c in cells if c.strip()]
+    numbers = [c for c in filled if _numeric(c, decimal_comma) is not None]
+    return bool(numbers) and all(c in numbers or c.lower() in MISSING for c in filled)
+
+
 class _Table:
     """The cells of a delimited file, addressed by column name or index, read as floats."""
 
@@ -101,7 +108,7 @@ class _Table:
             line, head = numbered[0]
             self.header = [h.strip() for h in head]
             self.rows = numbered[1:]
-            if all(_numeric(h, self.decimal_comma) is not None for h in self.header if h):
+            if _looks_like_data(self.header, self.decimal_comma):
                 raise ImportFormatError(
                     f"{path}: line {line} ('{self.delimiter.join(head)[:60]}') is numbers, not "
                     "column names: for a file without a header use --no-header and give the "
