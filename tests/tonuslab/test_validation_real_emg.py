@@ -69,3 +69,35 @@ def test_real_table_lists_every_detector_and_channel(real_result):
     for m in R.OURS:
         assert f"| {m} |" in table
     assert table.count("| emgflow/") == 8 and table.count("| libemg/") == 3
+
+
+@pytest.fixture(scope="module")
+def real_paths():
+    try:
+        return D.fetch()
+    except D.DataUnavailable as exc:
+        pytest.skip(f"real recordings not available offline: {exc}")
+
+
+@pytest.mark.slow
+def test_real_files_import_as_sessions(real_paths, tmp_path, capsys):
+    import tonuslab
+    from tonuslab.cli import main
+
+    src = real_paths["emgflow/sample_data_01"]  # BOM, 4-decimal Time column, NULL cells
+    out = tmp_path / "ef.h5"
+    assert main(["import", str(src), "-o", str(out), "--emg", "EMG_zyg:mV"]) == 0
+    with tonuslab.open(out) as s:
+        assert s.emg_rate_hz == 2000.0
+        assert s.emg_uv.shape == (20000, 1)
+        assert [(g["start_index"], g["n_samples"]) for g in s.gaps] == [(16598, 100)]
+    myo = real_paths["libemg/emg_data_myo"]  # no header
+    assert main(["import", str(myo), "-o", str(tmp_path / "m.h5"), "--emg", "5", "--rate",
+                 "200"]) == 2  # fmt: skip
+    assert "--no-header" in capsys.readouterr().err
+    assert main(["import", str(myo), "-o", str(tmp_path / "m.h5"), "--no-header", "--emg", "5",
+                 "--rate", "200"]) == 0  # fmt: skip
+    rows = np.loadtxt(myo, delimiter=",")
+    with tonuslab.open(tmp_path / "m.h5") as s:
+        assert rows.shape[0] == 500 and s.emg_uv.shape == (500, 1)  # the first row included
+        assert s.emg_uv[:, 0] == pytest.approx(rows[:, 5])
