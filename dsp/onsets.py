@@ -294,7 +294,7 @@ def _quiet_width(quiet_window_s, rate_hz: float, n: int, per: int = 1) -> int:
     return w
 
 
-def quietest_window(g: np.ndarray, width: int) -> tuple[int, int]:
+def _quietest_window(g: np.ndarray, width: int) -> tuple[int, int]:
     """``(i0, i1)`` of the window of ``width`` samples of ``g`` with the lowest mean.
 
     Windows start every ``max(1, width // 10)`` samples (and at ``len(g) - width``).
@@ -325,7 +325,7 @@ def _baseline(baseline_s, g: np.ndarray, rate_hz: float, quiet_window_s, per: in
                 f"baseline_s must be 'quietest' or a (start_s, end_s) pair in seconds, got "
                 f"{baseline_s!r}"
             )
-        i0, i1 = quietest_window(g, _quiet_width(quiet_window_s, rate_hz, g.size, per))
+        i0, i1 = _quietest_window(g, _quiet_width(quiet_window_s, rate_hz, g.size, per))
         return i0, i1, [i0 * per / rate_hz, i1 * per / rate_hz], 0
     i0, i1, rec = _baseline_slice(baseline_s, rate_hz, g.size * per)
     return i0, i1, rec, i1
@@ -410,7 +410,7 @@ def _threshold_result(
     if params["min_off_s"] is None:
         onsets, offsets = _bursts(g, thr, min_on, min_on, start)
     else:
-        onsets, offsets = joined_runs(g[start:] > thr, min_on, min_off)
+        onsets, offsets = _joined_runs(g[start:] > thr, min_on, min_off)
         onsets, offsets = onsets + start, offsets + start
     params = {"baseline_s": rec, "baseline_rule": _rule(baseline_s, quiet_window_s), **params}
     return OnsetResult(method, onsets, offsets, rate_hz, mean, sd, thr, test_signal, params)
@@ -429,7 +429,7 @@ def _check_baseline(baseline_s, quiet_window_s, rate_hz: float, n: int) -> None:
         _baseline_slice(baseline_s, rate_hz, n)
 
 
-def joined_runs(above: np.ndarray, min_on: int, min_off: int) -> tuple[np.ndarray, np.ndarray]:
+def _joined_runs(above: np.ndarray, min_on: int, min_off: int) -> tuple[np.ndarray, np.ndarray]:
     """Bursts from a boolean test ``above`` (n,): runs of True lasting ``min_on`` samples or
     more, joined when fewer than ``min_off`` samples separate them.
 
@@ -693,7 +693,7 @@ def detect_onsets_changepoint(
     min_seg = max(1, round(V.positive(min_duration_s, "min_duration_s", "s") * rate_hz / q))
     if isinstance(baseline_s, str):
         width = max(1, min(nb, round(base_len / q)))
-        b0, b1 = quietest_window(bins, width) if width >= 3 else (0, width)
+        b0, b1 = _quietest_window(bins, width) if width >= 3 else (0, width)
         rec, search_from = [b0 * q / rate_hz, b1 * q / rate_hz], 0
     else:
         b0, b1 = i0 // q, max(i0 // q + 1, i1 // q)

@@ -51,7 +51,7 @@ def test_quietest_window_matches_reference():
     for _ in range(40):
         g = np.abs(rng.normal(size=int(rng.integers(30, 400)))) * rng.uniform(0.5, 3)
         width = int(rng.integers(3, len(g) + 1))
-        assert O.quietest_window(g, width) == reference_quietest(list(g), width)
+        assert O._quietest_window(g, width) == reference_quietest(list(g), width)
 
 
 def test_joined_runs_matches_reference():
@@ -59,7 +59,7 @@ def test_joined_runs_matches_reference():
     for _ in range(60):
         above = rng.random(int(rng.integers(1, 300))) < rng.uniform(0.2, 0.8)
         min_on, min_off = int(rng.integers(1, 8)), int(rng.integers(1, 12))
-        on, off = O.joined_runs(above, min_on, min_off)
+        on, off = O._joined_runs(above, min_on, min_off)
         ron, roff = reference_joined_runs(list(above), min_on, min_off)
         assert list(on) == ron and list(off) == roff
 
