@@ -101,3 +101,30 @@ def test_real_files_import_as_sessions(real_paths, tmp_path, capsys):
     with tonuslab.open(tmp_path / "m.h5") as s:
         assert rows.shape[0] == 500 and s.emg_uv.shape == (500, 1)  # the first row included
         assert s.emg_uv[:, 0] == pytest.approx(rows[:, 5])
+
+
+def test_offline_fetch_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
+    import subprocess
+
+    from tonuslab.cli import main
+
+    def no_network(cmd, **kwargs):
+        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: Could not find a version\n")
+
+    monkeypatch.setenv("TONUSLAB_DATA_CACHE", str(tmp_path))
+    monkeypatch.setattr(D.subprocess, "run", no_network)
+    with pytest.raises(D.DataUnavailable, match=r"EMGFlow==1\.1\.2"):
+        D.fetch()
+    assert main(["validate", "real-emg"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_changed_file_is_refused(tmp_path, monkeypatch):
+    folder = tmp_path / "real-emg" / "emgflow"
+    folder.mkdir(parents=True)
+    for name in D.SOURCES["emgflow"][3]:
+        (folder / name).write_text("Time,EMG_zyg,EMG_cor\n")
+    monkeypatch.setenv("TONUSLAB_DATA_CACHE", str(tmp_path))
+    with pytest.raises(D.DataMismatch, match="SHA-256"):
+        D.fetch()

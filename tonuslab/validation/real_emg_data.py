@@ -36,6 +36,8 @@ import zipfile
 
 import numpy as np
 
+from tonuslab.errors import TonuslabError
+
 #: Marks table (CSV) shipped with tonuslab.
 MARKS_PATH = pathlib.Path(__file__).with_name("real_emg_marks.csv")
 
@@ -69,8 +71,15 @@ SOURCES = {
 }
 
 
-class DataUnavailable(RuntimeError):
-    """The recordings could not be fetched (no network, or the package index refused)."""
+class DataUnavailable(TonuslabError):
+    """The recordings could not be fetched (no network, or the package index refused).
+
+    A :class:`~tonuslab.errors.TonuslabError`: the CLI prints one line and exits with 2.
+    """
+
+
+class DataMismatch(TonuslabError):
+    """A fetched file is not the one the marks were made on (checksum differs)."""
 
 
 @dataclasses.dataclass
@@ -118,7 +127,7 @@ def fetch(cache: pathlib.Path | None = None) -> dict[str, pathlib.Path]:
     ------
     DataUnavailable
         ``pip download`` failed (offline): tests skip on it.
-    RuntimeError
+    DataMismatch
         A file is not the one the marks were made on (checksum mismatch).
     """
     cache = pathlib.Path(cache or cache_dir())
@@ -130,7 +139,7 @@ def fetch(cache: pathlib.Path | None = None) -> dict[str, pathlib.Path]:
         for name, digest in files.items():
             path = folder / name
             if _sha256(path) != digest:
-                raise RuntimeError(
+                raise DataMismatch(
                     f"{path} is not the file the marks were made on (SHA-256 differs); "
                     "delete the cache folder and fetch again"
                 )
@@ -166,7 +175,7 @@ def _download_and_extract(spec, pip_args, prefix, files, cache, folder) -> None:
             with tarfile.open(archive) as t:
                 fh = t.extractfile(member)
                 if fh is None:
-                    raise RuntimeError(f"{archive.name} has no file {member}")
+                    raise DataMismatch(f"{archive.name} has no file {member}")
                 data = fh.read()
         (folder / f).write_bytes(data)
 
