@@ -202,6 +202,12 @@ class OnsetSignals:
         lo, hi = baseline[0], search[1]
         base_s = (0.0, (baseline[1] - lo) / self.rate)
         p = dict(self.params.get(method, {}))
+        # The reflex rule as validated on the simulator: a burst ends after min_duration_s
+        # below threshold, and the change-point search keeps its historical cap of 50 (a cap
+        # that is reached now warns, see dsp.onsets.OnsetCapWarning).
+        p.setdefault("min_off_s", None)
+        if method == "changepoint":
+            p.setdefault("max_changes", 50)
         if method == "threshold":
             res = detect_onsets_threshold(
                 self.envelope[lo:hi],

@@ -160,7 +160,8 @@ def test_result_carries_parameters_and_serialises():
     d = json.loads(json.dumps(r.to_dict()))
     assert d["method"] == "threshold"
     assert d["params"]["k_sd"] == 2.0 and d["params"]["baseline_s"] == [0.0, 0.5]
-    assert d["params"]["min_duration_s"] == 0.03 and d["params"]["lowpass_hz"] == 50.0
+    assert d["params"]["min_duration_s"] == 0.05 and d["params"]["lowpass_hz"] == 50.0
+    assert d["params"]["min_off_s"] == 0.25 and d["params"]["baseline_rule"] == "given"
     assert d["onsets_s"][0] == pytest.approx(d["onsets"][0] / RATE)
     assert r.first_onset == d["onsets"][0]
 

@@ -26,7 +26,7 @@ def _read(path):
 
 def test_local_pool_reports_failures_in_the_table(cohort, tmp_path, capsys):
     out = tmp_path / "cohort.csv"
-    assert main(["batch", str(cohort), "-o", str(out), "--workers", "2"]) == 0
+    assert main(["batch", str(cohort), "-o", str(out), "--workers", "2"]) == 1  # one failed
     rows = _read(out)
     assert set(rows) == {"a_stretch.h5", "b_hreflex.h5", "c_broken.h5"}
     assert rows["a_stretch.h5"]["status"] == "ok"
@@ -38,6 +38,24 @@ def test_local_pool_reports_failures_in_the_table(cohort, tmp_path, capsys):
     captured = capsys.readouterr()
     assert "3/3" in captured.err  # the progress bar
     assert "2 of 3 sessions analysed" in captured.out
+    assert "1 of 3 session(s) failed" in captured.err
+
+
+def test_exit_code_is_0_when_all_good_and_1_when_every_file_failed(cohort, tmp_path, capsys):
+    good = tmp_path / "good"
+    good.mkdir()
+    shutil.copy(cohort / "a_stretch.h5", good / "a.h5")
+    assert main(["batch", str(good), "-o", str(tmp_path / "g.csv"), "--quiet", "--no-write"]) == 0
+    assert "failed" not in capsys.readouterr().err
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for name in ("x.h5", "y.h5"):
+        (bad / name).write_bytes(b"junk")
+    assert main(["batch", str(bad), "-o", str(tmp_path / "b.csv"), "--quiet"]) == 1
+    captured = capsys.readouterr()
+    assert "0 of 2 sessions analysed" in captured.out
+    assert "2 of 2 session(s) failed" in captured.err and "Traceback" not in captured.err
+    assert len(_read(tmp_path / "b.csv")) == 2  # the table is still written
 
 
 def test_glob_and_user_errors(cohort, tmp_path, capsys):
@@ -74,7 +92,7 @@ def test_dask_local_cluster_gives_the_same_table(cohort, tmp_path):
                     "--quiet",
                 ]
             )
-            == 0
+            == 1  # c_broken.h5 fails
         )
         remote = _read(out)
         with distributed.Client(cluster) as client:

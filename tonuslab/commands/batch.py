@@ -1,4 +1,9 @@
-"""``tonuslab batch DIR-or-GLOB -o cohort.csv``: analyse many sessions in parallel."""
+"""``tonuslab batch DIR-or-GLOB -o cohort.csv``: analyse many sessions in parallel.
+
+Exit codes: 0 when every file was analysed, 1 when any file failed (its row has
+``status=error``; the table is still written and the count printed), 2 for a usage error (no
+file found, a bad option, an unreachable scheduler), as every command.
+"""
 
 from __future__ import annotations
 
@@ -45,8 +50,26 @@ def run(args) -> int:
         progress=progress,
     )
     write_csv(rows, args.out)
+    return report(rows, args.out)
+
+
+def report(rows: list[dict], out: pathlib.Path) -> int:
+    """Print the outcome of a batch run; exit code 0 if every file was analysed, else 1.
+
+    The failed files' count goes to stdout with the table's path, one line per failure after
+    it, and the count once more to stderr (so a script that keeps only stderr sees it).
+    """
+    import sys
+
     failed = [r for r in rows if r["status"] != "ok"]
-    print(f"{len(rows) - len(failed)} of {len(rows)} sessions analysed; table: {args.out}")
+    print(f"{len(rows) - len(failed)} of {len(rows)} sessions analysed; table: {out}")
     for r in failed:
         print(f"  failed: {r['file']}: {r['error']}")
-    return 0
+    if not failed:
+        return 0
+    print(
+        f"tonuslab batch: {len(failed)} of {len(rows)} session(s) failed (rows with "
+        f"status=error in {out})",
+        file=sys.stderr,
+    )
+    return 1

@@ -13,6 +13,10 @@ column. What real exports do, and how it is read:
 - Two columns with the same name are refused (which one was meant cannot be told).
 - An empty cell, or ``NaN``, ``NULL``, ``NA``, ``N/A``, ``None`` (any case), marks a missing
   sample: its row becomes a gap of that stream (reason ``"missing_in_source"``), NaN when read.
+- Without ``rate_hz`` (``--rate``) the rate comes from the time column in seconds: the one named
+  by ``channel_map["time"]`` (``--time``), else the first header named ``time``, ``Time``,
+  ``TIME``, ``time_s``, ``time (s)`` or ``t``. The step is rounded to the column's printed
+  resolution (4 decimals at 1 kHz gives 1000 Hz exactly; see :func:`rate_from_time`).
 - Every refusal names the file's line number, the column and the cell's value: a cell that is
   not a number, a short row, an infinite value, a value beyond an int32 count.
 
@@ -44,6 +48,12 @@ from tonuslab.io_import._common import (
 
 #: Cell spellings read as a missing sample (compared case-insensitively, stripped).
 MISSING = {"", "nan", "null", "na", "n/a", "none", "-nan"}
+#: Header names taken as the time column (seconds) when neither ``--rate`` nor ``--time`` is
+#: given (compared case-insensitively, stripped).
+TIME_NAMES = ("time", "time_s", "time (s)", "time[s]", "t")
+#: Largest spread of the time steps, as a fraction of the median step, beyond the column's
+#: printed resolution.
+TIME_STEP_TOLERANCE = 1e-3
 
 
 def _numeric(text: str, decimal_comma: bool) -> float | None:
@@ -75,6 +85,13 @@ def _read_rows(path: pathlib.Path) -> tuple[list[list[str]], str, bool]:
     return rows, delimiter, delimiter != ","
 
 
+def _looks_like_data(cells: list[str], decimal_comma: bool) -> bool:
+    """True when a would-be header row is numbers (and missing-sample spellings), not names."""
+    filled = [c.strip() for c in cells if c.strip()]
+    numbers = [c for c in filled if _numeric(c, decimal_comma) is not None]
+    return bool(numbers) and all(c in numbers or c.lower() in MISSING for c in filled)
+
+
 class _Table:
     """The cells of a delimited file, addressed by column name or index, read as floats."""
 
@@ -91,7 +108,7 @@ class _Table:
             line, head = numbered[0]
             self.header = [h.strip() for h in head]
             self.rows = numbered[1:]
-            if all(_numeric(h, self.decimal_comma) is not None for h in self.header if h):
+            if _looks_like_data(self.header, self.decimal_comma):
                 raise ImportFormatError(
                     f"{path}: line {line} ('{self.delimiter.join(head)[:60]}') is numbers, not "
                     "column names: for a file without a header use --no-header and give the "
@@ -141,8 +158,8 @@ class _Table:
         for k, (line, cells) in enumerate(self.rows):
             if j >= len(cells):
                 raise ImportFormatError(
-                    f"{self.path}: line {line}, column '{shown}': the row has only "
-                    f"{len(cells)} cell(s)"
+                    f"{self.path}: line {line} (data row {k + 1}), column '{shown}': the row "
+                    f"has only {len(cells)} cell(s)"
                 )
             cell = cells[j]
             if cell.strip().lower() in MISSING:
@@ -151,11 +168,35 @@ class _Table:
             v = _numeric(cell, self.decimal_comma)
             if v is None:
                 raise ImportFormatError(
-                    f"{self.path}: line {line}, column '{shown}': '{cell.strip()[:40]}' is not "
-                    "a number (leave the cell empty, or NaN/NULL, for a missing sample)"
+                    f"{self.path}: line {line} (data row {k + 1}), column '{shown}': "
+                    f"'{cell.strip()[:40]}' is not a number (leave the cell empty, or NaN/NULL, "
+                    "for a missing sample)"
                 )
             out[k] = v
         return out
+
+    def find_time_column(self) -> str | None:
+        """Name of the first header cell in :data:`TIME_NAMES`, or None (and None headerless)."""
+        if self.no_header:
+            return None
+        for h in self.header:
+            if h.strip().lower() in TIME_NAMES:
+                return h
+        return None
+
+    def decimals(self, name: str) -> int:
+        """Most digits after the decimal mark in the cells of column ``name``."""
+        j = self.index(name)
+        most = 0
+        for _, cells in self.rows:
+            if j < len(cells):
+                t = cells[j].strip().lower()
+                if "e" in t:  # exponent notation: resolution unknown, keep full precision
+                    return -1
+                mark = t.rfind("," if self.decimal_comma and "," in t else ".")
+                if mark >= 0:
+                    most = max(most, len(t) - mark - 1)
+        return most
 
     def refuse_infinite(self, values: np.ndarray, name: str) -> None:
         bad = np.flatnonzero(np.isinf(values))
@@ -174,6 +215,53 @@ class _Table:
             bad = np.flatnonzero(~(np.abs(np.round(np.nan_to_num(values) / scale)) <= 2**31 - 1))
             line = self.rows[int(bad[0])][0]
             raise ImportFormatError(f"{exc} (line {line} of {self.path.name})") from None
+
+
+def rate_from_time(table: _Table, name: str) -> float:
+    """Sampling rate (Hz) of the rows from the time column ``name`` (seconds).
+
+    The median step is rounded to the column's printed resolution (``10**-d`` s for ``d``
+    decimals), so a column printed with 4 decimals at 1 kHz gives exactly 1000 Hz, not
+    999.9999999999991. Steps may spread by one resolution unit (rounded times) plus
+    :data:`TIME_STEP_TOLERANCE` of the step.
+
+    Raises
+    ------
+    ImportFormatError
+        A missing cell in the time column, fewer than two rows, or a step that is not positive
+        or not uniform: one line naming the file's line, the column and the value.
+    """
+    t = table.column(name)
+    shown = table.label(name)
+    lines = [line for line, _ in table.rows]
+    missing = np.flatnonzero(np.isnan(t))
+    if missing.size:
+        i = int(missing[0])
+        raise ImportFormatError(
+            f"{table.path}: line {lines[i]}, column '{shown}': missing time value "
+            f"('{table.rows[i][1][table.index(name)].strip()}'); fill it in or give --rate"
+        )
+    if t.size < 2:
+        raise ImportFormatError(f"{table.path}: one row only: give --rate")
+    dt = np.diff(t)
+    d = table.decimals(name)
+    res = 10.0**-d if d >= 0 else 0.0
+    step = float(np.median(dt))
+    bad = np.flatnonzero(~(dt > 0) | (np.abs(dt - step) > TIME_STEP_TOLERANCE * step + 1.01 * res))
+    if bad.size or step <= 0:
+        i = int(bad[0]) + 1 if bad.size else 1
+        raise ImportFormatError(
+            f"{table.path}: line {lines[i]}, column '{shown}': time {t[i]:.10g} s after "
+            f"{t[i - 1]:.10g} s is not a uniform step (median step {step:.10g} s); "
+            "give --rate"
+        )
+    if d < 0:
+        return 1.0 / step
+    units = round(step / res)
+    if units >= 1 and np.all(np.abs(dt - units * res) <= 0.5 * res):
+        return float(10**d) / units  # exact: 10**d / units, e.g. 10000 / 10 = 1000.0 Hz
+    # rounded times (steps of k and k+1 resolution units): the mean step over the column
+    return (t.size - 1) / float(t[-1] - t[0])
 
 
 def import_csv(
@@ -196,7 +284,9 @@ def import_csv(
         ``{"emg": {"COLUMN": "uV"|"mV"|"V", ...}, "angle": "COLUMN", "time": "COLUMN",
         "stim": "COLUMN"}``; columns are names, or 0-based indices with ``no_header``.
     rate_hz : float, optional
-        Sampling rate of the rows (needed without a time column).
+        Sampling rate of the rows in Hz. Without it the rate comes from the time column
+        (``channel_map["time"]``, else a header named as in :data:`TIME_NAMES`), see
+        :func:`rate_from_time`.
     no_header : bool
         The first row is data; columns are given by index.
     overwrite : bool
@@ -223,17 +313,13 @@ def import_csv(
         emg_factor(unit or "uV", f"EMG column {name}")
     table = _Table(path, no_header)
     if rate_hz is None:
-        if not channel_map.get("time"):
-            raise ImportFormatError("give the sampling rate (--rate HZ) or a time column")
-        t = table.column(channel_map["time"])
-        dt = np.diff(t)
-        if t.size < 2 or not np.all(dt > 0) or np.ptp(dt) > 1e-3 * np.median(dt):
-            bad = int(np.argmax(~(dt > 0))) if t.size >= 2 and not np.all(dt > 0) else None
-            where = "" if bad is None else f" (line {table.rows[bad + 1][0]}: {t[bad + 1]:g})"
+        time_col = channel_map.get("time") or table.find_time_column()
+        if time_col is None:
             raise ImportFormatError(
-                f"the time column is not uniformly increasing{where}; give --rate"
+                "give the sampling rate (--rate HZ) or a time column in seconds (--time COLUMN; "
+                f"a column named one of {', '.join(TIME_NAMES)} is found by itself)"
             )
-        rate_hz = 1.0 / float(np.median(dt))
+        rate_hz = rate_from_time(table, time_col)
     if not (rate_hz > 0 and math.isfinite(rate_hz)):
         raise ImportFormatError(f"the sampling rate must be positive and finite, got {rate_hz}")
     channels, cols = [], []

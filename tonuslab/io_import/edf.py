@@ -87,6 +87,13 @@ def import_edf(
         units = [unit_key(reader.getPhysicalDimension(i)) for i in range(n)]
         if emg_channels:
             specs = [split_unit(str(c)) for c in emg_channels]
+            for name, unit in specs:
+                head, sep, tail = name.rpartition(":")
+                if unit is None and sep and name not in labels and head in labels:
+                    raise ImportFormatError(
+                        f"--emg {name}: unknown unit '{tail}' for channel '{head}' "
+                        f"(use one of uV, mV, V)"
+                    )
             emg_idx = select(labels, [name for name, _ in specs], "EMG")
             for i, (_, unit) in zip(emg_idx, specs, strict=True):
                 if unit is not None:

@@ -15,4 +15,5 @@ SUITES = {
     "segmentation": "tonuslab.validation.segmentation",
     "stretch": "tonuslab.validation.stretch_reflex",
     "hreflex": "tonuslab.validation.hreflex",
+    "real-emg": "tonuslab.validation.real_emg",
 }
