@@ -189,3 +189,122 @@ def reference_decode(buf: bytes) -> dict:
         )
         for k, v in per.items()
     }
+
+
+# ---- kernels tested in tests/dsp/test_onsets.py --------------------------------------------------
+def reference_bursts(g, thr, min_on, min_off, start):
+    """Slow reference of the burst state machine."""
+    above = g > thr
+    onsets, offsets = [], []
+    i, n = start, len(g)
+    while i < n:
+        if above[i]:
+            j = i
+            while j < n and above[j]:
+                j += 1
+            if j - i >= min_on:
+                k, end = j, n
+                while k < n:
+                    if not above[k]:
+                        m = k
+                        while m < n and not above[m]:
+                            m += 1
+                        if m - k >= min_off or m == n:
+                            end = k
+                            break
+                        k = m
+                    else:
+                        k += 1
+                onsets.append(i)
+                offsets.append(end)
+                i = end
+                continue
+            i = j
+        else:
+            i += 1
+    return onsets, offsets
+
+
+def reference_best_split(x, lo, hi, min_seg):
+    best, arg = 0.0, -1
+    seg = x[lo:hi]
+    full = len(seg) * np.log(seg.sum() / len(seg))
+    for t in range(min_seg, len(seg) - min_seg + 1):
+        a, b = seg[:t], seg[t:]
+        gain = full - len(a) * np.log(a.mean()) - len(b) * np.log(b.mean())
+        if gain > best:
+            best, arg = gain, lo + t
+    return best, arg
+
+
+def reference_test_signal(x, rate_hz, method):
+    """The signal each detector thresholds, rebuilt with scipy from its documented recipe."""
+    if method == "threshold":
+        bp = scipy.signal.butter(4, [20, 450], btype="bandpass", fs=rate_hz, output="sos")
+        lp = scipy.signal.butter(2, 50, fs=rate_hz, output="sos")
+        return scipy.signal.sosfiltfilt(lp, np.abs(scipy.signal.sosfiltfilt(bp, x)))
+    if method == "tkeo":
+        bp = scipy.signal.butter(4, [30, 300], btype="bandpass", fs=rate_hz, output="sos")
+        lp = scipy.signal.butter(2, 50, fs=rate_hz, output="sos")
+        y = scipy.signal.sosfiltfilt(bp, x)
+        psi = y[1:-1] ** 2 - y[:-2] * y[2:]
+        psi = np.concatenate([psi[:1], psi, psi[-1:]])
+        return scipy.signal.sosfiltfilt(lp, np.abs(psi))
+    bp = scipy.signal.butter(4, [20, 450], btype="bandpass", fs=rate_hz, output="sos")
+    sq = scipy.signal.sosfiltfilt(bp, x) ** 2
+    q = round(rate_hz / 1000)
+    return sq[: sq.size // q * q].reshape(-1, q).mean(axis=1)  # 1 ms bins
+
+
+def reference_binary_segmentation(x, min_seg, penalty, max_changes):
+    """Slow reference: greedy binary segmentation with brute-force splits."""
+    segments = [(0, len(x))]
+    cps = []
+    while len(cps) < max_changes:
+        best = (penalty, None, None)
+        for lo, hi in segments:
+            if hi - lo < 2 * min_seg:
+                continue
+            g, t = reference_best_split(x, lo, hi, min_seg)
+            if t >= 0 and g > best[0]:
+                best = (g, t, (lo, hi))
+        if best[1] is None:
+            break
+        _, t, (lo, hi) = best
+        cps.append(t)
+        segments.remove((lo, hi))
+        segments += [(lo, t), (t, hi)]
+    return sorted(cps)
+
+
+# ---- kernels tested in tests/dsp/test_onsets_real_rules.py ---------------------------------------
+def reference_quietest(g, width):
+    """Slow reference: try every start on the documented grid, keep the lowest mean."""
+    step = max(1, width // 10)
+    starts = list(range(0, len(g) - width + 1, step))
+    if starts[-1] != len(g) - width:
+        starts.append(len(g) - width)
+    best = min(starts, key=lambda s: (sum(g[s : s + width]) / width, s))
+    return best, best + width
+
+
+def reference_joined_runs(above, min_on, min_off):
+    """Slow reference: list the runs of True one sample at a time, drop short ones, join."""
+    runs, i = [], 0
+    while i < len(above):
+        if above[i]:
+            j = i
+            while j < len(above) and above[j]:
+                j += 1
+            if j - i >= min_on:
+                runs.append([i, j])
+            i = j
+        else:
+            i += 1
+    joined = []
+    for a, b in runs:
+        if joined and a - joined[-1][1] < min_off:
+            joined[-1][1] = b
+        else:
+            joined.append([a, b])
+    return [a for a, _ in joined], [b for _, b in joined]

@@ -4,7 +4,12 @@ import json
 
 import numpy as np
 import pytest
-import scipy.signal
+from naive import (
+    reference_best_split,
+    reference_binary_segmentation,
+    reference_bursts,
+    reference_test_signal,
+)
 
 from dsp import SignalError
 from dsp import onsets as O
@@ -17,51 +22,6 @@ def synthetic(seed, onset=2000, offset=3000, n=6000, noise_uv=5.0, burst_uv=60.0
     x = rng.normal(scale=noise_uv, size=n)
     x[onset:offset] += rng.normal(scale=burst_uv, size=offset - onset)
     return x
-
-
-def reference_bursts(g, thr, min_on, min_off, start):
-    """Slow reference of the burst state machine."""
-    above = g > thr
-    onsets, offsets = [], []
-    i, n = start, len(g)
-    while i < n:
-        if above[i]:
-            j = i
-            while j < n and above[j]:
-                j += 1
-            if j - i >= min_on:
-                k, end = j, n
-                while k < n:
-                    if not above[k]:
-                        m = k
-                        while m < n and not above[m]:
-                            m += 1
-                        if m - k >= min_off or m == n:
-                            end = k
-                            break
-                        k = m
-                    else:
-                        k += 1
-                onsets.append(i)
-                offsets.append(end)
-                i = end
-                continue
-            i = j
-        else:
-            i += 1
-    return onsets, offsets
-
-
-def reference_best_split(x, lo, hi, min_seg):
-    best, arg = 0.0, -1
-    seg = x[lo:hi]
-    full = len(seg) * np.log(seg.sum() / len(seg))
-    for t in range(min_seg, len(seg) - min_seg + 1):
-        a, b = seg[:t], seg[t:]
-        gain = full - len(a) * np.log(a.mean()) - len(b) * np.log(b.mean())
-        if gain > best:
-            best, arg = gain, lo + t
-    return best, arg
 
 
 def test_bursts_kernel_matches_reference():
@@ -110,25 +70,6 @@ def test_two_bursts_and_offsets():
     r = O.detect_onsets_threshold(x, RATE, baseline_s=(0.0, 0.5))
     assert len(r.onsets) == 2
     assert abs(r.onsets[1] - 6000) < 40 and abs(r.offsets[1] - 6600) < 60
-
-
-def reference_test_signal(x, rate_hz, method):
-    """The signal each detector thresholds, rebuilt with scipy from its documented recipe."""
-    if method == "threshold":
-        bp = scipy.signal.butter(4, [20, 450], btype="bandpass", fs=rate_hz, output="sos")
-        lp = scipy.signal.butter(2, 50, fs=rate_hz, output="sos")
-        return scipy.signal.sosfiltfilt(lp, np.abs(scipy.signal.sosfiltfilt(bp, x)))
-    if method == "tkeo":
-        bp = scipy.signal.butter(4, [30, 300], btype="bandpass", fs=rate_hz, output="sos")
-        lp = scipy.signal.butter(2, 50, fs=rate_hz, output="sos")
-        y = scipy.signal.sosfiltfilt(bp, x)
-        psi = y[1:-1] ** 2 - y[:-2] * y[2:]
-        psi = np.concatenate([psi[:1], psi, psi[-1:]])
-        return scipy.signal.sosfiltfilt(lp, np.abs(psi))
-    bp = scipy.signal.butter(4, [20, 450], btype="bandpass", fs=rate_hz, output="sos")
-    sq = scipy.signal.sosfiltfilt(bp, x) ** 2
-    q = round(rate_hz / 1000)
-    return sq[: sq.size // q * q].reshape(-1, q).mean(axis=1)  # 1 ms bins
 
 
 @pytest.mark.parametrize("method", ["threshold", "tkeo", "changepoint"])
@@ -245,27 +186,6 @@ def test_multichannel_input_is_rejected_and_unknown_method():
         O.detect_onsets_tkeo(np.zeros((100, 2)), RATE)
     with pytest.raises(SignalError, match="unknown onset detector"):
         O.detect_onsets(np.zeros(100), RATE, "magic")
-
-
-def reference_binary_segmentation(x, min_seg, penalty, max_changes):
-    """Slow reference: greedy binary segmentation with brute-force splits."""
-    segments = [(0, len(x))]
-    cps = []
-    while len(cps) < max_changes:
-        best = (penalty, None, None)
-        for lo, hi in segments:
-            if hi - lo < 2 * min_seg:
-                continue
-            g, t = reference_best_split(x, lo, hi, min_seg)
-            if t >= 0 and g > best[0]:
-                best = (g, t, (lo, hi))
-        if best[1] is None:
-            break
-        _, t, (lo, hi) = best
-        cps.append(t)
-        segments.remove((lo, hi))
-        segments += [(lo, t), (t, hi)]
-    return sorted(cps)
 
 
 def test_binary_segmentation_matches_reference():

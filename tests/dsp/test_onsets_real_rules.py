@@ -7,43 +7,12 @@ import warnings
 
 import numpy as np
 import pytest
+from naive import reference_joined_runs, reference_quietest
 
 from dsp import onsets as O
 from dsp.errors import SignalError
 
 RATE = 2000.0
-
-
-def reference_quietest(g, width):
-    """Slow reference: try every start on the documented grid, keep the lowest mean."""
-    step = max(1, width // 10)
-    starts = list(range(0, len(g) - width + 1, step))
-    if starts[-1] != len(g) - width:
-        starts.append(len(g) - width)
-    best = min(starts, key=lambda s: (sum(g[s : s + width]) / width, s))
-    return best, best + width
-
-
-def reference_joined_runs(above, min_on, min_off):
-    """Slow reference: list the runs of True one sample at a time, drop short ones, join."""
-    runs, i = [], 0
-    while i < len(above):
-        if above[i]:
-            j = i
-            while j < len(above) and above[j]:
-                j += 1
-            if j - i >= min_on:
-                runs.append([i, j])
-            i = j
-        else:
-            i += 1
-    joined = []
-    for a, b in runs:
-        if joined and a - joined[-1][1] < min_off:
-            joined[-1][1] = b
-        else:
-            joined.append([a, b])
-    return [a for a, _ in joined], [b for _, b in joined]
 
 
 def test_quietest_window_matches_reference():
