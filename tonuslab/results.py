@@ -340,5 +340,11 @@ def read_results(path_or_file) -> dict:
             if g.attrs.get("schema") != SCHEMA or "summary_json" not in g:
                 continue
             raw = g["summary_json"][()]
-            out[name] = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+            try:
+                out[name] = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+            except (ValueError, AttributeError, TypeError):
+                raise SessionFileError(
+                    f"the stored analysis run '{name}' is damaged (its summary_json is not "
+                    "JSON): analyse the file again with --replace, or --run another name"
+                ) from None
     return out

@@ -412,6 +412,8 @@ def open_session(path) -> Session:
         raise FileNotFoundError(2, "No such file", str(path))
     if path.is_dir():
         raise SessionFileError(f"{path} is a folder, not a session file")
+    if not path.is_file():  # a FIFO or a device would block the HDF5 open forever
+        raise SessionFileError(f"{path} is not a regular file (a pipe or a device?)")
     try:
         from acquire.session_file import open_session as _acquire_open
     except ImportError as exc:  # pragma: no cover - until acquire.session_file lands

@@ -50,9 +50,21 @@ class Stream:
         self.t0_s = float(g.attrs.get("t0_s", 0.0))
         self.first_device_sample = int(g.attrs.get("first_device_sample", 0))
         self.scaling = ChannelScaling(
-            np.asarray(self.counts.attrs["scale"], dtype=np.float64),
-            np.asarray(self.counts.attrs["offset"], dtype=np.float64),
+            np.asarray(self.counts.attrs["scale"], dtype=np.float64).reshape(-1),
+            np.asarray(self.counts.attrs["offset"], dtype=np.float64).reshape(-1),
         )
+        n_ch = self.counts.shape[1] if self.counts.ndim == 2 else -1
+        for what, values in (("scale", self.scaling.scale), ("offset", self.scaling.offset)):
+            if values.shape[0] != n_ch or not np.all(np.isfinite(values)):
+                raise NotASessionFileError(
+                    f"{session.path}: the {name} stream has {n_ch} channel(s) but "
+                    f"{values.shape[0]} {what} value(s) (or non-finite ones): the channel table "
+                    "is damaged"
+                )
+        if not (math.isfinite(self.rate_hz) and self.rate_hz > 0):
+            raise NotASessionFileError(
+                f"{session.path}: the {name} stream's rate_hz is {self.rate_hz}"
+            )
         self.scale, self.offset = self.scaling.scale, self.scaling.offset
         self.units = [_s(u) for u in self.counts.attrs["unit"]]
         self.channel_names = [_s(u) for u in self.counts.attrs["channel_names"]]
@@ -175,7 +187,16 @@ class SessionReader:
     # -- metadata
     @property
     def metadata(self) -> dict:
-        return self._cached("metadata", lambda: _read_attrs(self._file["metadata"]))
+        def load():
+            meta = _read_attrs(self._file["metadata"])
+            sign = meta.get("stretch_direction_sign", 1)
+            if sign not in (1, -1):
+                raise NotASessionFileError(
+                    f"{self.path}: metadata stretch_direction_sign is {sign!r}, not +1 or -1"
+                )
+            return meta
+
+        return self._cached("metadata", load)
 
     @property
     def device(self) -> dict:
@@ -289,7 +310,12 @@ class SessionReader:
     def gaps(self) -> list[dict]:
         def load():
             out = []
-            for r in self._file["gaps"][()]:
+            table = self._file["gaps"]
+            if table.dtype.names is None or not {"stream", "start_index", "n_samples"} <= set(
+                table.dtype.names
+            ):
+                raise NotASessionFileError(f"{self.path}: the /gaps table is damaged")
+            for r in table[()]:
                 d = _row_dict(r)
                 if not math.isfinite(d["host_time_s"]):
                     d["host_time_s"] = None
@@ -347,6 +373,8 @@ def open_session(path, mode: str = "r") -> SessionReader:
         raise FileNotFoundError(errno.ENOENT, "No such file", str(path))
     if path.is_dir():
         raise NotASessionFileError(f"{path} is a folder, not a session file")
+    if not path.is_file():  # reading a FIFO or a device would block forever
+        raise NotASessionFileError(f"{path} is not a regular file (a pipe or a device?)")
     if mode not in ("r", "r+"):
         raise SessionFileError("mode must be 'r' or 'r+'")
     with open(path, "rb") as fh:

@@ -46,6 +46,50 @@ from acquire.session_file.schema import (
     validate_metadata,
 )
 
+#: Highest sampling rate a session may declare (Hz); the protocol's own maximum is far below.
+MAX_RATE_HZ = 1e6
+
+
+def _rate(name: str, value) -> float:
+    """A sampling rate as a finite float in (0, MAX_RATE_HZ]; SessionFileError otherwise."""
+    try:
+        rate = float(value)
+    except (TypeError, ValueError):
+        raise SessionFileError(f"{name} must be a number in Hz, got {value!r}") from None
+    if not (math.isfinite(rate) and 0 < rate <= MAX_RATE_HZ):
+        raise SessionFileError(
+            f"{name} must be a finite rate in (0, {MAX_RATE_HZ:g}] Hz, got {value!r}"
+        )
+    return rate
+
+
+def _event_int(name: str, value, kind: str) -> int:
+    """An event's integer field (None or NaN = absent, stored as -1)."""
+    if value is None:
+        return -1
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise SessionFileError(f"{kind} event: {name} must be an integer, got {value!r}") from None
+    if math.isnan(f):
+        return -1
+    if not math.isfinite(f) or f != int(f) or abs(f) >= 2**62:
+        raise SessionFileError(f"{kind} event: {name} must be an integer, got {value!r}")
+    return int(f)
+
+
+def _event_float(name: str, value, kind: str) -> float:
+    """An event's float field (None = absent, NaN); infinities are refused."""
+    if value is None:
+        return float("nan")
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise SessionFileError(f"{kind} event: {name} must be a number, got {value!r}") from None
+    if math.isinf(f):
+        raise SessionFileError(f"{kind} event: {name} must be finite, got {value!r}")
+    return f
+
 
 def _chunk_rows(rate_hz: float, chunk_s: float) -> int:
     target = max(64, int(rate_hz * chunk_s))
@@ -114,11 +158,9 @@ class SessionWriter:
         self.on_disk_full = None
         self._meta = validate_metadata(metadata)
         self._channels = _validate_channels(channels)
-        rates = {"emg": float(emg_rate_hz), "angle": _float_or_nan(angle_rate_hz)}
-        if not (rates["emg"] > 0):
-            raise SessionFileError("emg_rate_hz must be positive")
-        if self._channels["angle"] and not (rates["angle"] > 0):
-            raise SessionFileError("angle channels need a positive angle_rate_hz")
+        rates = {"emg": _rate("emg_rate_hz", emg_rate_hz), "angle": _float_or_nan(angle_rate_hz)}
+        if self._channels["angle"]:
+            rates["angle"] = _rate("angle_rate_hz (angle channels need one)", angle_rate_hz)
         if flush_interval_s > 1.0 or flush_interval_s <= 0:
             raise SessionFileError("flush_interval_s must be in (0, 1]")
         if self.path.exists() and not overwrite:
@@ -400,6 +442,16 @@ class SessionWriter:
         self._check_open()
         if kind not in EVENT_KINDS:
             raise SessionFileError(f"event kind must be one of {EVENT_KINDS}, got {kind!r}")
+        emg_sample_index = _event_int("emg_sample_index", emg_sample_index, kind)
+        pulse_index = _event_int("pulse_index", pulse_index, kind)
+        device_time_us = _event_int("device_time_us", device_time_us, kind)
+        if kind == "stimulus" and emg_sample_index < 0:
+            raise SessionFileError("a stimulus event needs emg_sample_index (the EMG row, >= 0)")
+        time_s, host_time_s, intensity_ma, width_us = (
+            _event_float(name, v, kind)
+            for name, v in (("time_s", time_s), ("host_time_s", host_time_s),
+                            ("intensity_ma", intensity_ma), ("width_us", width_us))
+        )  # fmt: skip
         if not math.isfinite(time_s) and emg_sample_index >= 0:
             g = self._f["streams"]["emg"]
             time_s = float(g.attrs["t0_s"]) + emg_sample_index / self._rates["emg"]
