@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import pathlib
+import re
 import uuid
 import warnings
 
@@ -33,7 +34,56 @@ def _nan(v) -> float:
     return float("nan") if v is None else float(v)
 
 
-def export_nwb(session_path, out, *, summary: dict | None = None, overwrite: bool = False):
+def nwb_age(value) -> str | None:
+    """An age for NWB's ``Subject.age``: ISO 8601 duration text.
+
+    ``45`` or ``"45"`` (years) becomes ``"P45Y"``; ``"P45Y"``, ``"P6M"``... pass as they are;
+    ``"unknown"`` is kept as the explicit statement that the age is not known; None is None.
+
+    Raises
+    ------
+    UsageError
+        Anything else (one line).
+    """
+    if value is None:
+        return None
+    text = str(value).strip()
+    if text.lower() == "unknown":
+        return "unknown"
+    if re.fullmatch(r"\d{1,3}(\.\d+)?", text) and 0 < float(text) < 150:
+        return f"P{text}Y"
+    if re.fullmatch(r"P(?=\d)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?", text):
+        return text
+    raise UsageError(
+        f"subject age {value!r}: give years (45), an ISO 8601 duration (P45Y, P6M) or 'unknown'"
+    )
+
+
+#: NWB's sex codes; "unknown" is accepted for U.
+NWB_SEX = {"M": "M", "F": "F", "O": "O", "U": "U", "UNKNOWN": "U"}
+
+
+def nwb_sex(value) -> str | None:
+    """``M``, ``F``, ``O`` or ``U`` (``unknown``); None is None; anything else UsageError."""
+    if value is None:
+        return None
+    code = NWB_SEX.get(str(value).strip().upper())
+    if code is None:
+        raise UsageError(f"subject sex {value!r}: give M, F, O (other) or U/unknown")
+    return code
+
+
+def export_nwb(
+    session_path,
+    out,
+    *,
+    summary: dict | None = None,
+    overwrite: bool = False,
+    subject_age=None,
+    subject_sex=None,
+    experimenter=None,
+    institution: str | None = None,
+):
     """Write ``session_path`` as an NWB file ``out``; returns the output path.
 
     Parameters
@@ -47,7 +97,21 @@ def export_nwb(session_path, out, *, summary: dict | None = None, overwrite: boo
         fresh analysis when the session holds a moving angle).
     overwrite : bool
         Replace an existing ``out``.
+    subject_age : int, str, optional
+        Age (years, an ISO 8601 duration, or ``"unknown"``); see :func:`nwb_age`.
+    subject_sex : str, optional
+        ``M``, ``F``, ``O`` or ``U``/``unknown``.
+    experimenter : str or list of str, optional
+        Who recorded the session.
+    institution : str, optional
+        Where it was recorded.
+
+    NWB's inspector treats a subject without age and sex as critical; pass ``"unknown"`` to
+    say so explicitly rather than leave them out.
     """
+    age, sex = nwb_age(subject_age), nwb_sex(subject_sex)
+    if isinstance(experimenter, str):
+        experimenter = [experimenter]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from pynwb import NWBHDF5IO, NWBFile, TimeSeries
@@ -80,9 +144,16 @@ def export_nwb(session_path, out, *, summary: dict | None = None, overwrite: boo
             source_script=f"tonuslab {__version__} (tonuslab export --nwb)",
             source_script_file_name="tonuslab/io_nwb.py",
             notes=f"exported from {pathlib.Path(session_path).name}",
+            experimenter=list(experimenter) if experimenter else None,
+            institution=institution or None,
         )
-        if meta.get("subject_id"):
-            nwb.subject = Subject(subject_id=str(meta["subject_id"]), species="Homo sapiens")
+        if meta.get("subject_id") or age is not None or sex is not None:
+            nwb.subject = Subject(
+                subject_id=str(meta.get("subject_id") or "unknown"),
+                species="Homo sapiens",
+                age=age,
+                sex=sex,
+            )
         emg = reader.emg
         scale_v = emg.scale * 1e-6
         if not np.allclose(scale_v, scale_v[0]) or not np.allclose(emg.offset, emg.offset[0]):

@@ -281,3 +281,29 @@ def test_python_api_records_the_same_hreflex_notes_as_the_cli(tmp_path):
                 k: v for k, v in c.items() if k not in timing
             }
     assert api[2] == cli[2]  # one device stimulus event per delivered pulse (pairs: two)
+
+
+def test_hreflex_recording_waits_out_the_last_pair(tmp_path):
+    """The plan ends with a pair: the second pulse is device-timed after the runner returns,
+    so the recording runs past it and its response (issue 18 item 9: it used to stop 0.12 s
+    after the first pulse of the last pair, losing the second)."""
+    from firmware_iface.auth import new_key, write_key_file
+
+    key = write_key_file(tmp_path / "stim.key", new_key())
+    out = tmp_path / "pairs.h5"
+    proc = tonuslab(
+        "record", "sim://soleus_healthy?seed=3&speed=realtime", "-o", out, "--protocol",
+        "hreflex", "--key-file", key, "--time-scale", "0.1", "--ladder", "10,20",
+        "--ladder-repeats", "1", "--rate-blocks", "", "--pair-intervals", "5",
+        "--test-intensity", "14", "--jitter", "0", "--no-gate", "--emg-rate", "5000",
+        "--n-emg", "1", "--plain",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    protocol, pulses, n_stimuli = _hreflex_notes(out)
+    assert protocol["hreflex"]["config"]["jitter_s"] == 0.0
+    delivered = [p for p in pulses if p["status"] == "delivered"]
+    pairs = [p for p in delivered if p["mode"] == "pair"]
+    assert pairs and n_stimuli == len(delivered) + len(pairs)  # every second pulse is in the file
+    with open_session(out) as s:
+        last = max(e["emg_sample_index"] for e in s.events if e["kind"] == "stimulus")
+        assert s.emg.n_samples >= last + round(0.3 * 5000)  # and the response after it

@@ -17,6 +17,14 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--no-validate", action="store_true", help="skip reading the file back and validating"
     )
+    parser.add_argument(
+        "--subject-age", metavar="AGE", help="years (45), ISO 8601 (P45Y) or 'unknown'"
+    )
+    parser.add_argument("--subject-sex", metavar="SEX", help="M, F, O or U/unknown")
+    parser.add_argument(
+        "--experimenter", action="append", help="who recorded the session (repeatable)"
+    )
+    parser.add_argument("--institution", help="where the session was recorded")
 
 
 def run(args) -> int:
@@ -24,7 +32,11 @@ def run(args) -> int:
 
     if args.nwb.suffix.lower() != ".nwb":
         raise UsageError(f"name the NWB file *.nwb, not {args.nwb}")
-    out = export_nwb(args.file, args.nwb, overwrite=args.overwrite)
+    out = export_nwb(
+        args.file, args.nwb, overwrite=args.overwrite, subject_age=args.subject_age,
+        subject_sex=args.subject_sex, experimenter=args.experimenter,
+        institution=args.institution,
+    )  # fmt: skip
     if not args.no_validate:
         problems = validate_nwb(out)
         if problems:

@@ -26,6 +26,11 @@ HELP = "Record a session from a device URL into an HDF5 session file (live view,
 PROTOCOLS = ("free", "stretch", "hreflex")
 
 
+#: Recording kept after the last pulse of an H-reflex plan (s): its M and H (under 60 ms) and
+#: the epoch the analysis reads after them.
+RESPONSE_TAIL_S = 0.3
+
+
 def add_arguments(parser) -> None:
     parser.add_argument(
         "url",
@@ -110,6 +115,10 @@ def add_arguments(parser) -> None:
     hr.add_argument(
         "--interval", type=float,
         help="seconds between ladder pulses (default 10; below 10 s a warning is shown and stored)",
+    )  # fmt: skip
+    hr.add_argument(
+        "--jitter", type=float, metavar="S",
+        help="random 0..S s added to each ladder interval (default 2; 0 for a fixed interval)",
     )  # fmt: skip
     hr.add_argument("--rate-blocks", help="frequency blocks in Hz, e.g. 0.1,0.2,0.3,1,2")
     hr.add_argument("--pair-intervals", help="paired-pulse intervals in s, e.g. 2.5,5")
@@ -312,7 +321,15 @@ def _loop(rec, view, protocol, runner, args) -> str:
                     if time.monotonic() - done_at > 1.0:
                         break
             if runner is not None and args.duration is None and not runner.thread.is_alive():
-                break
+                # wait out the device-timed pulses still to come (a pair's second pulse, a
+                # train's last) and their responses before stopping
+                last = runner.last_pulse_emg_index
+                if (
+                    last is None
+                    or runner.stopped
+                    or rec.latest_emg_index() >= last + round(RESPONSE_TAIL_S * rec.emg_rate_hz)
+                ):
+                    break
             for key in view.keys():
                 if key in ("q", "Q"):
                     rec.request_stop()
@@ -378,6 +395,7 @@ def _hreflex_plan(args):
         "ladder_repeats": "ladder_repeats",
         "order": "order",
         "interval": "interval_s",
+        "jitter": "jitter_s",
         "test_intensity": "test_intensity_ma",
         "gate_timeout": "gate_timeout_s",
         "emg_channel": "emg_channel",

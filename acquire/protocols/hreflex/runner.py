@@ -286,6 +286,10 @@ class HReflexRunner:
         self.channel = int(plan.config.emg_channel)
         self.poll_s = poll_s
         self.records: list[PulseRecord] = []
+        #: EMG sample of the last pulse the device was told to place (the second of a pair,
+        #: the last of a train), or None: the recording must run past it (``run`` returns as
+        #: soon as the last command is accepted, before a device-timed pulse has happened).
+        self.last_pulse_emg_index: int | None = None
         self._stop = threading.Event()
 
     def stop(self) -> None:
@@ -457,6 +461,7 @@ class HReflexRunner:
                 shift = 0
                 last = rec.first_emg_index + round(rec.pair_interval_s * rate)
                 earliest = last + min_gap
+                self.last_pulse_emg_index = last
             if rec.first_emg_index is not None and p.block in (
                 BLOCK_RECRUITMENT,
                 BLOCK_RECRUITMENT_FINE,
@@ -483,6 +488,7 @@ class HReflexRunner:
                 )
                 anchor = (last, train[-1].t_s)
                 earliest = last + min_gap
+                self.last_pulse_emg_index = last
             k += max(len(train), 1)
         return self.records
 
