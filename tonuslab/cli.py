@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 
@@ -101,11 +102,17 @@ def console_main() -> None:
     flushed by then (the recorder closes the file and the journal before the error reaches
     here), so the process then leaves without running exit handlers.
     """
+    import warnings
+
+    # NumPy's RuntimeWarnings ("Mean of empty slice", "invalid value in divide") are internal
+    # detail: results carry NaN and the analyses' own quality flags say why. On a terminal they
+    # only push the one-line error off the screen. TONUSLAB_WARNINGS=1 shows them.
+    if os.environ.get("TONUSLAB_WARNINGS", "0") in ("", "0"):
+        warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"numpy(\..*)?$")
+        warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"(dsp|tonuslab)\..*")
     code = main()
     session_file = sys.modules.get("acquire.session_file")  # only if a command loaded it
     if session_file is not None and session_file.hdf5_unsafe_to_finalize():
-        import os
-
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
