@@ -128,7 +128,8 @@ class Feeder(threading.Thread):
             idx = self.n + np.arange(self.chunk)
             if self.vanish is not None and self.n <= self.vanish[0] < self.n + self.chunk:
                 self.outlet = None  # the equipment vanishes
-                time.sleep(self.vanish[1])
+                if self.stop_event.wait(self.vanish[1]):
+                    return
                 self.outlet = self.make()
                 gone = self.vanish[1] * self.rate
                 self.n = int(self.vanish[0] + gone)
