@@ -30,7 +30,8 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "url",
         help="device: /dev/ttyACM0, serial://PATH, tcp://HOST:PORT, ble://ADDRESS, "
-        "sim://PROFILE?seed=N, replay://CAPTURE",
+        "sim://PROFILE?seed=N, replay://CAPTURE; or an LSL stream: lsl://NAME?emg=0,1&angle=2 "
+        "(docs/cli.md)",
     )
     parser.add_argument("-o", "--output", required=True, type=pathlib.Path, help="FILE.h5")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="free")
@@ -169,6 +170,11 @@ def run(args) -> int:
     stim_key = None
     key_file = args.key_file or os.environ.get("TONUSLAB_STIM_KEY_FILE")
     url = args.url
+    if args.protocol == "hreflex" and _is_foreign(url):
+        raise UsageError(
+            "--protocol hreflex drives a tonuslab stimulator; with an LSL source record "
+            "--protocol free and take the pulses from ttl= / markers= (docs/equipment.md)"
+        )
     if args.protocol == "hreflex":
         if not key_file:
             raise UsageError("--protocol hreflex needs a stimulation key: --key-file FILE")
@@ -256,6 +262,12 @@ def _linger(server, seconds: float = 1.0) -> None:
                 break
 
 
+def _is_foreign(url: str) -> bool:
+    from acquire.sources import is_source_url
+
+    return is_source_url(url)
+
+
 def _check_view_args(args) -> None:
     if not getattr(args, "view", False):
         given = [
@@ -326,8 +338,10 @@ def _loop(rec, view, protocol, runner, args) -> str:
     except Exception as exc:
         name = type(exc).__name__
         state = {"DiskFullError": "stopped_disk_full", "LinkLostError": "stopped_link_lost"}.get(
-            name, "recording"
+            name
         )
+        if state is None:  # a foreign source closes its file cleanly on a source error
+            state = rec.state_for_error(exc) if hasattr(rec, "source") else "recording"
         rec.close(state)
         raise
     return state
@@ -445,6 +459,9 @@ def _start_lsl(rec, view):
         view.message(f"--lsl: LSL publisher not available ({exc})")
         return None
     channels = [c.to_dict() for c in rec.info.channels]
+    name = f"tonuslab-{rec.writer_device().get('device_id') or 'source'}"
+    if hasattr(rec, "exclude_source_ids"):  # never record our own outlets after a reconnect
+        rec.exclude_source_ids({f"tonuslab:{name}:emg", f"tonuslab:{name}:angle"})
     fit_holder = {}
 
     def device_to_host(t: float) -> float:
@@ -457,7 +474,7 @@ def _start_lsl(rec, view):
         channels,
         rec.emg_rate_hz,
         rec.angle_rate_hz or 1.0,
-        name=f"tonuslab-{rec.info.serial}",
+        name=name,
         device_to_host=device_to_host,
     )
 
