@@ -77,6 +77,7 @@ class SourceRecorder(Recorder):
         self._replay_speed: float | None = None
         self._replay_t0: tuple[float, float] | None = None
         self._replay_done = False
+        self._replay_error = False
         self._exclude: set[str] = set()
         if url.startswith("replay://"):
             from acquire.replay import parse_replay_url
@@ -251,7 +252,13 @@ class SourceRecorder(Recorder):
                 if delay > 0:
                     time.sleep(min(delay, 0.25))
             if rec.kind == SOURCE:
-                self._feed(decode_chunk(rec.payload, rec.host_time_s))
+                try:
+                    self._feed(decode_chunk(rec.payload, rec.host_time_s))
+                except SourceError as exc:  # the live recording stopped here, for this reason
+                    log.warning("replay ends where the recording stopped: %s", exc)
+                    self._replay_done = True
+                    self._replay_error = True
+                    return False
             elif rec.kind == EVENT:
                 ev = rec.json()
                 self._write_host_event(ev)
@@ -269,6 +276,8 @@ class SourceRecorder(Recorder):
             return
         self._closed = True
         state = state or self.final_state
+        if self._replay_error and state == "complete":
+            state = SOURCE_ERROR_STATE  # the replay stopped where the recording stopped
         if self.source is not None:
             with contextlib.suppress(Exception):
                 self.source.close()

@@ -215,3 +215,40 @@ def test_the_recorder_does_not_record_its_own_republished_stream(tmp_path):
         rec.open()
     assert not (tmp_path / "x.h5").exists() and not (tmp_path / "x.capture").exists()
     del outlet
+
+
+def test_the_capture_of_a_rate_change_replays_to_the_same_stop(tmp_path):
+    name = unique("Reconf2")
+    rates = iter([1000.0, 500.0])
+    feeder = Feeder(lambda: make_outlet(name, CHANNELS, next(rates), source_id=name), 1000.0,
+                    numbered, vanish=(1500, 1.0))  # fmt: skip
+    path = tmp_path / "r.h5"
+    with pytest.raises(SourceRateChangedError):
+        record(f"lsl://{name}?angle=2", path, [feeder], run=True, reconnect=True)
+    out = replay_capture(capture_path_for(path), tmp_path / "again.h5")
+    with open_session(path) as a, open_session(out) as b:
+        assert b.state == a.state == SOURCE_ERROR_STATE
+        np.testing.assert_array_equal(a.emg_counts, b.emg_counts)
+        assert [e["label"] for e in b.events if e["kind"] == "link"] == ["lost"]
+
+
+def test_free_disk_stop_closes_the_file_with_the_data(tmp_path):
+    from acquire.errors import DiskFullError
+
+    name = unique("Disk")
+    feeder = Feeder(lambda: make_outlet(name, CHANNELS, 1000.0), 1000.0, numbered)
+    path = tmp_path / "d.h5"
+    rec = Recorder(f"lsl://{name}?angle=2", path)
+    rec.open()
+    start([feeder])
+    try:
+        while rec.stats.samples["emg"] < 1500:
+            rec.step(0.05)
+        rec.writer._min_free_bytes = 1 << 62  # the filesystem now reports too little room
+        with pytest.raises(DiskFullError, match="disk"):
+            rec.run()
+    finally:
+        feeder.stop()
+    with open_session(path) as s:
+        assert s.state == "stopped_disk_full" and s.emg.n_samples >= 1000
+        check_numbered(s)

@@ -19,7 +19,7 @@ import pytest
 
 from acquire.session_file import open_session
 
-from ..acquire.lsl_outlets import Feeder, make_outlet, unique, wait_for_consumer
+from ..acquire.lsl_outlets import Feeder, make_outlet, pylsl, unique, wait_for_consumer
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -144,3 +144,33 @@ def test_kill_9_then_recover_rebuilds_from_the_journal(tmp_path):
         assert n >= pushed - 2 * 2000 and n <= pushed
         np.testing.assert_allclose(emg[:, 0], np.arange(n) + emg[0, 0], atol=1e-3)
         assert s.gaps == []
+
+
+def test_lsl_source_republished_with_lsl_and_replayed_from_its_capture(tmp_path):
+    name = unique("Repub")
+    feeder = Feeder(lambda: make_outlet(name, CHANNELS, 1000.0, source_id=f"{name}-sid"), 1000.0,
+                    lambda i: np.stack([i, i % 1000, i % 90], 1))  # fmt: skip
+    out = tmp_path / "p.h5"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tonuslab", "record", f"lsl://{name}?angle=2", "-o", str(out),
+         "--plain", "--lsl", "--duration", "4"],
+        cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert wait_for_consumer(feeder.outlet, 30)
+        feeder.start()
+        found = pylsl.resolve_byprop("name", f"tonuslab-{name}-sid-EMG", 1, 20.0)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        feeder.stop()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    assert found and found[0].source_id() == f"tonuslab:tonuslab-{name}-sid:emg"
+    assert "LSL outlets" in stdout
+    rep = tonuslab("replay", out.with_suffix(".capture"), "-o", tmp_path / "r.h5")
+    assert rep.returncode == 0, rep.stderr
+    with open_session(out) as a, open_session(tmp_path / "r.h5") as b:
+        np.testing.assert_array_equal(a.emg_counts, b.emg_counts)
+        np.testing.assert_array_equal(a.goniometer_deg, b.goniometer_deg)
+        assert a.emg.n_samples == 4000
