@@ -18,7 +18,10 @@ the CLI, the protocols (stretch prompts, block listeners, host events), the live
 - a fatal inconsistency of the source (a rate that changes) closes the file with everything so
   far (state :data:`SOURCE_ERROR_STATE`) and is raised again (CLI exit 2);
 - prompts are shown to the operator (the protocol's messages) and stored; a source with the
-  ``"prompt"`` capability also gets them.
+  ``"prompt"`` capability also gets them. After a ``stimulus`` prompt (the operator-guided
+  H-reflex, :mod:`acquire.protocols.operator_hreflex`), the next pulse whose source gives no
+  intensity (a bare TTL edge) takes the prompted intensity (``params["intensity_from"] =
+  "prompt"``); the prompt is journalled before the pulse's chunk, so a replay does the same.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import time
 
 from acquire import session_file
@@ -78,6 +82,7 @@ class SourceRecorder(Recorder):
         self._replay_t0: tuple[float, float] | None = None
         self._replay_done = False
         self._replay_error = False
+        self._prompted_stimulus: dict | None = None
         self._exclude: set[str] = set()
         if url.startswith("replay://"):
             from acquire.replay import parse_replay_url
@@ -210,7 +215,22 @@ class SourceRecorder(Recorder):
         elif isinstance(item, Event):
             self._on_source_event(item)
 
+    def _write_host_event(self, ev: dict) -> None:
+        super()._write_host_event(ev)
+        if ev.get("kind") == "prompt" and ev.get("label") == "stimulus":
+            # the operator was asked for this pulse: a pulse of unknown intensity is this one
+            self._prompted_stimulus = dict(ev.get("params") or {})
+
     def _on_source_event(self, ev: Event) -> None:
+        if ev.kind == "stimulus" and not math.isfinite(ev.intensity_ma):
+            prompted, self._prompted_stimulus = self._prompted_stimulus, None
+            if prompted and prompted.get("intensity_ma") is not None:
+                ev.intensity_ma = float(prompted["intensity_ma"])
+                if not math.isfinite(ev.width_us) and prompted.get("width_us") is not None:
+                    ev.width_us = float(prompted["width_us"])
+                ev.params = {**ev.params, "intensity_from": "prompt"}
+        elif ev.kind == "stimulus":
+            self._prompted_stimulus = None
         rate = self._rates["emg"]
         row, time_s = -1, float("nan")
         if ev.emg_sample_index is not None and "emg" in self._origin:
