@@ -174,3 +174,47 @@ def test_lsl_source_republished_with_lsl_and_replayed_from_its_capture(tmp_path)
         np.testing.assert_array_equal(a.emg_counts, b.emg_counts)
         np.testing.assert_array_equal(a.goniometer_deg, b.goniometer_deg)
         assert a.emg.n_samples == 4000
+
+
+def test_cli_operator_guided_hreflex_takes_the_prompted_intensities(tmp_path):
+    """The stimulator fires every second on its own; each prompt names the next pulse."""
+    name = unique("DS8R")
+    rate = 2000.0
+    fire = [int(rate * (1.5 + k)) for k in range(6)]
+
+    def signal_(i):
+        ttl = np.zeros(i.size)
+        for f in fire:
+            ttl[(i >= f) & (i < f + 4)] = 5.0
+        return np.stack([np.sin(i / 7.0) * 20.0, ttl], 1)
+
+    chans = [("soleus", "uV", "EMG"), ("trig", "V", "Trigger")]
+    feeder = Feeder(lambda: make_outlet(name, chans, rate), rate, signal_)
+    out = tmp_path / "h.h5"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tonuslab", "record", f"lsl://{name}?ttl=trig&ttl_threshold=2.5",
+         "-o", str(out), "--plain", "--protocol", "hreflex", "--ladder", "8,10,12",
+         "--interval", "0.3", "--muscle", "soleus"],
+        cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert wait_for_consumer(feeder.outlet, 30)
+        feeder.start()
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        feeder.stop()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    assert "set 8 mA and deliver one pulse" in stdout and "3 pulses recorded" in stdout
+    with open_session(out) as s:
+        stims = [e for e in s.events if e["kind"] == "stimulus"]
+        assert [e["intensity_ma"] for e in stims[:3]] == [8.0, 10.0, 12.0]
+        first = int(s.file["streams/emg"].attrs["first_device_sample"])
+        assert [e["emg_sample_index"] + first for e in stims[:3]] == fire[:3]
+
+
+def test_cli_operator_guided_hreflex_refuses_what_it_cannot_do(tmp_path):
+    line = one_line_exit_2(tonuslab("record", "lsl://A", "-o", tmp_path / "x.h5", "--protocol",
+                                    "hreflex", "--rate-blocks", "1,2"))  # fmt: skip
+    assert "--rate-blocks: not available in the operator-guided H-reflex" in line

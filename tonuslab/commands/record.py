@@ -170,12 +170,10 @@ def run(args) -> int:
     stim_key = None
     key_file = args.key_file or os.environ.get("TONUSLAB_STIM_KEY_FILE")
     url = args.url
+    operator_cfg = None
     if args.protocol == "hreflex" and _is_foreign(url):
-        raise UsageError(
-            "--protocol hreflex drives a tonuslab stimulator; with an LSL source record "
-            "--protocol free and take the pulses from ttl= / markers= (docs/equipment.md)"
-        )
-    if args.protocol == "hreflex":
+        operator_cfg = _operator_hreflex_config(args)  # the lab's stimulator, operator-guided
+    elif args.protocol == "hreflex":
         if not key_file:
             raise UsageError("--protocol hreflex needs a stimulation key: --key-file FILE")
         from firmware_iface.auth import load_key_file
@@ -225,6 +223,11 @@ def run(args) -> int:
             protocol = _stretch_protocol(args, rec, view)
             if web is not None:
                 web.model.attach_protocol(protocol)
+        elif operator_cfg is not None:
+            from acquire.protocols.operator_hreflex import OperatorHReflex
+
+            protocol = OperatorHReflex(rec, operator_cfg, on_message=view.message)
+            protocol.attach()
         elif args.protocol == "hreflex":
             runner = _start_hreflex(args, rec, view, *hreflex_plan)
             if web is not None:
@@ -408,6 +411,39 @@ def _hreflex_plan(args):
     plan = hreflex.make_plan(hreflex.HReflexProtocolConfig(**fields), time_scale=args.time_scale)
 
     return hreflex, plan
+
+
+def _operator_hreflex_config(args):
+    """The operator-guided ladder for a stimulator tonuslab does not drive (``lsl://``)."""
+    from acquire.errors import AcquisitionError
+    from acquire.protocols.operator_hreflex import OperatorHReflexConfig
+
+    given = [
+        opt
+        for opt, dest in (("--rate-blocks", "rate_blocks"), ("--pair-intervals", "pair_intervals"),
+                          ("--test-intensity", "test_intensity"), ("--gate-band", "gate_band"),
+                          ("--key-file", "key_file"), ("--order", "order"))
+        if getattr(args, dest, None) is not None
+    ]  # fmt: skip
+    if given:
+        raise UsageError(
+            f"{', '.join(given)}: not available in the operator-guided H-reflex of an LSL "
+            "source (a recruitment ladder prompted to the operator; see docs/equipment.md)"
+        )
+    fields = {}
+    if args.ladder is not None:
+        try:
+            fields["ladder_ma"] = tuple(float(v) for v in args.ladder.split(",") if v.strip())
+        except ValueError:
+            raise UsageError("--ladder takes numbers separated by commas") from None
+    if args.ladder_repeats is not None:
+        fields["repeats"] = args.ladder_repeats
+    if args.interval is not None:
+        fields["interval_s"] = args.interval
+    try:
+        return OperatorHReflexConfig(**fields)
+    except AcquisitionError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _runner_muscle(muscle: str | None) -> tuple[str, str | None]:
