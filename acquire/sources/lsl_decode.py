@@ -40,6 +40,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from acquire.errors import SourceChannelError, SourceError, SourceRateChangedError, SourceUnitError
+from acquire.sources.artifact import RecentEmg, artifact_onset
 from acquire.sources.base import (
     ANGLE,
     ANGLE_RESOLUTION_DEG,
@@ -61,6 +62,15 @@ from acquire.sources.units import angle_factor_deg, emg_factor_uv, parse_stim_te
 
 #: Largest distance between a TTL edge and the stimulus marker that names it, seconds.
 PAIR_WINDOW_S = 0.25
+#: A marker-timed pulse is searched for in the EMG from this long before its marker, s (markers
+#: from another process come milliseconds late) ...
+REFINE_BEFORE_S = 0.05
+#: ... to this long after it, s (a marker sent just before the trigger).
+REFINE_AFTER_S = 0.01
+#: EMG before the search window that gives the step noise, s.
+REFINE_NOISE_S = 0.1
+#: Recent EMG kept for the search, s.
+REFINE_KEEP_S = 1.0
 #: Channel formats that carry numbers.
 NUMERIC_FORMATS = ("float32", "double64", "int8", "int16", "int32", "int64")
 
@@ -172,7 +182,14 @@ class LslDecoder(Decoder):
         self._edges: list[tuple[int, float]] = []  # (emg index, host time)
         self._stim_markers: list[dict] = []
         self._early_markers: list[tuple[str, float, float]] = []  # before the first EMG sample
-        self._pair_window = round(PAIR_WINDOW_S * float(main["rate_hz"]))
+        rate = float(main["rate_hz"])
+        self._pair_window = round(PAIR_WINDOW_S * rate)
+        self._recent = None  # recent EMG, to move marker-timed pulses onto their artifact
+        self._marker_stims: list[dict] = []
+        if "markers" in self._streams and self._ttl_col is None and opts.refine == "artifact":
+            self._recent = RecentEmg(round(REFINE_KEEP_S * rate), len(self._emg_cols))
+        self._refine_n = (round(REFINE_BEFORE_S * rate), round(REFINE_AFTER_S * rate),
+                          round(REFINE_NOISE_S * rate))  # fmt: skip
 
     # ------------------------------------------------------------------------------ units
     def _emg_unit(self, stream: Mapping, col: int) -> float:
@@ -273,6 +290,8 @@ class LslDecoder(Decoder):
             early, self._early_markers = self._early_markers, []
             for text, t, h in early:
                 out += self._marker(text, t, h)
+        if self._recent is not None:
+            self._recent.push(index[keep], emg[keep])
         for sl in _runs(index, keep):
             first = int(index[sl][0])
             t_us = round(float(stamps[sl][0]) * 1e6)
@@ -322,24 +341,49 @@ class LslDecoder(Decoder):
             return [Event("marker", index, host_s, label=text, params={"lsl_time_s": t})]
         width = float("nan") if stim["width_us"] is None else stim["width_us"]
         if self._ttl_col is None:
-            return [
-                Event(
-                    "stimulus", index, host_s, intensity_ma=stim["intensity_ma"], width_us=width,
-                    pulse_index=0, label=text, params={"timing": "marker", "lsl_time_s": t},
-                )
-            ]  # fmt: skip
+            pulse = {"index": index, "host": host_s, "text": text, "t": t,
+                     "ma": stim["intensity_ma"], "us": width}  # fmt: skip
+            if self._recent is None:
+                return [self._marker_pulse(pulse, index, {"timing": "marker"})]
+            self._marker_stims.append(pulse)  # placed on its artifact once the EMG is here
+            return []
         self._stim_markers.append(
             {"index": index, "host": host_s, "text": text, "t": t, "ma": stim["intensity_ma"],
              "us": width}
         )  # fmt: skip
         return []
 
+    def _marker_pulse(self, m: dict, index: int, params: dict) -> Event:
+        params = {**params, "lsl_time_s": m["t"]}
+        return Event(
+            "stimulus", index, m["host"], intensity_ma=m["ma"], width_us=m["us"], pulse_index=0,
+            label=m["text"], params=params,
+        )  # fmt: skip
+
+    def _refined_pulses(self, horizon: int, final: bool) -> list[Event]:
+        before, after, noise_n = self._refine_n
+        rate = float(self._streams["emg"]["rate_hz"])
+        out = []
+        while self._marker_stims and (final or horizon >= self._marker_stims[0]["index"] + after):
+            m = self._marker_stims.pop(0)
+            onset = artifact_onset(self._recent, m["index"] - before, m["index"] + after, noise_n)
+            if onset is None:
+                params = {"timing": "marker", "artifact_found": False}
+                out.append(self._marker_pulse(m, m["index"], params))
+            else:
+                moved_ms = (onset - m["index"]) / rate * 1e3
+                params = {"timing": "marker+artifact", "moved_ms": moved_ms}
+                out.append(self._marker_pulse(m, onset, params))
+        return out
+
     def _resolve_pulses(self, *, final: bool) -> list[Event]:
-        if not self._edges and not self._stim_markers:
+        if not self._edges and not self._stim_markers and not self._marker_stims:
             return []
         horizon = self._clocks["emg"].last_index
+        if horizon is None:
+            return []
         w = self._pair_window
-        out: list[Event] = []
+        out: list[Event] = self._refined_pulses(horizon, final) if self._marker_stims else []
         rate = float(self._streams["emg"]["rate_hz"])
         while self._edges and (final or horizon >= self._edges[0][0] + w):
             index, host_s = self._edges.pop(0)

@@ -24,7 +24,7 @@ from acquire.errors import SourceError
 #: ``hostname`` and ``name``).
 OPTIONS = (
     "emg", "angle", "angle_stream", "ttl", "ttl_threshold", "markers", "emg_unit", "emg_scale",
-    "angle_unit", "timeout", "jitter_ms",
+    "angle_unit", "timeout", "jitter_ms", "refine",
 )  # fmt: skip
 SELECTORS = ("name", "type", "source_id", "hostname")
 
@@ -91,6 +91,9 @@ class LslOptions:
         Seconds to wait for the streams at open.
     jitter_ms : float
         Timestamp jitter tolerated before a step counts as a gap, milliseconds.
+    refine : str
+        ``"artifact"``: a stimulus timed by a marker alone is moved to the stimulus artifact's
+        onset near it; ``"none"``: it stays at the marker's timestamp.
     """
 
     stream: StreamQuery
@@ -106,6 +109,7 @@ class LslOptions:
     angle_unit: str | None = None
     timeout_s: float = DEFAULT_TIMEOUT_S
     jitter_ms: float = DEFAULT_JITTER_MS
+    refine: str = "artifact"
 
     def to_dict(self) -> dict:
         """JSON form (journalled with the stream description)."""
@@ -123,6 +127,7 @@ class LslOptions:
             "angle_unit": self.angle_unit,
             "timeout_s": self.timeout_s,
             "jitter_ms": self.jitter_ms,
+            "refine": self.refine,
         }
 
     @classmethod
@@ -190,6 +195,9 @@ def parse_lsl_url(url: str) -> LslOptions:
     emg_unit = query.get("emg_unit") or None
     if emg_unit is not None and emg_unit not in ("uV", "µV", "mV", "V"):
         raise SourceError(f"{url}: emg_unit must be uV, mV or V, got {emg_unit!r}")
+    refine = query.get("refine") or "artifact"
+    if refine not in ("artifact", "none"):
+        raise SourceError(f"{url}: refine must be artifact or none, got {refine!r}")
     angle_unit = query.get("angle_unit") or None
     if angle_unit is not None and angle_unit not in ("deg", "rad"):
         raise SourceError(f"{url}: angle_unit must be deg or rad, got {angle_unit!r}")
@@ -207,6 +215,7 @@ def parse_lsl_url(url: str) -> LslOptions:
         angle_unit=angle_unit,
         timeout_s=_number(url, query, "timeout", DEFAULT_TIMEOUT_S, positive=True),
         jitter_ms=_number(url, query, "jitter_ms", DEFAULT_JITTER_MS, nonnegative=True),
+        refine=refine,
     )
 
 

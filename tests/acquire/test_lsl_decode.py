@@ -258,3 +258,32 @@ def test_journalled_chunks_decode_bit_for_bit():
     assert len(a) == len(b)
     for x, y in zip(a, b, strict=True):
         assert x.first_index == y.first_index and np.array_equal(x.counts, y.counts)
+
+
+def test_a_late_marker_is_moved_onto_the_stimulus_artifact():
+    rate = 5000.0
+    markers = stream("Stim", rate=0.0, channels=(("m", "", ""),), fmt="string")
+    rng = np.random.default_rng(2)
+    emg = rng.normal(0, 3.0, 10000)
+    for pulse in (3000, 7000):
+        emg[pulse : pulse + 5] += 2000.0  # the artifact: a jump within one sample
+        emg[pulse + 5 : pulse + 100] -= 400.0 * np.exp(-np.arange(95) / 20.0)
+    idx = np.arange(10000)
+    for refine, expected in (("artifact", [3000, 7000]), ("none", [3030, 7040])):
+        dec = decoder(f"lsl://Amp?markers=Stim&refine={refine}", main=stream(rate=rate),
+                      markers=markers)  # fmt: skip
+        chunks = [data("emg", emg[i : i + 250, None], idx[i : i + 250] / rate)
+                  for i in range(0, 10000, 250)]  # fmt: skip
+        # the stimulator's software sends its markers 6 and 8 ms after the pulses
+        chunks.insert(20, Chunk("data", {"stream": "markers", "texts": ["stim 9mA"] * 2},
+                                {"stamps": np.array([3030, 7040]) / rate}, 0.0))  # fmt: skip
+        stims = [e for e in feed_all(dec, chunks) if isinstance(e, Event)]
+        assert [e.emg_sample_index for e in stims] == expected
+        assert [e.intensity_ma for e in stims] == [9.0, 9.0]
+    assert stims[0].params["timing"] == "marker"
+    dec = decoder("lsl://Amp?markers=Stim", main=stream(rate=rate), markers=markers)
+    quiet = [data("emg", rng.normal(0, 3.0, (5000, 1)), idx[:5000] / rate),
+             Chunk("data", {"stream": "markers", "texts": ["stim 9mA"]},
+                   {"stamps": np.array([0.5])}, 0.0)]  # fmt: skip
+    (stim,) = [e for e in feed_all(dec, quiet) if isinstance(e, Event)]
+    assert stim.emg_sample_index == 2500 and stim.params["artifact_found"] is False

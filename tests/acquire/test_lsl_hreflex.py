@@ -27,9 +27,13 @@ FE = 5000.0
 
 
 class Stimulator:
-    """The patient on LSL plus a stimulator the operator fires (trigger out on channel 1)."""
+    """The patient on LSL plus a stimulator the operator fires (trigger out on channel 1).
 
-    def __init__(self, seed=4):
+    With ``markers``, the stimulator's software also sends ``stim <mA>mA`` on a marker stream,
+    2-8 ms after each pulse (its own process), stamped when it sends it.
+    """
+
+    def __init__(self, seed=4, markers=False):
         self.patient = PatientSource("soleus_healthy", seed=seed)
         table = self.patient.configure(FE, 1, 500.0, 1, 16)
         self.scale = table[0]["scale"]
@@ -39,6 +43,22 @@ class Stimulator:
         chans = [("soleus", "microvolts", "EMG"), ("trigger", "V", "Trigger")]
         self.feeder = Feeder(lambda: make_outlet(self.name, chans, FE), FE, self._signal,
                              chunk=50)  # fmt: skip
+        self.marker_outlet = None
+        self._to_mark: list[tuple[int, float]] = []
+        self._rng = np.random.default_rng(seed)
+        if markers:
+            self.marker_name = unique("DS7A-markers")
+            info = pylsl.StreamInfo(self.marker_name, "Markers", 1, 0, pylsl.cf_string, "m")
+            self.marker_outlet = pylsl.StreamOutlet(info)
+            self.feeder.hook = self._send_markers
+
+    def _send_markers(self, n):
+        while self._to_mark and n >= self._to_mark[0][0]:
+            at, ma = self._to_mark.pop(0)
+            late = float(self._rng.uniform(0.002, 0.008))
+            # sent once the pulse is out (plus the software's delay), stamped at sending
+            self.marker_outlet.push_sample([f"stim {ma:g}mA"],
+                                           self.feeder.t0 + at / FE + late)  # fmt: skip
 
     def _signal(self, idx):
         with self.lock:
@@ -53,8 +73,10 @@ class Stimulator:
         if kind == "prompt" and data.get("label") == "stimulus":
             with self.lock:
                 at = self.feeder.n + int(0.1 * FE) + self.feeder.chunk
-                self.patient.stimulate(at, float(data["params"]["intensity_ma"]), 1000)
+                ma = float(data["params"]["intensity_ma"])
+                self.patient.stimulate(at, ma, 1000)
                 self.pulses.append(at)
+                self._to_mark.append((at, ma))
 
 
 @pytest.mark.slow
@@ -114,3 +136,31 @@ def test_operator_guided_hreflex_over_lsl_analyses(tmp_path, capsys):
             (e["emg_sample_index"], e["intensity_ma"]) for e in stims
         ]
         np.testing.assert_array_equal(r.emg_counts, counts)
+
+
+def test_marker_timed_pulses_are_refined_onto_their_artifacts(tmp_path):
+    """No trigger wired: pulses come from late markers and land on their artifacts' samples."""
+    st = Stimulator(seed=5, markers=True)
+    path = tmp_path / "m.h5"
+    rec = Recorder(f"lsl://{st.name}?emg=0&markers={st.marker_name}", path)
+    rec.open()
+    rec.listeners.append(st.operator)
+    ladder = (10.0, 14.0, 18.0, 22.0, 26.0, 30.0)
+    protocol = OperatorHReflex(rec, OperatorHReflexConfig(ladder_ma=ladder, interval_s=0.5))
+    protocol.attach()
+    st.feeder.t0 = pylsl.local_clock() + 0.1
+    st.feeder.start()
+    try:
+        while rec.step(0.05) and not protocol.done:
+            protocol.tick()
+    finally:
+        rec.close()
+        st.feeder.stop()
+    with open_session(path) as s:
+        stims = [e for e in s.events if e["kind"] == "stimulus"]
+        origin = int(s.file["streams/emg"].attrs["first_device_sample"])
+        assert [e["emg_sample_index"] + origin for e in stims] == st.pulses
+        assert [e["intensity_ma"] for e in stims] == list(ladder)  # from the markers
+        moved = [e["params"]["moved_ms"] for e in stims]
+        assert all(-8.3 <= m <= -1.9 for m in moved), moved  # the markers' lateness, undone
+        assert all(e["params"]["timing"] == "marker+artifact" for e in stims)
