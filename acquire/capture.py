@@ -29,7 +29,10 @@ HEADER = struct.Struct("<BId")
 CRC = struct.Struct("<I")
 #: Record kinds.
 RX, TX, HEAD, EVENT, LINK = b"R"[0], b"T"[0], b"H"[0], b"E"[0], b"L"[0]
-KINDS = {RX: "rx", TX: "tx", HEAD: "header", EVENT: "event", LINK: "link"}
+#: A foreign source's raw chunk (:func:`acquire.sources.base.encode_chunk`), see
+#: :mod:`acquire.source_recorder`.
+SOURCE = b"S"[0]
+KINDS = {RX: "rx", TX: "tx", HEAD: "header", EVENT: "event", LINK: "link", SOURCE: "source"}
 MAX_RECORD = 1 << 24
 
 

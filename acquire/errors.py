@@ -51,3 +51,19 @@ class LinkLostError(SourceError):
 
 class CaptureError(AcquisitionError):
     """A wire-capture file is not a capture, or is damaged beyond its last valid record."""
+
+
+class SourceNotFoundError(SourceError):
+    """No foreign source (e.g. no LSL stream) matched the URL within the timeout."""
+
+
+class SourceUnitError(SourceError):
+    """A source channel has a unit tonuslab cannot convert (give ``emg_unit``/``emg_scale``)."""
+
+
+class SourceChannelError(SourceError):
+    """A channel asked for in a source URL does not exist in the stream (index or label)."""
+
+
+class SourceRateChangedError(SourceError):
+    """A stream's sampling rate changed while recording (the data so far is kept)."""

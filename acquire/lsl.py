@@ -42,6 +42,10 @@ ListenAddress = 127.0.0.1
 [lab]
 KnownPeers = {{127.0.0.1}}
 SessionID = {session_id}
+
+[log]
+; only fatal errors: tonuslab reports a lost stream in its own one line
+level = -3
 """
 
 

@@ -134,6 +134,14 @@ class Recorder:
         ``f(url) -> ByteLink``; default :func:`acquire.links.open_link`.
     """
 
+    def __new__(cls, url=None, *args, **kwargs):
+        # a foreign source (lsl://...) or a replay of its journal is recorded by SourceRecorder
+        if cls is Recorder and _is_source_target(url):
+            from acquire.source_recorder import SourceRecorder
+
+            return super().__new__(SourceRecorder)
+        return super().__new__(cls)
+
     def __init__(
         self,
         url: str,
@@ -213,13 +221,7 @@ class Recorder:
         """Open the link, identify/configure the device, create the files, start streaming."""
         from firmware_iface.client import DeviceClient
 
-        if not self.overwrite:  # refuse before touching the device or creating anything
-            for existing in (self.path, capture_path_for(self.path)):
-                if existing.exists() and (existing == self.path or self.capture_enabled):
-                    raise SessionFileError(
-                        f"{existing} exists; choose another session name or --overwrite"
-                    )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._check_paths()
         link = self._open_link(self.url)
         self.replay = bool(getattr(link, "replay", False))
         if self.replay:
@@ -250,6 +252,16 @@ class Recorder:
         self.stats.started_host_s = time.monotonic()
         self._emit("started", {"device": self.writer_device()})
         return self
+
+    def _check_paths(self) -> None:
+        """Refuse existing files (unless overwrite) before touching the device; make the folder."""
+        if not self.overwrite:  # refuse before touching the device or creating anything
+            for existing in (self.path, capture_path_for(self.path)):
+                if existing.exists() and (existing == self.path or self.capture_enabled):
+                    raise SessionFileError(
+                        f"{existing} exists; choose another session name or --overwrite"
+                    )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def _abort_open(self, link) -> None:
         with contextlib.suppress(Exception):
@@ -289,13 +301,18 @@ class Recorder:
             "has_stimulator": bool(info.has_stimulator),
         }
 
+    def _stream_rates(self) -> dict[str, float]:
+        """Sampling rate of each recorded stream, Hz (``"emg"``, and ``"angle"`` if any)."""
+        info = self.info
+        rates = {"emg": float(info.config.emg_rate_hz)}
+        if any(c.kind == "angle" for c in info.channels):
+            rates["angle"] = float(info.config.angle_rate_hz)
+        return rates
+
     def _create_writer(self) -> None:
         info = self.info
         channels = [c.to_dict() for c in info.channels]
-        n_angle = sum(1 for c in channels if c["kind"] == "angle")
-        self._rates = {"emg": float(info.config.emg_rate_hz)}
-        if n_angle:
-            self._rates["angle"] = float(info.config.angle_rate_hz)
+        self._rates = self._stream_rates()
         if self.duration_s is not None:
             self._max_rows = {s: math.ceil(self.duration_s * r) for s, r in self._rates.items()}
         self.writer = SessionWriter(
@@ -354,16 +371,22 @@ class Recorder:
                 if on_tick is not None and now - last_tick >= tick_s:
                     last_tick = now
                     on_tick(self.stats)
-        except LinkLostError:
-            state = "stopped_link_lost"
-            raise
         except AcquisitionError as exc:
-            if type(exc).__name__ == "DiskFullError":
-                state = "stopped_disk_full"
+            state = self.state_for_error(exc)
             raise
         finally:
             self.close(state)
         return state
+
+    def state_for_error(self, exc: BaseException) -> str:
+        """The final ``state`` of a session stopped by ``exc`` (lost link, full disk...)."""
+        if isinstance(exc, LinkLostError):
+            return "stopped_link_lost"
+        if type(exc).__name__ == "DiskFullError":
+            return "stopped_disk_full"
+        if isinstance(exc, AcquisitionError):
+            return self.final_state
+        return "recording"
 
     def step(self, timeout_s: float = 0.05) -> bool:
         """One loop iteration; returns False when the recording is over."""
@@ -816,9 +839,10 @@ class Recorder:
                 s.rate_hz[stream] = (s.samples[stream] - n_old.get(stream, 0)) / span
             elif s.elapsed_s > 0:
                 s.rate_hz[stream] = s.samples[stream] / s.elapsed_s
-        cs = self.client.stats
-        s.lost_packets = int(cs.lost_frames)
-        s.decode_errors = int(self.client.decoder.stats.errors)
+        if self.client is not None:
+            cs = self.client.stats
+            s.lost_packets = int(cs.lost_frames)
+            s.decode_errors = int(self.client.decoder.stats.errors)
         with self._lock:
             n = max(1, int(self._rates["emg"] * 0.2))
             recent = self._emg_ring.last(n)
@@ -838,6 +862,26 @@ class Recorder:
                 fn(kind, data)
             except Exception:  # a view must never break the recording
                 log.exception("listener failed")
+
+
+def _is_source_target(url) -> bool:
+    """True for a foreign-source URL (``lsl://``) or a replay of a foreign source's capture."""
+    if not isinstance(url, str):
+        return False
+    from acquire.sources import is_source_url
+
+    if is_source_url(url):
+        return True
+    if not url.startswith("replay://"):
+        return False
+    from acquire.capture import capture_header
+    from acquire.replay import parse_replay_url
+
+    try:
+        path, _speed = parse_replay_url(url)
+        return bool(capture_header(path).get("source_scheme"))
+    except (AcquisitionError, OSError, ValueError):
+        return False
 
 
 def replay_capture(

@@ -13,6 +13,28 @@ os.environ.setdefault(
 )
 
 
+def _loopback_lsl() -> None:
+    """Keep every LSL call of the suite (and of its subprocesses) on 127.0.0.1.
+
+    liblsl's default discovery multicasts off the machine; ``tonuslab devices`` and ``lsl://``
+    resolve streams, so the whole suite gets a loopback-only configuration (KnownPeers =
+    {127.0.0.1}, ResolveScope = machine) and its own session id.
+    """
+    import tempfile
+    import uuid
+
+    if "LSLAPICFG" in os.environ:
+        return
+    from acquire.lsl import write_loopback_config
+
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="tonuslab-lsl-"))
+    cfg = write_loopback_config(folder / "lsl.cfg", f"tonuslab-tests-{uuid.uuid4().hex[:8]}")
+    os.environ["LSLAPICFG"] = str(cfg)
+
+
+_loopback_lsl()
+
+
 def pytest_collection_modifyitems(config, items):
     """Hypothesis tests time out with pytest-timeout's ``thread`` method.
 

@@ -99,6 +99,7 @@ from typing import ClassVar
 import numpy as np
 
 from acquire.errors import SourceError
+from acquire.errors import SourceRateChangedError as SourceRateChangedError  # re-exported
 from acquire.jsonable import json_default
 
 #: Default resolution of EMG quantised from floats: 0.001 uV (1 nV) per count.
@@ -118,10 +119,6 @@ EMG, ANGLE = 0, 1
 
 class SourceLost(Exception):
     """Raised by :meth:`Source.read` when the equipment vanished (not a user error by itself)."""
-
-
-class SourceRateChangedError(SourceError):
-    """A stream's sampling rate changed while recording (the data so far is kept)."""
 
 
 @dataclass(frozen=True)
@@ -254,6 +251,10 @@ class Decoder:
 
     def reopened(self, description: Mapping) -> list[Block | Event]:
         """The source came back (:meth:`Source.reopen`); refuse it if incompatible."""
+        return []
+
+    def finish(self) -> list[Block | Event]:
+        """The recording ends: items still held back (e.g. a pulse waiting for its marker)."""
         return []
 
 

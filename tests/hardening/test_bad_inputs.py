@@ -327,3 +327,50 @@ def test_e18_existing_output_is_never_overwritten_by_accident(session, tmp_path)
                       "--plain", cwd=tmp_path)  # fmt: skip
     assert_user_error(code, lines, "exists")
     assert digest(session) == before
+
+
+# ------------------------------------------------------------------ LSL sources (lsl://)
+def test_e19_no_lsl_stream_within_the_timeout(tmp_path):
+    code, lines = cli("record", "lsl://NoSuchStream?timeout=1", "-o", "x.h5", cwd=tmp_path)
+    assert_user_error(code, lines, "no LSL stream", "NoSuchStream", "tonuslab devices")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [("emg=0&angle=7", ("angle=7", "has 3 channels")), ("emg=0,1", ("'counts'", "emg_unit="))],
+)
+def test_e20_lsl_channel_out_of_range_or_unknown_unit(tmp_path, query, words):
+    pylsl = pytest.importorskip("pylsl")
+    name = f"E20-{os.getpid()}-{len(query)}"
+    info = pylsl.StreamInfo(name, "EMG", 3, 1000.0, pylsl.cf_float32, name)
+    chans = info.desc().append_child("channels")
+    for label, unit in (("E0", "uV"), ("raw", "counts"), ("knee", "deg")):
+        ch = chans.append_child("channel")
+        ch.append_child_value("label", label)
+        ch.append_child_value("unit", unit)
+    outlet = pylsl.StreamOutlet(info)
+    code, lines = cli("record", f"lsl://{name}?{query}&timeout=5", "-o", "x.h5", cwd=tmp_path)
+    assert_user_error(code, lines, *words)
+    assert list(tmp_path.iterdir()) == []
+    del outlet
+
+
+def test_e21_lsl_rate_changing_mid_recording():
+    """API level (the CLI case, a stream back at another rate after --reconnect with the file
+    kept, is tests/tonuslab/test_record_lsl_cli.py::test_rate_change_mid_recording_exits_2...)."""
+    from acquire.errors import SourceRateChangedError
+    from acquire.sources import decoder_for
+    from acquire.sources.base import Chunk
+    from acquire.sources.lsl_url import parse_lsl_url
+
+    url = "lsl://Amp"
+    main = {"name": "Amp", "rate_hz": 2000.0, "channel_count": 1, "channel_format": "float32",
+            "channels": [{"label": "E0", "unit": "uV", "type": "EMG"}]}  # fmt: skip
+    dec = decoder_for(url, {"url": url, "options": parse_lsl_url(url).to_dict(),
+                            "streams": {"emg": main, "angle": None, "markers": None}})  # fmt: skip
+    idx = np.arange(1000)
+    with pytest.raises(SourceRateChangedError, match="declares 2000 Hz but its samples come at 1"):
+        for i in range(0, 20000, 1000):
+            arrays = {"values": np.zeros((1000, 1), np.float32), "stamps": (i + idx) / 1000.0}
+            dec.feed(Chunk("data", {"stream": "emg"}, arrays, 0.0))

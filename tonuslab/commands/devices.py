@@ -1,4 +1,5 @@
-"""``tonuslab devices``: list serial ports (with USB ids) and BLE devices advertising tonuslab."""
+"""``tonuslab devices``: list serial ports (with USB ids), BLE devices advertising tonuslab and the
+Lab Streaming Layer streams this computer sees (each with the ``lsl://`` URL that records it)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from acquire.discovery import format_ble_device, format_serial_port, list_serial
 from tonuslab.errors import UsageError
 
 NAME = "devices"
-HELP = "List serial ports (with USB ids) and BLE devices advertising the tonuslab service."
+HELP = "List serial ports (with USB ids), BLE devices advertising tonuslab and LSL streams."
 
 
 def add_arguments(parser) -> None:
@@ -19,6 +20,11 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--ble-timeout", type=float, default=3.0, metavar="S", help="BLE scan time (default 3 s)"
     )
+    parser.add_argument("--no-lsl", action="store_true", help="skip the LSL stream lookup")
+    parser.add_argument(
+        "--lsl-wait", type=float, default=1.0, metavar="S",
+        help="time to wait for LSL streams to answer (default 1 s)",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print one JSON list")
     # Route the BLE scan through a backend registered with acquire.ble.register_backend (tests).
     parser.add_argument("--ble-backend", default=None, help=argparse.SUPPRESS)
@@ -27,14 +33,19 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     if not args.ble_timeout > 0:
         raise UsageError(f"--ble-timeout must be positive, got {args.ble_timeout}")
+    if not args.lsl_wait > 0:
+        raise UsageError(f"--lsl-wait must be positive, got {args.lsl_wait}")
     ports = list_serial_ports(usb_only=args.usb_only)
     ble_devices = []
     ble_note = None
     if not args.no_ble:
         ble_devices, ble_note = _scan(args)
+    streams, lsl_note = ([], None) if args.no_lsl else _lsl_streams(args.lsl_wait)
 
     if args.json:
-        print(json.dumps([p.to_dict() for p in ports] + [d.to_dict() for d in ble_devices]))
+        print(
+            json.dumps([p.to_dict() for p in ports] + [d.to_dict() for d in ble_devices] + streams)
+        )
     else:
         print(f"Serial ports ({len(ports)}):")
         for port in ports:
@@ -47,9 +58,29 @@ def run(args) -> int:
                 print(f"  {format_ble_device(device)}")
             if not ble_devices:
                 print(f"  none found in {args.ble_timeout:g} s")
-    if ble_note is not None:
-        print(ble_note, file=sys.stderr)
+        if not args.no_lsl and lsl_note is None:
+            from acquire.sources.lsl import format_lsl_stream
+
+            print(f"LSL streams ({len(streams)}):")
+            for stream in streams:
+                print(f"  {format_lsl_stream(stream)}")
+            if not streams:
+                print(f"  none found in {args.lsl_wait:g} s")
+    for note in (ble_note, lsl_note):
+        if note is not None:
+            print(note, file=sys.stderr)
     return 0
+
+
+def _lsl_streams(wait_s: float):
+    from acquire.errors import SourceError
+
+    try:
+        from acquire.sources.lsl import list_lsl_streams
+
+        return list_lsl_streams(wait_s), None
+    except SourceError as exc:
+        return [], f"tonuslab: note: LSL lookup skipped: {exc}"
 
 
 def _scan(args):

@@ -35,7 +35,8 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "url",
         help="device: /dev/ttyACM0, serial://PATH, tcp://HOST:PORT, ble://ADDRESS, "
-        "sim://PROFILE?seed=N, replay://CAPTURE",
+        "sim://PROFILE?seed=N, replay://CAPTURE; or an LSL stream: lsl://NAME?emg=0,1&angle=2 "
+        "(docs/cli.md)",
     )
     parser.add_argument("-o", "--output", required=True, type=pathlib.Path, help="FILE.h5")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="free")
@@ -178,7 +179,10 @@ def run(args) -> int:
     stim_key = None
     key_file = args.key_file or os.environ.get("TONUSLAB_STIM_KEY_FILE")
     url = args.url
-    if args.protocol == "hreflex":
+    operator_cfg = None
+    if args.protocol == "hreflex" and _is_foreign(url):
+        operator_cfg = _operator_hreflex_config(args)  # the lab's stimulator, operator-guided
+    elif args.protocol == "hreflex":
         if not key_file:
             raise UsageError("--protocol hreflex needs a stimulation key: --key-file FILE")
         from firmware_iface.auth import load_key_file
@@ -228,6 +232,11 @@ def run(args) -> int:
             protocol = _stretch_protocol(args, rec, view)
             if web is not None:
                 web.model.attach_protocol(protocol)
+        elif operator_cfg is not None:
+            from acquire.protocols.operator_hreflex import OperatorHReflex
+
+            protocol = OperatorHReflex(rec, operator_cfg, on_message=view.message)
+            protocol.attach()
         elif args.protocol == "hreflex":
             runner = _start_hreflex(args, rec, view, *hreflex_plan)
             if web is not None:
@@ -263,6 +272,12 @@ def _linger(server, seconds: float = 1.0) -> None:
             time.sleep(0.05)
             if server.requests > seen + 1:  # the page has polled the ended state
                 break
+
+
+def _is_foreign(url: str) -> bool:
+    from acquire.sources import is_source_url
+
+    return is_source_url(url)
 
 
 def _check_view_args(args) -> None:
@@ -343,8 +358,10 @@ def _loop(rec, view, protocol, runner, args) -> str:
     except Exception as exc:
         name = type(exc).__name__
         state = {"DiskFullError": "stopped_disk_full", "LinkLostError": "stopped_link_lost"}.get(
-            name, "recording"
+            name
         )
+        if state is None:  # a foreign source closes its file cleanly on a source error
+            state = rec.state_for_error(exc) if hasattr(rec, "source") else "recording"
         rec.close(state)
         raise
     return state
@@ -414,6 +431,39 @@ def _hreflex_plan(args):
     return hreflex, plan
 
 
+def _operator_hreflex_config(args):
+    """The operator-guided ladder for a stimulator tonuslab does not drive (``lsl://``)."""
+    from acquire.errors import AcquisitionError
+    from acquire.protocols.operator_hreflex import OperatorHReflexConfig
+
+    given = [
+        opt
+        for opt, dest in (("--rate-blocks", "rate_blocks"), ("--pair-intervals", "pair_intervals"),
+                          ("--test-intensity", "test_intensity"), ("--gate-band", "gate_band"),
+                          ("--key-file", "key_file"), ("--order", "order"))
+        if getattr(args, dest, None) is not None
+    ]  # fmt: skip
+    if given:
+        raise UsageError(
+            f"{', '.join(given)}: not available in the operator-guided H-reflex of an LSL "
+            "source (a recruitment ladder prompted to the operator; see docs/equipment.md)"
+        )
+    fields = {}
+    if args.ladder is not None:
+        try:
+            fields["ladder_ma"] = tuple(float(v) for v in args.ladder.split(",") if v.strip())
+        except ValueError:
+            raise UsageError("--ladder takes numbers separated by commas") from None
+    if args.ladder_repeats is not None:
+        fields["repeats"] = args.ladder_repeats
+    if args.interval is not None:
+        fields["interval_s"] = args.interval
+    try:
+        return OperatorHReflexConfig(**fields)
+    except AcquisitionError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _runner_muscle(muscle: str | None) -> tuple[str, str | None]:
     """(runner preset, message) for the ``--muscle`` of an H-reflex recording.
 
@@ -463,6 +513,9 @@ def _start_lsl(rec, view):
         view.message(f"--lsl: LSL publisher not available ({exc})")
         return None
     channels = [c.to_dict() for c in rec.info.channels]
+    name = f"tonuslab-{rec.writer_device().get('device_id') or 'source'}"
+    if hasattr(rec, "exclude_source_ids"):  # never record our own outlets after a reconnect
+        rec.exclude_source_ids({f"tonuslab:{name}:emg", f"tonuslab:{name}:angle"})
     fit_holder = {}
 
     def device_to_host(t: float) -> float:
@@ -475,7 +528,7 @@ def _start_lsl(rec, view):
         channels,
         rec.emg_rate_hz,
         rec.angle_rate_hz or 1.0,
-        name=f"tonuslab-{rec.info.serial}",
+        name=name,
         device_to_host=device_to_host,
     )
 

@@ -1,0 +1,491 @@
+"""The ``lsl://`` decoder (pure): journalled LSL chunks -> sample blocks, gaps and pulses.
+
+Built from the description :meth:`acquire.sources.lsl.LslSource.open` returned (the streams'
+metadata and the URL's options), it picks the channels, converts units and numbers samples; it
+reads no clock and no network, so ``tonuslab replay``/``recover`` rebuild a recording bit for bit
+from the journalled chunks.
+
+Chunks (:class:`acquire.sources.base.Chunk`):
+
+``data``
+    ``meta["stream"]`` is ``"emg"`` (the main stream), ``"angle"`` (the second stream of
+    ``angle_stream=``) or ``"markers"``; ``arrays["stamps"]`` are the LSL timestamps (s, the
+    sending machine's clock); ``arrays["values"]`` the samples ``(n, channel_count)`` in the
+    stream's own format (a marker chunk has ``meta["texts"]`` instead).
+``clock``
+    ``meta["stream"]`` and ``meta["offset_s"]``: the stream's ``time_correction()`` (seconds to
+    add to its stamps to get this machine's LSL clock), journalled at open and whenever it
+    changes. Every stream is mapped onto this machine's clock before numbering, so a goniometer
+    on another computer lines up with the EMG.
+
+Units: EMG in microvolts quantised at :data:`~acquire.sources.base.EMG_RESOLUTION_UV` per
+count, angles in degrees at :data:`~acquire.sources.base.ANGLE_RESOLUTION_DEG`. Sample numbers
+come from the timestamps (:mod:`acquire.sources.lsl_clock`; ``index_origin = "clock"``). A row
+with NaN in a stored channel is not stored: it is a one-sample gap.
+
+Pulses: with ``ttl=K``, each rising edge of channel K through ``ttl_threshold`` (previous sample
+below, this one at or above) is one stimulus at exactly that sample. With ``markers=NAME``, a
+marker whose text is a stimulus label (:func:`acquire.sources.units.parse_stim_text`, e.g.
+``stim 12.5mA``) gives the intensity: of the TTL edge nearest to it within
+:data:`PAIR_WINDOW_S` when there is a TTL channel, else the marker is itself the stimulus, at
+the sample nearest its (corrected) timestamp. A TTL edge without a marker is a stimulus of
+unknown intensity (NaN); a stimulus marker with a TTL channel but no edge near it is kept as a
+marker (``params["unmatched"] = true``). Every other marker text is a ``marker`` event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from acquire.errors import SourceChannelError, SourceError, SourceRateChangedError, SourceUnitError
+from acquire.sources.artifact import RecentEmg, artifact_onset
+from acquire.sources.base import (
+    ANGLE,
+    ANGLE_RESOLUTION_DEG,
+    EMG,
+    EMG_RESOLUTION_UV,
+    OPEN_TAG,
+    REOPEN_TAG,
+    Block,
+    Channel,
+    Chunk,
+    Decoder,
+    Event,
+    SourceInfo,
+    quantise,
+)
+from acquire.sources.lsl_clock import StreamClock
+from acquire.sources.lsl_url import LslOptions
+from acquire.sources.units import angle_factor_deg, emg_factor_uv, parse_stim_text
+
+#: Largest distance between a TTL edge and the stimulus marker that names it, seconds.
+PAIR_WINDOW_S = 0.25
+#: A marker-timed pulse is searched for in the EMG from this long before its marker, s (markers
+#: from another process come milliseconds late) ...
+REFINE_BEFORE_S = 0.05
+#: ... to this long after it, s (a marker sent just before the trigger).
+REFINE_AFTER_S = 0.01
+#: EMG before the search window that gives the step noise, s.
+REFINE_NOISE_S = 0.1
+#: Recent EMG kept for the search, s.
+REFINE_KEEP_S = 1.0
+#: Channel formats that carry numbers.
+NUMERIC_FORMATS = ("float32", "double64", "int8", "int16", "int32", "int64")
+
+
+class LslDecoder(Decoder):
+    """Decode the chunks of one ``lsl://`` recording (see the module docstring).
+
+    Parameters
+    ----------
+    description : mapping
+        ``{"url", "options" (LslOptions.to_dict()), "streams": {"emg": info, "angle": info or
+        None, "markers": info or None}}``; each info has ``name``, ``type``, ``source_id``,
+        ``hostname``, ``uid``, ``rate_hz``, ``channel_count``, ``channel_format`` and
+        ``channels`` (``label``, ``unit``, ``type`` each).
+
+    Raises
+    ------
+    acquire.errors.SourceChannelError
+        A channel of the URL is not in the stream.
+    acquire.errors.SourceUnitError
+        A stored channel has no convertible unit and the URL gives none.
+    acquire.errors.SourceError
+        The stream cannot be recorded (irregular rate, strings).
+    """
+
+    def __init__(self, description: Mapping) -> None:
+        super().__init__(description)
+        self.options = LslOptions.from_dict(self.description["options"])
+        streams = self.description["streams"]
+        self._streams = {k: v for k, v in streams.items() if v is not None}
+        main = self._streams["emg"]
+        _check_numeric(main, "the EMG stream")
+        opts = self.options
+        labels = _labels(main)
+        self._angle_col = None
+        self._ttl_col = None
+        if opts.angle is not None:
+            self._angle_col = _channel(opts.angle, labels, main, "angle")
+        if opts.ttl is not None:
+            self._ttl_col = _channel(opts.ttl, labels, main, "ttl")
+        taken = {self._angle_col, self._ttl_col} - {None}
+        if opts.emg is not None:
+            self._emg_cols = [_channel(c, labels, main, "emg") for c in opts.emg]
+            both = taken & set(self._emg_cols)
+            if both:
+                raise SourceChannelError(
+                    f"channel {sorted(both)[0]} of LSL stream {main['name']!r} is given both "
+                    "as EMG and as angle/ttl"
+                )
+        else:
+            self._emg_cols = [
+                i
+                for i, ch in enumerate(main["channels"])
+                if i not in taken
+                and (emg_factor_uv(ch.get("unit")) is not None or _is_emg_type(ch.get("type")))
+            ]
+            if not self._emg_cols:
+                raise SourceChannelError(
+                    f"LSL stream {main['name']!r} describes no EMG channel (no voltage unit, "
+                    f"no type EMG); pick them with emg=I,J (channels: {_listing(labels)})"
+                )
+        self._emg_factor = np.array([self._emg_unit(main, i) for i in self._emg_cols])
+        channels = [
+            Channel(labels[i] or f"EMG{k + 1}", "emg", "uV", EMG_RESOLUTION_UV)
+            for k, i in enumerate(self._emg_cols)
+        ]
+        angle_rate = None
+        self._angle_factor = 1.0
+        self._angle_stream_col = None
+        if self._angle_col is not None:
+            self._angle_factor = self._angle_unit(main, self._angle_col)
+            angle_rate = float(main["rate_hz"])
+            channels.append(
+                Channel(labels[self._angle_col] or "angle", "angle", "deg", ANGLE_RESOLUTION_DEG)
+            )
+        elif "angle" in self._streams:
+            second = self._streams["angle"]
+            _check_numeric(second, "the angle stream")
+            col = _channel(opts.angle_stream_channel, _labels(second), second, "angle_stream")
+            self._angle_stream_col = col
+            self._angle_factor = self._angle_unit(second, col)
+            angle_rate = float(second["rate_hz"])
+            label = _labels(second)[col] or "angle"
+            channels.append(Channel(label, "angle", "deg", ANGLE_RESOLUTION_DEG))
+        self.info = SourceInfo(
+            channels=tuple(channels),
+            emg_rate_hz=float(main["rate_hz"]),
+            angle_rate_hz=angle_rate,
+            device=_device(main),
+            index_origin="clock",
+            details={
+                "lsl_streams": {k: _summary(v) for k, v in self._streams.items()},
+                "emg_columns": self._emg_cols,
+                "angle_column": self._angle_col,
+                "angle_stream_column": self._angle_stream_col,
+                "ttl_column": self._ttl_col,
+                "ttl_threshold": opts.ttl_threshold,
+                "jitter_ms": opts.jitter_ms,
+            },
+        )
+        self._clocks = {
+            "emg": StreamClock(main["rate_hz"], opts.jitter_ms, main["name"]),
+        }
+        if "angle" in self._streams:
+            second = self._streams["angle"]
+            self._clocks["angle"] = StreamClock(second["rate_hz"], opts.jitter_ms, second["name"])
+        self._offset = {name: 0.0 for name in self._streams}
+        self._ttl_above: bool | None = None
+        self._edges: list[tuple[int, float]] = []  # (emg index, host time)
+        self._stim_markers: list[dict] = []
+        self._early_markers: list[tuple[str, float, float]] = []  # before the first EMG sample
+        rate = float(main["rate_hz"])
+        self._pair_window = round(PAIR_WINDOW_S * rate)
+        self._recent = None  # recent EMG, to move marker-timed pulses onto their artifact
+        self._marker_stims: list[dict] = []
+        if "markers" in self._streams and self._ttl_col is None and opts.refine == "artifact":
+            self._recent = RecentEmg(round(REFINE_KEEP_S * rate), len(self._emg_cols))
+        self._refine_n = (round(REFINE_BEFORE_S * rate), round(REFINE_AFTER_S * rate),
+                          round(REFINE_NOISE_S * rate))  # fmt: skip
+
+    # ------------------------------------------------------------------------------ units
+    def _emg_unit(self, stream: Mapping, col: int) -> float:
+        opts = self.options
+        if opts.emg_scale is not None:
+            return float(opts.emg_scale)
+        if opts.emg_unit is not None:
+            return float(emg_factor_uv(opts.emg_unit))
+        unit = stream["channels"][col].get("unit") if col < len(stream["channels"]) else None
+        factor = emg_factor_uv(unit)
+        if factor is None:
+            raise SourceUnitError(
+                f"EMG channel {col} ({_labels(stream)[col] or 'no label'}) of LSL stream "
+                f"{stream['name']!r} is in {unit or 'no unit'!r}, not a voltage: add "
+                "emg_unit=uV|mV|V or emg_scale=MICROVOLTS_PER_UNIT to the URL"
+            )
+        return factor
+
+    def _angle_unit(self, stream: Mapping, col: int) -> float:
+        if self.options.angle_unit is not None:
+            return float(angle_factor_deg(self.options.angle_unit))
+        unit = stream["channels"][col].get("unit") if col < len(stream["channels"]) else None
+        factor = angle_factor_deg(unit)
+        if factor is None:
+            raise SourceUnitError(
+                f"angle channel {col} ({_labels(stream)[col] or 'no label'}) of LSL stream "
+                f"{stream['name']!r} is in {unit or 'no unit'!r}, not degrees: add "
+                "angle_unit=deg or angle_unit=rad to the URL"
+            )
+        return factor
+
+    # ------------------------------------------------------------------------------ feeding
+    def feed(self, chunk: Chunk) -> list[Block | Event]:
+        if chunk.tag in (OPEN_TAG,):
+            return []
+        if chunk.tag == REOPEN_TAG:
+            return self.reopened(chunk.meta)
+        if chunk.tag == "clock":
+            self._offset[chunk.meta["stream"]] = float(chunk.meta["offset_s"])
+            return []
+        if chunk.tag != "data":
+            raise SourceError(f"unknown LSL journal chunk {chunk.tag!r}")
+        stream = chunk.meta["stream"]
+        stamps = np.asarray(chunk.arrays["stamps"], dtype=np.float64) + self._offset[stream]
+        if stream == "markers":
+            out = self._markers(list(chunk.meta["texts"]), stamps, chunk.host_time_s)
+        elif stream == "emg":
+            out = self._main(chunk.arrays["values"], stamps, chunk.host_time_s)
+        else:
+            out = self._second(chunk.arrays["values"], stamps, chunk.host_time_s)
+        out += self._resolve_pulses(final=False)
+        return out
+
+    def reopened(self, description: Mapping) -> list[Block | Event]:
+        """Check that the streams that came back are the same kind; keep numbering."""
+        for name, new in description["streams"].items():
+            old = self._streams.get(name)
+            if old is None or new is None:
+                continue
+            if float(new["rate_hz"]) != float(old["rate_hz"]):
+                raise SourceRateChangedError(
+                    f"LSL stream {old['name']!r} came back at {new['rate_hz']:g} Hz instead of "
+                    f"{old['rate_hz']:g} Hz; the data so far is saved: record a new session"
+                )
+            if int(new["channel_count"]) != int(old["channel_count"]) or (
+                new["channel_format"] != old["channel_format"]
+            ):
+                raise SourceError(
+                    f"LSL stream {old['name']!r} came back with {new['channel_count']} "
+                    f"{new['channel_format']} channels instead of {old['channel_count']} "
+                    f"{old['channel_format']}; the data so far is saved"
+                )
+            self._streams[name] = dict(new)
+        for clock in self._clocks.values():
+            clock.restart_check()
+        return []
+
+    def finish(self) -> list[Block | Event]:
+        return self._resolve_pulses(final=True)
+
+    # ------------------------------------------------------------------------------ streams
+    def _main(self, values, stamps, host_s: float) -> list[Block | Event]:
+        values = np.asarray(values)
+        if values.shape[0] == 0:
+            return []
+        index = self._clocks["emg"].number(stamps)
+        x = values.astype(np.float64, copy=False)
+        emg = x[:, self._emg_cols] * self._emg_factor
+        out: list[Block | Event] = []
+        if self._ttl_col is not None:
+            out += self._ttl_edges(x[:, self._ttl_col], index, host_s)
+        angle = None
+        keep = ~np.isnan(emg).any(axis=1)
+        if self._angle_col is not None:
+            angle = x[:, [self._angle_col]] * self._angle_factor
+            keep &= ~np.isnan(angle[:, 0])
+        if self._early_markers:
+            early, self._early_markers = self._early_markers, []
+            for text, t, h in early:
+                out += self._marker(text, t, h)
+        if self._recent is not None:
+            self._recent.push(index[keep], emg[keep])
+        for sl in _runs(index, keep):
+            first = int(index[sl][0])
+            t_us = round(float(stamps[sl][0]) * 1e6)
+            out.append(Block(EMG, first, quantise(emg[sl], EMG_RESOLUTION_UV), t_us, host_s))
+            if angle is not None:
+                counts = quantise(angle[sl], ANGLE_RESOLUTION_DEG)
+                out.append(Block(ANGLE, first, counts, t_us, host_s))
+        return out
+
+    def _second(self, values, stamps, host_s: float) -> list[Block | Event]:
+        values = np.asarray(values)
+        if values.shape[0] == 0:
+            return []
+        index = self._clocks["angle"].number(stamps)
+        angle = values[:, [self._angle_stream_col]].astype(np.float64) * self._angle_factor
+        out: list[Block | Event] = []
+        for sl in _runs(index, ~np.isnan(angle[:, 0])):
+            t_us = round(float(stamps[sl][0]) * 1e6)
+            counts = quantise(angle[sl], ANGLE_RESOLUTION_DEG)
+            out.append(Block(ANGLE, int(index[sl][0]), counts, t_us, host_s))
+        return out
+
+    # ------------------------------------------------------------------------------ pulses
+    def _ttl_edges(self, ttl: np.ndarray, index: np.ndarray, host_s: float) -> list:
+        above = ttl >= self.options.ttl_threshold
+        before = np.empty_like(above)
+        before[1:] = above[:-1]
+        before[0] = above[0] if self._ttl_above is None else self._ttl_above
+        self._ttl_above = bool(above[-1])
+        for i in np.flatnonzero(above & ~before):
+            self._edges.append((int(index[i]), host_s))
+        return []
+
+    def _markers(self, texts, stamps, host_s: float) -> list[Block | Event]:
+        out: list[Block | Event] = []
+        for text, t in zip(texts, stamps.tolist(), strict=True):
+            if self._clocks["emg"].last_index is None:
+                self._early_markers.append((str(text), t, host_s))
+            else:
+                out += self._marker(str(text), t, host_s)
+        return out
+
+    def _marker(self, text: str, t: float, host_s: float) -> list[Event]:
+        index = self._clocks["emg"].index_at(t)
+        stim = parse_stim_text(text)
+        if stim is None:
+            return [Event("marker", index, host_s, label=text, params={"lsl_time_s": t})]
+        width = float("nan") if stim["width_us"] is None else stim["width_us"]
+        if self._ttl_col is None:
+            pulse = {"index": index, "host": host_s, "text": text, "t": t,
+                     "ma": stim["intensity_ma"], "us": width}  # fmt: skip
+            if self._recent is None:
+                return [self._marker_pulse(pulse, index, {"timing": "marker"})]
+            self._marker_stims.append(pulse)  # placed on its artifact once the EMG is here
+            return []
+        self._stim_markers.append(
+            {"index": index, "host": host_s, "text": text, "t": t, "ma": stim["intensity_ma"],
+             "us": width}
+        )  # fmt: skip
+        return []
+
+    def _marker_pulse(self, m: dict, index: int, params: dict) -> Event:
+        params = {**params, "lsl_time_s": m["t"]}
+        return Event(
+            "stimulus", index, m["host"], intensity_ma=m["ma"], width_us=m["us"], pulse_index=0,
+            label=m["text"], params=params,
+        )  # fmt: skip
+
+    def _refined_pulses(self, horizon: int, final: bool) -> list[Event]:
+        before, after, noise_n = self._refine_n
+        rate = float(self._streams["emg"]["rate_hz"])
+        out = []
+        while self._marker_stims and (final or horizon >= self._marker_stims[0]["index"] + after):
+            m = self._marker_stims.pop(0)
+            onset = artifact_onset(self._recent, m["index"] - before, m["index"] + after, noise_n)
+            if onset is None:
+                params = {"timing": "marker", "artifact_found": False}
+                out.append(self._marker_pulse(m, m["index"], params))
+            else:
+                moved_ms = (onset - m["index"]) / rate * 1e3
+                params = {"timing": "marker+artifact", "moved_ms": moved_ms}
+                out.append(self._marker_pulse(m, onset, params))
+        return out
+
+    def _resolve_pulses(self, *, final: bool) -> list[Event]:
+        if not self._edges and not self._stim_markers and not self._marker_stims:
+            return []
+        horizon = self._clocks["emg"].last_index
+        if horizon is None:
+            return []
+        w = self._pair_window
+        out: list[Event] = self._refined_pulses(horizon, final) if self._marker_stims else []
+        rate = float(self._streams["emg"]["rate_hz"])
+        while self._edges and (final or horizon >= self._edges[0][0] + w):
+            index, host_s = self._edges.pop(0)
+            near = [m for m in self._stim_markers if abs(m["index"] - index) <= w]
+            params = {"timing": "ttl"}
+            ma, us, label = float("nan"), float("nan"), ""
+            if near:
+                m = min(near, key=lambda m: abs(m["index"] - index))
+                self._stim_markers.remove(m)
+                ma, us, label = m["ma"], m["us"], m["text"]
+                params["marker_offset_ms"] = (m["index"] - index) / rate * 1e3
+            out.append(Event("stimulus", index, host_s, intensity_ma=ma, width_us=us,
+                             pulse_index=0, label=label, params=params))  # fmt: skip
+        for m in list(self._stim_markers):
+            if final or horizon >= m["index"] + 2 * w:
+                self._stim_markers.remove(m)
+                out.append(Event("marker", m["index"], m["host"], label=m["text"],
+                                 params={"unmatched": True, "lsl_time_s": m["t"]}))  # fmt: skip
+        return out
+
+
+# ---------------------------------------------------------------------------------- helpers
+def _runs(index: np.ndarray, keep: np.ndarray) -> list[slice]:
+    """Slices of consecutive kept rows whose indices follow each other (each one a block)."""
+    rows = np.flatnonzero(keep)
+    if rows.size == 0:
+        return []
+    if rows.size == index.size and (index.size < 2 or index[-1] - index[0] == index.size - 1):
+        return [slice(0, index.size)]
+    breaks = np.flatnonzero((np.diff(rows) != 1) | (np.diff(index[rows]) != 1)) + 1
+    out = []
+    for part in np.split(rows, breaks):
+        out.append(slice(int(part[0]), int(part[-1]) + 1))
+    return out
+
+
+def _labels(stream: Mapping) -> list[str]:
+    chans = list(stream.get("channels") or [])
+    n = int(stream["channel_count"])
+    return [str((chans[i].get("label") if i < len(chans) else "") or "") for i in range(n)]
+
+
+def _listing(labels: list[str]) -> str:
+    return ", ".join(f"{i}={lab or '?'}" for i, lab in enumerate(labels)) or "none"
+
+
+def _channel(spec: str, labels: list[str], stream: Mapping, what: str) -> int:
+    spec = str(spec).strip()
+    n = len(labels)
+    if spec.lstrip("-").isdigit():
+        i = int(spec)
+        if not 0 <= i < n:
+            raise SourceChannelError(
+                f"{what}={spec}: LSL stream {stream['name']!r} has {n} channels (0 to {n - 1}: "
+                f"{_listing(labels)})"
+            )
+        return i
+    matches = [i for i, lab in enumerate(labels) if lab == spec]
+    if not matches:
+        matches = [i for i, lab in enumerate(labels) if lab.lower() == spec.lower()]
+    if len(matches) != 1:
+        how = "no" if not matches else "more than one"
+        raise SourceChannelError(
+            f"{what}={spec}: {how} channel of LSL stream {stream['name']!r} has that label "
+            f"(channels: {_listing(labels)})"
+        )
+    return matches[0]
+
+
+def _is_emg_type(kind) -> bool:
+    return str(kind or "").strip().upper() == "EMG"
+
+
+def _check_numeric(stream: Mapping, what: str) -> None:
+    if not float(stream["rate_hz"]) > 0:
+        raise SourceError(
+            f"LSL stream {stream['name']!r} has an irregular rate (0 Hz): it cannot be {what}"
+        )
+    if stream["channel_format"] not in NUMERIC_FORMATS:
+        raise SourceError(
+            f"LSL stream {stream['name']!r} carries {stream['channel_format']} values: it "
+            f"cannot be {what}"
+        )
+
+
+def _summary(stream: Mapping) -> dict:
+    keys = ("name", "type", "source_id", "hostname", "uid", "rate_hz", "channel_count",
+            "channel_format")  # fmt: skip
+    return {k: stream.get(k) for k in keys}
+
+
+def _device(main: Mapping) -> dict:
+    return {
+        "model": f"LSL stream {main['name']}"
+        + (f" ({main['manufacturer']})" if main.get("manufacturer") else ""),
+        "device_id": main.get("source_id") or main.get("uid") or main["name"],
+        "firmware_version": "",
+        "source_kind": "lsl",
+        "lsl_name": main["name"],
+        "lsl_type": main.get("type", ""),
+        "lsl_source_id": main.get("source_id", ""),
+        "lsl_hostname": main.get("hostname", ""),
+        "lsl_channel_format": main["channel_format"],
+        "rate_hz": float(main["rate_hz"]),
+    }
