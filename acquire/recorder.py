@@ -137,9 +137,9 @@ class Recorder:
     def __new__(cls, url=None, *args, **kwargs):
         # a foreign source (lsl://...) or a replay of its journal is recorded by SourceRecorder
         if cls is Recorder and _is_source_target(url):
-            from acquire.source_recorder import SourceRecorder
+            from acquire.sources import source_recorder_class
 
-            return super().__new__(SourceRecorder)
+            return super().__new__(source_recorder_class())
         return super().__new__(cls)
 
     def __init__(

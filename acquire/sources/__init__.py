@@ -26,6 +26,19 @@ BUILTIN_SCHEMES: dict[str, str] = {
 _registered: dict[str, SourceSpec] = {}
 
 
+#: The recorder of every foreign source, named like a plugin (loaded on first use): it builds on
+#: :class:`acquire.recorder.Recorder`, whose constructor hands it foreign URLs, so neither
+#: module imports the other's name at load time (``tests/test_layers.py`` holds the graph
+#: acyclic).
+SOURCE_RECORDER = "acquire.source_recorder:SourceRecorder"
+
+
+def source_recorder_class() -> type:
+    """The class that records a foreign source (``lsl://``...): :data:`SOURCE_RECORDER`."""
+    module_name, _, name = SOURCE_RECORDER.partition(":")
+    return getattr(importlib.import_module(module_name), name)
+
+
 def register(spec: SourceSpec) -> None:
     """Add (or replace) a scheme."""
     _registered[spec.scheme] = spec
