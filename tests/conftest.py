@@ -4,6 +4,8 @@ import os
 import pathlib
 import sys
 
+import pytest
+
 # tests/naive.py (the NumPy references of the kernels) is imported as ``naive`` by the tests
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
@@ -50,3 +52,29 @@ def pytest_collection_modifyitems(config, items):
             marker = item.get_closest_marker("timeout")
             seconds = marker.args[0] if marker and marker.args else config.getini("timeout")
             item.add_marker(pytest.mark.timeout(float(seconds), method="thread"), append=False)
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """``make(size_mib) -> folder``: a real, small filesystem (tmpfs) for full-disk tests.
+
+    Skipped where mounting is not allowed (needs root); unmounted after the test.
+    """
+    import subprocess
+
+    mounted = []
+
+    def make(size_mib: float, name: str = "small"):
+        mnt = tmp_path / name
+        mnt.mkdir()
+        size = f"{int(size_mib * 1024)}k"
+        res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
+                             capture_output=True)  # fmt: skip
+        if res.returncode != 0:
+            pytest.skip("cannot mount a small filesystem here (needs root)")
+        mounted.append(mnt)
+        return mnt
+
+    yield make
+    for mnt in mounted:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)

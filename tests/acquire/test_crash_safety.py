@@ -109,16 +109,9 @@ def test_signal_finalises_cleanly_and_second_process_reads_live(tmp_path, sig):
 
 
 @pytest.fixture
-def small_filesystem(tmp_path):
+def small_filesystem(small_tmpfs):
     """A real 12 MiB filesystem (tmpfs); skipped where mounting is not allowed."""
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mnt)],
-                         capture_output=True)  # fmt: skip
-    if res.returncode != 0:
-        pytest.skip("cannot mount a small filesystem here (needs root)")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+    return small_tmpfs(12)
 
 
 @pytest.mark.parametrize("min_free_mb", ["8", "0"])
@@ -235,33 +228,25 @@ def test_recover_without_a_capture_salvages_the_file(tmp_path):
         assert [e["label"] for e in s.events] == ["x"] and s.metadata["subject_id"] == "K2"
 
 
-def test_disk_full_message_is_true_in_real_time(tmp_path):
+def test_disk_full_message_is_true_in_real_time(small_tmpfs):
     """Real time, no reserve: the disk fills between flushes. The message gives the seconds the
     file really holds, rows HDF5 could not finish are cut off, and the file reads without
     'recover' (before: "4.1 s intact" with an unreadable last chunk, issue 18 item 5)."""
     import re
 
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)],
-                         capture_output=True)  # fmt: skip
-    if res.returncode != 0:
-        pytest.skip("cannot mount a small filesystem here (needs root)")
-    try:
-        out = mnt / "full.h5"
-        proc = subprocess.run(
-            [sys.executable, "-m", "tonuslab", "record", "sim://simple?seed=1&speed=realtime",
-             "-o", str(out), "--plain", "--emg-rate", "4000", "--n-emg", "16",
-             "--min-free-mb", "0"],
-            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
-        claimed_s = float(re.search(r"; ([0-9.]+) s of EMG on disk are intact", proc.stderr)[1])
-        with open_session(out) as s:
-            n = s.emg.n_samples
-            received = int((~np.isnan(s.emg.read(0, n)).any(axis=1)).sum())  # reads every chunk
-        assert claimed_s == pytest.approx(received / 4000.0, abs=0.051)
-        assert received > 4000
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+    mnt = small_tmpfs(3)
+    out = mnt / "full.h5"
+    proc = subprocess.run(
+        [sys.executable, "-m", "tonuslab", "record", "sim://simple?seed=1&speed=realtime",
+         "-o", str(out), "--plain", "--emg-rate", "4000", "--n-emg", "16",
+         "--min-free-mb", "0"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    claimed_s = float(re.search(r"; ([0-9.]+) s of EMG on disk are intact", proc.stderr)[1])
+    with open_session(out) as s:
+        n = s.emg.n_samples
+        received = int((~np.isnan(s.emg.read(0, n)).any(axis=1)).sum())  # reads every chunk
+    assert claimed_s == pytest.approx(received / 4000.0, abs=0.051)
+    assert received > 4000

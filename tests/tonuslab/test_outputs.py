@@ -12,21 +12,15 @@ from tonuslab.output import OutputError, atomic_output
 
 
 @pytest.fixture
-def tiny_filesystem(tmp_path):
+def tiny_filesystem(small_tmpfs):
     """A real 1 MiB filesystem (tmpfs), nearly filled; skipped where mounting is not allowed."""
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
-                         capture_output=True)  # fmt: skip
-    if res.returncode != 0:
-        pytest.skip("cannot mount a small filesystem here (needs root)")
+    mnt = small_tmpfs(1, "tiny")
     try:
         with open(mnt / "ballast", "wb") as fh:  # leave ~16 KiB free
             fh.write(b"\0" * (1024 * 1024 - 16 * 1024))
     except OSError:
         pass
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+    return mnt
 
 
 def _leftovers(folder):
