@@ -496,8 +496,16 @@ def _clean(obj):
     return obj
 
 
-def analyze_file(path, *, run: str = DEFAULT_RUN, parameters=None, write: bool = True) -> dict:
-    """Open ``path``, analyse it, store the results (unless ``write=False``); return the summary."""
+def analyze_file(
+    path, *, run: str = DEFAULT_RUN, parameters=None, write: bool = True, replace: bool = False
+) -> dict:
+    """Open ``path``, analyse it, store the results (unless ``write=False``); return the summary.
+
+    A stored run of the same name made with other parameters is not overwritten silently: that
+    raises :class:`UsageError` unless ``replace=True`` (CLI ``--replace``); choose another
+    ``run`` (``--run NAME``) to keep both. The same parameters again (e.g. after an upgrade)
+    replace the run.
+    """
     from tonuslab.session import open_session
 
     path = pathlib.Path(path)
@@ -517,5 +525,29 @@ def analyze_file(path, *, run: str = DEFAULT_RUN, parameters=None, write: bool =
     summary["input_sha256"] = digest
     if write:
         check_run_name(run)
+        if not replace:
+            _refuse_silent_replacement(path, run, summary)
         summary = write_results(path, summary, run=run, input_hash=digest)
     return summary
+
+
+def _canonical(obj) -> str:
+    return json.dumps(obj, sort_keys=True, default=json_default)
+
+
+def _refuse_silent_replacement(path, run: str, summary: dict) -> None:
+    """UsageError when ``run`` is stored with parameters other than ``summary``'s."""
+    stored = read_results(path).get(run)
+    if stored is None:
+        return
+    old, new = stored.get("parameters") or {}, summary.get("parameters") or {}
+    if _canonical(old) == _canonical(new):
+        return
+    changed = sorted(
+        k for k in set(old) | set(new) if _canonical(old.get(k)) != _canonical(new.get(k))
+    )
+    shown = ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:3])
+    raise UsageError(
+        f"{path} already holds run '{run}' made with other parameters ({shown}"
+        f"{', ...' if len(changed) > 3 else ''}): use --run NAME to keep both, or --replace"
+    )

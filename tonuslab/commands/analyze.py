@@ -64,6 +64,11 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--no-write", action="store_true", help="do not store the results in the file"
     )
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="overwrite the stored run even if it was made with other parameters",
+    )
 
 
 def parameters_from_args(args) -> dict:
@@ -82,7 +87,11 @@ def parameters_from_args(args) -> dict:
 
 def run(args) -> int:
     summary = analyze_file(
-        args.file, run=args.run, parameters=parameters_from_args(args), write=not args.no_write
+        args.file,
+        run=args.run,
+        parameters=parameters_from_args(args),
+        write=not args.no_write,
+        replace=args.replace,
     )
     emit(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return 0
