@@ -102,14 +102,44 @@ class NoAnalysableDataError(SessionFileError):
 
 
 # ----------------------------------------------------------------------------------------------
-def supported_analyses(session) -> list[str]:
-    """Names of the analyses the session's data supports (``"stretch_reflex"``, ``"hreflex"``)."""
-    names = []
+def _angle_moves(session) -> bool:
     angle = session.angle_deg
-    if angle is not None and angle.size > 10 and np.nanmax(angle) - np.nanmin(angle) > 5.0:
+    return bool(
+        angle is not None
+        and angle.size > 10
+        and np.any(np.isfinite(angle))
+        and np.nanmax(angle) - np.nanmin(angle) > 5.0
+    )
+
+
+def _has_emg_samples(emg_uv: np.ndarray) -> bool:
+    """True when the EMG holds any finite sample."""
+    return bool(emg_uv.size and np.isfinite(emg_uv).any())
+
+
+def _emg_varies(emg_uv: np.ndarray) -> bool:
+    """True when some EMG channel holds finite samples that are not all one value."""
+    if emg_uv.shape[0] < 2:
+        return False
+    with np.errstate(invalid="ignore"):
+        return bool(np.any(np.nanmax(emg_uv, axis=0) > np.nanmin(emg_uv, axis=0)))
+
+
+def supported_analyses(session) -> list[str]:
+    """Names of the analyses the session's data supports.
+
+    ``"stretch_reflex"`` when the joint angle moves, ``"hreflex"`` when there are stimuli;
+    without either, ``"emg_bursts"`` (a burst table per channel) when there is EMG. A moving
+    angle whose EMG cannot be analysed falls back to ``"movements"`` (see
+    :func:`analyze_session`).
+    """
+    names = []
+    if _angle_moves(session):
         names.append("stretch_reflex")
     if len(session.stimuli) > 0:
         names.append("hreflex")
+    if not names and _emg_varies(session.emg_uv):
+        names.append("emg_bursts")
     return names
 
 
@@ -169,7 +199,8 @@ def analyze_session(session, parameters: dict | None = None) -> dict:
         )
     if not wanted:
         raise NoAnalysableDataError(
-            "no analysable data: the session has neither a moving joint angle nor stimuli"
+            "no analysable data: the session has neither a moving joint angle, nor stimuli, "
+            "nor EMG that varies (flat or absent channels)"
         )
     flags: list[str] = []
     n_nan = int(np.isnan(session.emg_uv[:, channel]).sum())
@@ -181,12 +212,20 @@ def analyze_session(session, parameters: dict | None = None) -> dict:
     runners = {
         "stretch_reflex": lambda: _run_stretch(session, channel, passive_range, params["detector"]),
         "hreflex": lambda: _run_hreflex(session, channel, muscle, params, flags),
+        "emg_bursts": lambda: _run_bursts(session, params["detector"], flags),
+        "movements": lambda: _run_movements(session),
     }
     results: dict[str, dict] = {}
     for name in wanted:
         try:
             results[name] = runners[name]()
         except SignalError as exc:  # one analysis refusing the data does not sink the other
+            if name == "stretch_reflex" and not _has_emg_samples(session.emg_uv):
+                # a goniometer without EMG samples (electrodes not recorded): the movements
+                # can still be described (a flat or saturated EMG is an error, E09)
+                flags.append(f"{name}: not analysed: {str(exc).splitlines()[0]}")
+                results["movements"] = runners["movements"]()
+                continue
             if len(wanted) == 1:
                 raise
             flags.append(f"{name}: not analysed: {str(exc).splitlines()[0]}")
@@ -194,6 +233,10 @@ def analyze_session(session, parameters: dict | None = None) -> dict:
         raise NoAnalysableDataError("no analysis could use the data: " + "; ".join(flags))
     stretch, hreflex = results.get("stretch_reflex"), results.get("hreflex")
     summary = summarize(stretch, hreflex, flags=flags)
+    for name, key in (("emg_bursts", "bursts"), ("movements", "movements")):
+        if name in results:
+            summary[key] = _clean(results[name]["rows"])
+            summary["analyses"] = [*summary["analyses"], name]
     recording = (hreflex or {}).get("recording") or {}
     if recording.get("time_compressed"):
         # intervals shrunk for a test or demo: the depression figures are not physiology
@@ -233,6 +276,31 @@ def _run_stretch(session, channel: int, passive_range, detector: str) -> dict:
         prompt_times_s=getattr(session, "prompt_times_s", None) or None,
     )
     return _result_dict(result)
+
+
+def _run_bursts(session, detector: str, flags: list[str]) -> dict:
+    """Burst table of every EMG channel (recordings without a reflex test)."""
+    from dsp.activity import burst_table
+    from dsp.quality import channel_quality
+
+    emg, rate = session.emg_uv, session.emg_rate_hz
+    names = session.emg_channel_names
+    for q in channel_quality(emg, rate):
+        for problem in q.problems:
+            flags.append(f"emg channel {names[q.channel]}: {problem}")
+    rows = burst_table(emg, rate, method=detector)
+    for r in rows:
+        r["channel_name"] = names[r["channel"]]
+    if not rows:
+        flags.append("emg_bursts: no burst above the quietest-second threshold on any channel")
+    return {"rows": rows}
+
+
+def _run_movements(session) -> dict:
+    """Movement table of the joint angle (no analysable EMG)."""
+    from dsp.activity import movement_table
+
+    return {"rows": movement_table(session.angle_deg, session.angle_rate_hz)}
 
 
 def _pair_or_none(value, name: str, *, unit: str) -> tuple[float, float] | None:

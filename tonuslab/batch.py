@@ -44,6 +44,8 @@ BASE_COLUMNS = (
     "session_label",
     "analyses",
     *(c for k in SUMMARY_KEYS for c in _flat_columns(k)),
+    "n_bursts",
+    "n_movements",
     "n_quality_flags",
     "seconds",
 )
@@ -122,6 +124,8 @@ def analyze_one(path: str, parameters: dict | None = None, write: bool = True) -
         muscle=s.get("muscle"),
         session_label=s.get("session_label"),
         analyses="+".join(s.get("analyses") or []),
+        n_bursts=None if s.get("bursts") is None else len(s["bursts"]),
+        n_movements=None if s.get("movements") is None else len(s["movements"]),
         n_quality_flags=len(s.get("quality_flags") or []),
         seconds=round(time.perf_counter() - t0, 3),
     )

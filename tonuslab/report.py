@@ -36,6 +36,16 @@ th{background:#eef}img.figure{max-width:100%;display:block;margin:.6em 0;border:
 
 
 # ---------------------------------------------------------------------------------- helpers
+#: Columns of the burst table (EMG-only recordings) and of the movement table (angle only).
+BURST_COLUMNS = (
+    "channel_name", "burst", "onset_s", "offset_s", "duration_s", "peak_uv", "iemg_uv_s",
+    "mean_frequency_hz", "median_frequency_hz", "touches_gap",
+)  # fmt: skip
+MOVEMENT_COLUMNS = (
+    "movement", "start_s", "end_s", "duration_s", "direction", "range_deg", "peak_velocity_deg_s",
+)  # fmt: skip
+
+
 def _plt():
     import matplotlib
 
@@ -577,6 +587,12 @@ def session_section(session, summary: dict, title: str) -> str:
         parts.append(
             rows_html(summary.get("stimuli") or [], STIMULUS_COLUMNS, "Per-stimulus table")
         )
+    if "emg_bursts" in (summary.get("analyses") or []):
+        parts.append(
+            rows_html(summary.get("bursts") or [], BURST_COLUMNS, "EMG bursts per channel")
+        )
+    if "movements" in (summary.get("analyses") or []):
+        parts.append(rows_html(summary.get("movements") or [], MOVEMENT_COLUMNS, "Joint movements"))
     flags = summary.get("quality_flags") or []
     parts.append(
         "<h3>Quality flags</h3>"

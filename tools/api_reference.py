@@ -28,6 +28,7 @@ MODULES = {
         "dsp.kinematics",
         "dsp.quality",
         "dsp.chain",
+        "dsp.activity",
         "dsp.stretch_reflex",
         "dsp.hreflex",
         "dsp.hreflex.presets",

@@ -173,7 +173,10 @@ def test_outlet_vanishes_and_comes_back_with_the_gap_recorded(tmp_path):
         (gap,) = [g for g in s.gaps if g["stream"] == "emg"]
         assert gap["reason"] == "link_lost"
         assert gap["n_samples"] >= int(1.5 * rate)
-        assert gap["start_index"] == int(2.5 * rate) - first
+        # the gap starts at the first sample never received: the feeder's last chunk before
+        # the outlet vanished may be lost with it (on a loaded machine, one 32-sample chunk)
+        vanished = int(2.5 * rate) - first
+        assert vanished - 64 <= gap["start_index"] <= vanished
         links = [e["label"] for e in s.events if e["kind"] == "link"]
         assert links == ["lost", "restored"] and s.state == "complete"
 

@@ -121,10 +121,19 @@ def test_e06_missing_channels(session, tmp_path):
         emg_only = [c for c in s.channels if c["kind"] == "emg"]
     no_angle = _rewrite(session, tmp_path / "no_angle.h5", channels=emg_only, angle_counts=None,
                         angle_rate_hz=None)  # fmt: skip
-    before = digest(no_angle)
-    code, lines = cli("analyze", str(no_angle), cwd=tmp_path)
+    # EMG alone is analysed as bursts (issue 17): a burst table, not a refusal
+    from tonuslab.analysis import analyze_file
+
+    summary = analyze_file(no_angle, write=False)
+    assert summary["analyses"] == ["emg_bursts"] and summary["bursts"]
+    # flat EMG and no angle: nothing to analyse, one line, the file untouched
+    zeros = np.zeros((4000, len(emg_only)), np.int32)
+    flat = _rewrite(session, tmp_path / "flat.h5", channels=emg_only, angle_counts=None,
+                    angle_rate_hz=None, emg_counts=zeros)  # fmt: skip
+    before = digest(flat)
+    code, lines = cli("analyze", str(flat), cwd=tmp_path)
     assert_user_error(code, lines, "angle")
-    assert digest(no_angle) == before
+    assert digest(flat) == before
 
 
 def test_e07_empty_session(session, tmp_path):

@@ -147,6 +147,16 @@ def format_summary(summary: dict) -> str:
     lines += _table(summary.get("stretches") or [], STRETCH_COLUMNS)
     lines += ["", "Per stimulus"]
     lines += _table(summary.get("stimuli") or [], STIMULUS_COLUMNS)
+    if summary.get("bursts") is not None:
+        from tonuslab.report import BURST_COLUMNS
+
+        lines += ["", "EMG bursts (per channel)"]
+        lines += _table(summary["bursts"], BURST_COLUMNS)
+    if summary.get("movements") is not None:
+        from tonuslab.report import MOVEMENT_COLUMNS
+
+        lines += ["", "Joint movements"]
+        lines += _table(summary["movements"], MOVEMENT_COLUMNS)
     lines += ["", "Quality flags"]
     lines += [f"  - {f}" for f in summary.get("quality_flags") or []] or ["  (none)"]
     return "\n".join(lines)
