@@ -16,6 +16,7 @@ import scipy.signal
 from dsp import _validate as V
 from dsp._jit import njit
 from dsp.errors import SignalError
+from dsp.filters import apply_zero_phase, design_lowpass, padlen_for
 
 __all__ = [
     "AngleCalibration",
@@ -267,106 +268,130 @@ class Stretch:
         return asdict(self)
 
 
-@njit
-def _velocity_runs(v, high, low):
-    """Runs where ``|v| > high`` with one sign, widened while the sign holds and ``|v| > low``.
-
-    Returns (starts, ends, signs) as int64 arrays; NaN ends a run."""
-    n = v.shape[0]
-    starts = np.empty(n // 2 + 1, np.int64)
-    ends = np.empty_like(starts)
-    signs = np.empty_like(starts)
-    k = 0
-    i = 0
-    while i < n:
-        vi = v[i]
-        if vi == vi and abs(vi) > high:
-            sgn = 1 if vi > 0 else -1
-            a = i
-            while a > 0 and v[a - 1] == v[a - 1] and sgn * v[a - 1] > low:
-                a -= 1
-            b = i
-            while b < n and v[b] == v[b] and sgn * v[b] > low:
-                b += 1
-            if k > 0 and signs[k - 1] == sgn and a <= ends[k - 1]:
-                ends[k - 1] = max(ends[k - 1], b)
-            else:
-                starts[k] = a
-                ends[k] = b
-                signs[k] = sgn
-                k += 1
-            i = max(b, i + 1)
-        else:
-            i += 1
-    return starts[:k].copy(), ends[:k].copy(), signs[:k].copy()
+# the stretch-reflex analysis's segmentation, shared (dsp.stretch_reflex imports it)
+def finite_runs(x: np.ndarray) -> list[tuple[int, int]]:
+    """Half-open index ranges ``[a, b)`` of consecutive finite samples of ``x``."""
+    finite = np.isfinite(x)
+    if finite.all():
+        return [(0, len(x))] if len(x) else []
+    ok = finite.astype(np.int8)
+    edges = np.diff(np.concatenate(([0], ok, [0])))
+    starts = np.flatnonzero(edges == 1)
+    stops = np.flatnonzero(edges == -1)
+    return list(zip(starts.tolist(), stops.tolist(), strict=True))
 
 
-def _noise_sd_deg(angle_deg: np.ndarray) -> float:
-    """Robust SD (deg) of white sensor noise on the angle, from its second differences.
+def smooth_kinematics(
+    angle_deg: np.ndarray, rate_hz: float, cutoff_hz: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Low-pass angle, velocity and acceleration, NaN where the input is NaN.
 
-    For white noise of SD s the second difference has SD ``s * sqrt(6)``; a smooth movement
-    contributes almost nothing at goniometer rates, and the median ignores the rest.
+    Parameters
+    ----------
+    angle_deg : ndarray, shape (n,)
+        Angle in degrees, NaN in gaps.
+    rate_hz : float
+        Sampling rate of the angle.
+    cutoff_hz : float
+        Corner of the zero-phase 4th-order Butterworth low-pass (2nd order run forwards and
+        backwards).
+
+    Returns
+    -------
+    angle, velocity, acceleration : ndarray, shape (n,)
+        deg, deg/s, deg/s^2. Runs of finite samples too short to filter stay unfiltered.
     """
-    d2 = np.diff(angle_deg, 2)
-    d2 = d2[np.isfinite(d2)]
-    if d2.size == 0:
-        return 0.0
-    return float(1.4826 * np.median(np.abs(d2 - np.median(d2))) / math.sqrt(6.0))
+    sos = design_lowpass(min(cutoff_hz, 0.45 * rate_hz), rate_hz, 2)
+    pad = padlen_for(sos)
+    out = np.full(angle_deg.shape, np.nan)
+    vel = np.full_like(out, np.nan)
+    acc = np.full_like(out, np.nan)
+    for a, b in finite_runs(angle_deg):
+        seg = angle_deg[a:b].astype(np.float64)
+        if b - a > pad:
+            seg = apply_zero_phase(seg, sos)
+        out[a:b] = seg
+        if b - a >= 3:
+            v = np.gradient(seg) * rate_hz
+            vel[a:b] = v
+            acc[a:b] = np.gradient(v) * rate_hz
+    return out, vel, acc
 
 
-def _velocity_noise_gain(window_s: float, polyorder: int, rate_hz: float) -> float:
-    """SD of the Savitzky-Golay velocity (deg/s) per degree of white angle noise."""
-    window = max(round(window_s * rate_hz), polyorder + 2)
-    window += 1 - window % 2
-    h = scipy.signal.savgol_coeffs(window, polyorder, deriv=1, delta=1.0 / rate_hz)
-    return float(np.sqrt(np.sum(h * h)))
+@dataclass
+class Movement:
+    """One lengthening movement found in the goniometer signal (sample indices of the angle)."""
+
+    start: int
+    end: int
+    n_pieces: int  # number of above-threshold velocity runs merged into this movement
 
 
-@njit
-def _widen_runs(v_slow, starts, ends, signs, rest):
-    """Widen each run ``[starts[i], ends[i])`` while ``signs[i] * v_slow > rest`` (NaN stops).
+def find_stretches(
+    angle: np.ndarray,
+    velocity: np.ndarray,
+    rate_hz: float,
+    *,
+    on_velocity_deg_s: float,
+    rest_velocity_deg_s: float,
+    min_excursion_deg: float,
+    merge_gap_s: float,
+    max_backtrack_s: float = 1.0,
+    smooth_velocity: np.ndarray | None = None,
+) -> list[Movement]:
+    """Lengthening movements: velocity above ``on_velocity_deg_s`` with enough excursion.
 
-    Returns (lows, highs) as int64 arrays, ``lows <= starts`` and ``highs >= ends``."""
-    n = v_slow.shape[0]
-    lows = starts.copy()
-    highs = ends.copy()
-    for i in range(starts.shape[0]):
-        sgn = signs[i]
-        a = starts[i]
-        while a > 0 and v_slow[a - 1] == v_slow[a - 1] and sgn * v_slow[a - 1] > rest:
-            a -= 1
-        b = ends[i]
-        while b < n and v_slow[b] == v_slow[b] and sgn * v_slow[b] > rest:
-            b += 1
-        lows[i] = min(a, starts[i])
-        highs[i] = max(b, ends[i])
-    return lows, highs
-
-
-def _merge_runs(starts, ends, lows, highs, signs):
-    """Join consecutive runs of one sign whose widened ranges touch: a slow movement whose
-    velocity dips under the detection threshold stays one movement."""
+    Runs of ``velocity > on_velocity_deg_s`` closer than ``merge_gap_s`` are merged unless the
+    angle went back (shortened) by more than 2 degrees between them. The start is moved back to
+    the last sample at rest (``velocity <= rest_velocity_deg_s``) and the end forward to the
+    largest angle before the velocity falls to rest. Movements with less than
+    ``min_excursion_deg`` of lengthening are dropped (tremor, clonus, noise). The rest test
+    uses ``smooth_velocity`` when given (a more heavily low-passed velocity, less noisy).
+    """
+    v = np.where(np.isfinite(velocity), velocity, 0.0)
+    vr = (
+        v if smooth_velocity is None else np.where(np.isfinite(smooth_velocity), smooth_velocity, 0)
+    )
+    up = (v > on_velocity_deg_s).astype(np.int8)
+    edges = np.diff(np.concatenate(([0], up, [0])))
+    starts = np.flatnonzero(edges == 1)
+    stops = np.flatnonzero(edges == -1)
+    gap = round(merge_gap_s * rate_hz)
     merged: list[list[int]] = []
-    for a, b, lo, hi, sgn in zip(
-        starts.tolist(), ends.tolist(), lows.tolist(), highs.tolist(), signs.tolist(), strict=True
-    ):
-        if merged and merged[-1][4] == sgn and lo <= merged[-1][3]:
-            merged[-1][1] = b
-            merged[-1][3] = max(hi, merged[-1][3])
-        else:
-            merged.append([a, b, lo, hi, sgn])
-    return [tuple(m) for m in merged]
-
-
-def _refine_bounds(angle, lo, a, b, hi, sgn, tol_deg):
-    """Move ``[lo, hi)`` (where the smooth velocity left rest) to where the angle leaves rest
-    and reaches its extreme: the last sample of ``[lo, a]`` within ``tol_deg`` of the angle at
-    ``lo`` and the first sample of ``[b - 1, hi)`` within ``tol_deg`` of the extreme angle."""
-    x = sgn * angle[lo:hi]
-    start = lo + int(np.flatnonzero(x[: a - lo + 1] <= x[0] + tol_deg)[-1])
-    top = np.nanmax(x[b - 1 - lo :])
-    end = b - 1 + int(np.flatnonzero(x[b - 1 - lo :] >= top - tol_deg)[0])
-    return start, end + 1
+    for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
+        if merged and a - merged[-1][1] <= gap:
+            prev_end = merged[-1][1] - 1
+            between = angle[prev_end : a + 1]
+            if np.all(np.isfinite(between)) and angle[prev_end] - np.min(between) <= 2.0:
+                merged[-1][1] = b
+                merged[-1][2] += 1
+                continue
+        merged.append([a, b, 1])
+    back = round(max_backtrack_s * rate_hz)
+    out: list[Movement] = []
+    n = len(v)
+    for a, b, pieces in merged:
+        s = a
+        lo = max(0, a - back)
+        while s > lo and vr[s - 1] > rest_velocity_deg_s:
+            s -= 1
+        e = b
+        hi = min(n, b + back)
+        while e < hi and vr[e] > rest_velocity_deg_s:
+            e += 1
+        e = min(e, n - 1)
+        seg = angle[s : e + 1]
+        if not np.any(np.isfinite(seg)):
+            continue
+        e = s + int(np.nanargmax(seg))
+        if out and s <= out[-1].end:
+            s = out[-1].end + 1
+            if s >= e:
+                continue
+        if angle[e] - np.nanmin(angle[s : e + 1]) < min_excursion_deg:
+            continue
+        out.append(Movement(s, e, pieces))
+    return out
 
 
 def segment_stretches(
@@ -374,59 +399,59 @@ def segment_stretches(
     rate_hz,
     *,
     min_velocity_deg_s: float = 5.0,
-    min_range_deg: float = 5.0,
-    rest_velocity_deg_s: float = 0.5,
-    window_s: float = 0.05,
-    rest_window_s: float = 0.2,
+    min_range_deg: float = 15.0,
+    rest_velocity_deg_s: float = 1.0,
+    angle_cutoff_hz: float = 20.0,
+    rest_cutoff_hz: float = 10.0,
+    merge_gap_s: float = 0.25,
+    max_backtrack_s: float = 30.0,
     direction: int = 0,
 ) -> list[Stretch]:
-    """Split a goniometer recording into movements (stretches and returns).
+    """Split a goniometer recording into movements: the stretch-reflex analysis's segmenter.
 
-    A movement is found where the velocity (Savitzky-Golay, ``window_s``) keeps one sign and
-    exceeds the detection threshold ``max(min_velocity_deg_s, 5 * velocity noise SD)``. Its
-    bounds are widened while a more heavily smoothed velocity (``rest_window_s``) keeps that sign
-    above the rest threshold ``max(rest_velocity_deg_s, 3 * its noise SD)``, then tightened by the
-    angle: the **start** is the last sample still within a tolerance (``max(0.05 deg, 4 x angle
-    noise SD)``) of the rest angle before the movement, the **end** the first sample within that
-    tolerance of the movement's extreme angle. The noise SD is estimated from the signal itself
-    (second differences, median absolute deviation), so thresholds follow the sensor.
-    Movements that change the angle by less than ``min_range_deg`` are dropped; NaN (gaps) ends
-    a movement.
-
-    Accuracy against the virtual patient's ground truth (``tonuslab validate segmentation``,
-    6 profiles x 50 seeds, ``docs/validation.md``): every stretch found; start angle within
-    0.8 deg of the rest angle; range within 1.5 deg (3.2 deg under sustained clonus); peak
-    velocity within 5.7 % except where a catch and release reshape the movement. A smooth
-    (minimum-jerk) movement leaves rest so gradually that its start is found 4.4 % (median) to
-    9 % (worst) of its duration after the true onset.
+    This is the segmenter :func:`dsp.stretch_reflex.analyze_stretch_reflex` uses (its defaults
+    are the analysis's), so what is validated here is what the analysis sees. The angle is
+    low-passed (zero-phase, ``angle_cutoff_hz``) on each run of finite samples and
+    differentiated. A movement is a run of velocity above ``min_velocity_deg_s`` in one
+    direction; runs closer than ``merge_gap_s`` are merged unless the angle went back by more
+    than 2 degrees between them; the start moves back to the last sample at rest (a
+    ``rest_cutoff_hz`` low-passed velocity at or below ``rest_velocity_deg_s``) and the end
+    forward to the extreme angle before the velocity falls to rest. Movements that change the
+    angle by less than ``min_range_deg`` are dropped (tremor, clonus beats, noise). With
+    ``direction=0`` both directions are searched and a movement never overlaps the previous
+    one. Accuracy against the simulator and on data it did not make: ``docs/validation.md``
+    (``tonuslab validate segmentation``).
 
     Parameters
     ----------
     angle_deg : array_like, (n_samples,)
-        Angle in degrees (increasing = lengthening).
+        Angle in degrees (increasing = lengthening), NaN in gaps.
     rate_hz : float
         Sampling rate in Hz.
     min_velocity_deg_s : float
-        Lowest detection threshold (deg/s); raised automatically above the velocity noise.
+        Detection threshold (deg/s).
     min_range_deg : float
         Smallest angle change (deg) kept as a movement.
     rest_velocity_deg_s : float
-        Lowest rest threshold (deg/s) of the boundary search.
-    window_s : float
-        Savitzky-Golay window of the velocity used for detection and peak velocity
-        (:func:`angle_kinematics`).
-    rest_window_s : float
-        Savitzky-Golay window of the velocity used for the boundary search (longer: less noise).
+        Rest threshold (deg/s) of the boundary search; below ``min_velocity_deg_s``.
+    angle_cutoff_hz, rest_cutoff_hz : float
+        Low-pass corners of the angle (detection, peak velocity) and of the rest velocity.
+    merge_gap_s : float
+        Velocity runs closer than this are one movement (a hesitation).
+    max_backtrack_s : float
+        How far the start and the end may move from the velocity run (s).
     direction : int
         +1 keeps only stretches (angle increasing), -1 only returns, 0 both.
 
     Returns
     -------
     list of Stretch
-        In time order.
+        In time order, never overlapping.
     """
     if direction not in (-1, 0, 1):
         raise SignalError(f"direction must be +1, -1 or 0 (both), got {direction!r}")
+    rate = V.rate(rate_hz)
+    x = V.one_channel(angle_deg, "angle_deg", allow_nan=True, min_samples=1)
     v_on = V.positive(min_velocity_deg_s, "min_velocity_deg_s", "deg/s")
     v_rest = V.positive(rest_velocity_deg_s, "rest_velocity_deg_s", "deg/s")
     if v_rest >= v_on:
@@ -434,42 +459,45 @@ def segment_stretches(
             f"rest_velocity_deg_s ({v_rest:g}) must be below min_velocity_deg_s ({v_on:g})"
         )
     rng_min = V.non_negative(min_range_deg, "min_range_deg", "deg")
-    k = angle_kinematics(angle_deg, rate_hz, window_s=window_s)
-    slow_window_s = max(V.positive(rest_window_s, "rest_window_s", "s"), k.window_s)
-    if len(k.angle_deg) < round(slow_window_s * k.rate_hz) + 1:
-        slow_window_s = k.window_s
-    k_slow = angle_kinematics(angle_deg, rate_hz, window_s=slow_window_s)
-    sd_deg = _noise_sd_deg(V.one_channel(angle_deg, "angle_deg", allow_nan=True, min_samples=1))
-    on = max(v_on, 5.0 * sd_deg * _velocity_noise_gain(k.window_s, 3, k.rate_hz))
-    rest = max(v_rest, 3.0 * sd_deg * _velocity_noise_gain(k_slow.window_s, 3, k.rate_hz))
-    tol_deg = max(0.05, 4.0 * sd_deg)
-    starts, ends, signs = _velocity_runs(k.velocity_deg_s, on, on)
-    lows, highs = _widen_runs(k_slow.velocity_deg_s, starts, ends, signs, rest)
-    out = []
-    for a, b, lo, hi, sgn in _merge_runs(starts, ends, lows, highs, signs):
+    cut = V.positive(angle_cutoff_hz, "angle_cutoff_hz", "Hz")
+    cut_rest = V.positive(rest_cutoff_hz, "rest_cutoff_hz", "Hz")
+    gap_s = V.non_negative(merge_gap_s, "merge_gap_s", "s")
+    back_s = V.non_negative(max_backtrack_s, "max_backtrack_s", "s")
+    ang, vel, _ = smooth_kinematics(x, rate, cut)
+    vel_rest = smooth_kinematics(x, rate, cut_rest)[1]
+    found: list[Stretch] = []
+    for sgn in (1, -1):
         if direction and sgn != direction:
             continue
-        s, e = _refine_bounds(k.angle_deg, lo, a, b, hi, sgn, tol_deg)
-        a0, a1 = k.angle_deg[s], k.angle_deg[e - 1]
-        rng = abs(a1 - a0)
-        if not rng >= rng_min:
-            continue
-        # Long movements take their peak from the smoother velocity: the short window's noise
-        # (about 1 deg/s) would otherwise inflate the peak of a slow stretch.
-        vel = k_slow.velocity_deg_s if e - s >= 10 * slow_window_s * k.rate_hz else k.velocity_deg_s
-        seg = vel[s:e]
-        j = int(np.nanargmax(np.abs(seg)))
-        out.append(
-            Stretch(
-                start=int(s),
-                end=int(e),
-                start_s=s / k.rate_hz,
-                end_s=e / k.rate_hz,
-                direction=int(sgn),
-                peak_velocity_deg_s=float(seg[j]),
-                range_deg=float(rng),
-                start_angle_deg=float(a0),
-                end_angle_deg=float(a1),
-            )
-        )
+        moves = find_stretches(
+            sgn * ang, sgn * vel, rate, on_velocity_deg_s=v_on, rest_velocity_deg_s=v_rest,
+            min_excursion_deg=rng_min, merge_gap_s=gap_s, max_backtrack_s=back_s,
+            smooth_velocity=sgn * vel_rest,
+        )  # fmt: skip
+        for m in moves:
+            found.append(_stretch(ang, vel, rate, m.start, m.end + 1, sgn))
+    found.sort(key=lambda st: st.start)
+    out: list[Stretch] = []
+    for st in found:  # a return's backtracked start may reach into the stretch before it
+        if out and st.start < out[-1].end:
+            if st.end - out[-1].end < 2:
+                continue
+            st = _stretch(ang, vel, rate, out[-1].end, st.end, st.direction)
+        out.append(st)
     return out
+
+
+def _stretch(ang, vel, rate: float, s: int, e: int, sgn: int) -> Stretch:
+    seg = vel[s:e]
+    j = int(np.nanargmax(np.abs(seg))) if np.any(np.isfinite(seg)) else 0
+    return Stretch(
+        start=int(s),
+        end=int(e),
+        start_s=s / rate,
+        end_s=e / rate,
+        direction=int(sgn),
+        peak_velocity_deg_s=float(seg[j]) if seg.size else float("nan"),
+        range_deg=float(abs(ang[e - 1] - ang[s])),
+        start_angle_deg=float(ang[s]),
+        end_angle_deg=float(ang[e - 1]),
+    )

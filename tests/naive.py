@@ -60,44 +60,6 @@ def reference_convolve(x, h):
     return out
 
 
-def reference_velocity_runs(v, high, low):
-    """Slow reference of the hysteresis run finder."""
-    runs = []
-    i, n = 0, len(v)
-    while i < n:
-        if np.isfinite(v[i]) and abs(v[i]) > high:
-            sgn = 1 if v[i] > 0 else -1
-            a = i
-            while a > 0 and np.isfinite(v[a - 1]) and sgn * v[a - 1] > low:
-                a -= 1
-            b = i
-            while b < n and np.isfinite(v[b]) and sgn * v[b] > low:
-                b += 1
-            if runs and runs[-1][2] == sgn and a <= runs[-1][1]:
-                runs[-1][1] = max(runs[-1][1], b)
-            else:
-                runs.append([a, b, sgn])
-            i = max(b, i + 1)
-        else:
-            i += 1
-    return runs
-
-
-def reference_widen_runs(v_slow, starts, ends, signs, rest):
-    """Slow reference of the boundary widening."""
-    lows, highs = [], []
-    for a, b, sgn in zip(starts, ends, signs, strict=True):
-        lo = a
-        while lo > 0 and np.isfinite(v_slow[lo - 1]) and sgn * v_slow[lo - 1] > rest:
-            lo -= 1
-        hi = b
-        while hi < len(v_slow) and np.isfinite(v_slow[hi]) and sgn * v_slow[hi] > rest:
-            hi += 1
-        lows.append(lo)
-        highs.append(hi)
-    return lows, highs
-
-
 # ---- kernels tested in tests/dsp/test_quality.py -------------------------------------------------
 def reference_gaps(x):
     bad = np.isnan(x).any(axis=1) if x.ndim == 2 else np.isnan(x)

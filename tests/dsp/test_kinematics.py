@@ -1,9 +1,11 @@
 """Goniometer kinematics against scipy's Savitzky-Golay and analytic motions."""
 
+import itertools
+
 import numpy as np
 import pytest
 import scipy.signal
-from naive import reference_convolve, reference_velocity_runs, reference_widen_runs
+from naive import reference_convolve
 
 from dsp import SignalError
 from dsp import kinematics as K
@@ -80,11 +82,11 @@ def test_segment_stretches_of_a_known_motion():
     st = K.segment_stretches(a, RATE)
     assert [s.direction for s in st] == [1, -1]
     s0, s1 = st
-    assert abs(s0.start - 500) < 15 and abs(s0.end - 750) < 15
+    assert abs(s0.start - 500) < 25 and abs(s0.end - 750) < 25  # the 20 Hz low-pass spreads corners
     assert s0.range_deg == pytest.approx(60, abs=1.5)
     assert s0.peak_velocity_deg_s == pytest.approx(120, rel=0.1)  # SG overshoots at corners
     assert s1.peak_velocity_deg_s == pytest.approx(-60, rel=0.1)
-    assert abs(s1.start - 1250) < 15 and abs(s1.end - 1750) < 15
+    assert abs(s1.start - 1250) < 25 and abs(s1.end - 1750) < 25
     assert [s.direction for s in K.segment_stretches(a, RATE, direction=1)] == [1]
     assert K.segment_stretches(a, RATE, min_range_deg=80) == []
     assert s0.to_dict()["start_s"] == pytest.approx(s0.start / RATE)
@@ -120,7 +122,8 @@ def test_lowest_polyorder_gives_the_acceleration():
         ({"min_range_deg": float("inf")}, "min_range_deg must be finite"),
         ({"min_velocity_deg_s": "fast"}, "min_velocity_deg_s"),
         ({"rest_velocity_deg_s": 0.0}, "rest_velocity_deg_s"),
-        ({"rest_window_s": -1.0}, "rest_window_s"),
+        ({"rest_cutoff_hz": -1.0}, "rest_cutoff_hz"),
+        ({"merge_gap_s": float("nan")}, "merge_gap_s"),
     ],
 )
 def test_segment_stretches_parameters_are_signal_errors(kwargs, message):
@@ -143,35 +146,48 @@ def test_counts_to_degrees_parameters_are_signal_errors(scale, offset, message):
         K.counts_to_degrees([1, 2], scale, offset)
 
 
-def random_velocities(seed, width, n=20):
-    """Smoothed random velocity traces (deg/s) with three NaN samples each."""
+def test_the_public_segmenter_is_the_analysis_segmenter():
+    """One segmenter (issue 17 item 3): segment_stretches(direction=+1) gives exactly the
+    movements analyze_stretch_reflex judges, on a simulated TSRT session."""
+    import virtual_patient as vp
+    from dsp.stretch_reflex import analyze_stretch_reflex
+
+    rec = vp.simulate_stretch_session("moderate_elbow", seed=4, n_emg=1)
+    angle = rec.stretch_direction_sign * rec.angle_deg
+    res = analyze_stretch_reflex(rec.emg_uv, rec.emg_rate_hz, angle, rec.angle_rate_hz,
+                                 n_bootstrap=0, detector_sensitivity=False)  # fmt: skip
+    found = K.segment_stretches(angle, rec.angle_rate_hz, direction=1)
+    starts = [round(r["start_s"], 6) for r in res.to_dict()["stretches"]]
+    assert starts == [round(st.start_s, 6) for st in found]
+
+
+def _noisy_back_and_forth(rng, rate, n_cycles, *, noise_deg, pause_s):
+    """Flexion-extension cycles of 60 deg with cosine profiles, pauses and sensor noise."""
+    t = np.arange(int((n_cycles * (2.0 + 2 * pause_s) + 1.0) * rate)) / rate
+    angle = np.full(t.size, 20.0)
+    t0 = 0.5
+    for _ in range(n_cycles):
+        for sign in (1, -1):
+            m = (t >= t0) & (t < t0 + 1.0)
+            base = 20.0 if sign > 0 else 80.0
+            angle[m] = base + sign * 60.0 * (1 - np.cos(np.pi * (t[m] - t0))) / 2
+            after = t >= t0 + 1.0
+            angle[after] = base + sign * 60.0
+            t0 += 1.0 + pause_s
+    return angle + rng.normal(0, noise_deg, t.size)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_no_duplicates_or_overlaps_at_1_khz_both_directions(seed):
+    """Noisy 1 kHz goniometer, flexion and extension with short pauses: one movement per
+    true movement, in order, never overlapping (the old segmenter gave 5 for 3)."""
     rng = np.random.default_rng(seed)
-    for _ in range(n):
-        v = np.convolve(rng.normal(scale=30, size=600), np.ones(width) / width, mode="same")
-        v[rng.integers(0, 600, 3)] = np.nan
-        yield v
-
-
-def test_velocity_runs_kernel_matches_reference():
-    for v in random_velocities(5, 15):
-        s, e, g = K._velocity_runs(v, 8.0, 2.0)
-        assert [list(t) for t in zip(s, e, g, strict=True)] == reference_velocity_runs(v, 8.0, 2.0)
-
-
-def test_widen_runs_kernel_matches_reference():
-    for v in random_velocities(8, 25):
-        s, e, g = K._velocity_runs(v, 8.0, 8.0)
-        lows, highs = K._widen_runs(v, s, e, g, 1.5)
-        assert (lows.tolist(), highs.tolist()) == reference_widen_runs(v, s, e, g, 1.5)
-
-
-def test_noise_estimate_follows_the_sensor():
-    rng = np.random.default_rng(2)
-    t = np.arange(20_000) / RATE
-    smooth = 40 * np.sin(2 * np.pi * 0.2 * t)  # a slow movement contributes almost nothing
-    for sd in (0.01, 0.05, 0.3):
-        est = K._noise_sd_deg(smooth + rng.normal(scale=sd, size=t.size))
-        assert est == pytest.approx(sd, rel=0.05)
+    rate = 1000.0
+    angle = _noisy_back_and_forth(rng, rate, 3, noise_deg=0.3, pause_s=rng.uniform(0.15, 0.6))
+    found = K.segment_stretches(angle, rate)
+    assert [st.direction for st in found] == [1, -1] * 3
+    assert all(a.end <= b.start for a, b in itertools.pairwise(found))
+    assert all(abs(st.range_deg - 60.0) < 3.0 for st in found)
 
 
 @pytest.mark.parametrize("profile", ["moderate_elbow", "plantarflexor_clonus"])
@@ -187,8 +203,12 @@ def test_segmentation_against_the_virtual_patient(profile):
         assert len(found) == len(truth)
         for st, tr in zip(found, truth, strict=True):
             duration_s = tr["movement_end_s"] - tr["start_s"]
-            assert 0 <= st.start_s - tr["start_s"] <= 0.10 * duration_s
-            assert abs(st.start_angle_deg - tr["start_deg"]) <= 1.0
-            assert abs(st.range_deg - (tr["max_angle_deg"] - tr["start_deg"])) <= 2.0
+            slow = tr["peak_velocity_deg_s"] < 30.0  # the passive-range stretches (~10 deg/s)
+            delay = (st.start_s - tr["start_s"]) / duration_s
+            # a slow stretch crosses the 5 deg/s detection late and its 20 Hz velocity is noisy
+            assert -0.02 <= delay <= (0.12 if slow else 0.06)
+            assert abs(st.start_angle_deg - tr["start_deg"]) <= (2.0 if slow else 0.5)
+            assert abs(st.range_deg - (tr["max_angle_deg"] - tr["start_deg"])) <= 3.5
             if profile == "moderate_elbow":  # no release surge after a deep catch
-                assert st.peak_velocity_deg_s == pytest.approx(tr["peak_velocity_deg_s"], rel=0.05)
+                rel = 0.25 if slow else 0.05
+                assert st.peak_velocity_deg_s == pytest.approx(tr["peak_velocity_deg_s"], rel=rel)
