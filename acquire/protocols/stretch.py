@@ -22,6 +22,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+#: Low-pass corner of the live velocity (Hz): the analysis's ``angle_cutoff_hz`` default.
+VELOCITY_CUTOFF_HZ = 20.0
+
 
 @dataclass(frozen=True)
 class StretchProtocolConfig:
@@ -197,8 +200,9 @@ class StretchProtocol:
         self._t = 0.0  # session time of the newest angle sample
         self._prompt_t = 0.0
         self._next_prompt_t = 0.0
-        self._prev_angle: float | None = None
-        self._smooth: collections.deque = collections.deque()
+        self._prev_angle: float | None = None  # previous low-passed angle (deg)
+        self._lowpass = None  # causal filter of the angle, made on the first block
+        self._angle_origin = 0.0  # angle the filter started from (no start-up transient)
         self._move_v: list[float] = []
         self._move_start = (0.0, 0.0)
         self._quiet = 0
@@ -246,25 +250,57 @@ class StretchProtocol:
         if stream != "angle":
             return
         rate = self._angle_rate
-        window = max(1, round(0.02 * rate))  # 20 ms moving average of the velocity
-        angles = phys[:, 0]
+        angles = np.asarray(phys[:, 0], dtype=np.float64)
+        smooth = self._lowpassed(angles)
         for k, a in enumerate(angles):
             t = (row + k) / rate
             self._t = t
             if not np.isfinite(a):
                 self._prev_angle = None
                 continue
+            s = float(smooth[k])
             if self._prev_angle is None:
-                self._prev_angle = float(a)
+                self._prev_angle = s
                 continue
-            v = (a - self._prev_angle) * rate
-            self._prev_angle = float(a)
-            self._smooth.append(v)
-            if len(self._smooth) > window:
-                self._smooth.popleft()
-            vel = float(np.mean(self._smooth))
+            # velocity of the low-passed angle: the analysis's corner (20 Hz), run causally
+            vel = (s - self._prev_angle) * rate
+            self._prev_angle = s
             self._track(t, float(a), vel)
             self._last_angle = float(a)
+
+    def _lowpassed(self, angles: np.ndarray) -> np.ndarray:
+        """The angle through a causal 4th-order Butterworth low-pass at ``VELOCITY_CUTOFF_HZ``.
+
+        The analysis low-passes at the same corner, forwards and backwards (no lag); live, the
+        filter can only run forwards, so the velocity lags by about 10 ms and its peak is within
+        a few percent of the analysis's (docs/stretch-reflex.md). A gap (NaN) restarts it.
+        """
+        from dsp.filters import StreamingFilter, design_lowpass
+
+        rate = self._angle_rate
+        if self._lowpass is None:
+            sos = design_lowpass(min(VELOCITY_CUTOFF_HZ, 0.45 * rate), rate, 4)
+            self._lowpass = StreamingFilter(sos, 1)
+            self._lowpass_fresh = True
+        out = np.full(angles.shape, np.nan)
+        finite = np.isfinite(angles)
+        k, n = 0, angles.size
+        while k < n:
+            if not finite[k]:
+                self._lowpass.reset()
+                self._lowpass_fresh = True
+                k += 1
+                continue
+            j = k
+            while j < n and finite[j]:
+                j += 1
+            if self._lowpass_fresh:  # start from rest at this angle: no step transient
+                self._angle_origin = float(angles[k])
+                self._lowpass_fresh = False
+            run = angles[k:j, None] - self._angle_origin
+            out[k:j] = self._lowpass.process(run)[:, 0] + self._angle_origin
+            k = j
+        return out
 
     def _track(self, t: float, angle: float, vel: float) -> None:
         if self._state not in ("wait_onset", "moving"):

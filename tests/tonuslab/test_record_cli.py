@@ -307,3 +307,28 @@ def test_hreflex_recording_waits_out_the_last_pair(tmp_path):
     with open_session(out) as s:
         last = max(e["emg_sample_index"] for e in s.events if e["kind"] == "stimulus")
         assert s.emg.n_samples >= last + round(0.3 * 5000)  # and the response after it
+
+
+def test_live_and_analysed_peak_velocity_agree(tmp_path):
+    """The recorder's feedback and analyze compute velocity the same way (the analysis's 20 Hz
+    corner; live causally): their peaks agree within 10 % on a slow and a fast stretch (issue
+    17 item 6: they were 22 vs 16 deg/s on a slow stretch)."""
+    from tonuslab.analysis import analyze_file
+
+    out = tmp_path / "v.h5"
+    proc = tonuslab(
+        "record", "sim://mild_elbow?seed=5&speed=realtime", "-o", out, "--protocol", "stretch",
+        "--range-stretches", "1", "--range-velocity", "15", "--velocities", "150",
+        "--repeats", "1", "--rest", "0.3", "--plain",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    with open_session(out) as s:
+        live = [e["params"]["peak_velocity_deg_s"] for e in s.events
+                if e["label"] == "stretch_result"]  # fmt: skip
+    rows = analyze_file(out, write=False)["stretches"]
+    analysed = [r["peak_velocity_deg_s"] for r in rows]
+    assert len(live) == 2 and len(analysed) >= 2
+    # match each live stretch to the analysed one of closest peak velocity
+    for v in live:
+        closest = min(analysed, key=lambda a: abs(a - v))
+        assert abs(v / closest - 1) < 0.10, (live, analysed)
