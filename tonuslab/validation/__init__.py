@@ -15,5 +15,6 @@ SUITES = {
     "segmentation": "tonuslab.validation.segmentation",
     "stretch": "tonuslab.validation.stretch_reflex",
     "hreflex": "tonuslab.validation.hreflex",
+    "hreflex-second": "tonuslab.validation.second_hreflex",
     "real-emg": "tonuslab.validation.real_emg",
 }
