@@ -173,7 +173,10 @@ def test_outlet_vanishes_and_comes_back_with_the_gap_recorded(tmp_path):
         (gap,) = [g for g in s.gaps if g["stream"] == "emg"]
         assert gap["reason"] == "link_lost"
         assert gap["n_samples"] >= int(1.5 * rate)
-        assert gap["start_index"] == int(2.5 * rate) - first
+        # the last chunks pushed just before the outlet was destroyed may never leave it (liblsl
+        # drops an outlet's unsent buffer): the gap starts at most a few chunks early
+        vanished = int(2.5 * rate) - first
+        assert vanished - 3 * feeder.chunk <= gap["start_index"] <= vanished
         links = [e["label"] for e in s.events if e["kind"] == "link"]
         assert links == ["lost", "restored"] and s.state == "complete"
 
