@@ -20,8 +20,10 @@ Chunks (:class:`acquire.sources.base.Chunk`):
 
 Units: EMG in microvolts quantised at :data:`~acquire.sources.base.EMG_RESOLUTION_UV` per
 count, angles in degrees at :data:`~acquire.sources.base.ANGLE_RESOLUTION_DEG`. Sample numbers
-come from the timestamps (:mod:`acquire.sources.lsl_clock`; ``index_origin = "clock"``). A row
-with NaN in a stored channel is not stored: it is a one-sample gap.
+come from the timestamps (:mod:`acquire.sources.lsl_clock`; ``index_origin = "clock"``), or from
+a sequence-counter channel when the URL names one (``seq=K``, ``seq_modulo=N``;
+``index_origin = "counter"``). A row with NaN in a stored channel is not stored: it is a
+one-sample gap.
 
 Pulses: with ``ttl=K``, each rising edge of channel K through ``ttl_threshold`` (previous sample
 below, this one at or above) is one stimulus at exactly that sample. With ``markers=NAME``, a
@@ -56,7 +58,7 @@ from acquire.sources.base import (
     SourceInfo,
     quantise,
 )
-from acquire.sources.lsl_clock import StreamClock
+from acquire.sources.lsl_clock import CounterClock, StreamClock
 from acquire.sources.lsl_url import LslOptions
 from acquire.sources.units import angle_factor_deg, emg_factor_uv, parse_stim_text
 
@@ -111,7 +113,8 @@ class LslDecoder(Decoder):
             self._angle_col = _channel(opts.angle, labels, main, "angle")
         if opts.ttl is not None:
             self._ttl_col = _channel(opts.ttl, labels, main, "ttl")
-        taken = {self._angle_col, self._ttl_col} - {None}
+        self._seq_col = None if opts.seq is None else _channel(opts.seq, labels, main, "seq")
+        taken = {self._angle_col, self._ttl_col, self._seq_col} - {None}
         if opts.emg is not None:
             self._emg_cols = [_channel(c, labels, main, "emg") for c in opts.emg]
             both = taken & set(self._emg_cols)
@@ -160,19 +163,23 @@ class LslDecoder(Decoder):
             emg_rate_hz=float(main["rate_hz"]),
             angle_rate_hz=angle_rate,
             device=_device(main),
-            index_origin="clock",
+            index_origin="clock" if self._seq_col is None else "counter",
             details={
                 "lsl_streams": {k: _summary(v) for k, v in self._streams.items()},
                 "emg_columns": self._emg_cols,
                 "angle_column": self._angle_col,
                 "angle_stream_column": self._angle_stream_col,
                 "ttl_column": self._ttl_col,
+                "seq_column": self._seq_col,
+                "seq_modulo": opts.seq_modulo,
                 "ttl_threshold": opts.ttl_threshold,
                 "jitter_ms": opts.jitter_ms,
             },
         )
         self._clocks = {
-            "emg": StreamClock(main["rate_hz"], opts.jitter_ms, main["name"]),
+            "emg": CounterClock(
+                main["rate_hz"], opts.jitter_ms, main["name"], modulo=opts.seq_modulo
+            ),
         }
         if "angle" in self._streams:
             second = self._streams["angle"]
@@ -275,8 +282,9 @@ class LslDecoder(Decoder):
         values = np.asarray(values)
         if values.shape[0] == 0:
             return []
-        index = self._clocks["emg"].number(stamps)
         x = values.astype(np.float64, copy=False)
+        counter = None if self._seq_col is None else x[:, self._seq_col]
+        index = self._clocks["emg"].number(stamps, counter)
         emg = x[:, self._emg_cols] * self._emg_factor
         out: list[Block | Event] = []
         if self._ttl_col is not None:
