@@ -12,6 +12,8 @@ Chunks (:class:`acquire.sources.base.Chunk`):
     ``angle_stream=``) or ``"markers"``; ``arrays["stamps"]`` are the LSL timestamps (s, the
     sending machine's clock); ``arrays["values"]`` the samples ``(n, channel_count)`` in the
     stream's own format (a marker chunk has ``meta["texts"]`` instead).
+``stream_lost``
+    ``meta["stream"]``: the marker stream vanished (a ``note`` event; the recording goes on).
 ``clock``
     ``meta["stream"]`` and ``meta["offset_s"]``: the stream's ``time_correction()`` (seconds to
     add to its stamps to get this machine's LSL clock), journalled at open and whenever it
@@ -215,6 +217,11 @@ class LslDecoder(Decoder):
         if chunk.tag == "clock":
             self._offset[chunk.meta["stream"]] = float(chunk.meta["offset_s"])
             return []
+        if chunk.tag == "stream_lost":  # a secondary stream (markers) vanished: recording goes on
+            name = self._streams.get(chunk.meta["stream"], {}).get("name", chunk.meta["stream"])
+            label = f"LSL stream {name} lost: recording continues without it"
+            at = self._clocks["emg"].last_index  # the newest EMG sample (None before any)
+            return [Event("note", at, chunk.host_time_s, label=label, params=dict(chunk.meta))]
         if chunk.tag != "data":
             raise SourceError(f"unknown LSL journal chunk {chunk.tag!r}")
         stream = chunk.meta["stream"]
