@@ -150,8 +150,9 @@ class SourceRecorder(Recorder):
             if rec.kind == SOURCE:
                 chunk = decode_chunk(rec.payload, rec.host_time_s)
                 if chunk.tag == OPEN_TAG:
+                    header = header or {}
                     self._records = records
-                    self.source_url = str(header.get("url", "")) if header else ""
+                    self.source_url = str(header.get("url", "")) or str(chunk.meta.get("url", ""))
                     self._host_unix_minus_host_s = header.get(
                         "host_unix_minus_host_s", self._host_unix_minus_host_s
                     )

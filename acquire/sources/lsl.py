@@ -230,15 +230,10 @@ class LslSource(Source):
         if now - self._last_clock_read >= CLOCK_INTERVAL_S:
             out += self._read_clocks(now, wait_s=0.0)
         try:
-            for role, inlet in self._inlets.items():
+            for role, inlet in list(self._inlets.items()):
                 wait = timeout_s if role == "emg" and not out else 0.0
                 if role == "markers":
-                    texts, stamps = inlet.pull_chunk(timeout=wait, max_samples=1024)
-                    if stamps:
-                        host = time.monotonic()
-                        meta = {"stream": role, "texts": [str(t[0]) for t in texts]}
-                        arrays = {"stamps": np.asarray(stamps, dtype=np.float64)}
-                        out.append(Chunk("data", meta, arrays, host))
+                    out += self._pull_markers(inlet, lost_error)
                     continue
                 values, stamps = inlet.pull_chunk(timeout=wait, max_samples=8192, as_numpy=True)
                 if len(stamps):
@@ -252,6 +247,22 @@ class LslSource(Source):
                 ) from None
             self._lost = True  # deliver what was pulled before the loss, report it next time
         return out
+
+    def _pull_markers(self, inlet, lost_error) -> list[Chunk]:
+        """The marker stream's new strings; a vanished marker stream is dropped, not fatal."""
+        try:
+            texts, stamps = inlet.pull_chunk(timeout=0.0, max_samples=1024)
+        except lost_error:
+            # the samples are still recorded; pulses from TTL edges too. Journalled, so a
+            # replay notes it at the same place.
+            self._inlets.pop("markers", None)
+            meta = {"stream": "markers"}
+            return [Chunk("stream_lost", meta, {}, time.monotonic())]
+        if not stamps:
+            return []
+        meta = {"stream": "markers", "texts": [str(t[0]) for t in texts]}
+        arrays = {"stamps": np.asarray(stamps, dtype=np.float64)}
+        return [Chunk("data", meta, arrays, time.monotonic())]
 
     def _read_clocks(self, now: float, *, wait_s: float) -> list[Chunk]:
         pylsl = _pylsl()

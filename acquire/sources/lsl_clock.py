@@ -109,3 +109,57 @@ class StreamClock:
                 f"at {real:.6g} Hz: the rate changed while recording; the data so far is saved"
             )
         self._check_start = (self.last_index, self.last_stamp_s)
+
+
+class CounterClock(StreamClock):
+    """Number samples from a sequence counter of the stream (OpenSignals nSeq, a device counter).
+
+    The counter takes precedence over the timestamps: consecutive samples are ``(c - c_prev) mod
+    modulo`` apart, exactly. A counter that wraps (``modulo``) cannot tell a hole of ``k``
+    samples from one of ``k + modulo``; the timestamp step picks the number of whole wraps
+    (``round((step x rate - k) / modulo)``), which is exact while the stamps' error stays below
+    half a wrap (``modulo / 2`` samples). A counter that goes back without ``modulo`` (a device
+    restart) is taken as contiguous.
+
+    Parameters
+    ----------
+    rate_hz, jitter_ms, name
+        As :class:`StreamClock` (the rate check uses the stamps).
+    modulo : int or None
+        The counter's wrap (16 for a 4-bit nSeq); None: it never wraps.
+    """
+
+    def __init__(self, rate_hz: float, jitter_ms: float, name: str = "", *,
+                 modulo: int | None = None, **kwargs) -> None:  # fmt: skip
+        super().__init__(rate_hz, jitter_ms, name, **kwargs)
+        self.modulo = None if modulo is None else int(modulo)
+        self.last_counter: int | None = None
+
+    def number(self, stamps_s: np.ndarray, counters=None) -> np.ndarray:
+        if counters is None:
+            return super().number(stamps_s)
+        stamps = np.asarray(stamps_s, dtype=np.float64)
+        c = np.rint(np.asarray(counters, dtype=np.float64)).astype(np.int64)
+        n = stamps.shape[0]
+        if n == 0:
+            return np.empty(0, dtype=np.int64)
+        if self.last_index is None:
+            prev_i, prev_c, prev_t = -1, int(c[0]) - 1, stamps[0] - self.period_s
+        else:
+            prev_i, prev_c, prev_t = self.last_index, self.last_counter, self.last_stamp_s
+        step = np.diff(c, prepend=prev_c)
+        if self.modulo is not None:
+            m = self.modulo
+            step %= m
+            step[step == 0] = m  # the same value again: one whole wrap
+            dt = np.diff(stamps, prepend=prev_t)
+            wraps = np.rint((dt * self.rate_hz - step) / m)
+            step += np.maximum(wraps, 0).astype(np.int64) * m
+        else:
+            step[step < 1] = 1
+        index = prev_i + np.cumsum(step)
+        self.last_index = int(index[-1])
+        self.last_counter = int(c[-1])
+        self.last_stamp_s = float(stamps[-1])
+        self._check_rate(int(index[0]), float(stamps[0]))
+        return index

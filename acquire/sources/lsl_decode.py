@@ -12,6 +12,8 @@ Chunks (:class:`acquire.sources.base.Chunk`):
     ``angle_stream=``) or ``"markers"``; ``arrays["stamps"]`` are the LSL timestamps (s, the
     sending machine's clock); ``arrays["values"]`` the samples ``(n, channel_count)`` in the
     stream's own format (a marker chunk has ``meta["texts"]`` instead).
+``stream_lost``
+    ``meta["stream"]``: the marker stream vanished (a ``note`` event; the recording goes on).
 ``clock``
     ``meta["stream"]`` and ``meta["offset_s"]``: the stream's ``time_correction()`` (seconds to
     add to its stamps to get this machine's LSL clock), journalled at open and whenever it
@@ -20,17 +22,14 @@ Chunks (:class:`acquire.sources.base.Chunk`):
 
 Units: EMG in microvolts quantised at :data:`~acquire.sources.base.EMG_RESOLUTION_UV` per
 count, angles in degrees at :data:`~acquire.sources.base.ANGLE_RESOLUTION_DEG`. Sample numbers
-come from the timestamps (:mod:`acquire.sources.lsl_clock`; ``index_origin = "clock"``). A row
-with NaN in a stored channel is not stored: it is a one-sample gap.
+come from the timestamps (:mod:`acquire.sources.lsl_clock`; ``index_origin = "clock"``), or from
+a sequence-counter channel when the URL names one (``seq=K``, ``seq_modulo=N``;
+``index_origin = "counter"``). A row with NaN in a stored channel is not stored: it is a
+one-sample gap.
 
-Pulses: with ``ttl=K``, each rising edge of channel K through ``ttl_threshold`` (previous sample
-below, this one at or above) is one stimulus at exactly that sample. With ``markers=NAME``, a
-marker whose text is a stimulus label (:func:`acquire.sources.units.parse_stim_text`, e.g.
-``stim 12.5mA``) gives the intensity: of the TTL edge nearest to it within
-:data:`PAIR_WINDOW_S` when there is a TTL channel, else the marker is itself the stimulus, at
-the sample nearest its (corrected) timestamp. A TTL edge without a marker is a stimulus of
-unknown intensity (NaN); a stimulus marker with a TTL channel but no edge near it is kept as a
-marker (``params["unmatched"] = true``). Every other marker text is a ``marker`` event.
+Pulses: ``ttl=K`` (each rising edge through ``ttl_threshold`` is one stimulus at exactly that
+sample) and ``markers=NAME`` (``stim 12.5mA`` names the nearest edge, or without a TTL channel is
+the stimulus, moved onto its artifact): :mod:`acquire.sources.lsl_pulses`.
 """
 
 from __future__ import annotations
@@ -40,7 +39,6 @@ from collections.abc import Mapping
 import numpy as np
 
 from acquire.errors import SourceChannelError, SourceError, SourceRateChangedError, SourceUnitError
-from acquire.sources.artifact import RecentEmg, artifact_onset
 from acquire.sources.base import (
     ANGLE,
     ANGLE_RESOLUTION_DEG,
@@ -56,21 +54,11 @@ from acquire.sources.base import (
     SourceInfo,
     quantise,
 )
-from acquire.sources.lsl_clock import StreamClock
+from acquire.sources.lsl_clock import CounterClock, StreamClock
+from acquire.sources.lsl_pulses import PulseTracker
 from acquire.sources.lsl_url import LslOptions
-from acquire.sources.units import angle_factor_deg, emg_factor_uv, parse_stim_text
+from acquire.sources.units import angle_factor_deg, emg_factor_uv
 
-#: Largest distance between a TTL edge and the stimulus marker that names it, seconds.
-PAIR_WINDOW_S = 0.25
-#: A marker-timed pulse is searched for in the EMG from this long before its marker, s (markers
-#: from another process come milliseconds late) ...
-REFINE_BEFORE_S = 0.05
-#: ... to this long after it, s (a marker sent just before the trigger).
-REFINE_AFTER_S = 0.01
-#: EMG before the search window that gives the step noise, s.
-REFINE_NOISE_S = 0.1
-#: Recent EMG kept for the search, s.
-REFINE_KEEP_S = 1.0
 #: Channel formats that carry numbers.
 NUMERIC_FORMATS = ("float32", "double64", "int8", "int16", "int32", "int64")
 
@@ -111,7 +99,8 @@ class LslDecoder(Decoder):
             self._angle_col = _channel(opts.angle, labels, main, "angle")
         if opts.ttl is not None:
             self._ttl_col = _channel(opts.ttl, labels, main, "ttl")
-        taken = {self._angle_col, self._ttl_col} - {None}
+        self._seq_col = None if opts.seq is None else _channel(opts.seq, labels, main, "seq")
+        taken = {self._angle_col, self._ttl_col, self._seq_col} - {None}
         if opts.emg is not None:
             self._emg_cols = [_channel(c, labels, main, "emg") for c in opts.emg]
             both = taken & set(self._emg_cols)
@@ -160,36 +149,34 @@ class LslDecoder(Decoder):
             emg_rate_hz=float(main["rate_hz"]),
             angle_rate_hz=angle_rate,
             device=_device(main),
-            index_origin="clock",
+            index_origin="clock" if self._seq_col is None else "counter",
             details={
                 "lsl_streams": {k: _summary(v) for k, v in self._streams.items()},
                 "emg_columns": self._emg_cols,
                 "angle_column": self._angle_col,
                 "angle_stream_column": self._angle_stream_col,
                 "ttl_column": self._ttl_col,
+                "seq_column": self._seq_col,
+                "seq_modulo": opts.seq_modulo,
                 "ttl_threshold": opts.ttl_threshold,
                 "jitter_ms": opts.jitter_ms,
             },
         )
         self._clocks = {
-            "emg": StreamClock(main["rate_hz"], opts.jitter_ms, main["name"]),
+            "emg": CounterClock(
+                main["rate_hz"], opts.jitter_ms, main["name"], modulo=opts.seq_modulo
+            ),
         }
         if "angle" in self._streams:
             second = self._streams["angle"]
             self._clocks["angle"] = StreamClock(second["rate_hz"], opts.jitter_ms, second["name"])
         self._offset = {name: 0.0 for name in self._streams}
-        self._ttl_above: bool | None = None
-        self._edges: list[tuple[int, float]] = []  # (emg index, host time)
-        self._stim_markers: list[dict] = []
-        self._early_markers: list[tuple[str, float, float]] = []  # before the first EMG sample
-        rate = float(main["rate_hz"])
-        self._pair_window = round(PAIR_WINDOW_S * rate)
-        self._recent = None  # recent EMG, to move marker-timed pulses onto their artifact
-        self._marker_stims: list[dict] = []
-        if "markers" in self._streams and self._ttl_col is None and opts.refine == "artifact":
-            self._recent = RecentEmg(round(REFINE_KEEP_S * rate), len(self._emg_cols))
-        self._refine_n = (round(REFINE_BEFORE_S * rate), round(REFINE_AFTER_S * rate),
-                          round(REFINE_NOISE_S * rate))  # fmt: skip
+        refine = "markers" in self._streams and self._ttl_col is None and opts.refine == "artifact"
+        self._pulses = PulseTracker(
+            self._clocks["emg"], float(main["rate_hz"]),
+            None if self._ttl_col is None else opts.ttl_threshold,
+            refine=refine, n_emg=len(self._emg_cols),
+        )  # fmt: skip
 
     # ------------------------------------------------------------------------------ units
     def _emg_unit(self, stream: Mapping, col: int) -> float:
@@ -230,17 +217,22 @@ class LslDecoder(Decoder):
         if chunk.tag == "clock":
             self._offset[chunk.meta["stream"]] = float(chunk.meta["offset_s"])
             return []
+        if chunk.tag == "stream_lost":  # a secondary stream (markers) vanished: recording goes on
+            name = self._streams.get(chunk.meta["stream"], {}).get("name", chunk.meta["stream"])
+            label = f"LSL stream {name} lost: recording continues without it"
+            at = self._clocks["emg"].last_index  # the newest EMG sample (None before any)
+            return [Event("note", at, chunk.host_time_s, label=label, params=dict(chunk.meta))]
         if chunk.tag != "data":
             raise SourceError(f"unknown LSL journal chunk {chunk.tag!r}")
         stream = chunk.meta["stream"]
         stamps = np.asarray(chunk.arrays["stamps"], dtype=np.float64) + self._offset[stream]
         if stream == "markers":
-            out = self._markers(list(chunk.meta["texts"]), stamps, chunk.host_time_s)
+            out = self._pulses.markers(list(chunk.meta["texts"]), stamps, chunk.host_time_s)
         elif stream == "emg":
             out = self._main(chunk.arrays["values"], stamps, chunk.host_time_s)
         else:
             out = self._second(chunk.arrays["values"], stamps, chunk.host_time_s)
-        out += self._resolve_pulses(final=False)
+        out += self._pulses.resolve()
         return out
 
     def reopened(self, description: Mapping) -> list[Block | Event]:
@@ -268,30 +260,23 @@ class LslDecoder(Decoder):
         return []
 
     def finish(self) -> list[Block | Event]:
-        return self._resolve_pulses(final=True)
+        return self._pulses.resolve(final=True)
 
     # ------------------------------------------------------------------------------ streams
     def _main(self, values, stamps, host_s: float) -> list[Block | Event]:
         values = np.asarray(values)
         if values.shape[0] == 0:
             return []
-        index = self._clocks["emg"].number(stamps)
         x = values.astype(np.float64, copy=False)
+        counter = None if self._seq_col is None else x[:, self._seq_col]
+        index = self._clocks["emg"].number(stamps, counter)
         emg = x[:, self._emg_cols] * self._emg_factor
         out: list[Block | Event] = []
-        if self._ttl_col is not None:
-            out += self._ttl_edges(x[:, self._ttl_col], index, host_s)
         angle = None
         keep = ~np.isnan(emg).any(axis=1)
         if self._angle_col is not None:
             angle = x[:, [self._angle_col]] * self._angle_factor
             keep &= ~np.isnan(angle[:, 0])
-        if self._early_markers:
-            early, self._early_markers = self._early_markers, []
-            for text, t, h in early:
-                out += self._marker(text, t, h)
-        if self._recent is not None:
-            self._recent.push(index[keep], emg[keep])
         for sl in _runs(index, keep):
             first = int(index[sl][0])
             t_us = round(float(stamps[sl][0]) * 1e6)
@@ -299,6 +284,9 @@ class LslDecoder(Decoder):
             if angle is not None:
                 counts = quantise(angle[sl], ANGLE_RESOLUTION_DEG)
                 out.append(Block(ANGLE, first, counts, t_us, host_s))
+        # events after the blocks: the recorder knows the EMG origin by then
+        ttl = None if self._ttl_col is None else x[:, self._ttl_col]
+        out += self._pulses.emg(index, ttl, keep, emg, host_s)
         return out
 
     def _second(self, values, stamps, host_s: float) -> list[Block | Event]:
@@ -312,96 +300,6 @@ class LslDecoder(Decoder):
             t_us = round(float(stamps[sl][0]) * 1e6)
             counts = quantise(angle[sl], ANGLE_RESOLUTION_DEG)
             out.append(Block(ANGLE, int(index[sl][0]), counts, t_us, host_s))
-        return out
-
-    # ------------------------------------------------------------------------------ pulses
-    def _ttl_edges(self, ttl: np.ndarray, index: np.ndarray, host_s: float) -> list:
-        above = ttl >= self.options.ttl_threshold
-        before = np.empty_like(above)
-        before[1:] = above[:-1]
-        before[0] = above[0] if self._ttl_above is None else self._ttl_above
-        self._ttl_above = bool(above[-1])
-        for i in np.flatnonzero(above & ~before):
-            self._edges.append((int(index[i]), host_s))
-        return []
-
-    def _markers(self, texts, stamps, host_s: float) -> list[Block | Event]:
-        out: list[Block | Event] = []
-        for text, t in zip(texts, stamps.tolist(), strict=True):
-            if self._clocks["emg"].last_index is None:
-                self._early_markers.append((str(text), t, host_s))
-            else:
-                out += self._marker(str(text), t, host_s)
-        return out
-
-    def _marker(self, text: str, t: float, host_s: float) -> list[Event]:
-        index = self._clocks["emg"].index_at(t)
-        stim = parse_stim_text(text)
-        if stim is None:
-            return [Event("marker", index, host_s, label=text, params={"lsl_time_s": t})]
-        width = float("nan") if stim["width_us"] is None else stim["width_us"]
-        if self._ttl_col is None:
-            pulse = {"index": index, "host": host_s, "text": text, "t": t,
-                     "ma": stim["intensity_ma"], "us": width}  # fmt: skip
-            if self._recent is None:
-                return [self._marker_pulse(pulse, index, {"timing": "marker"})]
-            self._marker_stims.append(pulse)  # placed on its artifact once the EMG is here
-            return []
-        self._stim_markers.append(
-            {"index": index, "host": host_s, "text": text, "t": t, "ma": stim["intensity_ma"],
-             "us": width}
-        )  # fmt: skip
-        return []
-
-    def _marker_pulse(self, m: dict, index: int, params: dict) -> Event:
-        params = {**params, "lsl_time_s": m["t"]}
-        return Event(
-            "stimulus", index, m["host"], intensity_ma=m["ma"], width_us=m["us"], pulse_index=0,
-            label=m["text"], params=params,
-        )  # fmt: skip
-
-    def _refined_pulses(self, horizon: int, final: bool) -> list[Event]:
-        before, after, noise_n = self._refine_n
-        rate = float(self._streams["emg"]["rate_hz"])
-        out = []
-        while self._marker_stims and (final or horizon >= self._marker_stims[0]["index"] + after):
-            m = self._marker_stims.pop(0)
-            onset = artifact_onset(self._recent, m["index"] - before, m["index"] + after, noise_n)
-            if onset is None:
-                params = {"timing": "marker", "artifact_found": False}
-                out.append(self._marker_pulse(m, m["index"], params))
-            else:
-                moved_ms = (onset - m["index"]) / rate * 1e3
-                params = {"timing": "marker+artifact", "moved_ms": moved_ms}
-                out.append(self._marker_pulse(m, onset, params))
-        return out
-
-    def _resolve_pulses(self, *, final: bool) -> list[Event]:
-        if not self._edges and not self._stim_markers and not self._marker_stims:
-            return []
-        horizon = self._clocks["emg"].last_index
-        if horizon is None:
-            return []
-        w = self._pair_window
-        out: list[Event] = self._refined_pulses(horizon, final) if self._marker_stims else []
-        rate = float(self._streams["emg"]["rate_hz"])
-        while self._edges and (final or horizon >= self._edges[0][0] + w):
-            index, host_s = self._edges.pop(0)
-            near = [m for m in self._stim_markers if abs(m["index"] - index) <= w]
-            params = {"timing": "ttl"}
-            ma, us, label = float("nan"), float("nan"), ""
-            if near:
-                m = min(near, key=lambda m: abs(m["index"] - index))
-                self._stim_markers.remove(m)
-                ma, us, label = m["ma"], m["us"], m["text"]
-                params["marker_offset_ms"] = (m["index"] - index) / rate * 1e3
-            out.append(Event("stimulus", index, host_s, intensity_ma=ma, width_us=us,
-                             pulse_index=0, label=label, params=params))  # fmt: skip
-        for m in list(self._stim_markers):
-            if final or horizon >= m["index"] + 2 * w:
-                self._stim_markers.remove(m)
-                out.append(Event("marker", m["index"], m["host"], label=m["text"],
-                                 params={"unmatched": True, "lsl_time_s": m["t"]}))  # fmt: skip
         return out
 
 

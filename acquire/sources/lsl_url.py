@@ -24,7 +24,7 @@ from acquire.errors import SourceError
 #: ``hostname`` and ``name``).
 OPTIONS = (
     "emg", "angle", "angle_stream", "ttl", "ttl_threshold", "markers", "emg_unit", "emg_scale",
-    "angle_unit", "timeout", "jitter_ms", "refine",
+    "angle_unit", "timeout", "jitter_ms", "refine", "seq", "seq_modulo",
 )  # fmt: skip
 SELECTORS = ("name", "type", "source_id", "hostname")
 
@@ -94,6 +94,11 @@ class LslOptions:
     refine : str
         ``"artifact"``: a stimulus timed by a marker alone is moved to the stimulus artifact's
         onset near it; ``"none"``: it stays at the marker's timestamp.
+    seq : str or None
+        A sequence-counter channel of the main stream (OpenSignals nSeq, a device counter):
+        sample numbers then come from it, not from the timestamps.
+    seq_modulo : int or None
+        The counter's wrap (16 for a 4-bit nSeq); None: it does not wrap.
     """
 
     stream: StreamQuery
@@ -110,6 +115,8 @@ class LslOptions:
     timeout_s: float = DEFAULT_TIMEOUT_S
     jitter_ms: float = DEFAULT_JITTER_MS
     refine: str = "artifact"
+    seq: str | None = None
+    seq_modulo: int | None = None
 
     def to_dict(self) -> dict:
         """JSON form (journalled with the stream description)."""
@@ -128,6 +135,8 @@ class LslOptions:
             "timeout_s": self.timeout_s,
             "jitter_ms": self.jitter_ms,
             "refine": self.refine,
+            "seq": self.seq,
+            "seq_modulo": self.seq_modulo,
         }
 
     @classmethod
@@ -216,7 +225,20 @@ def parse_lsl_url(url: str) -> LslOptions:
         timeout_s=_number(url, query, "timeout", DEFAULT_TIMEOUT_S, positive=True),
         jitter_ms=_number(url, query, "jitter_ms", DEFAULT_JITTER_MS, nonnegative=True),
         refine=refine,
+        seq=query.get("seq") or None,
+        seq_modulo=_modulo(url, query),
     )
+
+
+def _modulo(url, query) -> int | None:
+    if not query.get("seq_modulo"):
+        return None
+    if "seq" not in query:
+        raise SourceError(f"{url}: seq_modulo= needs seq=K (the counter channel)")
+    text = query["seq_modulo"]
+    if not text.isdigit() or int(text) < 2:
+        raise SourceError(f"{url}: seq_modulo must be an integer >= 2, got {text!r}")
+    return int(text)
 
 
 def _number(url, query, key, default, *, positive=False, nonnegative=False):

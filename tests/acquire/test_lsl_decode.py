@@ -287,3 +287,24 @@ def test_a_late_marker_is_moved_onto_the_stimulus_artifact():
                    {"stamps": np.array([0.5])}, 0.0)]  # fmt: skip
     (stim,) = [e for e in feed_all(dec, quiet) if isinstance(e, Event)]
     assert stim.emg_sample_index == 2500 and stim.params["artifact_found"] is False
+
+
+def test_a_sequence_counter_takes_precedence_over_jittered_stamps():
+    rate = 1000.0
+    main = stream(rate=rate, channels=(("nSeq", "", ""), ("A1", "mV", "EMG")))
+    dec = decoder("lsl://Amp?seq=nSeq&seq_modulo=16", main=main)
+    assert dec.info.index_origin == "counter" and [c.name for c in dec.info.channels] == ["A1"]
+    rng = np.random.default_rng(5)
+    idx = np.arange(6000)
+    keep = ~(((idx >= 1000) & (idx < 1003)) | ((idx >= 3000) & (idx < 3040)))
+    kept = idx[keep]
+    chunks = []
+    for i in range(0, kept.size, 50):  # host stamps per chunk, SD 1.5 ms: a 3-sample hole hides
+        k = kept[i : i + 50]
+        stamp = k / rate + float(np.clip(rng.normal(0, 1.5e-3), -3e-3, 3e-3))
+        chunks.append(data("emg", np.stack([k % 16, k * 1e-3], 1), stamp))
+    bl = blocks(feed_all(dec, chunks))
+    got = np.concatenate([b.first_index + np.arange(b.n_samples) for b in bl])
+    np.testing.assert_array_equal(got, kept)  # both holes exact, wraps counted from the stamps
+    with pytest.raises(SourceError, match="seq_modulo= needs seq=K"):
+        parse_lsl_url("lsl://A?seq_modulo=16")
