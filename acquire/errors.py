@@ -51,3 +51,8 @@ class LinkLostError(SourceError):
 
 class CaptureError(AcquisitionError):
     """A wire-capture file is not a capture, or is damaged beyond its last valid record."""
+
+
+class ProtocolAborted(AcquisitionError):
+    """A guided protocol (e.g. ``hreflex``) stopped before its end for another reason than the
+    operator's stop (a refused stimulation, a wrong EMG channel); the recording is saved."""

@@ -756,8 +756,13 @@ class DeviceClient:
         if count is None:
             raise StimulationRefused("a train needs pulses=N")
         cmd = Stimulate(
-            int(modes[mode]), int(count), round(intensity_ma * 1000), int(width_us),
-            round(interval_ms * 1000), 0, 0,
+            int(modes[mode]), _whole("pulses", count, 1, 0xFFFF),
+            _whole("intensity", intensity_ma * 1000 if _is_number(intensity_ma) else intensity_ma,
+                   0, 0xFFFFFFFF, unit=" mA", scale=1e-3),
+            _whole("width", width_us, 0, 0xFFFF, unit=" us"),
+            _whole("interval", interval_ms * 1000 if _is_number(interval_ms) else interval_ms,
+                   0, 0xFFFFFFFF, unit=" ms", scale=1e-3),
+            0, 0,
         )  # fmt: skip
         self._catch_up()  # the latest EMG sample received: where the device's sample clock is
         since_us = self._since_last_pulse_us()
@@ -868,6 +873,27 @@ def check_stim_limits(
             f"below the minimum {limits.min_interval_us / 1000:g} ms"
         )
     return None
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _whole(name: str, value, lo: int, hi: int, *, unit: str = "", scale: float = 1.0) -> int:
+    """``value`` rounded to a whole number in ``[lo, hi]`` (the field's wire range), else
+    :class:`StimulationRefused` naming the parameter (NaN, inf, not a number, out of range);
+    the limits of :func:`check_stim_limits` are checked afterwards."""
+    if not _is_number(value) or not np.isfinite(value):
+        shown = value * scale if _is_number(value) else value
+        raise StimulationRefused(
+            f"stimulation refused by the host: {name} {shown!r}{unit} is not a finite number"
+        )
+    whole = round(float(value))
+    if not lo <= whole <= hi:
+        raise StimulationRefused(
+            f"stimulation refused by the host: {name} {value * scale:g}{unit} is out of range"
+        )
+    return whole
 
 
 def _type_name(msg_type: int) -> str:

@@ -254,3 +254,47 @@ def test_host_refuses_a_second_command_too_soon_after_the_previous_pulse():
         client.read(0.05)
         client.stimulate(1.0, 100)
         client.stop()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "word"),
+    [
+        ({"intensity_ma": math.nan, "width_us": 200}, "intensity"),
+        ({"intensity_ma": math.inf, "width_us": 200}, "intensity"),
+        ({"intensity_ma": -math.inf, "width_us": 200}, "intensity"),
+        ({"intensity_ma": 1e308, "width_us": 200}, "intensity"),
+        ({"intensity_ma": 1.0, "width_us": math.nan}, "width"),
+        ({"intensity_ma": 1.0, "width_us": math.inf}, "width"),
+        ({"intensity_ma": 1.0, "width_us": 1 << 40}, "width"),
+        (
+            {"intensity_ma": 1.0, "width_us": 200, "mode": "pair", "interval_ms": math.nan},
+            "interval",
+        ),
+        (
+            {"intensity_ma": 1.0, "width_us": 200, "mode": "pair", "interval_ms": math.inf},
+            "interval",
+        ),
+        ({"intensity_ma": 1.0, "width_us": 200, "mode": "pair", "interval_ms": -20.0}, "interval"),
+        ({"intensity_ma": 1.0, "width_us": 200, "mode": "train", "pulses": math.nan}, "pulses"),
+        ({"intensity_ma": "1", "width_us": 200}, "intensity"),
+    ],
+)
+def test_nan_inf_and_out_of_range_parameters_are_refused_before_anything_is_sent(kwargs, word):
+    """Issue 18 item 3: NaN/inf intensity, width or interval raise StimulationRefused (not
+    ValueError, OverflowError or struct.error), and nothing reaches the device."""
+    device = make_device(stim_key=KEY)
+    link = emulator_link(device)
+    client = DeviceClient(link, stim_key=KEY)
+    try:
+        client.connect()
+        client.start()
+        client.read(0.2)
+        seen = len(device.commands_seen)
+        with pytest.raises(StimulationRefused, match=word) as info:
+            client.stimulate(**kwargs)
+        assert "\n" not in str(info.value)
+        assert MsgType.STIMULATE not in device.commands_seen[seen:]
+        # the client still works: a valid pulse goes out afterwards
+        assert client.stimulate(1.0, 200).counter > 0
+    finally:
+        client.close()

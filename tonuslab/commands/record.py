@@ -242,6 +242,15 @@ def run(args) -> int:
     view.summary(rec, state)
     if web is not None:
         print(f"live view: {web.requests} requests, {web.bytes_sent / 1e3:.0f} kB sent", flush=True)
+    failure = getattr(runner, "failure", None)
+    if failure is not None:
+        # the recording is saved, but the protocol did not run to its end: not a success
+        from acquire.errors import ProtocolAborted
+
+        raise ProtocolAborted(
+            f"the hreflex protocol was aborted ({type(failure).__name__}: {failure}); "
+            f"the recording up to then is saved in {rec.path}"
+        )
     return 0
 
 
@@ -425,12 +434,16 @@ def _start_hreflex(args, rec, view, hreflex, plan):
     # the runner writes the protocol note and one note per pulse into the recorder
     runner = hreflex.HReflexRunner(rec.client, rec, plan, on_record=on_record, muscle=muscle)
 
+    runner.failure = None
+
     def target():
         try:
             runner.run()
             view.message("hreflex protocol complete")
         except Exception as exc:  # reported, never kills the recording
             view.message(f"stimulation stopped: {exc}")
+            if not runner.stopped:  # not the operator's 's', Ctrl-C or SIGTERM: an abort
+                runner.failure = exc
 
     runner.thread = threading.Thread(target=target, name="tonuslab-hreflex", daemon=True)
     runner.thread.start()
