@@ -702,10 +702,14 @@ class DeviceClient:
         return reply
 
     def pair(self, key: bytes) -> None:
-        """Provision ``key`` (while the device's pairing window is open)."""
+        """Provision ``key`` (while the device's pairing window is open).
+
+        The stimulation counter is not reset: it never goes back on the device, not even across
+        PAIR (PROTOCOL.md 8.2), so the client re-reads it with IDENTIFY.
+        """
         self.command(MsgType.PAIR, bytes(key))
         self.stim_key = bytes(key)
-        self._stim_counter = 0
+        self.identify()
 
     def stimulate(
         self,

@@ -31,7 +31,8 @@ PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
 CHECKS = (
     "silent until spoken to", "identify", "configuration round trip", "start/stop",
     "sequence continuity", "timestamps vs rate", "malformed commands", "stimulation auth",
-    "stimulation timing", "stimulation limits", "clock vs host", "sampling rate vs clock",
+    "re-pairing replay", "stimulation timing", "stimulation limits", "clock vs host",
+    "sampling rate vs clock",
 )  # fmt: skip
 
 
@@ -380,6 +381,57 @@ class _Battery:
             ", expired and replayed refused" if self.key is not None else ""
         )
 
+    def repair_replay(self):
+        """A command signed before PAIR is refused after it: the counter never goes back.
+
+        The "recorded" command (signed, valid for 8 s) is sent while idle, so its valid MAC
+        consumes its counter and the device answers ``BAD_STATE`` without a pulse; then PAIR
+        with the same key (the pairing window must be open: the operator holds the button),
+        then the same bytes again while streaming: ``REPLAY``. A device that resets its counter
+        at PAIR accepts them, and after a power cycle (when the uptime has reached the old
+        deadline again) would accept a command recorded in an earlier boot (PROTOCOL.md 8.2).
+        """
+        if not self.info.has_stimulator:
+            return SKIP, "device reports no stimulator"
+        if self.key is None:
+            return SKIP, "needs the device's stimulation key (--key-file)"
+        c = self.client
+        info = c.identify()
+        counter = info.last_stim_counter + 1
+        recorded = self._stim_command(counter, self.key, info.serial,
+                                      c.stim_deadline_us(8.0, resync=True))  # fmt: skip
+        p = _expect_error(
+            c, {ErrorCode.BAD_STATE}, lambda: c.command(MsgType.STIMULATE, recorded.pack())
+        )
+        if p:
+            return FAIL, f"signed STIMULATE while idle: {p}"
+        try:
+            c.command(MsgType.PAIR, bytes(self.key))
+        except CommandRejected as exc:
+            if exc.code == ErrorCode.PAIRING_CLOSED:
+                return SKIP, ("needs the pairing window: hold the device's pairing button "
+                              "while the battery runs (PAIR refused: PAIRING_CLOSED)")  # fmt: skip
+            raise
+        problems = []
+        after = c.identify().last_stim_counter
+        if after < counter:
+            problems.append(f"PAIR moved the counter back from {counter} to {after}")
+        c.start()
+        try:
+            p = _expect_error(
+                c, {ErrorCode.REPLAY}, lambda: c.command(MsgType.STIMULATE, recorded.pack())
+            )
+            if p:
+                problems.append(f"command signed before PAIR, sent again after it: {p}")
+            stims = [e for e in self.read(0.3) if isinstance(e, DeviceEvent) and e.kind == "stim"]
+            if stims:
+                problems.append(f"{len(stims)} pulse(s) delivered from a replayed command")
+        finally:
+            c.stop()
+        if problems:
+            return FAIL, "; ".join(problems)
+        return PASS, f"counter kept across PAIR ({after}); the earlier command is a REPLAY"
+
     def stim_timing(self):
         if not self.info.has_stimulator:
             return SKIP, "device reports no stimulator"
@@ -638,6 +690,7 @@ def run_conformance(
     b.run("timestamps vs rate", b.timestamps)
     b.run("malformed commands", b.malformed)
     b.run("stimulation auth", b.unauthenticated)
+    b.run("re-pairing replay", b.repair_replay)
     b.run("stimulation timing", b.stim_timing)
     b.run("stimulation limits", b.stim_limits)
     b.run("clock vs host", lambda: b.clock_rate(first_ping))

@@ -76,6 +76,9 @@ class Faults:
     ignore_limits : bool
         Deliver authenticated stimuli beyond the intensity, width, pulse-count and interval
         limits (state and BUSY are still checked).
+    reset_counter_on_pair : bool
+        PAIR resets the last accepted stimulation counter to 0 (protocol 1.0 revision 1), so
+        a command signed in an earlier boot or pairing is accepted again.
     """
 
     skip_acks: bool = False
@@ -88,6 +91,7 @@ class Faults:
     greeting: bool = False
     ignore_expiry: bool = False
     ignore_limits: bool = False
+    reset_counter_on_pair: bool = False
 
 
 class DeviceClock:
@@ -406,7 +410,10 @@ class EmulatedDevice:
                         "hold the pairing button on the device, then retry")  # fmt: skip
             return
         self.stim_key = bytes(frame.payload[: auth.KEY_SIZE])
-        self.last_stim_counter = 0
+        if self.faults.reset_counter_on_pair:
+            self.last_stim_counter = 0
+        # else the counter never goes back, not even across PAIR (PROTOCOL.md 8.2): a command
+        # signed in an earlier boot or pairing stays a REPLAY
         self.pairing_open = False
         self._ack(frame.seq, frame.msg_type)
 

@@ -298,3 +298,51 @@ def test_nan_inf_and_out_of_range_parameters_are_refused_before_anything_is_sent
         assert client.stimulate(1.0, 200).counter > 0
     finally:
         client.close()
+
+
+def test_command_from_an_earlier_boot_is_refused_after_power_cycle_and_re_pairing():
+    """Issue 18 item 2: PAIR used to reset the counter to 0, cancelling the +65,536 power-on
+    step; once the uptime reached the old deadline again, the recorded command was accepted."""
+    bench = Bench()
+    recorded = bench.signed(valid_us=5_000_000)  # swallowed by an attacker, never delivered
+    bench.device.power_cycle()
+    assert bench.device.last_stim_counter == COUNTER_BOOT_STEP
+    bench.device.open_pairing_window(30)
+    assert bench.send(MsgType.PAIR, KEY)[0] == "ACK"  # re-paired with the same key
+    assert bench.device.last_stim_counter == COUNTER_BOOT_STEP  # the counter never goes back
+    bench.send(MsgType.CONFIGURE, Config(emg_rate_hz=RATE).pack())
+    assert bench.send(MsgType.START)[0] == "ACK"
+    # the new boot's uptime has not passed the recorded deadline: only the counter stops it
+    assert bench.send(MsgType.STIMULATE, recorded) == ("ERR", ErrorCode.REPLAY)
+    assert bench.run(100_000) == []
+
+
+def test_the_same_attack_succeeds_on_a_device_that_resets_its_counter_at_pair():
+    """The broken behaviour, kept as a fault: what the conformance check must catch."""
+    from firmware_iface.emulator import Faults
+
+    bench = Bench(faults=Faults(reset_counter_on_pair=True))
+    recorded = bench.signed(valid_us=5_000_000)
+    bench.device.power_cycle()
+    bench.device.open_pairing_window(30)
+    bench.send(MsgType.PAIR, KEY)
+    bench.send(MsgType.CONFIGURE, Config(emg_rate_hz=RATE).pack())
+    bench.send(MsgType.START)
+    assert bench.send(MsgType.STIMULATE, recorded)[0] == "ACK"
+    assert len(bench.run(100_000)) == 1
+
+
+def test_host_pairing_keeps_the_counter():
+    device = make_device()
+    link = emulator_link(device)
+    client = DeviceClient(link)
+    try:
+        client.connect()
+        with link.runner.lock:
+            device.last_stim_counter = 70_000
+            device.open_pairing_window(30)
+        client.pair(KEY)
+        client.start()
+        assert client.stimulate(1.0, 200).counter == 70_001
+    finally:
+        client.close()
