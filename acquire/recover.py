@@ -110,6 +110,7 @@ def recover_session(path, *, capture=None, force: bool = False) -> RecoveryRepor
     with open_session(tmp) as s:
         after = s.emg.n_samples
         rate = s.emg_rate_hz
+        quarantined = s.attrs.get("quarantine") or {}
     backup = None
     if path.exists():
         backup = path.with_name(path.stem + ".damaged.h5")
@@ -121,6 +122,9 @@ def recover_session(path, *, capture=None, force: bool = False) -> RecoveryRepor
         f"{after / rate:.1f} s of EMG (the file had {was})"
         + (f"; the old file is kept as {backup.name}" if backup else "")
     )
+    if isinstance(quarantined, dict) and sum(quarantined.values()):
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(quarantined.items()))
+        msg += f"; {sum(quarantined.values())} implausible frame(s) set aside ({reasons})"
     return RecoveryReport(path, source, after, before, backup, msg)
 
 

@@ -23,7 +23,14 @@ from firmware_iface import auth
 from firmware_iface.client import DeviceClient, DeviceEvent, PingResult, SampleBlock
 from firmware_iface.codec import encode_frame
 from firmware_iface.errors import CommandRejected, CommandTimeout, ProtocolError
-from firmware_iface.messages import Config, ErrorCode, MsgType, StimMode, Stimulate
+from firmware_iface.messages import (
+    HEARTBEAT_TIMEOUT_US,
+    Config,
+    ErrorCode,
+    MsgType,
+    StimMode,
+    Stimulate,
+)
 
 RATE_TOLERANCE_PPM = 100.0
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
@@ -31,8 +38,8 @@ PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
 CHECKS = (
     "silent until spoken to", "identify", "configuration round trip", "start/stop",
     "sequence continuity", "timestamps vs rate", "malformed commands", "stimulation auth",
-    "re-pairing replay", "stimulation timing", "stimulation limits", "clock vs host",
-    "sampling rate vs clock",
+    "re-pairing replay", "stimulation timing", "stimulation limits", "stimulation watchdog",
+    "clock vs host", "sampling rate vs clock",
 )  # fmt: skip
 
 
@@ -575,6 +582,66 @@ class _Battery:
             return FAIL, "; ".join(problems)
         return PASS, "over-limit interval, pulse count, width and intensity refused, no pulse"
 
+    def watchdog(self):
+        """A train sent without any heartbeat afterwards must stop (PROTOCOL.md 8.4).
+
+        A signed train of ``min(max_pulses, 50)`` pulses lasting the heartbeat timeout + 2 s at
+        the lowest intensity, sent with a raw command (no heartbeat thread); then the host
+        sends nothing, and does not even read, for the timeout + 1.5 s (a device that runs
+        faster than real time then waits for the link, while its uptime runs on); then it
+        reads until the train's planned end. Fewer pulses than the train's must arrive, with a
+        ``HEARTBEAT_LOST`` report; in real time, none later than the timeout + 0.5 s after the
+        first.
+        """
+        if not self.info.has_stimulator:
+            return SKIP, "device reports no stimulator"
+        if self.key is None:
+            return SKIP, "needs the device's stimulation key (--key-file)"
+        c, lim = self.client, self.info.limits
+        rate = self.info.config.emg_rate_hz
+        n = max(2, min(lim.max_pulses, 50))
+        interval_us = max(lim.min_interval_us, -(-(HEARTBEAT_TIMEOUT_US + 2_000_000) // (n - 1)))
+        silence_s = HEARTBEAT_TIMEOUT_US * 1e-6 + 1.5
+        c.end_heartbeat()  # the heartbeat of an earlier pair would keep the train alive
+        c.start()
+        try:
+            _collect(self.read, 0.05, self.wall)
+            realtime = self.realtime()
+            info = c.identify()
+            cmd = Stimulate(int(StimMode.TRAIN), n, min(1000, lim.max_intensity_ua),
+                            lim.min_width_us, interval_us, info.last_stim_counter + 1,
+                            c.stim_deadline_us())  # fmt: skip
+            body = c.command(MsgType.STIMULATE, auth.sign(cmd, self.key, info.serial).pack())
+            first = int(np.frombuffer(body[4:8], "<u4")[0]) if len(body) >= 8 else None
+            time.sleep(silence_s)  # the host is frozen: nothing sent, nothing read
+            items = []
+            end = None if first is None else first + round(n * interval_us * rate / 1e6)
+            deadline = time.monotonic() + self.wall + n * interval_us * 1e-6
+            while time.monotonic() < deadline:  # not self.read: a backlog, no arrival times
+                new = c.read(0.2)
+                items += new
+                ends = [b.end_index for b in new if isinstance(b, SampleBlock) and b.stream == 0]
+                if end is not None and ends and max(ends) % (1 << 32) >= end % (1 << 32):
+                    break
+        finally:
+            c.stop()
+        stims = [e for e in items if isinstance(e, DeviceEvent) and e.kind == "stim"]
+        stims = [e for e in stims if e.message.counter == cmd.counter]
+        reports = [e for e in items if isinstance(e, DeviceEvent) and e.kind == "watchdog"]
+        problems = []
+        if len(stims) >= n:
+            problems.append(f"all {n} pulses delivered without a heartbeat")
+        if not reports:
+            problems.append("no HEARTBEAT_LOST report")
+        if realtime and len(stims) >= 2:
+            span = (stims[-1].emg_sample_index - stims[0].emg_sample_index) / rate
+            if span > HEARTBEAT_TIMEOUT_US * 1e-6 + 0.5:
+                problems.append(f"pulses went on for {span:.1f} s without a heartbeat")
+        if problems:
+            return FAIL, "; ".join(problems)
+        return PASS, (f"train stopped after {len(stims)} of {n} pulses without a heartbeat "
+                      f"(timeout {HEARTBEAT_TIMEOUT_US / 1e6:g} s)")  # fmt: skip
+
     def sampling_rate(self, first):
         """The sample clock against the device clock (section 6: the sample clock is the clock).
 
@@ -693,6 +760,7 @@ def run_conformance(
     b.run("re-pairing replay", b.repair_replay)
     b.run("stimulation timing", b.stim_timing)
     b.run("stimulation limits", b.stim_limits)
+    b.run("stimulation watchdog", b.watchdog)
     b.run("clock vs host", lambda: b.clock_rate(first_ping))
     b.run("sampling rate vs clock", lambda: b.sampling_rate(first_ping))
     b.restore(original)

@@ -61,6 +61,7 @@ class ErrorCode(IntEnum):
     PAIRING_CLOSED = 13  #: PAIR outside the pairing window opened by the device's button
     INTERNAL = 14  #: device fault
     EXPIRED = 15  #: STIMULATE past its signed deadline (or a deadline too far ahead)
+    HEARTBEAT_LOST = 16  #: a pair/train stopped: no host frame within the heartbeat timeout
 
 
 class Stream(IntEnum):
@@ -437,6 +438,11 @@ MAC_SIZE = 16
 MAX_STIM_VALIDITY_US = 10_000_000
 #: Added to the last accepted stimulation counter at every power-on (PROTOCOL.md 8.2).
 COUNTER_BOOT_STEP = 65_536
+#: A pair or train stops when no intact host frame arrived for this long (uptime clock,
+#: PROTOCOL.md 8.4): the host-alive heartbeat's timeout.
+HEARTBEAT_TIMEOUT_US = 2_000_000
+#: The reference host's heartbeat period while a pair or train runs (PING), seconds.
+HEARTBEAT_INTERVAL_S = 0.25
 
 
 @dataclass(frozen=True)

@@ -127,6 +127,12 @@ class PatientSource:
         eng.stimuli[-1]["late"] = late
         rec["late"] = late
 
+    def cancel_stimuli(self, from_index: int) -> None:
+        """Forget the pulses scheduled at EMG sample ``from_index`` or later: the device
+        cancelled them (STOP, a lost host, the stimulation watchdog) before delivering them.
+        Samples already generated never change."""
+        self.engine.cancel_stimuli(max(int(from_index), self._emg_pos))
+
     def prompt(self, kind: str, params: dict) -> None:
         """A host prompt: ``"stretch"`` schedules a stretch, other kinds are recorded in the
         truth and otherwise ignored.

@@ -83,6 +83,7 @@ def test_without_key_pulse_timing_is_skipped_not_failed():
         (Faults(ignore_expiry=True), {"stimulation auth"}),
         (Faults(ignore_limits=True), {"stimulation limits"}),
         (Faults(reset_counter_on_pair=True), {"re-pairing replay"}),
+        (Faults(ignore_heartbeat=True), {"stimulation watchdog"}),
         # a dropped frame may also hold a pulse's sample, which then cannot be timed
         (Faults(greeting=True), {"silent until spoken to"}),
         (Faults(drop_frame_every=5), {"sequence continuity", "stimulation timing?"}),

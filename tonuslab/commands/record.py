@@ -506,6 +506,11 @@ class PlainLog:
             self.message(f"gap: {data['n_samples']} {data['stream']} samples missing")
         elif kind == "link":
             self.message(f"link {data.get('event')}")
+        elif kind == "watchdog":
+            self.message(f"the device stopped stimulation (no host heartbeat): {data['text']}")
+        elif kind == "quarantine":
+            self.message(f"implausible {data['stream']} frame set aside ({data['reason']}): "
+                         f"{data['detail']}")  # fmt: skip
 
     def message(self, text: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
@@ -528,9 +533,17 @@ class PlainLog:
         print(
             f"saved {rec.path}: {s.session_time_s:.1f} s, state {state}, "
             f"{gaps} samples missing, {s.lost_packets} packets lost"
+            + (f", {_quarantine_text(s.quarantined)}" if s.quarantined_frames else "")
             + (f", capture {rec.capture.path}" if rec.capture and rec.keep_capture else ""),
             flush=True,
         )
+
+
+def _quarantine_text(counts: dict) -> str:
+    """``3 implausible frames set aside (index 2, shape 1)``."""
+    parts = ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items()))
+    total = sum(counts.values())
+    return f"{total} implausible frame{'s' if total != 1 else ''} set aside ({parts})"
 
 
 def _status_line(s) -> str:
