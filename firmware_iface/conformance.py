@@ -5,11 +5,13 @@
 failure is recorded and the battery carries on. The CLI is ``tonuslab conformance URL``.
 
 Stimulation checks on a real device deliver two pulses at the device's lowest allowed intensity
-(at most 1 mA) and shortest width; they run only when a key is given. The limits check sends
-signed over-limit commands; a conforming device refuses them all, a broken one may deliver one
-(the battery stops there): bench devices with a load only. The device clock and sampling-rate
-checks need a device in real time (they are skipped for the emulator in fast mode). The checks
-and what each compares are listed in PROTOCOL.md section 10.
+(at most 1 mA) and shortest width, and the watchdog check the first pulses of a train (those of
+the heartbeat timeout, at the same intensity); they run only when a key is given. The re-pairing
+check also needs the device's pairing window open (its button held), else it is skipped. The
+limits check sends signed over-limit commands; a conforming device refuses them all, a broken
+one may deliver one (the battery stops there): bench devices with a load only. The device
+clock and sampling-rate checks need a device in real time (they are skipped for the emulator
+in fast mode). The checks and what each compares are listed in PROTOCOL.md section 10.
 """
 
 from __future__ import annotations

@@ -45,6 +45,7 @@ from firmware_iface.messages import (
     StimMode,
     Stimulate,
     Stream,
+    prompt_problem,
     samples_per_frame,
     unpack_prompt,
 )
@@ -429,6 +430,11 @@ class EmulatedDevice:
 
     def _cmd_prompt(self, frame) -> None:
         kind, params = unpack_prompt(frame.payload)
+        problem = prompt_problem(kind, params)  # checked here, before the source allocates
+        if problem is not None:
+            code, text = problem
+            self._error(frame.seq, frame.msg_type, code, text[:64])
+            return
         self.source.prompt(kind, params)
         self._ack(frame.seq, frame.msg_type)
 

@@ -177,6 +177,7 @@ def run(args) -> int:
         stim_key = load_key_file(key_file)
         url = _with_sim_key(url, key_file)
         hreflex_plan = _hreflex_plan(args)
+    stretch_config = _stretch_config(args) if args.protocol == "stretch" else None
     if args.protocol == "stretch" and url.startswith("sim://") and "speed=" not in url:
         # prompts must reach the virtual patient while it is being recorded, not after the
         # emulator has run minutes ahead: guided protocols pace the emulator in real time
@@ -216,7 +217,7 @@ def run(args) -> int:
         rec.listeners.append(view.on_event)
         protocol = None
         if args.protocol == "stretch":
-            protocol = _stretch_protocol(args, rec, view)
+            protocol = _stretch_protocol(args, rec, view, stretch_config)
             if web is not None:
                 web.model.attach_protocol(protocol)
         elif args.protocol == "hreflex":
@@ -342,8 +343,9 @@ def _loop(rec, view, protocol, runner, args) -> str:
     return state
 
 
-def _stretch_protocol(args, rec, view):
-    from acquire.protocols.stretch import StretchProtocol, StretchProtocolConfig
+def _stretch_config(args):
+    """The stretch protocol's settings, checked before anything is opened (one-line errors)."""
+    from acquire.protocols.stretch import StretchConfigError, StretchProtocolConfig
 
     try:
         velocities = tuple(float(v) for v in args.velocities.split(",") if v.strip())
@@ -352,14 +354,28 @@ def _stretch_protocol(args, rec, view):
             f"--velocities must be numbers separated by commas: {args.velocities}"
         ) from None
     end = args.passive_range_deg[1] if args.passive_range_deg else None
-    cfg = StretchProtocolConfig(
-        range_velocity_deg_s=args.range_velocity,
-        n_range=args.range_stretches,
-        velocities_deg_s=velocities,
-        repeats=args.repeats,
-        rest_s=args.rest,
-        end_deg=end,
-    )
+    options = {"range_velocity_deg_s": "--range-velocity", "velocities_deg_s": "--velocities",
+               "rest_s": "--rest", "n_range": "--range-stretches", "repeats": "--repeats",
+               "end_deg": "--passive-range"}  # fmt: skip
+    try:
+        return StretchProtocolConfig(
+            range_velocity_deg_s=args.range_velocity,
+            n_range=args.range_stretches,
+            velocities_deg_s=velocities,
+            repeats=args.repeats,
+            rest_s=args.rest,
+            end_deg=end,
+        )
+    except StretchConfigError as exc:
+        text = str(exc)
+        name = text.split("=", 1)[0]
+        raise UsageError(f"{options.get(name, name)}: {text}") from None
+
+
+def _stretch_protocol(args, rec, view, cfg=None):
+    from acquire.protocols.stretch import StretchProtocol
+
+    cfg = cfg or _stretch_config(args)
     protocol = StretchProtocol(rec, cfg, on_message=view.message)
     protocol.attach()
     return protocol
