@@ -9,6 +9,7 @@ genuine sample, and a replay and a recovery of the capture decide alike.
 from __future__ import annotations
 
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -129,3 +130,51 @@ def test_clean_and_lossy_links_quarantine_nothing():
         assert client.stats.quarantined_frames == 0
     finally:
         client.close()
+
+
+def test_recorder_client_keeps_a_long_train_alive_in_real_time(tmp_path):
+    """Issue 18 item 4: a rate block goes out as one device-timed train, longer than the
+    heartbeat timeout; the client's heartbeat keeps it going while the recorder records."""
+    import threading
+
+    from firmware_iface import auth
+
+    key = auth.write_key_file(tmp_path / "k.key", bytes(range(32)))
+    out = tmp_path / "train.h5"
+    rec = Recorder(f"sim://simple?seed=1&speed=realtime&key_file={key}", out,
+                   stim_key=bytes(range(32)), duration_s=5.0)  # fmt: skip
+    rec.open()
+    threading.Timer(0.5, lambda: rec.client.stimulate(1.0, 100, mode="train", pulses=25,
+                                                      interval_ms=120)).start()  # fmt: skip
+    assert rec.run() == "complete"
+    with open_session(out) as s:
+        assert len(s.stimulus_arrays()["stim_sample_index"]) == 25
+        assert not [e for e in s.events if e["label"] == "stimulation_watchdog"]
+    assert rec.stats.watchdog_stops == 0
+
+
+def test_a_train_stopped_by_the_watchdog_is_a_note_in_the_file(tmp_path):
+    """Without the heartbeat (ended by hand, the recorder's own pings 10 s apart) the device
+    stops the train after 2 s and the recorder writes what it reported."""
+    import threading
+
+    from firmware_iface import auth
+
+    key = auth.write_key_file(tmp_path / "k.key", bytes(range(32)))
+    out = tmp_path / "stopped.h5"
+    rec = Recorder(f"sim://simple?seed=1&speed=realtime&key_file={key}", out,
+                   stim_key=bytes(range(32)), duration_s=6.0, ping_interval_s=10.0)  # fmt: skip
+
+    def train():
+        rec.client.stimulate(1.0, 100, mode="train", pulses=40, interval_ms=100)
+        rec.client.end_heartbeat()  # the host "freezes" as far as the device can tell
+
+    rec.open()
+    rec._last_ping = time.monotonic()  # the recorder's next ping comes 10 s later
+    threading.Timer(0.5, train).start()
+    assert rec.run() == "complete"
+    assert rec.stats.watchdog_stops == 1
+    with open_session(out) as s:
+        n = len(s.stimulus_arrays()["stim_sample_index"])
+        (note,) = [e for e in s.events if e["label"] == "stimulation_watchdog"]
+    assert 5 <= n < 40 and f"{n} of 40 pulses" in note["params"]["text"]

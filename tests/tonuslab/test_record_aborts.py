@@ -86,3 +86,30 @@ def test_emg_channel_beyond_the_recording_aborts_and_exits_non_zero(tmp_path, ke
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "emg_channel=99" in lines[0], proc.stderr
     assert out.exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "name"),
+    [
+        (("--velocities", "0.001"), "--velocities"),
+        (("--velocities", "30,nan"), "--velocities"),
+        (("--velocities", "inf"), "--velocities"),
+        (("--range-velocity", "0.0001"), "--range-velocity"),
+        (("--range-velocity", "nan"), "--range-velocity"),
+        (("--rest", "inf"), "--rest"),
+        (("--rest", "-1"), "--rest"),
+        (("--repeats", "-1"), "--repeats"),
+        (("--passive-range", "0", "nan"), "--passive-range"),
+    ],
+)
+def test_stretch_options_no_device_performs_are_refused_before_anything_opens(
+    tmp_path, option, name
+):
+    """Issue 18 item 6: 0.001 deg/s made the virtual patient allocate 7.5 GiB (sim://)."""
+    out = tmp_path / "never.h5"
+    proc = tonuslab("record", "sim://mild_elbow", "-o", out, "--protocol", "stretch", "--plain",
+                    *option)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"tonuslab: error: {name}"), proc.stderr
+    assert not out.exists() and not (tmp_path / "never.capture").exists()
