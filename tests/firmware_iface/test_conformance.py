@@ -83,7 +83,6 @@ def test_without_key_pulse_timing_is_skipped_not_failed():
         (Faults(ignore_expiry=True), {"stimulation auth"}),
         (Faults(ignore_limits=True), {"stimulation limits"}),
         (Faults(reset_counter_on_pair=True), {"re-pairing replay"}),
-        (Faults(ignore_heartbeat=True), {"stimulation watchdog"}),
         # a dropped frame may also hold a pulse's sample, which then cannot be timed
         (Faults(greeting=True), {"silent until spoken to"}),
         (Faults(drop_frame_every=5), {"sequence continuity", "stimulation timing?"}),
@@ -119,3 +118,20 @@ def test_counter_reset_at_pair_fails_and_the_replayed_command_is_named():
     report = _run(Faults(reset_counter_on_pair=True))
     detail = next(c.detail for c in report.checks if c.name == "re-pairing replay")
     assert "moved the counter back" in detail and "accepted instead of refused" in detail
+
+
+def test_a_device_without_the_stimulation_watchdog_fails_in_real_time():
+    report = _run_realtime(faults=Faults(ignore_heartbeat=True))
+    failed = {c.name for c in report.checks if c.status == FAIL}
+    assert failed == {"stimulation watchdog"}, report.table()
+    detail = next(c.detail for c in report.checks if c.name == "stimulation watchdog")
+    assert "all 50 pulses delivered" in detail and "no HEARTBEAT_LOST" in detail
+
+
+def test_fast_device_over_a_bounded_link_is_still_checked():
+    """In-process and fast: the link's 64 KiB stop the device while the host is silent, its
+    uptime runs on, and the watchdog fires; a broken fast device runs the whole train ahead,
+    which says nothing in fast mode (SKIP; it fails in real time, above)."""
+    report = _run(Faults(ignore_heartbeat=True))
+    assert report.status("stimulation watchdog") in (FAIL, SKIP)
+    assert _run().status("stimulation watchdog") == PASS

@@ -22,7 +22,8 @@ def test_emulator_passes_over_a_pty(key_file, capsys):
         code = main(["conformance", pty.path, "--key-file", key_file, "--seconds", "1"])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert out.count("PASS") == 10 and "device conforms" in out
+    # fast: the watchdog check passes when the pty's buffer stalls the device, else it skips
+    assert out.count("PASS") in (10, 11) and "device conforms" in out
 
 
 @pytest.mark.parametrize("transport", ["pty", "tcp"])
@@ -49,6 +50,8 @@ def test_emulator_passes_over_tcp_as_json(key_file, capsys):
     assert statuses.pop("clock vs host") == "SKIP"
     assert statuses.pop("sampling rate vs clock") == "SKIP"
     assert statuses.pop("re-pairing replay") == "SKIP"  # the pairing button is not held
+    # fast over TCP: the socket buffers hold the whole train, so the watchdog cannot be timed
+    assert statuses.pop("stimulation watchdog") in ("PASS", "SKIP")
     assert set(statuses.values()) == {"PASS"}
 
 
