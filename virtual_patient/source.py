@@ -112,6 +112,16 @@ class PatientSource:
         self._angle_pos += int(n)
         return out
 
+    def skip_emg(self, n: int) -> None:
+        """Move past ``n`` EMG samples without making them (the device was idle): samples
+        depend only on their index, so the ones after are the same as if they had been made,
+        and a START after hours idle costs no time."""
+        self._emg_pos += int(n)
+
+    def skip_angle(self, n: int) -> None:
+        """Move past ``n`` goniometer samples without making them (see :meth:`skip_emg`)."""
+        self._angle_pos += int(n)
+
     def stimulate(self, emg_sample_index: int, intensity_ma: float, width_us: int) -> None:
         """Schedule a stimulus pulse at an EMG sample index (artifact, M and H follow).
 

@@ -381,6 +381,13 @@ class EmulatedDevice:
 
     def _skip(self, st: _StreamState, n: int) -> None:
         """Consume ``n`` samples of a stream without sending them (the device was idle)."""
+        # a source whose samples depend only on their index skips without making them, so a
+        # START after a long pause costs no time (PatientSource); others make and drop them
+        skip = getattr(self.source, "skip_emg" if st.stream == Stream.EMG else "skip_angle", None)
+        if callable(skip) and n > 0:
+            skip(n)
+            st.next_index += n
+            return
         read = self.source.emg_block if st.stream == Stream.EMG else self.source.angle_block
         while n > 0:  # the signal source is sequential: its time runs on while nobody listens
             step = min(n, 1 << 16)
