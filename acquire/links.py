@@ -17,7 +17,8 @@ URL                                         link
 (the emulated device is paired with the key in that file), ``program`` (passed to
 ``PatientSource``, e.g. ``tsrt``), ``forge`` (fault injection for tests: the device sends one
 implausible SAMPLES frame with a valid CRC, ``Faults.forge_samples``: ``index_jump``,
-``huge_jump``, ``channels``, ``time_jump``; ``forge_after`` EMG frames, default 100). The
+``huge_jump``, ``channels``, ``time_jump``, ``time_wrap``; ``forge_after`` EMG frames, default
+100). The
 returned link has ``.device`` (the :class:`~firmware_iface.emulator.EmulatedDevice`) and
 ``.runner``.
 

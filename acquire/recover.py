@@ -94,7 +94,10 @@ def recover_session(path, *, capture=None, force: bool = False) -> RecoveryRepor
         if source == "capture" and before is not None:
             with open_session(tmp) as s:
                 rebuilt = s.emg.n_samples
-            if rebuilt < before:  # the capture was cut shorter than the file (e.g. disk full)
+                set_aside = s.attrs.get("quarantined_frames") or 0
+            # the capture was cut shorter than the file (e.g. disk full); unless the rebuilt
+            # file set implausible frames aside, which an older recorder wrote as (huge) gaps
+            if rebuilt < before and not set_aside:
                 tmp.unlink()
                 source = "file"
         if source == "file":

@@ -585,11 +585,15 @@ class DeviceClient:
         if self._expected_seq is not None and frame.seq != self._expected_seq:
             stats.lost_frames += (frame.seq - self._expected_seq) & 0xFFFF
         self._expected_seq = (frame.seq + 1) & 0xFFFF
+        unwrapped_before = (self._time._last, self._time._value)
         time_us = self._time(frame.time_us)
         typ = frame.msg_type
         try:
             if typ == MsgType.SAMPLES:
-                return self._on_samples(Samples.unpack(frame.payload), time_us, now)
+                block = self._on_samples(Samples.unpack(frame.payload), time_us, now)
+                if block is None:  # set aside: its time must not move the unwrapping either
+                    self._time._last, self._time._value = unwrapped_before
+                return block
             if typ in (MsgType.ACK, MsgType.ERROR):
                 cls = Ack if typ == MsgType.ACK else ErrorReply
                 reply = cls.unpack(frame.payload)

@@ -86,7 +86,9 @@ class Faults:
         CRC that contradicts the stream (what a radio peer could inject, or a corruption
         CRC-16 misses): ``"index_jump"`` (first_index +40,000, same time), ``"huge_jump"``
         (+100,000,000), ``"channels"`` (one channel more than configured) or ``"time_jump"``
-        (index +40,000 and header time moved to match). Empty: none.
+        (index +40,000 and header time moved to match) or ``"time_wrap"`` (same index, header
+        time +2^31 + 12,345 us: half the 32-bit range, where unwrapping would turn).
+        Empty: none.
     forge_after_frames : int
         EMG frames sent before the forged one.
     ignore_heartbeat : bool
@@ -111,7 +113,7 @@ class Faults:
 
 
 #: Values of :attr:`Faults.forge_samples`.
-FORGED_FRAMES = ("index_jump", "huge_jump", "channels", "time_jump")
+FORGED_FRAMES = ("index_jump", "huge_jump", "channels", "time_jump", "time_wrap")
 
 
 class DeviceClock:
@@ -716,6 +718,8 @@ class EmulatedDevice:
         jump = 100_000_000 if kind == "huge_jump" else 40_000
         if kind == "channels":
             counts, jump = np.concatenate([counts, counts[:, :1]], axis=1), 0
+        if kind == "time_wrap":
+            jump, time_us = 0, time_us + (1 << 31) + 12_345
         if kind == "time_jump":
             time_us += round(jump * 1e6 / self.config.emg_rate_hz)
         payload = Samples(int(st.stream), index + jump, counts, st.bytes_per_sample).pack()

@@ -42,7 +42,12 @@ def _emg(path):
 
 @pytest.mark.parametrize(
     ("forge", "reason"),
-    [("index_jump", "index"), ("huge_jump", "index"), ("channels", "shape")],
+    [
+        ("index_jump", "index"),
+        ("huge_jump", "index"),
+        ("channels", "shape"),
+        ("time_wrap", "index"),
+    ],
 )
 def test_forged_frame_is_set_aside_and_the_recording_goes_on(tmp_path, forge, reason):
     rec, out, state = _record(tmp_path, forge)
