@@ -67,3 +67,8 @@ class SourceChannelError(SourceError):
 
 class SourceRateChangedError(SourceError):
     """A stream's sampling rate changed while recording (the data so far is kept)."""
+
+
+class ProtocolAborted(AcquisitionError):
+    """A guided protocol (e.g. ``hreflex``) stopped before its end for another reason than the
+    operator's stop (a refused stimulation, a wrong EMG channel); the recording is saved."""

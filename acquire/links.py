@@ -15,8 +15,12 @@ URL                                         link
 ``sim://`` options: ``seed`` (int, default 0), ``speed`` (``fast`` | ``realtime``),
 ``drift_ppm``, ``latency_ms``, ``jitter_ms``, ``serial`` (device serial number), ``key_file``
 (the emulated device is paired with the key in that file), ``program`` (passed to
-``PatientSource``, e.g. ``tsrt``). The returned link has ``.device`` (the
-:class:`~firmware_iface.emulator.EmulatedDevice`) and ``.runner``.
+``PatientSource``, e.g. ``tsrt``), ``forge`` (fault injection for tests: the device sends one
+implausible SAMPLES frame with a valid CRC, ``Faults.forge_samples``: ``index_jump``,
+``huge_jump``, ``channels``, ``time_jump``, ``time_wrap``; ``forge_after`` EMG frames, default
+100). The
+returned link has ``.device`` (the :class:`~firmware_iface.emulator.EmulatedDevice`) and
+``.runner``.
 
 Every problem raises a :class:`LinkError` (an :class:`acquire.AcquisitionError`) with one line.
 Device I/O modules (pyserial, bleak) are imported only when their scheme is used.
@@ -49,6 +53,8 @@ class LinkUnavailable(LinkError):
 
 SCHEMES = ("sim", "tcp", "serial", "ble", "replay")
 _SIM_OPTIONS = {
+    "forge",
+    "forge_after",
     "seed",
     "speed",
     "drift_ppm",
@@ -153,9 +159,23 @@ def _open_sim(profile: str, query: dict, url: str):
         source = SimpleSource(seed=seed)
     else:
         source = _patient_source(profile, seed, query.get("program") or None)
+    faults = None
+    if "forge" in query:
+        from firmware_iface.emulator import Faults
+        from firmware_iface.emulator.device import FORGED_FRAMES
+
+        if query["forge"] not in FORGED_FRAMES:
+            raise BadLinkUrl(
+                f"sim:// forge must be one of {', '.join(FORGED_FRAMES)}, got {query['forge']!r}"
+            )
+        after = _number(query, "forge_after", int, 100)
+        if after < 1:
+            raise BadLinkUrl("sim:// forge_after must be >= 1")
+        faults = Faults(forge_samples=query["forge"], forge_after_frames=after)
     device = make_device(
-        source, serial=query.get("serial", "EMU-0001")[:16], stim_key=key, drift_ppm=drift_ppm
-    )
+        source, serial=query.get("serial", "EMU-0001")[:16], stim_key=key, drift_ppm=drift_ppm,
+        faults=faults,
+    )  # fmt: skip
     return emulator_link(device, speed=speed, latency_s=latency_s, jitter_s=jitter_s, seed=seed)
 
 

@@ -64,6 +64,13 @@ class RecorderStats:
     stimuli: int = 0
     clock: dict = field(default_factory=dict)
     messages: list = field(default_factory=list)
+    quarantined: dict = field(default_factory=dict)
+    watchdog_stops: int = 0
+
+    @property
+    def quarantined_frames(self) -> int:
+        """Implausible SAMPLES frames set aside, all reasons (see :attr:`quarantined`)."""
+        return sum(self.quarantined.values())
 
 
 class _Ring:
@@ -200,6 +207,9 @@ class Recorder:
         self._lost_since: float | None = None
         self._gap_reason = {"emg": "sequence", "angle": "sequence"}
         self._duplicates = 0
+        self._quarantine_seen = 0  # records of the current client already written
+        self._quarantine_events = 0
+        self._check_fit: tuple[int, dict] | None = None  # (anchors, fit) of the time check
         self._last_ping = 0.0
         self._last_clock = 0.0
         self._last_clock_write = 0.0
@@ -334,6 +344,7 @@ class Recorder:
             # (its records so far stay on disk; a sync thread flushing into the freed room made
             # HDF5's last writes fail, and HDF5 then crashed at interpreter exit).
             self.writer.on_disk_full = self.capture.suspend
+        attrs.update(quarantined_frames=0, quarantine={})
         self.writer.set_attrs(**attrs)
         for stream in self._rates:
             chans = [c for c in channels if c["kind"] == stream]
@@ -403,6 +414,7 @@ class Recorder:
             self._replay_host_events()
         for item in items:
             self._handle(item, arrival_override)
+        self._take_quarantined(arrival_override)
         now = time.monotonic()
         if not self.replay and now - self._last_ping >= self.ping_interval_s:
             self._last_ping = now
@@ -445,6 +457,7 @@ class Recorder:
                 while time.monotonic() < deadline and writer_ok and not disk_full:
                     for item in self.client.read(0.05):
                         self._handle(item, None)
+                    self._take_quarantined(None)
             except (ProtocolError, OSError, AcquisitionError):
                 pass
         try:
@@ -587,9 +600,96 @@ class Recorder:
         else:
             self._on_event(item, arrival)
 
+    #: Event rows written for quarantined frames; beyond, they are only counted (attribute
+    #: ``quarantine`` of the file), so a flood of bad frames cannot grow the file without bound.
+    MAX_QUARANTINE_EVENTS = 1000
+    #: A SAMPLES frame whose last sample the clock fit places this many seconds (or more) after
+    #: its arrival is set aside (reason ``"time"``): it would have arrived before its samples
+    #: were taken. Checked once the fit has :data:`CLOCK_CHECK_MIN_ANCHORS` anchors and runs in
+    #: real time (drift within :data:`CLOCK_CHECK_MAX_DRIFT_PPM`; not the emulator's fast mode).
+    CLOCK_CHECK_EARLY_S = 1.0
+    CLOCK_CHECK_MIN_ANCHORS = 5
+    CLOCK_CHECK_MAX_DRIFT_PPM = 1000.0
+
+    def _take_quarantined(self, arrival_override: float | None) -> None:
+        """Write the frames the client set aside since the last step (shape, index)."""
+        cs = self.client.stats
+        total = cs.quarantined_frames
+        new = total - self._quarantine_seen
+        if new <= 0:
+            return
+        self._quarantine_seen = total
+        log_ = list(cs.quarantine_log)
+        for record in log_[max(0, len(log_) - new) :]:
+            self._quarantine(record, arrival_override)
+
+    def _quarantine(self, record, arrival_override: float | None = None) -> None:
+        """Count one implausible frame, and record it as a ``quarantine`` event (bounded)."""
+        q = self.stats.quarantined
+        q[record.reason] = q.get(record.reason, 0) + 1
+        stream = STREAM_NAMES.get(int(record.stream), str(record.stream))
+        data = {**record.to_dict(), "stream": stream}
+        if arrival_override is not None:
+            data["host_time_s"] = arrival_override
+        with self._lock:
+            if self._quarantine_events < self.MAX_QUARANTINE_EVENTS:
+                self._quarantine_events += 1
+                self.writer.add_event(
+                    "quarantine",
+                    label=record.reason,
+                    device_time_us=int(record.device_time_us),
+                    host_time_s=float(data["host_time_s"]),
+                    params={k: v for k, v in data.items()
+                            if k not in ("reason", "device_time_us", "host_time_s")},
+                )  # fmt: skip
+            self.writer.set_attrs(quarantined_frames=self.stats.quarantined_frames, quarantine=q)
+        log.info("implausible %s frame set aside (%s): %s", stream, record.reason,
+                    record.detail)  # fmt: skip
+        self._emit("quarantine", data)
+
+    def _time_problem(self, block, stream: str, arrival: float) -> str | None:
+        """Whether the clock fit puts the block's last sample after its arrival (None: no).
+
+        The fit is refreshed whenever the lower envelope gains an anchor (once per device
+        second), from the arrivals of accepted frames only, so a live recording and its replay
+        (recorded arrival times) decide alike.
+        """
+        if "emg" not in self._origin_time:
+            return None
+        n_windows = len(self._fitter._windows)
+        if self._check_fit is None or self._check_fit[0] != n_windows:
+            self._check_fit = (n_windows, self._fitter.fit(self._origin_time["emg"]))
+        fit = self._check_fit[1]
+        if (
+            fit.get("method") != "lower-envelope"
+            or fit.get("n_anchors", 0) < self.CLOCK_CHECK_MIN_ANCHORS
+            or not abs(fit.get("drift_ppm", math.inf)) <= self.CLOCK_CHECK_MAX_DRIFT_PPM
+            or "emg" not in self._origin_time
+        ):
+            return None
+        latency = fit.get("one_way_latency_s", math.nan)
+        intercept = fit["offset_s"] + (latency if math.isfinite(latency) else 0.0)
+        last_us = block.device_time_us + round((block.n_samples - 1) * 1e6 / self._rates[stream])
+        x = (last_us - self._origin_time["emg"]) * 1e-6
+        predicted = intercept + (1.0 + fit["drift_ppm"] * 1e-6) * x
+        early = predicted - arrival
+        if early < self.CLOCK_CHECK_EARLY_S + fit.get("residual_max_s", 0.0):
+            return None
+        return f"arrived {early:.1f} s before its last sample was taken (clock fit)"
+
     def _on_block(self, block, arrival: float) -> None:
         stream = STREAM_NAMES.get(int(block.stream))
         if stream not in self._rates:
+            return
+        problem = self._time_problem(block, stream, arrival)
+        if problem is not None:
+            from firmware_iface.client import Quarantined
+
+            record = Quarantined(
+                "time", int(block.stream), int(block.first_index), block.n_samples,
+                int(block.counts.shape[1]), int(block.device_time_us), arrival, problem,
+            )  # fmt: skip
+            self._quarantine(record)
             return
         with self._lock:
             if stream not in self._origin:
@@ -685,6 +785,16 @@ class Recorder:
                     params={"marker_id": msg.marker_id, "value": msg.value},
                 )
                 self.stats.markers += 1
+            elif kind == "watchdog":  # the device stopped a pair/train: no host heartbeat
+                self.writer.add_event(
+                    "note",
+                    device_time_us=int(ev.device_time_us),
+                    host_time_s=arrival,
+                    label="stimulation_watchdog",
+                    params={"text": msg.text, "stimulate_seq": msg.acked_seq},
+                )
+                self.stats.watchdog_stops += 1
+                self._emit("watchdog", {"text": msg.text})
             elif kind == "status":
                 self.stats.battery_pct = int(msg.battery_pct)
                 key = (msg.battery_pct, msg.overruns, msg.dropped_samples, msg.state)
@@ -760,6 +870,7 @@ class Recorder:
                     self.link.close()
                 continue
             self.client = client
+            self._quarantine_seen = 0
             self.stats.link_up = True
             self._log_link({"event": "restored", "down_s": time.monotonic() - lost_at}, None)
             log.warning("link restored after %.1f s", time.monotonic() - lost_at)

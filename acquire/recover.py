@@ -94,7 +94,10 @@ def recover_session(path, *, capture=None, force: bool = False) -> RecoveryRepor
         if source == "capture" and before is not None:
             with open_session(tmp) as s:
                 rebuilt = s.emg.n_samples
-            if rebuilt < before:  # the capture was cut shorter than the file (e.g. disk full)
+                set_aside = s.attrs.get("quarantined_frames") or 0
+            # the capture was cut shorter than the file (e.g. disk full); unless the rebuilt
+            # file set implausible frames aside, which an older recorder wrote as (huge) gaps
+            if rebuilt < before and not set_aside:
                 tmp.unlink()
                 source = "file"
         if source == "file":
@@ -110,6 +113,7 @@ def recover_session(path, *, capture=None, force: bool = False) -> RecoveryRepor
     with open_session(tmp) as s:
         after = s.emg.n_samples
         rate = s.emg_rate_hz
+        quarantined = s.attrs.get("quarantine") or {}
     backup = None
     if path.exists():
         backup = path.with_name(path.stem + ".damaged.h5")
@@ -121,6 +125,9 @@ def recover_session(path, *, capture=None, force: bool = False) -> RecoveryRepor
         f"{after / rate:.1f} s of EMG (the file had {was})"
         + (f"; the old file is kept as {backup.name}" if backup else "")
     )
+    if isinstance(quarantined, dict) and sum(quarantined.values()):
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(quarantined.items()))
+        msg += f"; {sum(quarantined.values())} implausible frame(s) set aside ({reasons})"
     return RecoveryReport(path, source, after, before, backup, msg)
 
 

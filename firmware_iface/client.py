@@ -30,10 +30,12 @@ from firmware_iface.errors import (
     CommandTimeout,
     LinkClosed,
     MalformedMessage,
+    ProtocolError,
     StimulationRefused,
     VersionMismatch,
 )
 from firmware_iface.messages import (
+    HEARTBEAT_INTERVAL_S,
     MAX_STIM_VALIDITY_US,
     PING,
     SET_TIME,
@@ -112,14 +114,17 @@ class SampleBlock:
 
 @dataclass(frozen=True)
 class DeviceEvent:
-    """A stimulus pulse (``kind="stim"``), a marker (``"marker"``) or a status (``"status"``).
+    """A stimulus pulse (``kind="stim"``), a marker (``"marker"``), a status (``"status"``) or
+    a pair/train stopped by the device's watchdog (``"watchdog"``, PROTOCOL.md 8.4).
 
-    ``emg_sample_index`` and ``device_time_us`` are unwrapped (None for status);
-    ``message`` is the decoded :class:`StimEvent`, :class:`Marker` or :class:`Status`.
+    ``emg_sample_index`` and ``device_time_us`` are unwrapped (None for status and watchdog);
+    ``message`` is the decoded :class:`StimEvent`, :class:`Marker`, :class:`Status` or, for
+    ``"watchdog"``, the device's ``HEARTBEAT_LOST`` :class:`ErrorReply` (``acked_seq`` the
+    STIMULATE's, ``text`` how many pulses were delivered).
     """
 
     kind: str
-    message: StimEvent | Marker | Status
+    message: StimEvent | Marker | Status | ErrorReply
     device_time_us: int
     emg_sample_index: int | None
     host_time_s: float
@@ -168,6 +173,56 @@ CLOCK_SYNC_MAX_AGE_S = 10.0
 MAX_GAP_RECORDS = 1024
 
 
+@dataclass(frozen=True)
+class Quarantined:
+    """A SAMPLES frame that passed the CRC but contradicts the stream, set aside unused.
+
+    Attributes
+    ----------
+    reason : str
+        ``"shape"`` (stream, channel count or sample width contradicts CONFIGURE),
+        ``"index"`` (sample number and header time disagree with the stream's line
+        ``t = t0 + index / rate``: e.g. an index jump far beyond any loss) or ``"time"``
+        (set aside by the recorder: the frame's time contradicts the clock fit, it would have
+        arrived before its samples were taken).
+    stream : int
+        Stream number as the frame claims it.
+    first_index : int
+        Sample number as the frame claims it (unwrapped near the expected one).
+    n_samples, n_channels : int
+        The frame's shape.
+    device_time_us : int
+        Header time (unwrapped).
+    host_time_s : float
+        Arrival (``time.monotonic()``).
+    detail : str
+        One line: what contradicted what.
+    """
+
+    reason: str
+    stream: int
+    first_index: int
+    n_samples: int
+    n_channels: int
+    device_time_us: int
+    host_time_s: float
+    detail: str = ""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+#: Consecutive frames that agree with each other but not with a stream's line after which the
+#: line is taken to have moved (an unannounced SET_TIME, a device restarted on the same link);
+#: those frames stay quarantined, the following ones are accepted.
+LINE_REANCHOR_FRAMES = 3
+#: Tolerance of the index/time line check: this many microseconds plus
+#: :data:`LINE_TOLERANCE_PPM` of the time since the line's anchor (the spec asks header times
+#: within 100 ppm of the configured rate; ten times that is allowed here).
+LINE_TOLERANCE_US = 2000
+LINE_TOLERANCE_PPM = 1000.0
+
+
 @dataclass
 class ClientStats:
     """What the client has received and lost.
@@ -177,7 +232,9 @@ class ClientStats:
     ``gaps[stream]`` lists the latest
     :data:`MAX_GAP_RECORDS` gaps as ``(first_missing_index, n_missing)`` (the recorder writes
     every gap to the session file as it happens; memory stays bounded over long, lossy links);
-    ``missing(stream)`` is the exact total; ``samples[stream]`` counts received samples.
+    ``missing(stream)`` is the exact total; ``samples[stream]`` counts received samples;
+    ``quarantined`` counts the SAMPLES frames set aside as implausible by reason, and
+    ``quarantine_log`` holds the latest :data:`MAX_GAP_RECORDS` of them (:class:`Quarantined`).
     """
 
     frames: int = 0
@@ -189,6 +246,7 @@ class ClientStats:
     stray_replies: int = 0
     device_frame_errors: int = 0
     queue_overflows: int = 0
+    heartbeat_stops: int = 0
     samples: dict = field(default_factory=lambda: {0: 0, 1: 0})
     gaps: dict = field(
         default_factory=lambda: {
@@ -197,6 +255,20 @@ class ClientStats:
         }
     )
     missing_samples: dict = field(default_factory=lambda: {0: 0, 1: 0})
+    quarantined: dict = field(default_factory=dict)
+    quarantine_log: collections.deque = field(
+        default_factory=lambda: collections.deque(maxlen=MAX_GAP_RECORDS)
+    )
+
+    @property
+    def quarantined_frames(self) -> int:
+        """SAMPLES frames set aside as implausible (all reasons; see :class:`Quarantined`)."""
+        return sum(self.quarantined.values())
+
+    def quarantine(self, record: Quarantined) -> None:
+        """Count a frame set aside (the log keeps the latest ones, the counts are exact)."""
+        self.quarantined[record.reason] = self.quarantined.get(record.reason, 0) + 1
+        self.quarantine_log.append(record)
 
     def missing(self, stream: int) -> int:
         """Samples of ``stream`` missing so far (exact, whatever the number of gaps)."""
@@ -275,6 +347,10 @@ class DeviceClient:
         self._time = Unwrapper(32)
         self._index = {int(Stream.EMG): Unwrapper(32), int(Stream.ANGLE): Unwrapper(32)}
         self._next_index: dict[int, int] = {}
+        # per stream: (index, device time) of an accepted frame, the line t = t0 + i / rate
+        # that every later frame of the configuration must lie on (PROTOCOL.md 4.6, 6)
+        self._line: dict[int, tuple[int, int]] = {}
+        self._line_candidates: dict[int, list[tuple[int, int]]] = {}
         self._last_emg_index = 0
         self._stim_counter = 0
         self._stim_lock = threading.Lock()
@@ -283,10 +359,68 @@ class DeviceClient:
         # the last pulse the device accepted: (config number, EMG index, host time estimate)
         self._last_pulse: tuple[int, int, float] | None = None
         self._closed_error: LinkClosed | None = None
+        # host-alive heartbeat while a pair or train runs (PROTOCOL.md 8.4)
+        self._heartbeat_until = 0.0  # host monotonic time the last accepted pulse is due by
+        self._heartbeat_thread: threading.Thread | None = None
+        self._heartbeat_wake = threading.Event()
+        self._closing = False
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
+        self._closing = True
+        self._heartbeat_wake.set()
         self.link.close()
+        thread = self._heartbeat_thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=2.0)
+
+    # ------------------------------------------------------------------ heartbeat
+    def _keep_alive_until(self, host_time_s: float) -> None:
+        """Send the heartbeat (PING every :data:`HEARTBEAT_INTERVAL_S`) until ``host_time_s``."""
+        with self._stim_lock:
+            self._heartbeat_until = max(self._heartbeat_until, host_time_s)
+            thread = self._heartbeat_thread
+            if thread is None or not thread.is_alive():
+                self._heartbeat_wake.clear()
+                thread = threading.Thread(
+                    target=self._heartbeat, name="tonuslab-heartbeat", daemon=True
+                )
+                self._heartbeat_thread = thread
+                thread.start()
+
+    def _heartbeat(self) -> None:
+        """The heartbeat thread: any intact frame keeps a pair or train going on the device;
+        PING is idempotent and cheap. A frozen host process freezes this thread too, so the
+        device's watchdog stops the train (that is the point)."""
+        while not self._closing:
+            with self._stim_lock:
+                if time.monotonic() > self._heartbeat_until:
+                    self._heartbeat_thread = None
+                    return
+            try:
+                self.command(MsgType.PING, PING.pack(next(self._seq) & 0xFFFFFFFF), retries=0)
+            except LinkClosed:
+                return
+            except ProtocolError:  # a lost reply: the frame still reached the device, or not
+                pass
+            self._heartbeat_wake.wait(HEARTBEAT_INTERVAL_S)
+
+    def end_heartbeat(self, timeout_s: float = 2.0) -> None:
+        """Stop the heartbeat now (a pair or train still running on the device then stops
+        within the device's heartbeat timeout); waits up to ``timeout_s`` for the thread."""
+        with self._stim_lock:
+            self._heartbeat_until = 0.0
+            thread = self._heartbeat_thread
+        self._heartbeat_wake.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout_s)
+        self._heartbeat_wake.clear()
+
+    @property
+    def heartbeat_active(self) -> bool:
+        """Whether the heartbeat thread is running (a pair or train is under way)."""
+        thread = self._heartbeat_thread
+        return thread is not None and thread.is_alive()
 
     def __enter__(self):
         return self
@@ -451,17 +585,26 @@ class DeviceClient:
         if self._expected_seq is not None and frame.seq != self._expected_seq:
             stats.lost_frames += (frame.seq - self._expected_seq) & 0xFFFF
         self._expected_seq = (frame.seq + 1) & 0xFFFF
+        unwrapped_before = (self._time._last, self._time._value)
         time_us = self._time(frame.time_us)
         typ = frame.msg_type
         try:
             if typ == MsgType.SAMPLES:
-                return self._on_samples(Samples.unpack(frame.payload), time_us, now)
+                block = self._on_samples(Samples.unpack(frame.payload), time_us, now)
+                if block is None:  # set aside: its time must not move the unwrapping either
+                    self._time._last, self._time._value = unwrapped_before
+                return block
             if typ in (MsgType.ACK, MsgType.ERROR):
                 cls = Ack if typ == MsgType.ACK else ErrorReply
                 reply = cls.unpack(frame.payload)
                 if typ == MsgType.ERROR and reply.code == ErrorCode.FRAME_ERROR:
                     stats.device_frame_errors += 1
                     return None
+                if typ == MsgType.ERROR and reply.code == ErrorCode.HEARTBEAT_LOST:
+                    # the device's stimulation watchdog stopped a pair or train (8.4): it
+                    # answers no command, it is an event of the stream
+                    stats.heartbeat_stops += 1
+                    return DeviceEvent("watchdog", reply, time_us, None, now)
                 with self._cond:
                     if reply.acked_seq in self._pending:
                         self._pending[reply.acked_seq] = reply
@@ -484,12 +627,79 @@ class DeviceClient:
         stats.unknown_frames += 1  # a newer minor version's message: ignored
         return None
 
-    def _on_samples(self, msg: Samples, time_us: int, now: float) -> SampleBlock:
+    def _shape_problem(self, msg: Samples) -> str | None:
+        """What in a SAMPLES frame's shape contradicts the configuration (None: nothing)."""
+        if self.info is None:
+            return None
+        cfg = self.info.config
+        ch = msg.counts.shape[1]
+        if msg.stream == Stream.EMG:
+            want = (cfg.n_emg, cfg.emg_bits // 8)
+        elif msg.stream == Stream.ANGLE and cfg.n_angle:
+            want = (cfg.n_angle, 4)
+        else:
+            return f"stream {msg.stream} is not configured"
+        if (ch, msg.bytes_per_sample) != want:
+            return f"{ch} channels x {msg.bytes_per_sample} bytes, configured {want[0]} x {want[1]}"
+        return None
+
+    def _rate(self, stream: int) -> float | None:
+        if self.info is None:
+            return None
+        cfg = self.info.config
+        rate = cfg.emg_rate_hz if stream == Stream.EMG else cfg.angle_rate_hz
+        return float(rate) if rate else None
+
+    def _line_problem(self, stream: int, first: int, time_us: int) -> str | None:
+        """Whether ``(first, time_us)`` lies off the stream's index/time line (None: on it, or
+        the line moved: :data:`LINE_REANCHOR_FRAMES` frames agreed on a new one)."""
+        rate = self._rate(stream)
+        line = self._line.get(stream)
+        if rate is None or line is None:
+            self._line[stream] = (first, time_us)
+            return None
+
+        def off(anchor) -> float:
+            dt = (first - anchor[0]) * 1e6 / rate
+            return time_us - (anchor[1] + dt), abs(dt)
+
+        error, span = off(line)
+        if abs(error) <= LINE_TOLERANCE_US + LINE_TOLERANCE_PPM * 1e-6 * span:
+            self._line_candidates.pop(stream, None)
+            return None
+        # off the line: the line may have moved (a SET_TIME by another host, a restarted
+        # device); frames that agree with each other that often re-anchor it
+        cands = self._line_candidates.setdefault(stream, [])
+        if cands:
+            e, sp = off(cands[0])
+            if abs(e) > LINE_TOLERANCE_US + LINE_TOLERANCE_PPM * 1e-6 * sp:
+                cands.clear()
+        cands.append((first, time_us))
+        if len(cands) >= LINE_REANCHOR_FRAMES:
+            self._line[stream] = (first, time_us)
+            cands.clear()
+            return None
+        return (
+            f"sample {first} at device time {time_us} us lies {error / 1e3:+.1f} ms off the "
+            f"stream's line t = t0 + index / rate"
+        )
+
+    def _on_samples(self, msg: Samples, time_us: int, now: float) -> SampleBlock | None:
         stream = int(msg.stream)
-        unwrap = self._index.setdefault(stream, Unwrapper(32))
-        first = unwrap(msg.first_index)
-        gap = 0
         expected = self._next_index.get(stream)
+        if expected is None:
+            first = self._index.setdefault(stream, Unwrapper(32))(msg.first_index)
+        else:  # unwrapped near where the stream is, never moved by an implausible frame
+            first = _near(msg.first_index, expected)
+        n, ch = msg.counts.shape
+        problem = self._shape_problem(msg)
+        reason = "shape"
+        if problem is None:
+            problem, reason = self._line_problem(stream, first, time_us), "index"
+        if problem is not None:
+            self.stats.quarantine(Quarantined(reason, stream, first, n, ch, time_us, now, problem))
+            return None
+        gap = 0
         if expected is not None and first > expected:
             gap = first - expected
             self.stats.add_gap(stream, expected, gap)
@@ -553,6 +763,8 @@ class DeviceClient:
     def reset_stream_tracking(self) -> None:
         """Forget per-stream continuity (call after CONFIGURE, which restarts sample numbers)."""
         self._next_index.clear()
+        self._line.clear()
+        self._line_candidates.clear()
         for unwrap in self._index.values():
             unwrap.reset()
         self._last_emg_index = 0
@@ -680,8 +892,14 @@ class DeviceClient:
         return int(self._sync.uptime_at(now) + validity_s * 1e6)
 
     def set_time(self, device_time_us: int) -> None:
-        """Set the device clock (only while not streaming)."""
+        """Set the device clock (only while not streaming).
+
+        The sample times of every stream then follow the new clock: their index/time lines
+        are re-anchored on the next frame.
+        """
         self.command(MsgType.SET_TIME, SET_TIME.pack(int(device_time_us)))
+        self._line.clear()
+        self._line_candidates.clear()
 
     def status(self) -> Status:
         """Battery, temperature and device-side loss counters, now."""
@@ -702,10 +920,14 @@ class DeviceClient:
         return reply
 
     def pair(self, key: bytes) -> None:
-        """Provision ``key`` (while the device's pairing window is open)."""
+        """Provision ``key`` (while the device's pairing window is open).
+
+        The stimulation counter is not reset: it never goes back on the device, not even across
+        PAIR (PROTOCOL.md 8.2), so the client re-reads it with IDENTIFY.
+        """
         self.command(MsgType.PAIR, bytes(key))
         self.stim_key = bytes(key)
-        self._stim_counter = 0
+        self.identify()
 
     def stimulate(
         self,
@@ -756,8 +978,13 @@ class DeviceClient:
         if count is None:
             raise StimulationRefused("a train needs pulses=N")
         cmd = Stimulate(
-            int(modes[mode]), int(count), round(intensity_ma * 1000), int(width_us),
-            round(interval_ms * 1000), 0, 0,
+            int(modes[mode]), _whole("pulses", count, 1, 0xFFFF),
+            _whole("intensity", intensity_ma * 1000 if _is_number(intensity_ma) else intensity_ma,
+                   0, 0xFFFFFFFF, unit=" mA", scale=1e-3),
+            _whole("width", width_us, 0, 0xFFFF, unit=" us"),
+            _whole("interval", interval_ms * 1000 if _is_number(interval_ms) else interval_ms,
+                   0, 0xFFFFFFFF, unit=" ms", scale=1e-3),
+            0, 0,
         )  # fmt: skip
         self._catch_up()  # the latest EMG sample received: where the device's sample clock is
         since_us = self._since_last_pulse_us()
@@ -799,6 +1026,8 @@ class DeviceClient:
         last = first + round((cmd.pulse_count - 1) * cmd.interval_us * rate / 1e6)
         host_t = time.monotonic() + max(0, last - self._last_emg_index) / rate
         self._last_pulse = (self._config_number, last, host_t)
+        if cmd.pulse_count > 1:  # the device's watchdog needs the heartbeat until the end
+            self._keep_alive_until(host_t + 2 * HEARTBEAT_INTERVAL_S + 0.5)
         return StimAccepted(counter, first)
 
     def _since_last_pulse_us(self) -> float | None:
@@ -868,6 +1097,27 @@ def check_stim_limits(
             f"below the minimum {limits.min_interval_us / 1000:g} ms"
         )
     return None
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _whole(name: str, value, lo: int, hi: int, *, unit: str = "", scale: float = 1.0) -> int:
+    """``value`` rounded to a whole number in ``[lo, hi]`` (the field's wire range), else
+    :class:`StimulationRefused` naming the parameter (NaN, inf, not a number, out of range);
+    the limits of :func:`check_stim_limits` are checked afterwards."""
+    if not _is_number(value) or not np.isfinite(value):
+        shown = value * scale if _is_number(value) else value
+        raise StimulationRefused(
+            f"stimulation refused by the host: {name} {shown!r}{unit} is not a finite number"
+        )
+    whole = round(float(value))
+    if not lo <= whole <= hi:
+        raise StimulationRefused(
+            f"stimulation refused by the host: {name} {value * scale:g}{unit} is out of range"
+        )
+    return whole
 
 
 def _type_name(msg_type: int) -> str:

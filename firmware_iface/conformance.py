@@ -5,11 +5,13 @@
 failure is recorded and the battery carries on. The CLI is ``tonuslab conformance URL``.
 
 Stimulation checks on a real device deliver two pulses at the device's lowest allowed intensity
-(at most 1 mA) and shortest width; they run only when a key is given. The limits check sends
-signed over-limit commands; a conforming device refuses them all, a broken one may deliver one
-(the battery stops there): bench devices with a load only. The device clock and sampling-rate
-checks need a device in real time (they are skipped for the emulator in fast mode). The checks
-and what each compares are listed in PROTOCOL.md section 10.
+(at most 1 mA) and shortest width, and the watchdog check the first pulses of a train (those of
+the heartbeat timeout, at the same intensity); they run only when a key is given. The re-pairing
+check also needs the device's pairing window open (its button held), else it is skipped. The
+limits check sends signed over-limit commands; a conforming device refuses them all, a broken
+one may deliver one (the battery stops there): bench devices with a load only. The device
+clock and sampling-rate checks need a device in real time (they are skipped for the emulator
+in fast mode). The checks and what each compares are listed in PROTOCOL.md section 10.
 """
 
 from __future__ import annotations
@@ -23,7 +25,14 @@ from firmware_iface import auth
 from firmware_iface.client import DeviceClient, DeviceEvent, PingResult, SampleBlock
 from firmware_iface.codec import encode_frame
 from firmware_iface.errors import CommandRejected, CommandTimeout, ProtocolError
-from firmware_iface.messages import Config, ErrorCode, MsgType, StimMode, Stimulate
+from firmware_iface.messages import (
+    HEARTBEAT_TIMEOUT_US,
+    Config,
+    ErrorCode,
+    MsgType,
+    StimMode,
+    Stimulate,
+)
 
 RATE_TOLERANCE_PPM = 100.0
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
@@ -31,7 +40,8 @@ PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
 CHECKS = (
     "silent until spoken to", "identify", "configuration round trip", "start/stop",
     "sequence continuity", "timestamps vs rate", "malformed commands", "stimulation auth",
-    "stimulation timing", "stimulation limits", "clock vs host", "sampling rate vs clock",
+    "re-pairing replay", "stimulation timing", "stimulation limits", "stimulation watchdog",
+    "clock vs host", "sampling rate vs clock",
 )  # fmt: skip
 
 
@@ -380,6 +390,57 @@ class _Battery:
             ", expired and replayed refused" if self.key is not None else ""
         )
 
+    def repair_replay(self):
+        """A command signed before PAIR is refused after it: the counter never goes back.
+
+        The "recorded" command (signed, valid for 8 s) is sent while idle, so its valid MAC
+        consumes its counter and the device answers ``BAD_STATE`` without a pulse; then PAIR
+        with the same key (the pairing window must be open: the operator holds the button),
+        then the same bytes again while streaming: ``REPLAY``. A device that resets its counter
+        at PAIR accepts them, and after a power cycle (when the uptime has reached the old
+        deadline again) would accept a command recorded in an earlier boot (PROTOCOL.md 8.2).
+        """
+        if not self.info.has_stimulator:
+            return SKIP, "device reports no stimulator"
+        if self.key is None:
+            return SKIP, "needs the device's stimulation key (--key-file)"
+        c = self.client
+        info = c.identify()
+        counter = info.last_stim_counter + 1
+        recorded = self._stim_command(counter, self.key, info.serial,
+                                      c.stim_deadline_us(8.0, resync=True))  # fmt: skip
+        p = _expect_error(
+            c, {ErrorCode.BAD_STATE}, lambda: c.command(MsgType.STIMULATE, recorded.pack())
+        )
+        if p:
+            return FAIL, f"signed STIMULATE while idle: {p}"
+        try:
+            c.command(MsgType.PAIR, bytes(self.key))
+        except CommandRejected as exc:
+            if exc.code == ErrorCode.PAIRING_CLOSED:
+                return SKIP, ("needs the pairing window: hold the device's pairing button "
+                              "while the battery runs (PAIR refused: PAIRING_CLOSED)")  # fmt: skip
+            raise
+        problems = []
+        after = c.identify().last_stim_counter
+        if after < counter:
+            problems.append(f"PAIR moved the counter back from {counter} to {after}")
+        c.start()
+        try:
+            p = _expect_error(
+                c, {ErrorCode.REPLAY}, lambda: c.command(MsgType.STIMULATE, recorded.pack())
+            )
+            if p:
+                problems.append(f"command signed before PAIR, sent again after it: {p}")
+            stims = [e for e in self.read(0.3) if isinstance(e, DeviceEvent) and e.kind == "stim"]
+            if stims:
+                problems.append(f"{len(stims)} pulse(s) delivered from a replayed command")
+        finally:
+            c.stop()
+        if problems:
+            return FAIL, "; ".join(problems)
+        return PASS, f"counter kept across PAIR ({after}); the earlier command is a REPLAY"
+
     def stim_timing(self):
         if not self.info.has_stimulator:
             return SKIP, "device reports no stimulator"
@@ -523,6 +584,73 @@ class _Battery:
             return FAIL, "; ".join(problems)
         return PASS, "over-limit interval, pulse count, width and intensity refused, no pulse"
 
+    def watchdog(self):
+        """A train sent without any heartbeat afterwards must stop (PROTOCOL.md 8.4).
+
+        A signed train of ``min(max_pulses, 50)`` pulses lasting the heartbeat timeout + 2 s at
+        the lowest intensity, sent with a raw command (no heartbeat thread); then the host
+        sends nothing, and does not even read, for the timeout + 1.5 s (a device that runs
+        faster than real time then waits for the link, while its uptime runs on); then it
+        reads until the train's planned end. Fewer pulses than the train's must arrive, with a
+        ``HEARTBEAT_LOST`` report; in real time, none later than the timeout + 0.5 s after the
+        first.
+        """
+        if not self.info.has_stimulator:
+            return SKIP, "device reports no stimulator"
+        if self.key is None:
+            return SKIP, "needs the device's stimulation key (--key-file)"
+        c, lim = self.client, self.info.limits
+        rate = self.info.config.emg_rate_hz
+        n = max(2, min(lim.max_pulses, 50))
+        interval_us = max(lim.min_interval_us, -(-(HEARTBEAT_TIMEOUT_US + 2_000_000) // (n - 1)))
+        silence_s = HEARTBEAT_TIMEOUT_US * 1e-6 + 1.5
+        c.end_heartbeat()  # the heartbeat of an earlier pair would keep the train alive
+        c.start()
+        try:
+            _collect(self.read, 0.05, self.wall)
+            realtime = self.realtime()
+            info = c.identify()
+            cmd = Stimulate(int(StimMode.TRAIN), n, min(1000, lim.max_intensity_ua),
+                            lim.min_width_us, interval_us, info.last_stim_counter + 1,
+                            c.stim_deadline_us())  # fmt: skip
+            body = c.command(MsgType.STIMULATE, auth.sign(cmd, self.key, info.serial).pack())
+            first = int(np.frombuffer(body[4:8], "<u4")[0]) if len(body) >= 8 else None
+            time.sleep(silence_s)  # the host is frozen: nothing sent, nothing read
+            items = []
+            end = None if first is None else first + round(n * interval_us * rate / 1e6)
+            deadline = time.monotonic() + self.wall + n * interval_us * 1e-6
+            while time.monotonic() < deadline:  # not self.read: a backlog, no arrival times
+                new = c.read(0.2)
+                items += new
+                ends = [b.end_index for b in new if isinstance(b, SampleBlock) and b.stream == 0]
+                if end is not None and ends and max(ends) % (1 << 32) >= end % (1 << 32):
+                    break
+        finally:
+            c.stop()
+        stims = [e for e in items if isinstance(e, DeviceEvent) and e.kind == "stim"]
+        stims = [e for e in stims if e.message.counter == cmd.counter]
+        reports = [e for e in items if isinstance(e, DeviceEvent) and e.kind == "watchdog"]
+        if len(stims) >= n and not realtime:
+            # a device faster than real time ran the train ahead, into the link's buffers,
+            # before its uptime (real time) reached the timeout: nothing to conclude
+            return SKIP, (
+                "the device ran the whole train faster than real time, before the heartbeat "
+                "timeout passed on its uptime; run the battery in real time"
+            )
+        problems = []
+        if len(stims) >= n:
+            problems.append(f"all {n} pulses delivered without a heartbeat")
+        if not reports:
+            problems.append("no HEARTBEAT_LOST report")
+        if realtime and len(stims) >= 2:
+            span = (stims[-1].emg_sample_index - stims[0].emg_sample_index) / rate
+            if span > HEARTBEAT_TIMEOUT_US * 1e-6 + 0.5:
+                problems.append(f"pulses went on for {span:.1f} s without a heartbeat")
+        if problems:
+            return FAIL, "; ".join(problems)
+        return PASS, (f"train stopped after {len(stims)} of {n} pulses without a heartbeat "
+                      f"(timeout {HEARTBEAT_TIMEOUT_US / 1e6:g} s)")  # fmt: skip
+
     def sampling_rate(self, first):
         """The sample clock against the device clock (section 6: the sample clock is the clock).
 
@@ -638,8 +766,10 @@ def run_conformance(
     b.run("timestamps vs rate", b.timestamps)
     b.run("malformed commands", b.malformed)
     b.run("stimulation auth", b.unauthenticated)
+    b.run("re-pairing replay", b.repair_replay)
     b.run("stimulation timing", b.stim_timing)
     b.run("stimulation limits", b.stim_limits)
+    b.run("stimulation watchdog", b.watchdog)
     b.run("clock vs host", lambda: b.clock_rate(first_ping))
     b.run("sampling rate vs clock", lambda: b.sampling_rate(first_ping))
     b.restore(original)

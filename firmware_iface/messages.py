@@ -61,6 +61,7 @@ class ErrorCode(IntEnum):
     PAIRING_CLOSED = 13  #: PAIR outside the pairing window opened by the device's button
     INTERNAL = 14  #: device fault
     EXPIRED = 15  #: STIMULATE past its signed deadline (or a deadline too far ahead)
+    HEARTBEAT_LOST = 16  #: a pair/train stopped: no host frame within the heartbeat timeout
 
 
 class Stream(IntEnum):
@@ -437,6 +438,11 @@ MAC_SIZE = 16
 MAX_STIM_VALIDITY_US = 10_000_000
 #: Added to the last accepted stimulation counter at every power-on (PROTOCOL.md 8.2).
 COUNTER_BOOT_STEP = 65_536
+#: A pair or train stops when no intact host frame arrived for this long (uptime clock,
+#: PROTOCOL.md 8.4): the host-alive heartbeat's timeout.
+HEARTBEAT_TIMEOUT_US = 2_000_000
+#: The reference host's heartbeat period while a pair or train runs (PING), seconds.
+HEARTBEAT_INTERVAL_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -652,6 +658,56 @@ class Samples:
 def pack_prompt(kind: str, params: dict) -> bytes:
     """PROMPT payload: UTF-8 JSON ``{"kind": ..., "params": {...}}`` (a cue for the examiner)."""
     return json.dumps({"kind": kind, "params": params}, separators=(",", ":")).encode()
+
+
+#: What a device accepts in a ``stretch`` prompt (PROTOCOL.md 4.5a): ``name: (low, high)``,
+#: inclusive, in the parameter's unit. ``velocity_deg_s`` is required.
+STRETCH_PROMPT_LIMITS = {
+    "velocity_deg_s": (5.0, 1000.0),
+    "peak_velocity_deg_s": (5.0, 1000.0),
+    "return_velocity_deg_s": (5.0, 1000.0),
+    "end_deg": (-360.0, 360.0),
+    "hold_s": (0.0, 30.0),
+    "overshoot_deg": (0.0, 45.0),
+}
+#: Values of a stretch prompt's ``shape``.
+STRETCH_PROMPT_SHAPES = ("bell", "manual")
+
+
+def prompt_problem(kind: str, params: dict) -> tuple[ErrorCode, str] | None:
+    """Why a device refuses a PROMPT (PROTOCOL.md 4.5a), or None to accept it.
+
+    Only ``kind == "stretch"`` has parameters a device acts on: ``velocity_deg_s`` (required)
+    and the optional fields of :data:`STRETCH_PROMPT_LIMITS` must be finite numbers within
+    their limits (``MALFORMED`` for a missing value, ``null``, a string or a boolean;
+    ``OUT_OF_RANGE`` for NaN, infinities and values outside), ``shape`` one of
+    :data:`STRETCH_PROMPT_SHAPES`. Unknown fields and other kinds are accepted (shown or ignored).
+    """
+    if kind != "stretch":
+        return None
+    speed = params.get("velocity_deg_s", params.get("peak_velocity_deg_s"))
+    if speed is None:
+        return ErrorCode.MALFORMED, "a stretch prompt needs a number velocity_deg_s"
+    for name, (lo, hi) in STRETCH_PROMPT_LIMITS.items():
+        if name not in params or (params[name] is None and name != "velocity_deg_s"):
+            continue
+        value = params[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return ErrorCode.MALFORMED, f"stretch prompt: {name} must be a number"
+        try:
+            number = float(value)  # a JSON integer can be too large for a float
+        except OverflowError:
+            number = math.inf
+        if not (math.isfinite(number) and lo <= number <= hi):
+            shown = f"{number:g}" if not math.isfinite(number) else repr(value)
+            return ErrorCode.OUT_OF_RANGE, f"stretch prompt: {name}={shown} not in [{lo:g}, {hi:g}]"
+    shape = params.get("shape")
+    if shape is not None and shape not in STRETCH_PROMPT_SHAPES:
+        return (
+            ErrorCode.OUT_OF_RANGE,
+            f"stretch prompt: shape must be one of {STRETCH_PROMPT_SHAPES}",
+        )
+    return None
 
 
 def unpack_prompt(payload: bytes) -> tuple[str, dict]:

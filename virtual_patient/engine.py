@@ -317,6 +317,15 @@ class Engine:
         self._stim_window = max(self._stim_window, math.ceil(win * self.fe))
         return rec
 
+    def cancel_stimuli(self, from_index: int) -> int:
+        """Drop the stimuli at EMG sample ``from_index`` or later (never delivered); returns
+        how many. Call only for samples not generated yet."""
+        k = bisect.bisect_left(self._stim_idx, int(from_index))
+        dropped = len(self._stim_idx) - k
+        del self._stim_idx[k:]
+        del self.stimuli[k:]
+        return dropped
+
     # ------------------------------------------------------------------ chunks
     def _gen_chunk(self, k: int) -> None:
         p = self.profile

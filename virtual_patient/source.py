@@ -11,11 +11,15 @@ from .errors import ProgramError, SourceStateError
 from .profiles import Profile, get_profile
 from .stretch import StretchSpec, tsrt_protocol
 
-__all__ = ["PROMPT_GAP_S", "PatientSource"]
+__all__ = ["MAX_WAITING_PROMPTS", "PROMPT_GAP_S", "PatientSource"]
 
 #: Rest (s) between a prompted stretch and the stretch before it, and before the programmed
 #: stretch that waits for it.
 PROMPT_GAP_S = 0.05
+#: Prompted stretches that may wait for their turn at once; more are refused (each holds its
+#: grid arrays, up to ``virtual_patient.stretch.MAX_STRETCH_S`` long: the queue's memory is
+#: bounded).
+MAX_WAITING_PROMPTS = 4
 
 _STRETCH_KEYS = {
     "velocity_deg_s": "peak_velocity_deg_s",
@@ -108,6 +112,16 @@ class PatientSource:
         self._angle_pos += int(n)
         return out
 
+    def skip_emg(self, n: int) -> None:
+        """Move past ``n`` EMG samples without making them (the device was idle): samples
+        depend only on their index, so the ones after are the same as if they had been made,
+        and a START after hours idle costs no time."""
+        self._emg_pos += int(n)
+
+    def skip_angle(self, n: int) -> None:
+        """Move past ``n`` goniometer samples without making them (see :meth:`skip_emg`)."""
+        self._angle_pos += int(n)
+
     def stimulate(self, emg_sample_index: int, intensity_ma: float, width_us: int) -> None:
         """Schedule a stimulus pulse at an EMG sample index (artifact, M and H follow).
 
@@ -126,6 +140,12 @@ class PatientSource:
         late = idx < self._emg_pos
         eng.stimuli[-1]["late"] = late
         rec["late"] = late
+
+    def cancel_stimuli(self, from_index: int) -> None:
+        """Forget the pulses scheduled at EMG sample ``from_index`` or later: the device
+        cancelled them (STOP, a lost host, the stimulation watchdog) before delivering them.
+        Samples already generated never change."""
+        self.engine.cancel_stimuli(max(int(from_index), self._emg_pos))
 
     def prompt(self, kind: str, params: dict) -> None:
         """A host prompt: ``"stretch"`` schedules a stretch, other kinds are recorded in the
@@ -159,16 +179,31 @@ class PatientSource:
         now = max(self._emg_pos / eng.fe, self._angle_pos / eng.fa)
         entry = {"kind": str(kind), "params": _jsonable(params), "time_s": now}
         if kind == "stretch":
-            kw = {_STRETCH_KEYS[k]: v for k, v in params.items() if k in _STRETCH_KEYS}
-            if "peak_velocity_deg_s" not in kw:
-                raise ProgramError("a stretch prompt needs 'velocity_deg_s'")
+            # null means "the default" for the optional fields, never for the velocity
+            kw = {
+                _STRETCH_KEYS[k]: v
+                for k, v in params.items()
+                if k in _STRETCH_KEYS
+                and (v is not None or _STRETCH_KEYS[k] == "peak_velocity_deg_s")
+            }
+            if kw.get("peak_velocity_deg_s") is None:
+                raise ProgramError("a stretch prompt needs a number 'velocity_deg_s'")
             for key in ("peak_velocity_deg_s", "end_deg", "hold_s", "return_velocity_deg_s",
                         "overshoot_deg"):  # fmt: skip
                 if kw.get(key) is not None:
+                    if isinstance(kw[key], bool):
+                        raise ProgramError(f"stretch prompt: {key} must be a number")
                     try:
                         kw[key] = float(kw[key])
-                    except (TypeError, ValueError):
+                    except (TypeError, ValueError, OverflowError):
                         raise ProgramError(f"stretch prompt: {key} must be a number") from None
+            if "shape" in kw and not isinstance(kw["shape"], str):
+                raise ProgramError("stretch prompt: shape must be 'bell' or 'manual'")
+            waiting = sum(1 for ep in eng.episodes if ep.prompted and ep.t0_s > now)
+            if waiting >= MAX_WAITING_PROMPTS:
+                raise ProgramError(
+                    f"{waiting} prompted stretches are still waiting; prompt again after one"
+                )
             # queue position: after every stretch already started and every earlier prompt;
             # programmed stretches not started yet wait behind it
             j = 0

@@ -77,6 +77,46 @@ class StretchSpec:
         }
 
 
+#: Longest stretch (movement, hold, return and rest pad, :func:`planned_duration_s`) the
+#: simulator draws, s. Its grid arrays are allocated whole (``GRID_RATE_HZ``), so this bounds
+#: the memory one stretch can take (about 8 arrays x 4000 x 120 s x 8 bytes = 31 MB); a
+#: prompt asking for 0.001 deg/s (7.5 GiB before) is refused instead.
+MAX_STRETCH_S = 120.0
+
+
+def check_spec(spec: StretchSpec, profile: Profile) -> None:
+    """Refuse a stretch the simulator cannot draw in bounded memory and time.
+
+    Raises
+    ------
+    ProgramError
+        A velocity, hold, end angle or overshoot that is not a finite number (NaN, inf, None,
+        a string), a velocity <= 0, a negative hold, an unknown shape, or a stretch longer than
+        :data:`MAX_STRETCH_S`.
+    """
+    for name in ("peak_velocity_deg_s", "return_velocity_deg_s", "hold_s", "end_deg",
+                 "overshoot_deg"):  # fmt: skip
+        value = getattr(spec, name)
+        if value is None and name in ("end_deg", "overshoot_deg"):
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise ProgramError(f"stretch {name} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ProgramError(f"stretch {name}={value!r} is not a finite number")
+    if spec.peak_velocity_deg_s <= 0 or spec.return_velocity_deg_s <= 0:
+        raise ProgramError("stretch velocities must be > 0 deg/s")
+    if spec.hold_s < 0:
+        raise ProgramError(f"stretch hold_s={spec.hold_s!r} must be >= 0 s")
+    if spec.shape not in ("bell", "manual"):
+        raise ProgramError(f"stretch shape must be 'bell' or 'manual', got {spec.shape!r}")
+    duration = planned_duration_s(spec, profile)
+    if not duration <= MAX_STRETCH_S:
+        raise ProgramError(
+            f"a stretch of {duration:.0f} s (velocity {spec.peak_velocity_deg_s:g} deg/s, hold "
+            f"{spec.hold_s:g} s) is longer than the simulator's {MAX_STRETCH_S:g} s"
+        )
+
+
 def planned_duration_s(spec: StretchSpec, profile: Profile) -> float:
     """Upper bound of the time a stretch occupies (movement, hold, return, pad), in s."""
     start = profile.rest_angle_deg
@@ -175,11 +215,10 @@ class StretchEpisode:
         p = profile
         fs = GRID_RATE_HZ
         dt = 1.0 / fs
+        check_spec(spec, profile)  # before anything is allocated
         self.t0_s = float(t0_s)
-        if spec.peak_velocity_deg_s <= 0 or spec.return_velocity_deg_s <= 0:
-            raise ProgramError("stretch velocities must be > 0 deg/s")
-        if spec.shape not in ("bell", "manual"):
-            raise ProgramError(f"stretch shape must be 'bell' or 'manual', got {spec.shape!r}")
+        if not math.isfinite(self.t0_s):
+            raise ProgramError(f"stretch start {t0_s!r} s is not a finite number")
         start = p.rest_angle_deg
         end = p.range_max_deg if spec.end_deg is None else float(spec.end_deg)
         if not start < end <= p.range_max_deg + 1e-9:

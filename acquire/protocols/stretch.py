@@ -22,8 +22,26 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from acquire.errors import AcquisitionError
+
 #: Low-pass corner of the live velocity (Hz): the analysis's ``angle_cutoff_hz`` default.
 VELOCITY_CUTOFF_HZ = 20.0
+
+
+class StretchConfigError(AcquisitionError):
+    """A stretch-protocol setting no device performs (velocity, rest, counts; one line)."""
+
+
+#: Longest rest and onset timeout of the stretch protocol, s.
+MAX_REST_S = 600.0
+#: Most range stretches, and most repeats per ladder velocity.
+MAX_COUNT = 100
+
+
+def _finite(value) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return False
+    return bool(np.isfinite(value))
 
 
 @dataclass(frozen=True)
@@ -68,6 +86,42 @@ class StretchProtocolConfig:
     active_rms_uv: float = 15.0
     active_factor: float = 3.0
     min_excursion_deg: float = 5.0
+
+    def __post_init__(self) -> None:
+        """Refuse what no device performs (PROTOCOL.md 4.5a) before anything is prompted.
+
+        Raises
+        ------
+        StretchConfigError
+            A velocity outside ``STRETCH_PROMPT_LIMITS`` (5-1000 deg/s) or not a finite
+            number, a negative or non-finite rest or timeout, counts outside their ranges.
+        """
+        from firmware_iface.messages import STRETCH_PROMPT_LIMITS
+
+        lo, hi = STRETCH_PROMPT_LIMITS["velocity_deg_s"]
+        velocities = [("range_velocity_deg_s", self.range_velocity_deg_s)]
+        velocities += [("velocities_deg_s", v) for v in self.velocities_deg_s]
+        for name, v in velocities:
+            if not _finite(v) or not lo <= v <= hi:
+                raise StretchConfigError(
+                    f"{name}={v!r} deg/s must be a finite number in [{lo:g}, {hi:g}] deg/s"
+                )
+        if not self.velocities_deg_s and not self.n_range:
+            raise StretchConfigError("the stretch protocol needs at least one velocity")
+        for name, value in (("rest_s", self.rest_s), ("onset_timeout_s", self.onset_timeout_s)):
+            if not _finite(value) or not 0 <= value <= MAX_REST_S:
+                raise StretchConfigError(
+                    f"{name}={value!r} s must be a finite number in [0, {MAX_REST_S:g}] s"
+                )
+        for name, value in (("n_range", self.n_range), ("repeats", self.repeats)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
+                raise StretchConfigError(
+                    f"{name}={value!r} must be a whole number in [0, {MAX_COUNT}]"
+                )
+        if self.end_deg is not None and (not _finite(self.end_deg) or abs(self.end_deg) > 360):
+            raise StretchConfigError(
+                f"end_deg={self.end_deg!r} must be a finite angle in [-360, 360] deg"
+            )
 
     def steps(self) -> list[tuple[str, float]]:
         """``(phase, velocity)`` for every prompt, in order."""

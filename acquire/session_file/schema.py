@@ -71,7 +71,7 @@ ANCHOR_DTYPE = np.dtype([("device_time_us", np.int64), ("host_time_s", np.float6
 PING_DTYPE = np.dtype(
     [("device_time_us", np.int64), ("host_send_s", np.float64), ("host_recv_s", np.float64)]
 )
-EVENT_KINDS = ("stimulus", "marker", "prompt", "note", "status", "link")
+EVENT_KINDS = ("stimulus", "marker", "prompt", "note", "status", "link", "quarantine")
 
 # ---------------------------------------------------------------------------------- metadata
 METADATA_FIELDS = {

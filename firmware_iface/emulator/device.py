@@ -20,6 +20,7 @@ from firmware_iface.errors import MalformedMessage
 from firmware_iface.messages import (
     COMMAND_TYPES,
     COUNTER_BOOT_STEP,
+    HEARTBEAT_TIMEOUT_US,
     MAX_STIM_VALIDITY_US,
     PING,
     SET_TIME,
@@ -44,6 +45,7 @@ from firmware_iface.messages import (
     StimMode,
     Stimulate,
     Stream,
+    prompt_problem,
     samples_per_frame,
     unpack_prompt,
 )
@@ -76,6 +78,22 @@ class Faults:
     ignore_limits : bool
         Deliver authenticated stimuli beyond the intensity, width, pulse-count and interval
         limits (state and BUSY are still checked).
+    reset_counter_on_pair : bool
+        PAIR resets the last accepted stimulation counter to 0 (protocol 1.0 revision 1), so
+        a command signed in an earlier boot or pairing is accepted again.
+    forge_samples : str
+        After ``forge_after_frames`` EMG frames, send one extra SAMPLES frame with a valid
+        CRC that contradicts the stream (what a radio peer could inject, or a corruption
+        CRC-16 misses): ``"index_jump"`` (first_index +40,000, same time), ``"huge_jump"``
+        (+100,000,000), ``"channels"`` (one channel more than configured) or ``"time_jump"``
+        (index +40,000 and header time moved to match) or ``"time_wrap"`` (same index, header
+        time +2^31 + 12,345 us: half the 32-bit range, where unwrapping would turn).
+        Empty: none.
+    forge_after_frames : int
+        EMG frames sent before the forged one.
+    ignore_heartbeat : bool
+        Run pairs and trains to their end whether or not the host is still alive (no
+        stimulation watchdog, PROTOCOL.md 8.4).
     """
 
     skip_acks: bool = False
@@ -88,6 +106,14 @@ class Faults:
     greeting: bool = False
     ignore_expiry: bool = False
     ignore_limits: bool = False
+    reset_counter_on_pair: bool = False
+    forge_samples: str = ""
+    forge_after_frames: int = 100
+    ignore_heartbeat: bool = False
+
+
+#: Values of :attr:`Faults.forge_samples`.
+FORGED_FRAMES = ("index_jump", "huge_jump", "channels", "time_jump", "time_wrap")
 
 
 class DeviceClock:
@@ -156,6 +182,7 @@ class _Pulse:
     pulse_index: int
     pulse_count: int
     counter: int
+    seq: int = 0  # of the STIMULATE, for the HEARTBEAT_LOST report
 
 
 @dataclass
@@ -216,6 +243,8 @@ class EmulatedDevice:
         self._next_status_us = 0
         self.commands_seen: list[int] = []
         self._pairing_until_us = 0
+        self._last_host_uptime = 0  # uptime of the latest intact host frame (the heartbeat)
+        self.heartbeat_stops = 0  # pairs/trains stopped by the watchdog
         self._apply_config(Config())
 
     # ------------------------------------------------------------------ configuration
@@ -298,6 +327,7 @@ class EmulatedDevice:
     def _on_frame(self, frame) -> None:
         seq, typ = frame.seq, frame.msg_type
         self.commands_seen.append(typ)
+        self._last_host_uptime = self.clock.uptime_us()  # any intact frame: the host is alive
         if frame.major != PROTOCOL_MAJOR:
             self._error(seq, typ, ErrorCode.UNSUPPORTED_VERSION,
                         f"device speaks protocol {PROTOCOL_MAJOR}.x")  # fmt: skip
@@ -353,6 +383,13 @@ class EmulatedDevice:
 
     def _skip(self, st: _StreamState, n: int) -> None:
         """Consume ``n`` samples of a stream without sending them (the device was idle)."""
+        # a source whose samples depend only on their index skips without making them, so a
+        # START after a long pause costs no time (PatientSource); others make and drop them
+        skip = getattr(self.source, "skip_emg" if st.stream == Stream.EMG else "skip_angle", None)
+        if callable(skip) and n > 0:
+            skip(n)
+            st.next_index += n
+            return
         read = self.source.emg_block if st.stream == Stream.EMG else self.source.angle_block
         while n > 0:  # the signal source is sequential: its time runs on while nobody listens
             step = min(n, 1 << 16)
@@ -362,8 +399,17 @@ class EmulatedDevice:
 
     def _cmd_stop(self, frame) -> None:
         self.state = DeviceState.IDLE
-        self._pulses.clear()
+        self._cancel_pulses()
         self._ack(frame.seq, frame.msg_type)
+
+    def _cancel_pulses(self) -> None:
+        """Drop the pulses not yet delivered (STOP, a lost host, the watchdog), also from the
+        signal source, whose EMG would otherwise show their responses."""
+        if self._pulses:
+            cancel = getattr(self.source, "cancel_stimuli", None)
+            if callable(cancel):
+                cancel(min(p.emg_index for p in self._pulses))
+        self._pulses.clear()
 
     def _cmd_ping(self, frame) -> None:
         rx, uptime = self.clock.now_us(), self.clock.uptime_us()
@@ -393,6 +439,11 @@ class EmulatedDevice:
 
     def _cmd_prompt(self, frame) -> None:
         kind, params = unpack_prompt(frame.payload)
+        problem = prompt_problem(kind, params)  # checked here, before the source allocates
+        if problem is not None:
+            code, text = problem
+            self._error(frame.seq, frame.msg_type, code, text[:64])
+            return
         self.source.prompt(kind, params)
         self._ack(frame.seq, frame.msg_type)
 
@@ -406,7 +457,10 @@ class EmulatedDevice:
                         "hold the pairing button on the device, then retry")  # fmt: skip
             return
         self.stim_key = bytes(frame.payload[: auth.KEY_SIZE])
-        self.last_stim_counter = 0
+        if self.faults.reset_counter_on_pair:
+            self.last_stim_counter = 0
+        # else the counter never goes back, not even across PAIR (PROTOCOL.md 8.2): a command
+        # signed in an earlier boot or pairing stays a REPLAY
         self.pairing_open = False
         self._ack(frame.seq, frame.msg_type)
 
@@ -483,7 +537,7 @@ class EmulatedDevice:
         for k in range(cmd.pulse_count):
             index = first + round(k * cmd.interval_us * rate / 1e6)
             self._pulses.append(
-                _Pulse(index, cmd.intensity_ua, cmd.width_us, k, cmd.pulse_count, cmd.counter)
+                _Pulse(index, cmd.intensity_ua, cmd.width_us, k, cmd.pulse_count, cmd.counter, seq)
             )
             self.source.stimulate(index, cmd.intensity_ua / 1000.0, cmd.width_us)
         self._ack(seq, typ, np.array([cmd.counter, first], "<u4").tobytes())
@@ -557,7 +611,7 @@ class EmulatedDevice:
     def host_lost(self) -> None:
         """The link to the host went away: back to IDLE, pending pulses cancelled (section 5)."""
         self.state = DeviceState.IDLE
-        self._pulses.clear()
+        self._cancel_pulses()
 
     def power_cycle(self) -> None:
         """Switch the device off and on: clocks from 0, IDLE, default configuration.
@@ -629,6 +683,10 @@ class EmulatedDevice:
         n = st.per_frame
         index = st.next_index
         if st.stream == Stream.EMG:
+            # the watchdog decides before the samples holding the pulse are made (8.4)
+            for p in [p for p in self._pulses if p.emg_index < index + n]:
+                if self._heartbeat_lost(p):
+                    break
             counts = self.source.emg_block(n)
             gain = self.config.emg_gain
             if gain != 1:
@@ -649,6 +707,39 @@ class EmulatedDevice:
             self._send(MsgType.SAMPLES, payload, time_us)
         if st.stream == Stream.EMG:
             self._emit_events_before(st.next_index)
+            if self.faults.forge_samples and st.frames_sent == self.faults.forge_after_frames:
+                self._send_forged(st, index, counts, time_us)
+
+    def _send_forged(self, st: _StreamState, index: int, counts: np.ndarray, time_us: int):
+        """One implausible SAMPLES frame with a valid CRC (:attr:`Faults.forge_samples`)."""
+        kind = self.faults.forge_samples
+        if kind not in FORGED_FRAMES:
+            raise ValueError(f"forge_samples must be one of {FORGED_FRAMES}, got {kind!r}")
+        jump = 100_000_000 if kind == "huge_jump" else 40_000
+        if kind == "channels":
+            counts, jump = np.concatenate([counts, counts[:, :1]], axis=1), 0
+        if kind == "time_wrap":
+            jump, time_us = 0, time_us + (1 << 31) + 12_345
+        if kind == "time_jump":
+            time_us += round(jump * 1e6 / self.config.emg_rate_hz)
+        payload = Samples(int(st.stream), index + jump, counts, st.bytes_per_sample).pack()
+        self._send(MsgType.SAMPLES, payload, time_us)
+
+    def _heartbeat_lost(self, pulse: _Pulse) -> bool:
+        """The watchdog (PROTOCOL.md 8.4): before a pulse after the first of a pair or train,
+        the host must have sent an intact frame within :data:`HEARTBEAT_TIMEOUT_US` (uptime).
+        If not, the rest of that command is cancelled and reported with ``HEARTBEAT_LOST``."""
+        if pulse.pulse_index == 0 or self.faults.ignore_heartbeat:
+            return False
+        silent_us = self.clock.uptime_us() - self._last_host_uptime
+        if silent_us <= HEARTBEAT_TIMEOUT_US:
+            return False
+        self.heartbeat_stops += 1
+        self._cancel_pulses()
+        self._error(pulse.seq, MsgType.STIMULATE, ErrorCode.HEARTBEAT_LOST,
+                    f"stopped after {pulse.pulse_index} of {pulse.pulse_count} pulses: "
+                    f"no host frame for {silent_us / 1e6:.1f} s")  # fmt: skip
+        return True
 
     def _emit_events_before(self, end_index: int) -> None:
         due = [p for p in self._pulses if p.emg_index < end_index]

@@ -96,6 +96,11 @@ class SimpleSource:
         self._stimuli.append(stimulus)
         self._all_stimuli.append(stimulus)
 
+    def cancel_stimuli(self, from_index: int) -> None:
+        """Forget the pulses scheduled at EMG sample ``from_index`` or later (not delivered)."""
+        self._stimuli = [s for s in self._stimuli if s[0] < from_index]
+        self._all_stimuli = [s for s in self._all_stimuli if s[0] < from_index]
+
     def prompt(self, kind: str, params: dict) -> None:
         self._prompts.append({"kind": kind, "params": dict(params), "emg_index": self._emg_index})
 

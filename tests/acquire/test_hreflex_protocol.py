@@ -235,3 +235,36 @@ def test_fine_center_is_the_smoothed_coarse_h_peak():
     assert choose_fine_center(ladder) == 12.0
     assert choose_fine_center(ladder[:2]) is None
     assert choose_fine_center([*ladder[:2], rec(9, 5000.0, block="rate_1hz")]) is None
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"interval_s": float("nan")},
+        {"interval_s": float("inf")},
+        {"jitter_s": float("nan")},
+        {"paired_intervals_s": (float("nan"),)},
+        {"paired_intervals_s": (2.5, float("inf"))},
+        {"rate_blocks_hz": (float("nan"),)},
+        {"ladder_ma": (4.0, float("nan"))},
+        {"test_intensity_ma": float("nan")},
+        {"block_rest_s": float("inf")},
+        {"pair_rest_s": float("nan")},
+        {"gate_band_uv": (0.0, float("inf"))},
+        {"gate_timeout_s": float("nan")},
+        {"fine_span": float("nan")},
+    ],
+)
+def test_nan_and_inf_plan_parameters_are_refused_with_one_line(fields):
+    """Issue 18 item 3: NaN compares False with every limit; the plan refuses it by name."""
+    with pytest.raises(PlanError) as info:
+        make_plan(HReflexProtocolConfig(**fields))
+    name = next(iter(fields))
+    assert name in str(info.value) and "\n" not in str(info.value)
+
+
+def test_nan_time_scale_and_limits_are_refused():
+    with pytest.raises(PlanError, match="time_scale"):
+        make_plan(time_scale=float("nan"))
+    with pytest.raises(PlanError, match="min_interval_s"):
+        make_plan(limits=SafetyLimits(min_interval_s=float("nan")))

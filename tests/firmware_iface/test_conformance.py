@@ -8,8 +8,11 @@ from firmware_iface.emulator import Faults, emulator_link, make_device
 KEY = bytes(range(1, 33))
 
 
-def _run(faults=None, key=KEY, **kw):
-    link = emulator_link(make_device(stim_key=KEY, faults=faults or Faults()))
+def _run(faults=None, key=KEY, pairing=True, **kw):
+    device = make_device(stim_key=KEY, faults=faults or Faults())
+    if pairing:  # the operator holds the pairing button: the re-pairing check runs
+        device.open_pairing_window(3600)
+    link = emulator_link(device)
     try:
         return run_conformance(link, stim_key=key, timeout_s=0.5, stream_seconds=1.0, **kw)
     finally:
@@ -23,12 +26,13 @@ def test_emulator_passes_every_check():
     # as fast as possible: no real-time clock to compare the device clock and the samples with
     assert statuses.pop("clock vs host") == SKIP
     assert statuses.pop("sampling rate vs clock") == SKIP
-    assert set(statuses.values()) == {PASS} and len(statuses) == 10, report.table()
+    assert set(statuses.values()) == {PASS} and len(statuses) == len(CHECKS) - 2, report.table()
     assert report.passed
 
 
 def _run_realtime(drift_ppm=0.0, faults=None):
     device = make_device(stim_key=KEY, drift_ppm=drift_ppm, faults=faults)
+    device.open_pairing_window(3600)
     link = emulator_link(device, speed="realtime")
     try:
         return run_conformance(link, stim_key=KEY, stream_seconds=1.0)
@@ -75,9 +79,10 @@ def test_without_key_pulse_timing_is_skipped_not_failed():
         (Faults(timestamp_error_ppm=500), {"timestamps vs rate"}),
         (Faults(stim_time_error_us=300), {"stimulation timing"}),
         (Faults(silent_on_malformed=True), {"malformed commands"}),
-        (Faults(accept_unauthenticated=True), {"stimulation auth"}),
+        (Faults(accept_unauthenticated=True), {"stimulation auth", "re-pairing replay?"}),
         (Faults(ignore_expiry=True), {"stimulation auth"}),
         (Faults(ignore_limits=True), {"stimulation limits"}),
+        (Faults(reset_counter_on_pair=True), {"re-pairing replay"}),
         # a dropped frame may also hold a pulse's sample, which then cannot be timed
         (Faults(greeting=True), {"silent until spoken to"}),
         (Faults(drop_frame_every=5), {"sequence continuity", "stimulation timing?"}),
@@ -99,3 +104,34 @@ def test_device_that_skips_acks_fails_and_battery_still_finishes():
     assert report.status("configuration round trip") == FAIL
     assert report.status("start/stop") == FAIL
     assert len(report.checks) == len(CHECKS)
+
+
+def test_re_pairing_replay_is_skipped_without_the_pairing_window():
+    """A real device needs its button held for PAIR; without it the check says so."""
+    report = _run(pairing=False)
+    assert report.status("re-pairing replay") == SKIP and report.passed
+    detail = next(c.detail for c in report.checks if c.name == "re-pairing replay")
+    assert "pairing button" in detail
+
+
+def test_counter_reset_at_pair_fails_and_the_replayed_command_is_named():
+    report = _run(Faults(reset_counter_on_pair=True))
+    detail = next(c.detail for c in report.checks if c.name == "re-pairing replay")
+    assert "moved the counter back" in detail and "accepted instead of refused" in detail
+
+
+def test_a_device_without_the_stimulation_watchdog_fails_in_real_time():
+    report = _run_realtime(faults=Faults(ignore_heartbeat=True))
+    failed = {c.name for c in report.checks if c.status == FAIL}
+    assert failed == {"stimulation watchdog"}, report.table()
+    detail = next(c.detail for c in report.checks if c.name == "stimulation watchdog")
+    assert "all 50 pulses delivered" in detail and "no HEARTBEAT_LOST" in detail
+
+
+def test_fast_device_over_a_bounded_link_is_still_checked():
+    """In-process and fast: the link's 64 KiB stop the device while the host is silent, its
+    uptime runs on, and the watchdog fires; a broken fast device runs the whole train ahead,
+    which says nothing in fast mode (SKIP; it fails in real time, above)."""
+    report = _run(Faults(ignore_heartbeat=True))
+    assert report.status("stimulation watchdog") in (FAIL, SKIP)
+    assert _run().status("stimulation watchdog") == PASS

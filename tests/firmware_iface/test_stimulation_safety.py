@@ -254,3 +254,95 @@ def test_host_refuses_a_second_command_too_soon_after_the_previous_pulse():
         client.read(0.05)
         client.stimulate(1.0, 100)
         client.stop()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "word"),
+    [
+        ({"intensity_ma": math.nan, "width_us": 200}, "intensity"),
+        ({"intensity_ma": math.inf, "width_us": 200}, "intensity"),
+        ({"intensity_ma": -math.inf, "width_us": 200}, "intensity"),
+        ({"intensity_ma": 1e308, "width_us": 200}, "intensity"),
+        ({"intensity_ma": 1.0, "width_us": math.nan}, "width"),
+        ({"intensity_ma": 1.0, "width_us": math.inf}, "width"),
+        ({"intensity_ma": 1.0, "width_us": 1 << 40}, "width"),
+        (
+            {"intensity_ma": 1.0, "width_us": 200, "mode": "pair", "interval_ms": math.nan},
+            "interval",
+        ),
+        (
+            {"intensity_ma": 1.0, "width_us": 200, "mode": "pair", "interval_ms": math.inf},
+            "interval",
+        ),
+        ({"intensity_ma": 1.0, "width_us": 200, "mode": "pair", "interval_ms": -20.0}, "interval"),
+        ({"intensity_ma": 1.0, "width_us": 200, "mode": "train", "pulses": math.nan}, "pulses"),
+        ({"intensity_ma": "1", "width_us": 200}, "intensity"),
+    ],
+)
+def test_nan_inf_and_out_of_range_parameters_are_refused_before_anything_is_sent(kwargs, word):
+    """Issue 18 item 3: NaN/inf intensity, width or interval raise StimulationRefused (not
+    ValueError, OverflowError or struct.error), and nothing reaches the device."""
+    device = make_device(stim_key=KEY)
+    link = emulator_link(device)
+    client = DeviceClient(link, stim_key=KEY)
+    try:
+        client.connect()
+        client.start()
+        client.read(0.2)
+        seen = len(device.commands_seen)
+        with pytest.raises(StimulationRefused, match=word) as info:
+            client.stimulate(**kwargs)
+        assert "\n" not in str(info.value)
+        assert MsgType.STIMULATE not in device.commands_seen[seen:]
+        # the client still works: a valid pulse goes out afterwards
+        assert client.stimulate(1.0, 200).counter > 0
+    finally:
+        client.close()
+
+
+def test_command_from_an_earlier_boot_is_refused_after_power_cycle_and_re_pairing():
+    """Issue 18 item 2: PAIR used to reset the counter to 0, cancelling the +65,536 power-on
+    step; once the uptime reached the old deadline again, the recorded command was accepted."""
+    bench = Bench()
+    recorded = bench.signed(valid_us=5_000_000)  # swallowed by an attacker, never delivered
+    bench.device.power_cycle()
+    assert bench.device.last_stim_counter == COUNTER_BOOT_STEP
+    bench.device.open_pairing_window(30)
+    assert bench.send(MsgType.PAIR, KEY)[0] == "ACK"  # re-paired with the same key
+    assert bench.device.last_stim_counter == COUNTER_BOOT_STEP  # the counter never goes back
+    bench.send(MsgType.CONFIGURE, Config(emg_rate_hz=RATE).pack())
+    assert bench.send(MsgType.START)[0] == "ACK"
+    # the new boot's uptime has not passed the recorded deadline: only the counter stops it
+    assert bench.send(MsgType.STIMULATE, recorded) == ("ERR", ErrorCode.REPLAY)
+    assert bench.run(100_000) == []
+
+
+def test_the_same_attack_succeeds_on_a_device_that_resets_its_counter_at_pair():
+    """The broken behaviour, kept as a fault: what the conformance check must catch."""
+    from firmware_iface.emulator import Faults
+
+    bench = Bench(faults=Faults(reset_counter_on_pair=True))
+    recorded = bench.signed(valid_us=5_000_000)
+    bench.device.power_cycle()
+    bench.device.open_pairing_window(30)
+    bench.send(MsgType.PAIR, KEY)
+    bench.send(MsgType.CONFIGURE, Config(emg_rate_hz=RATE).pack())
+    bench.send(MsgType.START)
+    assert bench.send(MsgType.STIMULATE, recorded)[0] == "ACK"
+    assert len(bench.run(100_000)) == 1
+
+
+def test_host_pairing_keeps_the_counter():
+    device = make_device()
+    link = emulator_link(device)
+    client = DeviceClient(link)
+    try:
+        client.connect()
+        with link.runner.lock:
+            device.last_stim_counter = 70_000
+            device.open_pairing_window(30)
+        client.pair(KEY)
+        client.start()
+        assert client.stimulate(1.0, 200).counter == 70_001
+    finally:
+        client.close()

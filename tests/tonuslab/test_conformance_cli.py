@@ -5,6 +5,7 @@ import json
 import pytest
 
 from firmware_iface import auth
+from firmware_iface.conformance import CHECKS
 from firmware_iface.emulator import Faults, PtyEmulator, TcpEmulator, make_device
 from tonuslab.cli import main
 
@@ -21,13 +22,15 @@ def test_emulator_passes_over_a_pty(key_file, capsys):
         code = main(["conformance", pty.path, "--key-file", key_file, "--seconds", "1"])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert out.count("PASS") == 10 and "device conforms" in out
+    # fast: the watchdog check passes when the pty's buffer stalls the device, else it skips
+    assert out.count("PASS") in (10, 11) and "device conforms" in out
 
 
 @pytest.mark.parametrize("transport", ["pty", "tcp"])
 def test_realtime_emulator_passes_every_check_including_the_clocks(transport, key_file, capsys):
     """In real time nothing is skipped: the device clock and the sampling rate are timed."""
     device = make_device(stim_key=KEY)
+    device.open_pairing_window(3600)  # the pairing button held: the re-pairing check runs
     server = (PtyEmulator if transport == "pty" else TcpEmulator)(device, speed="realtime")
     with server:
         url = server.path if transport == "pty" else server.url
@@ -35,7 +38,7 @@ def test_realtime_emulator_passes_every_check_including_the_clocks(transport, ke
     report = json.loads(capsys.readouterr().out)
     statuses = {c["name"]: c["status"] for c in report["checks"]}
     assert code == 0 and set(statuses.values()) == {"PASS"}, statuses
-    assert len(statuses) == 12
+    assert len(statuses) == len(CHECKS)
 
 
 def test_emulator_passes_over_tcp_as_json(key_file, capsys):
@@ -46,6 +49,9 @@ def test_emulator_passes_over_tcp_as_json(key_file, capsys):
     statuses = {c["name"]: c["status"] for c in report["checks"]}
     assert statuses.pop("clock vs host") == "SKIP"
     assert statuses.pop("sampling rate vs clock") == "SKIP"
+    assert statuses.pop("re-pairing replay") == "SKIP"  # the pairing button is not held
+    # fast over TCP: the socket buffers hold the whole train, so the watchdog cannot be timed
+    assert statuses.pop("stimulation watchdog") in ("PASS", "SKIP")
     assert set(statuses.values()) == {"PASS"}
 
 

@@ -222,3 +222,40 @@ def test_stretch_prompt_during_a_running_stretch_follows_it_and_prompts_queue():
     plain.angle_block(750)
     np.testing.assert_array_equal(src.angle_block(n - 750), plain.angle_block(n - 750))
     assert first.shape == (750, 1)
+
+
+def test_start_after_an_hour_idle_costs_no_time_and_keeps_the_samples():
+    """Issue 18 item 6 (bounded work per command): the sample clock runs on while the device
+    is idle (PROTOCOL.md 4.6); a START after an hour used to make, then drop, an hour of
+    virtual-patient samples (about 15 s in the recorder's process for sim://)."""
+    import time as _time
+
+    from firmware_iface.codec import StreamDecoder, encode_frame
+    from firmware_iface.emulator import make_device
+    from firmware_iface.messages import Config, MsgType, Samples
+
+    def first_block_after_idle(skip: bool):
+        source = PatientSource("mild_elbow", seed=4)
+        if not skip:  # the old way: no skip method, samples made and dropped
+            source.skip_emg = None
+            source.skip_angle = None
+        device = make_device(source)
+        device.receive(encode_frame(MsgType.CONFIGURE, 1, 0, Config(emg_rate_hz=2000).pack()))
+        device.receive(encode_frame(MsgType.START, 2, 0, b""))
+        device.receive(encode_frame(MsgType.STOP, 3, 0, b""))
+        device.clock.run_ahead_to(device.clock.now_us() + 600_000_000)  # 10 min idle
+        t0 = _time.monotonic()
+        device.receive(encode_frame(MsgType.START, 4, 0, b""))
+        took = _time.monotonic() - t0
+        device.clock.run_ahead_to(device.clock.now_us() + 50_000)
+        device.advance(device.clock.now_us())
+        frames = StreamDecoder().feed(device.take_output())
+        blocks = [Samples.unpack(f.payload) for f in frames if f.msg_type == MsgType.SAMPLES]
+        emg = next(b for b in blocks if b.stream == 0)
+        return emg.first_index, emg.counts, took
+
+    index, counts, took = first_block_after_idle(True)
+    old_index, old_counts, old_took = first_block_after_idle(False)
+    assert index == old_index >= 600 * 2000
+    np.testing.assert_array_equal(counts, old_counts)
+    assert took < 0.1 < old_took

@@ -14,9 +14,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("url", help="device URL, e.g. /dev/ttyACM0, tcp://HOST:PORT, sim://simple")
     parser.add_argument(
         "--key-file",
-        help="stimulation key file (64 hex digits, mode 0600); enables the expiry, pulse-timing "
-        "and limits checks, which deliver two pulses at <= 1 mA (a device that ignores its "
-        "limits may deliver one over-limit pulse: bench with a load only)",
+        help="stimulation key file (64 hex digits, mode 0600); enables the expiry, re-pairing "
+        "(hold the device's pairing button during the battery), pulse-timing, limits and "
+        "watchdog checks, which deliver pulses at <= 1 mA (a device that ignores its limits "
+        "may deliver one over-limit pulse: bench with a load only)",
     )
     parser.add_argument(
         "--seconds", type=float, default=2.0, help="device seconds of streaming (default 2)"

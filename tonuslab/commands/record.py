@@ -190,6 +190,7 @@ def run(args) -> int:
         stim_key = load_key_file(key_file)
         url = _with_sim_key(url, key_file)
         hreflex_plan = _hreflex_plan(args)
+    stretch_config = _stretch_config(args) if args.protocol == "stretch" else None
     if args.protocol == "stretch" and url.startswith("sim://") and "speed=" not in url:
         # prompts must reach the virtual patient while it is being recorded, not after the
         # emulator has run minutes ahead: guided protocols pace the emulator in real time
@@ -229,7 +230,7 @@ def run(args) -> int:
         rec.listeners.append(view.on_event)
         protocol = None
         if args.protocol == "stretch":
-            protocol = _stretch_protocol(args, rec, view)
+            protocol = _stretch_protocol(args, rec, view, stretch_config)
             if web is not None:
                 web.model.attach_protocol(protocol)
         elif operator_cfg is not None:
@@ -260,6 +261,15 @@ def run(args) -> int:
     view.summary(rec, state)
     if web is not None:
         print(f"live view: {web.requests} requests, {web.bytes_sent / 1e3:.0f} kB sent", flush=True)
+    failure = getattr(runner, "failure", None)
+    if failure is not None:
+        # the recording is saved, but the protocol did not run to its end: not a success
+        from acquire.errors import ProtocolAborted
+
+        raise ProtocolAborted(
+            f"the hreflex protocol was aborted ({type(failure).__name__}: {failure}); "
+            f"the recording up to then is saved in {rec.path}"
+        )
     return 0
 
 
@@ -367,8 +377,9 @@ def _loop(rec, view, protocol, runner, args) -> str:
     return state
 
 
-def _stretch_protocol(args, rec, view):
-    from acquire.protocols.stretch import StretchProtocol, StretchProtocolConfig
+def _stretch_config(args):
+    """The stretch protocol's settings, checked before anything is opened (one-line errors)."""
+    from acquire.protocols.stretch import StretchConfigError, StretchProtocolConfig
 
     try:
         velocities = tuple(float(v) for v in args.velocities.split(",") if v.strip())
@@ -377,14 +388,28 @@ def _stretch_protocol(args, rec, view):
             f"--velocities must be numbers separated by commas: {args.velocities}"
         ) from None
     end = args.passive_range_deg[1] if args.passive_range_deg else None
-    cfg = StretchProtocolConfig(
-        range_velocity_deg_s=args.range_velocity,
-        n_range=args.range_stretches,
-        velocities_deg_s=velocities,
-        repeats=args.repeats,
-        rest_s=args.rest,
-        end_deg=end,
-    )
+    options = {"range_velocity_deg_s": "--range-velocity", "velocities_deg_s": "--velocities",
+               "rest_s": "--rest", "n_range": "--range-stretches", "repeats": "--repeats",
+               "end_deg": "--passive-range"}  # fmt: skip
+    try:
+        return StretchProtocolConfig(
+            range_velocity_deg_s=args.range_velocity,
+            n_range=args.range_stretches,
+            velocities_deg_s=velocities,
+            repeats=args.repeats,
+            rest_s=args.rest,
+            end_deg=end,
+        )
+    except StretchConfigError as exc:
+        text = str(exc)
+        name = text.split("=", 1)[0]
+        raise UsageError(f"{options.get(name, name)}: {text}") from None
+
+
+def _stretch_protocol(args, rec, view, cfg=None):
+    from acquire.protocols.stretch import StretchProtocol
+
+    cfg = cfg or _stretch_config(args)
     protocol = StretchProtocol(rec, cfg, on_message=view.message)
     protocol.attach()
     return protocol
@@ -493,12 +518,16 @@ def _start_hreflex(args, rec, view, hreflex, plan):
     # the runner writes the protocol note and one note per pulse into the recorder
     runner = hreflex.HReflexRunner(rec.client, rec, plan, on_record=on_record, muscle=muscle)
 
+    runner.failure = None
+
     def target():
         try:
             runner.run()
             view.message("hreflex protocol complete")
         except Exception as exc:  # reported, never kills the recording
             view.message(f"stimulation stopped: {exc}")
+            if not runner.stopped:  # not the operator's 's', Ctrl-C or SIGTERM: an abort
+                runner.failure = exc
 
     runner.thread = threading.Thread(target=target, name="tonuslab-hreflex", daemon=True)
     runner.thread.start()
@@ -564,6 +593,11 @@ class PlainLog:
             self.message(f"gap: {data['n_samples']} {data['stream']} samples missing")
         elif kind == "link":
             self.message(f"link {data.get('event')}")
+        elif kind == "watchdog":
+            self.message(f"the device stopped stimulation (no host heartbeat): {data['text']}")
+        elif kind == "quarantine":
+            self.message(f"implausible {data['stream']} frame set aside ({data['reason']}): "
+                         f"{data['detail']}")  # fmt: skip
 
     def message(self, text: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
@@ -586,9 +620,17 @@ class PlainLog:
         print(
             f"saved {rec.path}: {s.session_time_s:.1f} s, state {state}, "
             f"{gaps} samples missing, {s.lost_packets} packets lost"
+            + (f", {_quarantine_text(s.quarantined)}" if s.quarantined_frames else "")
             + (f", capture {rec.capture.path}" if rec.capture and rec.keep_capture else ""),
             flush=True,
         )
+
+
+def _quarantine_text(counts: dict) -> str:
+    """``3 implausible frames set aside (index 2, shape 1)``."""
+    parts = ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items()))
+    total = sum(counts.values())
+    return f"{total} implausible frame{'s' if total != 1 else ''} set aside ({parts})"
 
 
 def _status_line(s) -> str:

@@ -45,6 +45,16 @@ def run(args) -> int:
         print(
             f"replayed {args.capture} -> {out}: {s.emg.n_samples} EMG samples "
             f"({s.emg.n_samples / s.emg_rate_hz:.1f} s), {len(s.gaps)} gaps, "
-            f"{len(s.events)} events"
+            f"{len(s.events)} events" + _quarantined(s.attrs)
         )
     return 0
+
+
+def _quarantined(attrs) -> str:
+    """``, 1 implausible frame set aside (index 1)`` when the replay set frames aside."""
+    counts = attrs.get("quarantine") or {}
+    if not isinstance(counts, dict) or not sum(counts.values()):
+        return ""
+    from tonuslab.commands.record import _quarantine_text
+
+    return ", " + _quarantine_text(counts)

@@ -248,6 +248,29 @@ def _check_intensity(v: float, limits: SafetyLimits, name: str) -> None:
         )
 
 
+def _finite_number(value) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return False
+    return math.isfinite(value)
+
+
+def _check_finite(c: HReflexProtocolConfig, lim: SafetyLimits, time_scale) -> None:
+    """Every number of the config, the limits and ``time_scale`` is a finite number (NaN and
+    inf compare False with every limit, so they would slip past the range checks)."""
+    if not _finite_number(time_scale):
+        raise PlanError(f"time_scale={time_scale!r} must be a finite number in (0, 1]")
+    for obj, what in ((c, "HReflexProtocolConfig"), (lim, "SafetyLimits")):
+        for name, value in asdict(obj).items():
+            if name in ("order",) or value is None:
+                continue
+            values = value if isinstance(value, (list, tuple)) else [value]
+            for v in values:
+                if not _finite_number(v):
+                    raise PlanError(
+                        f"{name}={v!r} must be a finite number ({what}); NaN and inf are refused"
+                    )
+
+
 def make_plan(
     config: HReflexProtocolConfig | None = None,
     limits: SafetyLimits | None = None,
@@ -278,6 +301,7 @@ def make_plan(
     """
     c = config or HReflexProtocolConfig()
     lim = limits or SafetyLimits()
+    _check_finite(c, lim, time_scale)
     if not (0.0 < time_scale <= 1.0):
         raise PlanError(f"time_scale={time_scale} must lie in (0, 1]")
     if c.order not in ("ascending", "random"):
