@@ -84,6 +84,14 @@ def _stimulate(client, pulse: PlannedPulse, time_scale: float):
     return client.stimulate(float(pulse.intensity_ma), int(pulse.width_us), mode="single")
 
 
+#: Rate blocks at or above this rate (Hz, plan time) go out as device-timed trains; slower ones
+#: pulse by pulse (a host delay is then far inside the analysis's 10 % rhythm tolerance).
+TRAIN_MIN_RATE_HZ = 1.0
+#: Longest train (s from its first to its last pulse, plan time): the device cannot recall a
+#: train it accepted, so ``stop()`` lets at most this much more stimulation through.
+MAX_TRAIN_S = 5.0
+
+
 def _train_interval_us(train: list[PlannedPulse], time_scale: float) -> int:
     """Onset-to-onset interval of a train, in whole microseconds as the command carries it."""
     return round((train[1].t_s - train[0].t_s) * time_scale * 1e6)
@@ -498,6 +506,8 @@ class HReflexRunner:
         p = pulses[k]
         if p.mode != "single" or not str(p.block).startswith("rate_"):
             return [p]
+        if not p.rate_hz >= TRAIN_MIN_RATE_HZ:
+            return [p]  # slow blocks: host timing is far inside the 10 % rhythm tolerance
         cap = _max_train_pulses(self.client)
         members = [p]
         period = None
@@ -511,6 +521,8 @@ class HReflexRunner:
                 period = step
             elif abs(step - period) > 1e-9:
                 break
+            if q.t_s - p.t_s > MAX_TRAIN_S + 1e-9:
+                break  # bound what an accepted train still delivers after a stop
             members.append(q)
         return members
 
