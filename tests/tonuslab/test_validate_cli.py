@@ -11,8 +11,9 @@ def test_validate_segmentation_quick_json(capsys):
     assert result["suite"] == "segmentation" and len(result["rows"]) == 6
     for row in result["rows"]:
         assert row["n_stretches"] == 7 and row["missed"] == 0
-        assert row["start_delay_fraction"][1] <= 0.10
-        assert row["start_angle_abs_error_deg"][1] <= 1.0
+        # the budgets of docs/validation.md (the slow 10 deg/s stretches set the maxima)
+        assert row["start_delay_fraction"][1] <= 0.12 and row["extra"] == 0
+        assert row["start_angle_abs_error_deg"][1] <= 2.0
 
 
 def test_validate_refuses_zero_seeds(capsys):
