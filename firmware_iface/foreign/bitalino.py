@@ -339,6 +339,7 @@ class FrameDecoder:
         self.stats = DecoderStats()
         self._buf = bytearray()
         self._synced = True
+        self._skipped_since_loss = 0
         self._next_index = 0
         self._last_seq: int | None = None
 
@@ -359,6 +360,7 @@ class FrameDecoder:
                     keep = max(0, len(buf) - (self.confirm * w - 1))
                     if keep:
                         self.stats.bytes_skipped += keep
+                        self._skipped_since_loss += keep
                         del buf[:keep]
                     break
                 if off:
@@ -379,6 +381,7 @@ class FrameDecoder:
             if n_ok < m:  # the frame at n_ok failed: count it, then find the alignment again
                 self.stats.crc_errors += 1
                 self._synced = False
+                self._skipped_since_loss = 0
                 continue
             break
         if not outs:
@@ -396,19 +399,38 @@ class FrameDecoder:
         )
 
     def _find_alignment(self) -> int | None:
-        """Smallest offset where ``confirm`` consecutive frames pass the CRC, else None."""
+        """Offset where ``confirm`` consecutive frames pass the CRC with consecutive sequence
+        numbers, else None.
+
+        The old alignment (an offset that is a whole number of frames: one corrupted frame
+        skipped) is preferred; otherwise the smallest offset. Slowly varying signals make a
+        misaligned frame pass the 4-bit CRC far more often than one time in 16, so the
+        sequence numbers must also follow each other.
+        """
         buf, w, k = self._buf, self.width, self.confirm
         if len(buf) < k * w:
             return None
         arr = np.frombuffer(bytes(buf), dtype=np.uint8)
         n_off = len(buf) - k * w + 1
         good = np.ones(n_off, dtype=bool)
+        seqs = []
         for j in range(k):
             # frame j of every candidate offset: rows starting at off + j*w
             idx = np.arange(n_off)[:, None] + j * w + np.arange(w)[None, :]
             rows = arr[idx]
             good &= crc4_rows(rows) == (rows[:, w - 1] & 0x0F)
-        hits = np.flatnonzero(good)
+            seqs.append(rows[:, w - 1] >> 4)
+        step_ok = np.ones(n_off, dtype=bool)
+        near_ok = np.ones(n_off, dtype=bool)
+        for j in range(1, k):
+            step = (seqs[j].astype(np.int16) - seqs[j - 1]) % 16
+            step_ok &= step == 1
+            near_ok &= (step >= 1) & (step <= 4)  # a few frames dropped in between
+        phase = (np.arange(n_off) + self._skipped_since_loss) % w
+        whole = np.flatnonzero(good & near_ok & (phase == 0))
+        if whole.size:
+            return int(whole[0])
+        hits = np.flatnonzero(good & step_ok)
         return int(hits[0]) if hits.size else None
 
     def _emit(self, rows: np.ndarray, expected_lost: float | None) -> DecodedFrames:
