@@ -603,9 +603,9 @@ class BitalinoDecoder(Decoder):
             prev[1:] = ttl[:-1]
             prev[0] = ttl[0] if self._ttl_prev is None else self._ttl_prev
             self._ttl_prev = int(ttl[-1])
+            params = {"timing": "ttl", "input": f"I{self.options.ttl + 1}"}
             for i in np.flatnonzero((ttl == 1) & (prev == 0)):
-                out.append(Event("stimulus", int(index[i]), host, pulse_index=0,
-                                 params={"timing": "ttl", "input": f"I{self.options.ttl + 1}"}))  # fmt: skip
+                out.append(Event("stimulus", int(index[i]), host, pulse_index=0, params=params))
         return out
 
 

@@ -103,7 +103,7 @@ def test_state_reply_round_trip_and_crc():
 @settings(max_examples=60, deadline=None)
 @given(st.integers(1, 6), st.lists(st.integers(1, 40), min_size=1, max_size=80))
 def test_frames_found_on_exact_boundaries_across_partial_reads(nch, cuts):
-    seq, digital, analog, raw = frames(300, nch, seed=nch + len(cuts))
+    _seq, digital, analog, raw = frames(300, nch, seed=nch + len(cuts))
     dec = bp.FrameDecoder(nch)
     pos, got = 0, []
     i = 0
@@ -120,7 +120,7 @@ def test_frames_found_on_exact_boundaries_across_partial_reads(nch, cuts):
 
 
 def test_sequence_gives_exact_gaps_and_wraps():
-    seq, digital, analog, raw = frames(400, 2)
+    _seq, _digital, _analog, raw = frames(400, 2)
     w = bp.frame_size(2)
     keep = np.ones(400, bool)
     keep[[10, 11, 12]] = False  # 3 lost
@@ -133,7 +133,7 @@ def test_sequence_gives_exact_gaps_and_wraps():
 
 
 def test_more_than_15_lost_frames_resolved_with_the_host_estimate():
-    seq, digital, analog, raw = frames(200, 1)
+    _seq, _digital, _analog, raw = frames(200, 1)
     w = bp.frame_size(1)
     rows = np.frombuffer(raw, np.uint8).reshape(200, w)
     dec = bp.FrameDecoder(1)
@@ -144,7 +144,7 @@ def test_more_than_15_lost_frames_resolved_with_the_host_estimate():
 
 
 def test_corrupt_frames_and_dropped_bytes_are_counted_never_raised():
-    seq, digital, analog, raw = frames(1000, 3, seed=4)
+    _seq, _digital, analog, raw = frames(1000, 3, seed=4)
     w = bp.frame_size(3)
     buf = bytearray(raw)
     for f in (100, 300, 301, 700):
