@@ -270,6 +270,7 @@ class _Port:
             raise SourceNotFoundError(f"{url}: cannot open {opts.address} ({reason})") from None
         except Exception as exc:  # serial.SerialException
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            reason = reason.rsplit("] ", 1)[-1].rstrip("'\"")  # "[Errno 2] No such file..."
             raise SourceNotFoundError(f"{url}: cannot open {opts.address} ({reason})") from None
 
     def write(self, data: bytes) -> None:
