@@ -136,6 +136,9 @@ def test_emulator_disconnect_closes_every_port():
             if not data:
                 break
             n += len(data)
+        deadline = time.monotonic() + 3
+        while not srv.disconnected and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert n > 0 and srv.disconnected
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", srv.port), timeout=1)
