@@ -448,6 +448,16 @@ class TrignoDecoder(Decoder):
         sensors = {int(k): v for k, v in d["sensors"].items()}
         kinds = {k: tp.SENSOR_KINDS.get(str(v["type"]).strip().upper(), "?") for k, v in
                  sensors.items()}  # fmt: skip
+        if opts.gonio is not None:
+            if opts.gonio not in sensors:
+                raise SourceChannelError(
+                    f"{url}: gonio={opts.gonio}: no sensor is paired in slot {opts.gonio}"
+                )
+            if kinds[opts.gonio] != "goniometer":
+                raise SourceChannelError(
+                    f"{url}: gonio={opts.gonio}: slot {opts.gonio} holds a sensor of type "
+                    f"{sensors[opts.gonio]['type']!r}, not a goniometer adapter"
+                )
         if opts.emg is None:
             emg = tuple(k for k in sorted(sensors) if kinds[k] == "emg" and k != opts.gonio)
             if not emg:
@@ -464,16 +474,6 @@ class TrignoDecoder(Decoder):
                         f"{url}: emg={slot}: slot {slot} holds a sensor of type "
                         f"{sensors[slot]['type']!r}, not an EMG sensor"
                     )
-        if opts.gonio is not None:
-            if opts.gonio not in sensors:
-                raise SourceChannelError(
-                    f"{url}: gonio={opts.gonio}: no sensor is paired in slot {opts.gonio}"
-                )
-            if kinds[opts.gonio] != "goniometer":
-                raise SourceChannelError(
-                    f"{url}: gonio={opts.gonio}: slot {opts.gonio} holds a sensor of type "
-                    f"{sensors[opts.gonio]['type']!r}, not a goniometer adapter"
-                )
         self._emg_cols = [s - 1 for s in emg]
         frame_s = float(d["frame_interval_s"])
         self.emg_rate = float(d["emg_rate_hz"])
