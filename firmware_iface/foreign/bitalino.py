@@ -373,7 +373,10 @@ class FrameDecoder:
                 break
             rows = np.frombuffer(bytes(buf[: m * w]), dtype=np.uint8).reshape(m, w)
             ok = crc4_rows(rows) == (rows[:, w - 1] & 0x0F)
-            n_ok = m if ok.all() else int(np.argmin(ok))
+            ok, m = self._confirm_jumps(rows, ok, m)
+            if m == 0:
+                break
+            n_ok = m if ok[:m].all() else int(np.argmin(ok[:m]))
             if n_ok:
                 outs.append(self._emit(rows[:n_ok], expected_lost))
                 expected_lost = None
@@ -398,12 +401,37 @@ class FrameDecoder:
             np.concatenate([o.analog for o in outs]),
         )
 
+    def _confirm_jumps(self, rows: np.ndarray, ok: np.ndarray, m: int):
+        """A frame that passes the CRC but jumps in sequence is a loss only if the next
+        ``confirm - 1`` frames pass and follow it one by one; otherwise it is a misaligned
+        frame that passed the 4-bit CRC by chance (one time in 16) and counts as corrupt.
+        A jump too close to the end of the buffer waits for more bytes (returns a smaller m).
+        """
+        seq = (rows[:, -1] >> 4).astype(np.int16)
+        steps = np.empty(m, dtype=np.int16)
+        steps[0] = 1 if self._last_seq is None else (seq[0] - self._last_seq) % 16
+        if m > 1:
+            steps[1:] = np.diff(seq) % 16
+        need = self.confirm - 1
+        for i in np.flatnonzero(ok & (steps != 1)):
+            if not ok[i]:
+                continue
+            if i + need >= m:
+                return ok, int(i)  # confirm with the next bytes
+            after = slice(i + 1, i + 1 + need)
+            if not (ok[after].all() and (steps[after] == 1).all()):
+                ok = ok.copy()
+                ok[i] = False
+                break  # everything after a failure is realigned anyway
+        return ok, m
+
     def _find_alignment(self) -> int | None:
         """Offset where ``confirm`` consecutive frames pass the CRC with consecutive sequence
         numbers, else None.
 
         The old alignment (an offset that is a whole number of frames: one corrupted frame
-        skipped) is preferred; otherwise the smallest offset. Slowly varying signals make a
+        skipped) is preferred when it is back within ``confirm + 1`` frames of the smallest
+        such offset; otherwise the smallest offset. Slowly varying signals make a
         misaligned frame pass the 4-bit CRC far more often than one time in 16, so the
         sequence numbers must also follow each other.
         """
@@ -420,18 +448,15 @@ class FrameDecoder:
             rows = arr[idx]
             good &= crc4_rows(rows) == (rows[:, w - 1] & 0x0F)
             seqs.append(rows[:, w - 1] >> 4)
-        step_ok = np.ones(n_off, dtype=bool)
-        near_ok = np.ones(n_off, dtype=bool)
         for j in range(1, k):
-            step = (seqs[j].astype(np.int16) - seqs[j - 1]) % 16
-            step_ok &= step == 1
-            near_ok &= (step >= 1) & (step <= 4)  # a few frames dropped in between
-        phase = (np.arange(n_off) + self._skipped_since_loss) % w
-        whole = np.flatnonzero(good & near_ok & (phase == 0))
-        if whole.size:
-            return int(whole[0])
-        hits = np.flatnonzero(good & step_ok)
-        return int(hits[0]) if hits.size else None
+            good &= (seqs[j].astype(np.int16) - seqs[j - 1]) % 16 == 1
+        hits = np.flatnonzero(good)
+        if not hits.size:
+            return None
+        # the old alignment wins if it is back within a few frames of the first hit
+        phase = (hits + self._skipped_since_loss) % w
+        whole = hits[(phase == 0) & (hits < hits[0] + (k + 1) * w)]
+        return int(whole[0]) if whole.size else int(hits[0])
 
     def _emit(self, rows: np.ndarray, expected_lost: float | None) -> DecodedFrames:
         seq, digital, analog = decode_rows(rows, self.n_channels)
