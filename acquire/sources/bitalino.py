@@ -33,7 +33,6 @@ count and ``offset = 2**(n-1)`` counts (range +-1.64 mV).
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import math
 import os
@@ -63,6 +62,7 @@ from acquire.sources.base import (
     SourceLost,
     SourceSpec,
 )
+from acquire.sources.hostclock import ArrivalStart
 from firmware_iface.foreign import bitalino as bp
 
 #: Serial speed of the BITalino (r)evolution.
@@ -76,6 +76,9 @@ TRIGGER_MAX_PULSES = 600
 TRIGGER_PULSE_S = 0.002
 #: Host-clock silence after which a sequence jump may hide more than 15 lost frames, frames.
 CLOCK_GAP_MIN_FRAMES = 15.5
+#: Seconds the decoder waits, after a silence that may hide more than 15 lost frames, for the
+#: bytes still on their way (a host that was slow reads a backlog; a board that was silent not).
+SETTLE_S = 0.25
 #: Seconds of arrival times that date the board's start (longer windows would let drift in).
 CLOCK_WINDOW_S = 10.0
 
@@ -532,7 +535,8 @@ class BitalinoDecoder(Decoder):
             },
         )
         self.frames = bp.FrameDecoder(len(chans))
-        self._bounds: collections.deque = collections.deque()
+        self._bounds = ArrivalStart(CLOCK_WINDOW_S)
+        self._held: dict | None = None
         self._ttl_prev: int | None = None
 
     @property
@@ -549,24 +553,45 @@ class BitalinoDecoder(Decoder):
             raise SourceError(f"unknown BITalino journal chunk {chunk.tag!r}")
         host = float(chunk.host_time_s)
         data = chunk.arrays["bytes"].tobytes()
+        held = self._held
+        if held is not None:
+            held["data"] += data
+            held["min"] = min(held["min"], self._deficit(host, len(held["data"])))
+            held["host"] = host
+            if host - held["since"] < SETTLE_S:
+                return []
+            return self._release()
+        deficit = self._deficit(host, len(data))
+        if deficit is not None and deficit >= CLOCK_GAP_MIN_FRAMES:
+            # more than 15 frames may be lost (the sequence cannot say how many multiples of
+            # 16): wait SETTLE_S for what the port still holds; a backlog (the host was slow)
+            # catches up and the deficit vanishes, a loss keeps it
+            self._held = {"data": bytearray(data), "min": deficit, "since": host, "host": host}
+            return []
+        return self._decode(data, None, host)
+
+    def _deficit(self, host: float, n_bytes: int) -> float | None:
+        """Frames the host clock says were sent by ``host`` but not received (None at first)."""
+        t0 = self._bounds.start(host)
+        if t0 is None:
+            return None
         rate = float(self.options.rate_hz)
-        n_in = len(data) / self.frames.width
-        expected = None
-        bounds = self._bounds
-        if bounds:
-            # the board started no later than any (arrival - frames so far / rate): the
-            # smallest such bound of the last CLOCK_WINDOW_S (drift stays out) dates the start
-            while len(bounds) > 1 and bounds[0][0] < host - CLOCK_WINDOW_S:
-                bounds.popleft()
-            t0 = min(b for _, b in bounds)
-            expected = (host - t0) * rate - n_in - self.frames._next_index
-            if expected < CLOCK_GAP_MIN_FRAMES:
-                expected = None
+        return (host - t0) * rate - n_bytes / self.frames.width - self.frames._next_index
+
+    def _release(self) -> list[Block | Event]:
+        held, self._held = self._held, None
+        expected = held["min"] if held["min"] >= CLOCK_GAP_MIN_FRAMES else None
+        return self._decode(bytes(held["data"]), expected, held["host"])
+
+    def _decode(self, data: bytes, expected: float | None, host: float) -> list[Block | Event]:
         got = self.frames.feed(data, expected_lost=expected)
-        bounds.append((host, host - self.frames._next_index / rate))
+        self._bounds.push(host, host - self.frames._next_index / float(self.options.rate_hz))
         if got.n == 0:
             return []
         return self._items(got, host)
+
+    def finish(self) -> list[Block | Event]:
+        return self._release() if self._held is not None else []
 
     def reopened(self, description: Mapping) -> list[Block | Event]:
         """The board came back: the sequence restarts; frames continue after a clock gap."""
@@ -575,11 +600,10 @@ class BitalinoDecoder(Decoder):
             raise SourceError(f"{self.url_text()}: the board came back configured differently")
         host = float(description.get("started_host_s", 0.0))
         rate = float(self.options.rate_hz)
-        t0 = min((b for _, b in self._bounds), default=host)
+        t0 = self._bounds.start(host) if self._bounds else host
         nxt = max(self.frames._next_index, round((host - t0) * rate))
         self.frames = _continue(self.frames, nxt)
-        self._bounds.clear()
-        self._bounds.append((host, host - nxt / rate))
+        self._bounds.reset(host, host - nxt / rate)
         return []
 
     def url_text(self) -> str:

@@ -31,7 +31,6 @@ beyond 1 kV) is counted and not stored (a one-sample gap), never raised.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import math
 import select
@@ -62,13 +61,15 @@ from acquire.sources.base import (
     quantise,
 )
 from acquire.sources.bitalino import _two_points, two_point_line
+from acquire.sources.hostclock import ArrivalStart
 from firmware_iface.foreign import trigno as tp
 
 DEFAULT_TIMEOUT_S = 3.0
 #: A lateness of the data beyond this many seconds is a stall (a gap with its best estimate).
 STALL_MIN_S = 0.1
-#: Seconds after a stall during which arriving data still count as the same burst.
-SETTLE_S = 0.05
+#: Seconds after a stall during which arriving data still count as the same burst (the loss
+#: is the smallest lateness seen meanwhile: a backlog read late catches up, a loss does not).
+SETTLE_S = 0.25
 #: Seconds of arrival times that date the start of the stream (longer windows let drift in).
 CLOCK_WINDOW_S = 10.0
 OPTIONS = ("emg", "gonio", "gonio_cal", "mode", "upsample", "timeout")
@@ -381,10 +382,11 @@ class _ClockCounter:
         self.rate = float(rate_hz)
         self.per_frame = int(per_frame)
         self.next_index = 0
-        self.bounds: collections.deque = collections.deque()
+        self.bounds = ArrivalStart(CLOCK_WINDOW_S)
         self.last_host: float | None = None
         self.settle_until: float | None = None
         self.settle_first: int | None = None
+        self.min_deficit = math.inf
         self.gaps: list[tuple[int, int]] = []
 
     def number(self, n: int, host: float) -> int:
@@ -392,18 +394,20 @@ class _ClockCounter:
         bounds = self.bounds
         first = self.next_index
         if bounds:
-            while len(bounds) > 1 and bounds[0][0] < host - CLOCK_WINDOW_S:
-                bounds.popleft()
-            t0 = min(b for _, b in bounds)
+            t0 = bounds.start(host)
             late_s = host - t0 - (self.next_index + n) / self.rate
             silent = self.last_host is not None and host - self.last_host >= STALL_MIN_S
             if silent and late_s >= STALL_MIN_S and self.settle_until is None:
                 # a stall: wait SETTLE_S for the rest of the burst before deciding its size
                 self.settle_until = host + SETTLE_S
                 self.settle_first = self.next_index
+                self.min_deficit = math.inf
+            if self.settle_until is not None:
+                # a backlog catches up (the deficit falls to about 0), a loss does not
+                self.min_deficit = min(self.min_deficit, late_s * self.rate)
         self.next_index += n
         self.last_host = host
-        bounds.append((host, host - self.next_index / self.rate))
+        bounds.push(host, host - self.next_index / self.rate)
         return first
 
     def resolve(self, host: float) -> int:
@@ -411,8 +415,7 @@ class _ClockCounter:
         if self.settle_until is None or host < self.settle_until:
             return 0
         self.settle_until = None
-        t0 = min(b for _, b in self.bounds)
-        deficit = (self.last_host - t0) * self.rate - self.next_index
+        deficit = self.min_deficit
         frames = round(deficit / self.per_frame)
         if frames <= 0:
             return 0
@@ -562,8 +565,7 @@ class TrignoDecoder(Decoder):
             if lost:  # everything numbered since the stall moves up by the lost samples
                 start = clock.gaps[-1][0]
                 clock.next_index += lost
-                clock.bounds.append((clock.last_host, clock.last_host -
-                                     clock.next_index / clock.rate))  # fmt: skip
+                clock.bounds.push(clock.last_host, clock.last_host - clock.next_index / clock.rate)
                 self._held[role] = [
                     (f + lost if f >= start else f, v, i, h) for f, v, i, h in self._held[role]
                 ]
@@ -609,10 +611,9 @@ class TrignoDecoder(Decoder):
         for role, clock in self._clock.items():
             clock.settle_until = None
             out += self._release(role, host)
-            t0 = min((b for _, b in clock.bounds), default=host)
+            t0 = clock.bounds.start(host) if clock.bounds else host
             clock.next_index = max(clock.next_index, round((host - t0) * clock.rate))
-            clock.bounds.clear()
-            clock.bounds.append((host, host - clock.next_index / clock.rate))
+            clock.bounds.reset(host, host - clock.next_index / clock.rate)
             clock.last_host = host
         self._emg = tp.FloatFrameDecoder(
             self._emg.n_values, big_endian=self._emg.dtype.str[0] == ">"
