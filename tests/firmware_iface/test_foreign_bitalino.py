@@ -257,7 +257,11 @@ class TappedDevice(BitalinoDevice):
 @pytest.mark.parametrize(("channels", "rate"), [((0, 1), 1000), ((0, 1, 2, 3, 4, 5), 100),
                                                  ((4,), 10)])  # fmt: skip
 def test_official_bitalino_package_agrees_sample_for_sample(channels, rate):
-    official = pytest.importorskip("bitalino", reason="pip install --no-deps bitalino")
+    official = pytest.importorskip(
+        "bitalino",
+        reason="the official bitalino package (GPLv3 peer) is missing: "
+        "pip install --no-deps bitalino (.ci/run does)",
+    )
     dev = TappedDevice(seed=5, external_stim_every_s=0.5, emg_channels=(0, 2, 4),
                        gonio_channel=1)  # fmt: skip
     with BitalinoPty(dev) as emu:
