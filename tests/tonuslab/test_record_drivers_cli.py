@@ -99,3 +99,20 @@ def test_bad_input_is_one_line_exit_2(tmp_path, emulator):
     line = one_line_exit_2(tonuslab("record", f"trigno://{bit}?timeout=1", "-o", out))
     assert "no Trigno Control Utility answers" in line
     assert not out.exists()
+
+
+def test_cli_hreflex_triggers_the_stimulator_through_bitalino_o1(tmp_path, emulator):
+    url = emulator("bitalino", "--pty", "--speed", "realtime")
+    out = tmp_path / "h.h5"
+    proc = tonuslab("record", url, "-o", out, "--protocol", "hreflex", "--ladder", "8,10",
+                    "--interval", "0.5", "--trigger-after", "0.3", "--plain")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "tonuslab triggers the stimulator in 0.3 s" in proc.stdout
+    with open_session(out) as s:
+        stims = [e for e in s.events if e["kind"] == "stimulus"]
+        assert [e["intensity_ma"] for e in stims] == [8.0, 10.0]
+        assert all(e["params"]["intensity_from"] == "prompt" for e in stims)
+    trigno = emulator("trigno")
+    line = one_line_exit_2(tonuslab("record", trigno, "-o", tmp_path / "t.h5", "--protocol",
+                                    "hreflex", "--trigger-after", "1"))  # fmt: skip
+    assert "has no stimulator trigger output" in line
