@@ -466,6 +466,14 @@ def _operator_hreflex_config(args):
     if args.interval is not None:
         fields["interval_s"] = args.interval
     if getattr(args, "trigger_after", None) is not None:
+        from acquire.sources import get_spec, scheme_of
+
+        source = get_spec(scheme_of(args.url)).open(args.url)  # not opened: its capabilities
+        if "trigger_output" not in source.capabilities:
+            raise UsageError(
+                f"{args.url} has no stimulator trigger output: the operator delivers the pulses "
+                "(leave out --trigger-after)"
+            )
         fields["trigger_after_s"] = args.trigger_after
     try:
         return OperatorHReflexConfig(**fields)
