@@ -327,7 +327,10 @@ class FrameDecoder:
     A frame whose CRC fails is counted (``stats.crc_errors``) and skipped. After a failure the
     decoder looks for the byte offset at which ``confirm`` consecutive frames pass the CRC (a
     4-bit CRC passes a random frame one time in 16, so one frame is not proof); the bytes
-    before it are counted in ``stats.bytes_skipped``. Frame numbers are unwrapped from the
+    before it are counted in ``stats.bytes_skipped``. A frame that passes the CRC but jumps in
+    sequence counts as lost frames only when the next ``confirm - 1`` frames pass and follow it
+    one by one (a misaligned frame passes a 4-bit CRC by chance); a jump at the end of a read
+    waits for the next bytes. Frame numbers are unwrapped from the
     4-bit sequence: a jump of ``d`` (1..15) means ``d - 1`` lost frames; ``expected_lost``
     (from the host clock) picks the multiple of 16 when more may have been lost.
     """
