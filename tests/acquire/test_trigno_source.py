@@ -57,17 +57,35 @@ def test_rates_stored_as_the_tcu_reports_them(extra, rate, per_frame):
     assert [c.name for c in dec.info.channels] == ["slot1", "slot2", "slot3"]
 
 
+class TappedTrigno(TrignoDevice):
+    """The emulator with a tap on the frames it sends."""
+
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        self.sent = []
+
+    def frame(self):
+        out = super().frame()
+        self.sent.append(out)
+        return out
+
+
 def test_emg_microvolts_and_goniometer_degrees():
-    dev = TrignoDevice(profile="simple", gonio_v0=0.2, gonio_v_per_deg=0.02)
+    dev = TappedTrigno(profile="moderate_elbow", gonio_v0=0.2, gonio_v_per_deg=0.02)
     with TrignoServer(dev, speed="fast") as srv:
         dec, items = record(url_of(srv, dev), 0.6)
     emg = np.vstack([b.counts for b in stream(items, 0)]) * dec.info.channels[0].scale
     ang = np.vstack([b.counts for b in stream(items, 1)]) * dec.info.channels[2].scale
-    # the emulator's source (SimpleSource) in uV; the angle back in degrees within 0.01 deg
-    truth = dev._signals
-    assert emg.shape[1] == 2 and np.abs(emg).max() > 1.0  # microvolts, not volts
-    assert truth is not None and ang.shape[1] == 1
-    assert np.isfinite(ang).all() and -10 < ang.min() and ang.max() < 190
+    volts = np.frombuffer(b"".join(f[0] for f in dev.sent), "<f4").reshape(-1, 16)
+    aux = np.frombuffer(b"".join(f[1] for f in dev.sent), "<f4").reshape(-1, 16, 9)
+    n, m = emg.shape[0], ang.shape[0]
+    assert n > 1000 and m > 50
+    # EMG: float32 volts of slots 1-2 to uV, within half a 1 nV count
+    np.testing.assert_allclose(emg, volts[:n, :2].astype(np.float64) * 1e6, atol=6e-4)
+    # goniometer adapter, slot 3 channel 1: two-point line volts -> degrees, within 0.001 deg
+    deg = (aux[:m, 2, 0].astype(np.float64) - 0.2) / 0.02
+    np.testing.assert_allclose(ang[:, 0], deg, atol=1e-3)
+    assert np.ptp(emg) > 10  # microvolts, not volts
 
 
 def test_stall_is_a_gap_with_its_best_estimate_and_a_pause_is_not():
