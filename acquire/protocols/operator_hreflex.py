@@ -51,6 +51,11 @@ class OperatorHReflexConfig:
         Longest wait for a pulse after a prompt, s.
     width_us : float
         Pulse width set on the stimulator, us (stored with pulses whose source gives none).
+    trigger_after_s : float or None
+        With a source that can trigger the stimulator (capability ``"trigger_output"``, e.g.
+        ``bitalino://`` O1): seconds of session time from the prompt (the operator sets the
+        intensity meanwhile) to tonuslab raising the trigger, within the source's host limits
+        (maximum rate, pulse count). None (default): the operator delivers every pulse.
     """
 
     ladder_ma: Sequence[float] = tuple(np.round(np.arange(4.0, 30.01, 2.0), 3))
@@ -58,8 +63,13 @@ class OperatorHReflexConfig:
     interval_s: float = 10.0
     wait_s: float = 30.0
     width_us: float = 1000.0
+    trigger_after_s: float | None = None
 
     def __post_init__(self) -> None:
+        if self.trigger_after_s is not None and not (
+            math.isfinite(self.trigger_after_s) and self.trigger_after_s > 0
+        ):
+            raise AcquisitionError("trigger_after_s must be a positive number of seconds")
         if not self.ladder_ma or any(not (0 < float(v) <= 100) for v in self.ladder_ma):
             raise AcquisitionError("the ladder needs intensities in (0, 100] mA")
         if int(self.repeats) < 1 or not self.interval_s >= 0 or not self.wait_s > 0:
@@ -107,6 +117,25 @@ class OperatorHReflex:
         self._next_t = 0.0
         self._prompt_t = 0.0
         self._pulses: collections.deque = collections.deque()
+        self._fired = False
+        self._source = None
+        if self.config.trigger_after_s is not None:
+            source = getattr(recorder, "source", None)
+            if source is None or "trigger_output" not in source.capabilities:
+                raise AcquisitionError(
+                    f"{getattr(recorder, 'url', 'the source')} has no stimulator trigger output: "
+                    "the operator delivers the pulses (leave out the trigger delay)"
+                )
+            self._source = source
+
+    def stop(self) -> None:
+        """Immediate stop: no further trigger is sent (the source refuses any), no prompt."""
+        if self._source is not None:
+            self._source.stop_triggers()
+        if not self.done:
+            self.done = True
+            self.recorder.add_host_event("note", label="protocol", params={"stopped": True})
+            self.on_message("operator-guided H-reflex stopped: no further pulse")
 
     def attach(self) -> None:
         rec = self.recorder
@@ -140,11 +169,25 @@ class OperatorHReflex:
             self._pulses.clear()
             self.recorder.prompt("stimulus", intensity_ma=ma, width_us=self.config.width_us,
                                  index=self._k)  # fmt: skip
-            self.on_message(
-                f"pulse {self._k + 1}/{len(self.steps)}: set {ma:g} mA and deliver one pulse"
-            )
+            if self._source is None:
+                how = "deliver one pulse"
+            else:
+                how = f"wait: tonuslab triggers the stimulator in {self.config.trigger_after_s:g} s"
+            self.on_message(f"pulse {self._k + 1}/{len(self.steps)}: set {ma:g} mA and {how}")
             self._prompt_t = t
+            self._fired = False
             self._state = "wait"
+        elif (
+            self._source is not None
+            and not self._fired
+            and t - self._prompt_t >= self.config.trigger_after_s
+        ):
+            self._fired = True
+            try:
+                self._source.trigger()
+            except AcquisitionError as exc:  # a host limit, or triggers stopped
+                self.on_message(f"trigger refused: {exc}")
+                self._finish("missed", None, t)
         elif self._pulses:
             pulse = self._pulses.popleft()
             self._finish("delivered", pulse, t)

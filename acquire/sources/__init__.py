@@ -3,7 +3,9 @@
 The contract a source implements is :mod:`acquire.sources.base`. Each scheme is a module that
 defines ``SPEC`` (a :class:`~acquire.sources.base.SourceSpec`); the module is imported only when
 its scheme is used, so ``import acquire.sources`` pulls in no device library. Built in:
-``lsl://`` (:mod:`acquire.sources.lsl`); later ``trigno://`` and ``bitalino://``. Another module
+``lsl://`` (:mod:`acquire.sources.lsl`), ``trigno://`` (:mod:`acquire.sources.trigno`, a Delsys
+Trigno through its TCU SDK) and ``bitalino://`` (:mod:`acquire.sources.bitalino`, a PLUX BITalino
+over its serial protocol). Another module
 may add a scheme at run time with :func:`register`.
 """
 

@@ -118,7 +118,9 @@ class BitalinoDevice:
         self._out = bytearray()
         self._pwm_pending = False
         self._signals: PhysicalSignals | None = None
+        self._decim = 1
         self._ttl_until = -1
+        self._ttl_from = -1
         self._pending_fire: int | None = None
         self.commands: list[tuple[str, object]] = []
 
@@ -171,11 +173,17 @@ class BitalinoDevice:
         self.frame_number = 0
         self.frames_sent = 0
         self._ttl_until = -1
+        self._ttl_from = -1
         self._pending_fire = None
         if not simulated:
             n_emg = max(1, len(self.emg_channels))
+            # the patient is simulated at 1000 Hz at least (its EMG band reaches 500 Hz) and
+            # sampled at the board's rate: 1, 10 and 100 Hz take every k-th sample (the board's
+            # own anti-aliasing is not modelled)
+            self._decim = max(1, 1000 // self.rate_hz)
+            fs = self.rate_hz * self._decim
             self._signals = PhysicalSignals(
-                self.source, emg_rate_hz=self.rate_hz, angle_rate_hz=self.rate_hz, n_emg=n_emg
+                self.source, emg_rate_hz=fs, angle_rate_hz=fs, n_emg=n_emg
             )
 
     def _set_outputs(self, o1: int, o2: int) -> None:
@@ -213,9 +221,9 @@ class BitalinoDevice:
         else:
             self._fire_stimulator(first, n)
             sig = self._signals
-            emg_uv = sig.emg_uv(n)
-            deg = sig.angle_deg(n)
-            scale_uv, offset = bp.emg_uv_scale(10)
+            k = self._decim
+            emg_uv = sig.emg_uv(n * k)[::k]
+            deg = sig.angle_deg(n * k)[::k]
             for k, ch in enumerate(self.channels):
                 bits = bp.SLOT_BITS[k]
                 if ch in self.emg_channels:
@@ -226,8 +234,8 @@ class BitalinoDevice:
                     code = self.gonio_code0 + deg * self.gonio_codes_per_deg
                     analog[:, k] = np.round(code / (1 << (10 - bits)))
                 analog[:, k] = np.clip(analog[:, k], 0, (1 << bits) - 1)
-            del scale_uv, offset
-            digital[:, 0] = (idx < self._ttl_until).astype(np.int64)
+            # the stimulator's sync output (I1) is high from the pulse for ttl_ms
+            digital[:, 0] = ((idx >= self._ttl_from) & (idx < self._ttl_until)).astype(np.int64)
         raw = (
             np.frombuffer(bp.encode_frames(idx & 0xF, digital, analog), dtype=np.uint8)
             .reshape(n, -1)
@@ -263,7 +271,7 @@ class BitalinoDevice:
             k0 = -(-max(first, 1) // step)
             fires += list(range(k0 * step, first + n, step))
         for at in fires:
-            self._signals.stimulate(at, self.stim_intensity_ma, self.stim_width_us)
+            self._signals.stimulate(at * self._decim, self.stim_intensity_ma, self.stim_width_us)
             self._ttl_until = at + max(1, round(self.ttl_ms * rate / 1000.0))
             self._ttl_from = at
             self.pulses.append(

@@ -300,9 +300,9 @@ class TrignoServer:
                 el = time.monotonic() - t0
                 f = dev.faults
                 if f.disconnect_after_s is not None and el >= f.disconnect_after_s:
-                    self.disconnected = True
                     dev.running = False
                     self._close_all(keep_listeners=False)
+                    self.disconnected = True  # after the ports are gone: tests wait for this
                     return
                 if self.speed == "fast":
                     backlog = max((len(p) for p in self._pending.values()), default=0)

@@ -327,7 +327,10 @@ class FrameDecoder:
     A frame whose CRC fails is counted (``stats.crc_errors``) and skipped. After a failure the
     decoder looks for the byte offset at which ``confirm`` consecutive frames pass the CRC (a
     4-bit CRC passes a random frame one time in 16, so one frame is not proof); the bytes
-    before it are counted in ``stats.bytes_skipped``. Frame numbers are unwrapped from the
+    before it are counted in ``stats.bytes_skipped``. A frame that passes the CRC but jumps in
+    sequence counts as lost frames only when the next ``confirm - 1`` frames pass and follow it
+    one by one (a misaligned frame passes a 4-bit CRC by chance); a jump at the end of a read
+    waits for the next bytes. Frame numbers are unwrapped from the
     4-bit sequence: a jump of ``d`` (1..15) means ``d - 1`` lost frames; ``expected_lost``
     (from the host clock) picks the multiple of 16 when more may have been lost.
     """
@@ -339,6 +342,7 @@ class FrameDecoder:
         self.stats = DecoderStats()
         self._buf = bytearray()
         self._synced = True
+        self._skipped_since_loss = 0
         self._next_index = 0
         self._last_seq: int | None = None
 
@@ -359,6 +363,7 @@ class FrameDecoder:
                     keep = max(0, len(buf) - (self.confirm * w - 1))
                     if keep:
                         self.stats.bytes_skipped += keep
+                        self._skipped_since_loss += keep
                         del buf[:keep]
                     break
                 if off:
@@ -371,7 +376,10 @@ class FrameDecoder:
                 break
             rows = np.frombuffer(bytes(buf[: m * w]), dtype=np.uint8).reshape(m, w)
             ok = crc4_rows(rows) == (rows[:, w - 1] & 0x0F)
-            n_ok = m if ok.all() else int(np.argmin(ok))
+            ok, m = self._confirm_jumps(rows, ok, m)
+            if m == 0:
+                break
+            n_ok = m if ok[:m].all() else int(np.argmin(ok[:m]))
             if n_ok:
                 outs.append(self._emit(rows[:n_ok], expected_lost))
                 expected_lost = None
@@ -379,6 +387,7 @@ class FrameDecoder:
             if n_ok < m:  # the frame at n_ok failed: count it, then find the alignment again
                 self.stats.crc_errors += 1
                 self._synced = False
+                self._skipped_since_loss = 0
                 continue
             break
         if not outs:
@@ -395,21 +404,62 @@ class FrameDecoder:
             np.concatenate([o.analog for o in outs]),
         )
 
+    def _confirm_jumps(self, rows: np.ndarray, ok: np.ndarray, m: int):
+        """A frame that passes the CRC but jumps in sequence is a loss only if the next
+        ``confirm - 1`` frames pass and follow it one by one; otherwise it is a misaligned
+        frame that passed the 4-bit CRC by chance (one time in 16) and counts as corrupt.
+        A jump too close to the end of the buffer waits for more bytes (returns a smaller m).
+        """
+        seq = (rows[:, -1] >> 4).astype(np.int16)
+        steps = np.empty(m, dtype=np.int16)
+        steps[0] = 1 if self._last_seq is None else (seq[0] - self._last_seq) % 16
+        if m > 1:
+            steps[1:] = np.diff(seq) % 16
+        need = self.confirm - 1
+        for i in np.flatnonzero(ok & (steps != 1)):
+            if not ok[i]:
+                continue
+            if i + need >= m:
+                return ok, int(i)  # confirm with the next bytes
+            after = slice(i + 1, i + 1 + need)
+            if not (ok[after].all() and (steps[after] == 1).all()):
+                ok = ok.copy()
+                ok[i] = False
+                break  # everything after a failure is realigned anyway
+        return ok, m
+
     def _find_alignment(self) -> int | None:
-        """Smallest offset where ``confirm`` consecutive frames pass the CRC, else None."""
+        """Offset where ``confirm`` consecutive frames pass the CRC with consecutive sequence
+        numbers, else None.
+
+        The old alignment (an offset that is a whole number of frames: one corrupted frame
+        skipped) is preferred when it is back within ``confirm + 1`` frames of the smallest
+        such offset; otherwise the smallest offset. Slowly varying signals make a
+        misaligned frame pass the 4-bit CRC far more often than one time in 16, so the
+        sequence numbers must also follow each other.
+        """
         buf, w, k = self._buf, self.width, self.confirm
         if len(buf) < k * w:
             return None
         arr = np.frombuffer(bytes(buf), dtype=np.uint8)
         n_off = len(buf) - k * w + 1
         good = np.ones(n_off, dtype=bool)
+        seqs = []
         for j in range(k):
             # frame j of every candidate offset: rows starting at off + j*w
             idx = np.arange(n_off)[:, None] + j * w + np.arange(w)[None, :]
             rows = arr[idx]
             good &= crc4_rows(rows) == (rows[:, w - 1] & 0x0F)
+            seqs.append(rows[:, w - 1] >> 4)
+        for j in range(1, k):
+            good &= (seqs[j].astype(np.int16) - seqs[j - 1]) % 16 == 1
         hits = np.flatnonzero(good)
-        return int(hits[0]) if hits.size else None
+        if not hits.size:
+            return None
+        # the old alignment wins if it is back within a few frames of the first hit
+        phase = (hits + self._skipped_since_loss) % w
+        whole = hits[(phase == 0) & (hits < hits[0] + (k + 1) * w)]
+        return int(whole[0]) if whole.size else int(hits[0])
 
     def _emit(self, rows: np.ndarray, expected_lost: float | None) -> DecodedFrames:
         seq, digital, analog = decode_rows(rows, self.n_channels)

@@ -383,3 +383,71 @@ def test_e21_lsl_rate_changing_mid_recording():
         for i in range(0, 20000, 1000):
             arrays = {"values": np.zeros((1000, 1), np.float32), "stamps": (i + idx) / 1000.0}
             dec.feed(Chunk("data", {"stream": "emg"}, arrays, 0.0))
+
+
+# ----------------------------------------------------------------------------- issue 19
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_e52_unreachable_trigno_or_missing_bitalino_port(tmp_path):
+    code, lines = cli("record", f"trigno://127.0.0.1:{_free_port()}", "-o", "x.h5", cwd=tmp_path)
+    assert_user_error(code, lines, "cannot connect to the Trigno Control Utility")
+    code, lines = cli("record", "bitalino:///dev/ttyUSB_nope", "-o", "x.h5", cwd=tmp_path)
+    assert_user_error(code, lines, "cannot open /dev/ttyUSB_nope")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_e53_wrong_device_on_the_port(tmp_path):
+    from firmware_iface.emulator.bitalino import BitalinoTcp
+
+    with BitalinoTcp() as emu:  # a BITalino where a TCU is expected
+        code, lines = cli("record", f"trigno://{emu.address}?timeout=1", "-o", "x.h5",
+                          cwd=tmp_path)  # fmt: skip
+    assert_user_error(code, lines, "no Trigno Control Utility answers")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [("trigno://127.0.0.1?mode=turbo", "mode must be avanti or legacy"),
+     ("bitalino:///dev/x?rate=2000", "rate must be 1, 10, 100 or 1000 Hz"),
+     ("bitalino:///dev/x?gonio=A2", "needs its two-point calibration")],
+)  # fmt: skip
+def test_e54_unsupported_mode_rate_or_option(tmp_path, url, words):
+    code, lines = cli("record", url, "-o", "x.h5", cwd=tmp_path)
+    assert_user_error(code, lines, words)
+
+
+def test_e55_trigno_slot_without_a_sensor(tmp_path):
+    from firmware_iface.emulator.trigno import TrignoDevice, TrignoServer
+
+    with TrignoServer(TrignoDevice(profile="simple", emg_slots=(1,)), speed="fast") as srv:
+        code, lines = cli("record", f"{srv.url}?emg=1,2", "-o", "x.h5", cwd=tmp_path)
+    assert_user_error(code, lines, "no sensor is paired in slot 2")
+
+
+def test_e56_corrupt_frames_are_counted_never_raised():
+    from firmware_iface.foreign import bitalino as bp
+    from firmware_iface.foreign import trigno as tp
+
+    rng = np.random.default_rng(56)
+    dec = bp.FrameDecoder(2)
+    for _ in range(100):
+        dec.feed(bytes(rng.integers(0, 256, 97).astype(np.uint8)))
+    assert dec.stats.crc_errors > 0
+    fdec = tp.FloatFrameDecoder(16)
+    _, bad = fdec.feed(np.full(32, np.nan, np.float32).tobytes())
+    assert bad.tolist() == [True, True] and fdec.stats.invalid_samples == 2
+
+
+def test_e57_trigger_after_without_a_trigger_output(tmp_path):
+    from firmware_iface.emulator.trigno import TrignoDevice, TrignoServer
+
+    with TrignoServer(TrignoDevice(profile="simple"), speed="fast") as srv:
+        code, lines = cli("record", srv.url, "-o", "x.h5", "--protocol", "hreflex",
+                          "--trigger-after", "1", cwd=tmp_path)  # fmt: skip
+    assert_user_error(code, lines, "has no stimulator trigger output")
+    assert list(tmp_path.iterdir()) == []

@@ -121,6 +121,11 @@ def add_arguments(parser) -> None:
         "--jitter", type=float, metavar="S",
         help="random 0..S s added to each ladder interval (default 2; 0 for a fixed interval)",
     )  # fmt: skip
+    hr.add_argument(
+        "--trigger-after", type=float, metavar="S",
+        help="a source with a stimulator trigger output (bitalino:// O1): raise it S seconds "
+             "after each prompt (the operator sets the intensity meanwhile; 's' stops)",
+    )  # fmt: skip
     hr.add_argument("--rate-blocks", help="frequency blocks in Hz, e.g. 0.1,0.2,0.3,1,2")
     hr.add_argument("--pair-intervals", help="paired-pulse intervals in s, e.g. 2.5,5")
     hr.add_argument("--test-intensity", type=float, help="mA for rate blocks and pairs")
@@ -364,6 +369,8 @@ def _loop(rec, view, protocol, runner, args) -> str:
                 elif key in ("s", "S") and runner is not None:
                     runner.stop()
                     view.message("stimulation stopped")
+                elif key in ("s", "S") and hasattr(protocol, "stop"):
+                    protocol.stop()  # operator-guided: no further trigger
             view.tick(rec)
     except Exception as exc:
         name = type(exc).__name__
@@ -483,6 +490,16 @@ def _operator_hreflex_config(args):
         fields["repeats"] = args.ladder_repeats
     if args.interval is not None:
         fields["interval_s"] = args.interval
+    if getattr(args, "trigger_after", None) is not None:
+        from acquire.sources import get_spec, scheme_of
+
+        source = get_spec(scheme_of(args.url)).open(args.url)  # not opened: its capabilities
+        if "trigger_output" not in source.capabilities:
+            raise UsageError(
+                f"{args.url} has no stimulator trigger output: the operator delivers the pulses "
+                "(leave out --trigger-after)"
+            )
+        fields["trigger_after_s"] = args.trigger_after
     try:
         return OperatorHReflexConfig(**fields)
     except AcquisitionError as exc:
