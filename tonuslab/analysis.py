@@ -121,8 +121,12 @@ def _emg_varies(emg_uv: np.ndarray) -> bool:
     """True when some EMG channel holds finite samples that are not all one value."""
     if emg_uv.shape[0] < 2:
         return False
-    with np.errstate(invalid="ignore"):
-        return bool(np.any(np.nanmax(emg_uv, axis=0) > np.nanmin(emg_uv, axis=0)))
+    finite = np.isfinite(emg_uv)
+    for c in range(emg_uv.shape[1]):
+        col = emg_uv[finite[:, c], c]
+        if col.size > 1 and col.max() > col.min():
+            return True
+    return False
 
 
 def supported_analyses(session) -> list[str]:

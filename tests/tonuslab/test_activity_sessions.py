@@ -56,3 +56,22 @@ def test_goniometer_without_emg_samples_gives_a_movement_table(tmp_path):
     assert [m["direction"] for m in summary["movements"]] == [1, -1]
     assert all(abs(m["range_deg"] - 50.0) < 3.0 for m in summary["movements"])
     assert any("stretch_reflex: not analysed" in f for f in summary["quality_flags"])
+
+
+def test_a_channel_never_received_prints_no_warning(tmp_path):
+    """An EMG-only session whose second channel was never received: bursts from the first, and
+    nothing on stderr (no NumPy RuntimeWarning before the result, issue 18 item 8)."""
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)
+    n = int(12 * RATE)
+    x = rng.normal(0, 3.0, n)
+    x[4000:6000] += 150.0 * np.sin(np.arange(2000) * 2 * np.pi * 90.0 / RATE)
+    counts = np.column_stack([np.round(x / 0.1), np.full(n, FILL_VALUE)]).astype(np.int32)
+    chans = [{"name": c, "kind": "emg", "unit": "uV", "scale": 0.1} for c in ("a", "b")]
+    path = write_session(tmp_path / "nan.h5", emg_counts=counts, emg_rate_hz=RATE, channels=chans)
+    proc = subprocess.run([sys.executable, "-m", "tonuslab", "analyze", str(path), "--no-write"],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert "EMG bursts (per channel)" in proc.stdout
