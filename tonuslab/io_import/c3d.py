@@ -47,7 +47,7 @@ def _param(c, group: str, name: str, default=None):
 
 
 def _labels(values) -> list[str]:
-    return [str(v).strip() for v in (values or [])]
+    return [] if values is None else [str(v).strip() for v in values]
 
 
 def import_c3d(
@@ -131,12 +131,14 @@ def import_c3d(
         channels.append({"name": angle_name, "kind": "angle", "unit": "deg",
                          "scale": ANGLE_SCALE_DEG, "offset": 0.0})  # fmt: skip
     events = []
-    times = np.asarray(_param(c, "EVENT", "TIMES", []) or [], dtype=float)
+    raw_times = _param(c, "EVENT", "TIMES", None)
+    times = np.asarray([] if raw_times is None else raw_times, dtype=float)
     labels = _labels(_param(c, "EVENT", "LABELS", []))
     contexts = _labels(_param(c, "EVENT", "CONTEXTS", [])) + [""] * len(labels)
     if times.size and labels:
         times = times.reshape(2, -1) if times.ndim == 2 or times.size == 2 * len(labels) else times
-        first_frame = int((_param(c, "TRIAL", "ACTUAL_START_FIELD", [1]) or [1])[0])
+        start = np.asarray(_param(c, "TRIAL", "ACTUAL_START_FIELD", [1]), dtype=float).ravel()
+        first_frame = int(start[0]) if start.size else 1
         t0 = (first_frame - 1) / p_rate if p_rate > 0 else 0.0
         for k, label in enumerate(labels):
             t = float(times[0, k] * 60.0 + times[1, k]) - t0
