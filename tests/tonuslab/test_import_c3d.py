@@ -47,6 +47,7 @@ def test_emg_units_angle_from_a_point_and_a_stimulus_event(tmp_path, capsys):
                                    atol=0.01)  # fmt: skip
         (stim,) = s.stimuli
         assert stim.intensity_ma == 12.5 and stim.emg_sample_index == 1500
+    assert main(["analyze", str(tmp_path / "lab.h5"), "--no-write"]) == 0  # analysed as recorded
 
 
 def test_damaged_c3d_is_one_line(tmp_path, capsys):

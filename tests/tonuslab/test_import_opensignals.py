@@ -51,6 +51,7 @@ def test_transfer_functions_gaps_and_ttl(tmp_path):
         np.testing.assert_allclose(x[keep], emg_uv[keep], rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(s.goniometer_deg[keep, 0], ang_deg[keep], atol=1e-6)
         assert [st.emg_sample_index for st in s.stimuli] == [2000]
+    assert main(["analyze", str(tmp_path / "plux.h5"), "--no-write"]) == 0  # analysed as recorded
 
 
 def test_a_row_that_is_not_numbers_is_one_line(tmp_path, capsys):
