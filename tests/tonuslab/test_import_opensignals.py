@@ -62,3 +62,32 @@ def test_a_row_that_is_not_numbers_is_one_line(tmp_path, capsys):
     assert main(["import", str(src), "-o", str(tmp_path / "bad.h5")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "line 11" in err and "'x'" in err
+
+
+def test_hdf5_file_gives_the_same_session_as_the_text_file(tmp_path):
+    """OpenSignals' HDF5 layout (a group per device, raw/nSeq, raw/channel_<k>,
+    digital/digital_<k>, header fields as attributes) imports like its text twin."""
+    import h5py
+
+    src, *_ = _file(tmp_path / "twin.txt")
+    assert main(["import", str(src), "-o", str(tmp_path / "twin_txt.h5")]) == 0
+    rows = np.loadtxt(src, comments="#", dtype=np.int64)
+    h5 = tmp_path / "twin_os.h5"
+    with h5py.File(h5, "w") as f:
+        g = f.create_group("00:07:80:0F:30:B0")
+        g.attrs["sampling rate"] = RATE
+        g.attrs["resolution"] = json.dumps([4, 1, 1, 1, 1, 16, 16])
+        g.attrs["sensor"] = json.dumps(["EMG", "GONI"])
+        g.attrs["label"] = json.dumps(["A1", "A2"])
+        g.attrs["column"] = json.dumps(["nSeq", "I1", "I2", "O1", "O2", "A1", "A2"])
+        g.create_dataset("raw/nSeq", data=rows[:, 0:1])
+        g.create_dataset("raw/channel_1", data=rows[:, 5:6])
+        g.create_dataset("raw/channel_2", data=rows[:, 6:7])
+        g.create_dataset("digital/digital_1", data=rows[:, 1:2])
+    assert main(["import", str(h5), "-o", str(tmp_path / "twin_h5.h5"), "--format",
+                 "opensignals"]) == 0  # fmt: skip
+    with open_session(tmp_path / "twin_txt.h5") as a, open_session(tmp_path / "twin_h5.h5") as b:
+        np.testing.assert_array_equal(a.emg_counts, b.emg_counts)
+        np.testing.assert_array_equal(a.goniometer_deg, b.goniometer_deg)
+        assert a.gaps == b.gaps
+        assert [s.emg_sample_index for s in a.stimuli] == [s.emg_sample_index for s in b.stimuli]
