@@ -93,3 +93,36 @@ def test_analyze_on_a_fifo_returns_at_once(tmp_path, capsys):
     os.mkfifo(fifo)
     assert main(["analyze", str(fifo)]) == 2  # opening it for reading would block forever
     assert "not a regular file" in capsys.readouterr().err
+
+
+def test_edf_with_an_absurd_physical_maximum_is_refused_not_all_nan(tmp_path, capsys):
+    """An EDF whose header says physical max 9.9e307 (damaged): one line naming the channel,
+    not an all-NaN import that analyze then blames on gaps (issue 18 item 7)."""
+    pyedflib = pytest.importorskip("pyedflib")
+    path = tmp_path / "huge.edf"
+    w = pyedflib.EdfWriter(str(path), 1, file_type=pyedflib.FILETYPE_EDFPLUS)
+    try:
+        w.setSignalHeaders([{"label": "EMG", "dimension": "uV", "sample_frequency": 1000,
+                             "physical_min": -1000.0, "physical_max": 1000.0,
+                             "digital_min": -32768, "digital_max": 32767}])  # fmt: skip
+        w.writeSamples([np.sin(np.arange(5000) / 10.0) * 100.0])
+    finally:
+        w.close()
+    data = bytearray(path.read_bytes())
+    ns = int(data[252:256].decode())  # signals in the file (EDF+ adds its annotation signal)
+    at = 256 + ns * (16 + 80 + 8 + 8)  # the first signal's physical maximum field (8 chars)
+    data[at : at + 8] = b"9.9e307 "
+    path.write_bytes(bytes(data))
+    assert main(["import", str(path), "-o", str(tmp_path / "huge.h5")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "physical range" in err and "EMG" in err
+    assert not (tmp_path / "huge.h5").exists()
+
+
+def test_duplicate_csv_column_names_are_refused(tmp_path, capsys):
+    src = tmp_path / "dup.csv"
+    src.write_text("time,emg,emg\n" + "\n".join(f"{k / 1000:.3f},1.0,2.0" for k in range(100)))
+    assert main(["import", str(src), "-o", str(tmp_path / "dup.h5"), "--emg", "emg"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "appears twice" in err
+    assert not (tmp_path / "dup.h5").exists()
