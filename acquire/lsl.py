@@ -2,8 +2,9 @@
 
 LabRecorder and other lab tools can then take tonuslab's streams. Samples are stamped with their
 *device* time mapped to the host clock by the recorder's fitted clock mapping (never by arrival
-time), then moved to LSL's clock (``pylsl.local_clock``). pylsl is an optional extra
-(``pip install tonuslab[lsl]``) and is imported only when a publisher is created.
+time), then moved to LSL's clock (``pylsl.local_clock``). pylsl is a dependency of the plain
+install (the ``lsl`` extra is kept for old install commands) and is imported only when a
+publisher is created. Recording *from* LSL is :mod:`acquire.sources.lsl` (``lsl://``).
 
 LSL's default discovery sends broadcast and multicast off the machine: tests (and anyone who wants
 LSL to stay on one computer) point ``LSLAPICFG`` at a file from :func:`write_loopback_config`

@@ -354,7 +354,8 @@ class SourceRecorder(Recorder):
                 )
             try:
                 description = self.source.reopen()
-            except SourceError:
+            except SourceError as exc:
+                log.info("not back yet: %s", exc)
                 time.sleep(delay)
                 delay = min(delay * 1.5, 1.0)
                 continue

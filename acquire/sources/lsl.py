@@ -26,8 +26,16 @@ from acquire.sources.lsl_url import LslOptions, StreamQuery, parse_lsl_url
 CLOCK_INTERVAL_S = 5.0
 #: Seconds of data liblsl buffers for an inlet (a stalled recorder loses nothing shorter).
 INLET_BUFFER_S = 30
-#: Seconds a :meth:`LslSource.reopen` attempt waits for the stream.
+#: Seconds between two non-blocking pulls while :meth:`LslSource.read` waits for data.
+POLL_INTERVAL_S = 0.005
+#: Seconds a :meth:`LslSource.reopen` attempt waits for the stream (the first; later attempts
+#: wait up to :data:`REOPEN_WAIT_MAX_S`).
 REOPEN_WAIT_S = 0.5
+REOPEN_WAIT_MAX_S = 2.0
+#: A regular stream that delivers no sample for this long (and at least 20 sample periods) once
+#: it has streamed is lost, even if liblsl has not said so (seen on a loaded machine: an inlet
+#: whose outlet had vanished neither raised nor received).
+STALL_S = 2.0
 
 
 def _pylsl():
@@ -122,6 +130,9 @@ class LslSource(Source):
         self._last_clock_read = 0.0
         self._pending: list[Chunk] = []
         self._lost = False
+        self._reopen_attempts = 0
+        self._last_data: float | None = None  # None: the watchdog waits for the first sample
+        self._stall_s = STALL_S
         self._described_source_ids: dict[str, str] = {}
 
     # ------------------------------------------------------------------------------ lifecycle
@@ -139,10 +150,14 @@ class LslSource(Source):
 
     def reopen(self) -> dict:
         self.close()
+        wait = min(REOPEN_WAIT_MAX_S, REOPEN_WAIT_S * 1.5**self._reopen_attempts)
+        self._reopen_attempts += 1
         try:
-            return self._connect(REOPEN_WAIT_S, reopening=True)
+            description = self._connect(wait, reopening=True)
         except SourceNotFoundError as exc:
             raise SourceError(str(exc)) from None
+        self._reopen_attempts = 0
+        return description
 
     def close(self) -> None:
         for inlet in self._inlets.values():
@@ -194,6 +209,9 @@ class LslSource(Source):
         self._last_offset = {}
         self._last_clock_read = 0.0
         self._pending = self._read_clocks(time.monotonic(), wait_s=2.0)
+        self._stall_s = max(STALL_S, 20.0 / description["streams"]["emg"]["rate_hz"])
+        # a stream that was streaming must stream again at once; at the start, wait for it
+        self._last_data = time.monotonic() if reopening else None
         return description
 
     def _resolve(self, role: str, query: StreamQuery, timeout_s: float):
@@ -220,6 +238,13 @@ class LslSource(Source):
 
     # ------------------------------------------------------------------------------ reading
     def read(self, timeout_s: float) -> list[Chunk]:
+        """Chunks pulled within ``timeout_s``; :class:`SourceLost` when the stream vanished.
+
+        Inlets are polled without blocking (``pull_chunk(timeout=0)``) every
+        :data:`POLL_INTERVAL_S` until data comes or the timeout passes: a blocking pull on an
+        inlet whose outlet had just vanished was seen to hang inside liblsl (as bundled with
+        pylsl 1.18, on a loaded machine).
+        """
         pylsl = _pylsl()
         lost_error = pylsl.util.LostError
         if self._lost:
@@ -229,17 +254,34 @@ class LslSource(Source):
         now = time.monotonic()
         if now - self._last_clock_read >= CLOCK_INTERVAL_S:
             out += self._read_clocks(now, wait_s=0.0)
+        deadline = now + timeout_s
         try:
-            for role, inlet in list(self._inlets.items()):
-                wait = timeout_s if role == "emg" and not out else 0.0
-                if role == "markers":
-                    out += self._pull_markers(inlet, lost_error)
-                    continue
-                values, stamps = inlet.pull_chunk(timeout=wait, max_samples=8192, as_numpy=True)
-                if len(stamps):
-                    host = time.monotonic()
-                    arrays = {"values": values, "stamps": np.asarray(stamps, dtype=np.float64)}
-                    out.append(Chunk("data", {"stream": role}, arrays, host))
+            while True:
+                for role, inlet in list(self._inlets.items()):
+                    if role == "markers":
+                        out += self._pull_markers(inlet, lost_error)
+                        continue
+                    values, stamps = inlet.pull_chunk(timeout=0.0, max_samples=8192,
+                                                      as_numpy=True)  # fmt: skip
+                    if len(stamps):
+                        host = time.monotonic()
+                        arrays = {"values": values, "stamps": np.asarray(stamps, np.float64)}
+                        out.append(Chunk("data", {"stream": role}, arrays, host))
+                        if role == "emg":
+                            self._last_data = host
+                now = time.monotonic()
+                stalled = self._last_data is not None and now - self._last_data > self._stall_s
+                if stalled and "emg" in self._inlets:
+                    self._lost = bool(out)
+                    if not out:
+                        raise SourceLost(
+                            f"the LSL stream {self.options.stream.describe()} sent nothing "
+                            f"for {now - self._last_data:.1f} s"
+                        )
+                remaining = deadline - now
+                if out or remaining <= 0:
+                    return out
+                time.sleep(min(POLL_INTERVAL_S, remaining))
         except lost_error:
             if not out:
                 raise SourceLost(
