@@ -238,6 +238,42 @@ class Source:
         """Never connect to these (the recorder's own ``--lsl`` outlets); optional."""
 
 
+class ConnectingSource(Source):
+    """A :class:`Source` whose ``_connect()`` opens the equipment and returns its description.
+
+    ``open`` builds the source's decoder (:meth:`make_decoder`) once, so a bad channel or
+    unit is refused (and the equipment released) before anything is recorded; ``reopen``
+    closes and connects again, a device not back yet being a :class:`SourceError` for the
+    recorder's retry loop. The native drivers (``bitalino://``, ``trigno://``) share this.
+    """
+
+    def _connect(self) -> dict:
+        """Open the equipment; return its JSON description (``SourceNotFoundError`` if absent)."""
+        raise NotImplementedError
+
+    def make_decoder(self, description: Mapping) -> Decoder:
+        """The decoder of this source for ``description``."""
+        raise NotImplementedError
+
+    def open(self) -> dict:
+        description = self._connect()
+        try:
+            self.make_decoder(description)
+        except BaseException:
+            self.close()
+            raise
+        return description
+
+    def reopen(self) -> dict:
+        from acquire.errors import SourceNotFoundError
+
+        self.close()
+        try:
+            return self._connect()
+        except SourceNotFoundError as exc:
+            raise SourceError(str(exc)) from None
+
+
 class Decoder:
     """Pure chunk -> items decoding (subclass it; see the module docstring)."""
 

@@ -55,9 +55,9 @@ from acquire.sources.base import (
     Block,
     Channel,
     Chunk,
+    ConnectingSource,
     Decoder,
     Event,
-    Source,
     SourceInfo,
     SourceLost,
     SourceSpec,
@@ -314,7 +314,7 @@ class _Port:
         self._serial = self._sock = None
 
 
-class BitalinoSource(Source):
+class BitalinoSource(ConnectingSource):
     """The live board of one ``bitalino://`` URL.
 
     Parameters
@@ -344,21 +344,8 @@ class BitalinoSource(Source):
         self._pending = b""
 
     # ------------------------------------------------------------------------------ lifecycle
-    def open(self) -> dict:
-        description = self._connect()
-        try:
-            BitalinoDecoder(description)
-        except BaseException:
-            self.close()
-            raise
-        return description
-
-    def reopen(self) -> dict:
-        self.close()
-        try:
-            return self._connect()
-        except SourceNotFoundError as exc:
-            raise SourceError(str(exc)) from None
+    def make_decoder(self, description: Mapping) -> BitalinoDecoder:
+        return BitalinoDecoder(description)
 
     def close(self) -> None:
         if self._port is not None:

@@ -53,8 +53,8 @@ from acquire.sources.base import (
     Block,
     Channel,
     Chunk,
+    ConnectingSource,
     Decoder,
-    Source,
     SourceInfo,
     SourceLost,
     SourceSpec,
@@ -172,7 +172,7 @@ def parse_trigno_url(url: str) -> TrignoOptions:
     )  # fmt: skip
 
 
-class TrignoSource(Source):
+class TrignoSource(ConnectingSource):
     """The live TCU of one ``trigno://`` URL: command port, EMG and auxiliary data ports.
 
     Parameters
@@ -241,21 +241,8 @@ class TrignoSource(Source):
             ) from None
 
     # ------------------------------------------------------------------------------ lifecycle
-    def open(self) -> dict:
-        description = self._connect()
-        try:
-            TrignoDecoder(description)
-        except BaseException:
-            self.close()
-            raise
-        return description
-
-    def reopen(self) -> dict:
-        self.close()
-        try:
-            return self._connect()
-        except SourceNotFoundError as exc:
-            raise SourceError(str(exc)) from None
+    def make_decoder(self, description: Mapping) -> TrignoDecoder:
+        return TrignoDecoder(description)
 
     def close(self) -> None:
         if self._cmd is not None:
