@@ -72,14 +72,20 @@ def record_stretch_session(
 
 
 def hreflex_program(profile, *, step_ma: float = 2.0, n_depression: int = 8):
-    """(time_s, intensity_ma, width_us) of the demo's stimulation program."""
+    """(time_s, intensity_ma, width_us, n_pulses, interval_s) of the demo's stimulation program.
+
+    The recruitment ladder is single pulses 10 s apart; the 1 Hz depression block is one
+    device-timed train (``n_pulses`` pulses ``interval_s`` apart), so its intervals are exact
+    on the device clock however busy the host is (a host-timed 1 Hz block on a loaded machine
+    broke the analysis's 10 % rhythm tolerance).
+    """
     from virtual_patient import recruitment_ladder, test_intensity_ma
 
     ladder = recruitment_ladder(profile, step_ma=step_ma, interval_s=10.0)
-    out = [(s.time_s, s.intensity_ma, int(s.width_us)) for s in ladder]
+    out = [(s.time_s, s.intensity_ma, int(s.width_us), 1, 0.0) for s in ladder]
     t = out[-1][0] + 10.0
     test = float(test_intensity_ma(profile))
-    out += [(t + k * 1.0, test, 1000) for k in range(n_depression)]
+    out.append((t, test, 1000, int(n_depression), 1.0))
     return out
 
 
@@ -132,15 +138,24 @@ def record_hreflex_session(
         while rec.step(0.005):
             consumed = rec.latest_emg_index()
             if k < len(program) and consumed + lead >= target - late:
-                _t, intensity, width = program[k]
-                accepted = rec.client.stimulate(intensity, width)
+                _t, intensity, width, n_pulses, interval_s = program[k]
+                if n_pulses > 1:
+                    accepted = rec.client.stimulate(
+                        intensity, width, mode="train", pulses=n_pulses,
+                        interval_ms=interval_s * 1000.0,
+                    )  # fmt: skip
+                else:
+                    accepted = rec.client.stimulate(intensity, width)
                 late = 0.5 * late + 0.5 * max(0.0, late + accepted.first_emg_index - target)
                 lead = max(0, accepted.first_emg_index - rec.latest_emg_index())
+                # where the device placed the last pulse of this command
+                last = accepted.first_emg_index + round((n_pulses - 1) * interval_s * fs)
+                _t += (n_pulses - 1) * interval_s
                 k += 1
                 if k < len(program):
-                    target = accepted.first_emg_index + round((program[k][0] - _t) * fs)
+                    target = last + round((program[k][0] - _t) * fs)
                 else:
-                    target = accepted.first_emg_index + round(2.0 * fs)
+                    target = last + round(2.0 * fs)
             elif k >= len(program) and consumed >= target:
                 break
     finally:
