@@ -436,6 +436,18 @@ class Recorder:
             return False
         return True
 
+    def _close_capture(self, state: str) -> None:
+        """Close the wire capture; a clean recording's capture is deleted unless kept."""
+        if self.capture is None:
+            return
+        try:
+            self.capture.close()
+        except AcquisitionError:
+            if state == "complete":
+                raise
+        if not self.keep_capture and state == "complete":
+            self.capture.path.unlink(missing_ok=True)
+
     def close(self, state: str | None = None) -> None:
         """Stop streaming, write the clock mapping, close the session file and the capture."""
         if self._closed:
@@ -467,14 +479,7 @@ class Recorder:
                 self._update_clock(final=True)
                 self.writer.close(state)
         finally:
-            if self.capture is not None:
-                try:
-                    self.capture.close()
-                except AcquisitionError:
-                    if state == "complete":
-                        raise
-                if not self.keep_capture and state == "complete":
-                    self.capture.path.unlink(missing_ok=True)
+            self._close_capture(state)
             if self.link is not None:
                 with contextlib.suppress(Exception):
                     self.link.close()

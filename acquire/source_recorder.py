@@ -315,14 +315,7 @@ class SourceRecorder(Recorder):
                 self._update_clock(final=True)
                 self.writer.close(state)
         finally:
-            if self.capture is not None:
-                try:
-                    self.capture.close()
-                except AcquisitionError:
-                    if state == "complete":
-                        raise
-                if not self.keep_capture and state == "complete":
-                    self.capture.path.unlink(missing_ok=True)
+            self._close_capture(state)
         self._emit("closed", {"state": state})
 
     def state_for_error(self, exc: BaseException) -> str:

@@ -630,18 +630,10 @@ def _continue(old: bp.FrameDecoder, next_index: int) -> bp.FrameDecoder:
     return new
 
 
-def _open(url: str) -> BitalinoSource:
-    return BitalinoSource(url)
-
-
-def _decoder(description: Mapping) -> BitalinoDecoder:
-    return BitalinoDecoder(description)
-
-
 SPEC = SourceSpec(
     scheme="bitalino",
-    open=_open,
-    decoder=_decoder,
+    open=BitalinoSource,
+    decoder=BitalinoDecoder,
     describe="a PLUX BITalino: bitalino:///dev/ttyUSB0?emg=A1&gonio=A2&gonio_cal=... (docs/cli.md)",
 )
 

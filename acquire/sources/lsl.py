@@ -324,18 +324,10 @@ class LslSource(Source):
         return out
 
 
-def _open(url: str) -> LslSource:
-    return LslSource(url)
-
-
-def _decoder(description: Mapping) -> LslDecoder:
-    return LslDecoder(description)
-
-
 SPEC = SourceSpec(
     scheme="lsl",
-    open=_open,
-    decoder=_decoder,
+    open=LslSource,
+    decoder=LslDecoder,
     describe="a Lab Streaming Layer stream: lsl://NAME?emg=0,1&angle=2 (docs/cli.md)",
 )
 

@@ -621,18 +621,10 @@ class TrignoDecoder(Decoder):
         return out
 
 
-def _open(url: str) -> TrignoSource:
-    return TrignoSource(url)
-
-
-def _decoder(description: Mapping) -> TrignoDecoder:
-    return TrignoDecoder(description)
-
-
 SPEC = SourceSpec(
     scheme="trigno",
-    open=_open,
-    decoder=_decoder,
+    open=TrignoSource,
+    decoder=TrignoDecoder,
     describe="a Delsys Trigno via its TCU SDK: trigno://HOST[:PORT]?emg=1,2&gonio=3 (docs/cli.md)",
 )
 
