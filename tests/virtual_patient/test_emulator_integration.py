@@ -66,10 +66,20 @@ def test_stimulation_through_the_emulator_gives_the_true_m_and_h():
                                 angle_rate_hz=500)  # fmt: skip
         scale = info.emg_channels[0].scale
         client.start()
-        _collect(client, 0, 2500)
+        _, _, before = _collect(client, 0, 2500)
         accepted = client.stimulate(15.0, 1000)
-        first, counts, _blocks = _collect(client, 0, 5000)
+        after = []
+        for _ in range(20):  # until the samples cover the pulse and 300 ms after it
+            after += _collect(client, 0, 2500)[2]
+            if max(b.first_index + b.n_samples for b in after) > accepted.first_emg_index + 1500:
+                break
         client.stop()
+        blocks = sorted(before + after, key=lambda b: b.first_index)
+        first = blocks[0].first_index
+        # samples placed by their index (a block read inside a command's wait is not lost)
+        counts = np.zeros((blocks[-1].first_index + blocks[-1].n_samples - first, 1))
+        for b in blocks:
+            counts[b.first_index - first : b.first_index - first + b.n_samples] = b.counts[:, :1]
     finally:
         client.close()
     truth = source.ground_truth()
